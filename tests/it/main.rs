@@ -1,1 +1,11 @@
+//! The single integration-test binary. Everything talks to the in-process mock Esper on
+//! 127.0.0.1:0; nothing reaches the internet.
 
+mod cli;
+mod client;
+mod engine;
+mod fixtures;
+mod mock;
+mod secrets;
+mod support;
+mod tidy;

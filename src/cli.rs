@@ -1,0 +1,711 @@
+//! The command line: parses flags, wires the pipeline stages together and maps results to
+//! exit codes. The only module that uses `anyhow`; everything below it returns typed errors
+//! or outcomes.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+use crate::esper::dispatch::{EsperDispatch, PollSettings};
+use crate::esper::{ApiKey, Client, ClientOptions, Connection};
+use crate::exec::{Governor, GovernorConfig, RunOptions};
+use crate::job::{Job, KeySource};
+use crate::plan::{Plan, Server};
+use crate::report::Report;
+use crate::{exit, job, mock, plan};
+
+const EXIT_CODES: &str = "Exit codes:
+  0    every task succeeded
+  1    the run finished with failed tasks
+  2    invalid job, plan or usage (nothing was sent)
+  3    stopped by a rollout's max_failures threshold
+  4    incomplete but resumable (deadline or retry budget)
+  75   another run holds the lock
+  130  interrupted (SIGINT/SIGTERM)";
+
+/// Run bulk operations against the Esper MDM API safely and fast.
+#[derive(Parser, Debug)]
+#[command(name = "esper-bulk", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// More log output (-v info, -vv debug)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Log format on stderr
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Start the embedded mock Esper, run jobs/demo.yaml against it and write the report
+    Demo(DemoArgs),
+    /// Run the embedded mock Esper server for trying jobs without a tenant
+    Mock(mock::MockArgs),
+    /// Check job files offline; sends nothing
+    Validate {
+        /// Job files
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Resolve targets (read-only) and show the task graph, requests and duration
+    Plan(PlanArgs),
+    /// Run a job file or a saved plan
+    Run(RunArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ConnArgs {
+    /// Esper API base URL (overrides the job file; else ESPER_BASE_URL)
+    #[arg(long)]
+    pub base_url: Option<String>,
+    /// Tenant name, for https://{tenant}-api.esper.cloud/api (else ESPER_TENANT)
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Enterprise id (overrides the job file; else ESPER_ENTERPRISE_ID)
+    #[arg(long)]
+    pub enterprise_id: Option<String>,
+    /// Read the API key from this file (else the job's api_key/api_key_file, else ESPER_API_KEY)
+    #[arg(long)]
+    pub api_key_file: Option<PathBuf>,
+    /// Extra CA certificates (PEM) to trust, e.g. a corporate proxy's
+    #[arg(long)]
+    pub ca_cert: Option<PathBuf>,
+    /// Connect timeout
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub connect_timeout: Duration,
+    /// Timeout of one request (uploads get ten times as long)
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub timeout: Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    /// Job file
+    pub file: PathBuf,
+    /// Print the plan as JSON
+    #[arg(long)]
+    pub json: bool,
+    /// Write the frozen plan to this file, for `run --plan`
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// List every write (method, path, body) without sending it
+    #[arg(long)]
+    pub show_requests: bool,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Job file (or use --plan)
+    #[arg(required_unless_present = "plan", conflicts_with = "plan")]
+    pub file: Option<PathBuf>,
+    /// Run a plan saved by `plan --out`, unchanged
+    #[arg(long)]
+    pub plan: Option<PathBuf>,
+    /// Where run directories go (default $XDG_STATE_HOME/esper-bulk or ./.esper-bulk)
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Stop dispatching after this long (overrides the job's deadline)
+    #[arg(long, value_parser = parse_duration)]
+    pub deadline: Option<Duration>,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Job to run instead of the built-in jobs/demo.yaml
+    #[arg(long)]
+    pub job: Option<PathBuf>,
+    /// Where the run directory goes
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Store groups in the mock
+    #[arg(long, default_value_t = 40)]
+    pub groups: usize,
+    /// Devices per store group
+    #[arg(long, default_value_t = 10)]
+    pub devices_per_group: usize,
+    /// Seed for the mock and the engine's jitter
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. 30s, 5m, 1h"))
+}
+
+/// Parses arguments, runs the command and returns the exit code.
+pub fn main() -> u8 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                exit::INVALID
+            } else {
+                exit::OK
+            };
+            let _ = e.print();
+            return code;
+        }
+    };
+    init_logging(&cli);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return exit::INVALID;
+        }
+    };
+    match rt.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit::INVALID
+        }
+    }
+}
+
+fn init_logging(cli: &Cli) {
+    let level = if cli.quiet {
+        "error"
+    } else {
+        match cli.verbose {
+            0 => "warn",
+            1 => "info",
+            _ => "debug",
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ESPER_BULK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("esper_bulk={level},warn")));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match cli.log_format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+    };
+}
+
+async fn dispatch(cmd: Command) -> Result<u8> {
+    match cmd {
+        Command::Demo(a) => demo(a).await,
+        Command::Mock(a) => {
+            mock::serve_cli(a)
+                .await
+                .context("running the mock server")?;
+            Ok(exit::OK)
+        }
+        Command::Validate { files } => Ok(validate(&files)),
+        Command::Plan(a) => plan_cmd(a).await,
+        Command::Run(a) => run_cmd(a).await,
+    }
+}
+
+fn env_lookup(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Loads and validates a job file; prints warnings; `Err` carries the rendered diagnostics.
+fn load_job(path: &Path) -> Result<Job, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("error: cannot read job file {}: {e}", path.display()))?;
+    match job::load(&path.display().to_string(), &text, &env_lookup) {
+        Ok((job, warnings)) => {
+            for w in warnings {
+                eprintln!("{w}");
+            }
+            Ok(job)
+        }
+        Err(d) => Err(d.to_string()),
+    }
+}
+
+fn validate(files: &[PathBuf]) -> u8 {
+    let mut bad = 0;
+    for f in files {
+        match load_job(f) {
+            Ok(job) => println!(
+                "ok: {} (job `{}`, {} steps)",
+                f.display(),
+                job.name,
+                job.steps.len()
+            ),
+            Err(e) => {
+                bad += 1;
+                eprintln!("{e}");
+            }
+        }
+    }
+    if bad > 0 {
+        eprintln!("{bad} of {} job files are invalid", files.len());
+        exit::INVALID
+    } else {
+        exit::OK
+    }
+}
+
+/// Builds the connection: flags, then the job file, then ESPER_* variables.
+fn connection(
+    job: Option<&Job>,
+    conn: &ConnArgs,
+    plan_server: Option<&Server>,
+) -> Result<Connection> {
+    let from_job = job.map(|j| j.esper.clone()).unwrap_or_default();
+    let base_url = conn
+        .base_url
+        .clone()
+        .or_else(|| conn.tenant.as_deref().map(Connection::tenant_url))
+        .or_else(|| plan_server.map(|s| s.base_url.clone()))
+        .or(from_job.base_url)
+        .or_else(|| env_lookup("ESPER_BASE_URL"))
+        .or_else(|| env_lookup("ESPER_TENANT").map(|t| Connection::tenant_url(&t)))
+        .ok_or_else(|| anyhow!("no Esper server: set `esper.tenant` in the job, pass --tenant or --base-url, or export ESPER_TENANT"))?;
+    let enterprise_id = conn
+        .enterprise_id
+        .clone()
+        .or_else(|| plan_server.map(|s| s.enterprise_id.clone()))
+        .or(from_job.enterprise_id)
+        .or_else(|| env_lookup("ESPER_ENTERPRISE_ID"))
+        .ok_or_else(|| anyhow!("no enterprise id: set `esper.enterprise_id`, pass --enterprise-id or export ESPER_ENTERPRISE_ID"))?;
+    let source = match (&conn.api_key_file, from_job.api_key) {
+        (Some(f), _) => KeySource::File(f.display().to_string()),
+        (None, Some(s)) => s,
+        (None, None) => KeySource::Env("ESPER_API_KEY".into()),
+    };
+    let key = match &source {
+        KeySource::Env(name) => env_lookup(name)
+            .ok_or_else(|| anyhow!("no API key: environment variable {name} is not set"))?,
+        KeySource::File(f) => std::fs::read_to_string(f)
+            .with_context(|| format!("reading the API key file {f}"))?
+            .trim()
+            .to_string(),
+    };
+    let key = ApiKey::new(key);
+    if key.is_empty() {
+        bail!("the API key is empty (from {source:?})");
+    }
+    Ok(Connection::new(&base_url, &enterprise_id, key))
+}
+
+fn client_options(conn: &ConnArgs) -> ClientOptions {
+    ClientOptions {
+        connect_timeout: conn.connect_timeout,
+        timeout: conn.timeout,
+        upload_timeout: conn.timeout * 10,
+        ca_cert: conn.ca_cert.clone(),
+    }
+}
+
+fn governor_for(
+    limits: &crate::job::Limits,
+    retry: &crate::job::RetrySettings,
+    seed: u64,
+) -> Arc<Governor> {
+    Arc::new(Governor::new(GovernorConfig {
+        rate: limits.rate,
+        batch: limits.batch,
+        max_in_flight: limits.max_in_flight,
+        base_pause: retry.initial_delay.max(Duration::from_millis(100)),
+        max_pause: retry.max_delay,
+        max_retry_after: retry.max_retry_after,
+        jitter: Duration::from_millis(20),
+        seed,
+    }))
+}
+
+/// Resolves targets through a throttled client and compiles the plan.
+async fn make_plan(job: &Job, client: &Client) -> Result<Plan, String> {
+    let server = Server {
+        base_url: client.connection().base_url.clone(),
+        enterprise_id: client.connection().enterprise_id.clone(),
+    };
+    let render = |e: plan::PlanError| match e.help() {
+        Some(h) => format!("{}: error: {e}\n  help: {h}", job.source),
+        None => format!("{}: error: {e}", job.source),
+    };
+    let resolved = plan::resolve(job, client).await.map_err(render)?;
+    plan::compile(job, &resolved, server).map_err(render)
+}
+
+fn plan_text(p: &Plan, show_requests: bool) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "plan for job `{}` against {} (enterprise {})",
+        p.job, p.server.base_url, p.server.enterprise_id
+    );
+    for (name, t) in &p.targets {
+        let _ = writeln!(out, "target {name}: {} {:?}s", t.items.len(), t.kind);
+    }
+    for s in &p.steps {
+        let needs = if s.needs.is_empty() {
+            String::new()
+        } else {
+            format!(" (needs {})", s.needs.join(", "))
+        };
+        let _ = writeln!(
+            out,
+            "step {} [{}]: {} tasks{needs}",
+            s.id,
+            s.kind,
+            s.tasks.len()
+        );
+    }
+    let _ = writeln!(out, "requests (estimated):");
+    for (route, n) in &p.estimate.requests {
+        let _ = writeln!(out, "  {n:>8}  {route}");
+    }
+    let _ = writeln!(
+        out,
+        "total {} requests, about {} at {}/s",
+        p.estimate.total_requests,
+        humantime::format_duration(Duration::from_secs(p.estimate.seconds.ceil() as u64)),
+        p.limits.rate
+    );
+    if show_requests {
+        let _ = writeln!(out, "writes:");
+        for t in &p.tasks {
+            for w in t.op.writes(&p.server.enterprise_id) {
+                let note = w.note.map(|n| format!("  # {n}")).unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "  {} {} {} {}{note}",
+                    t.id,
+                    w.method,
+                    w.path,
+                    serde_json::to_string(&w.body).unwrap_or_default()
+                );
+            }
+        }
+    }
+    out
+}
+
+async fn plan_cmd(a: PlanArgs) -> Result<u8> {
+    let job = match load_job(&a.file) {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(exit::INVALID);
+        }
+    };
+    let conn = connection(Some(&job), &a.conn, None)?;
+    let gov = governor_for(&job.limits, &job.retry, 0);
+    let client = Client::new(conn, client_options(&a.conn))?.with_throttle(gov);
+    let p = match make_plan(&job, &client).await {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(exit::INVALID);
+        }
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&p)?);
+    } else {
+        print!("{}", plan_text(&p, a.show_requests));
+    }
+    if let Some(out) = &a.out {
+        crate::util::atomic_write(out, serde_json::to_string_pretty(&p)?.as_bytes())
+            .with_context(|| format!("writing the plan to {}", out.display()))?;
+        eprintln!("plan written to {}", out.display());
+    }
+    if let Some(deadline) = p.deadline_ms
+        && p.estimate.seconds > deadline.as_secs_f64()
+    {
+        eprintln!(
+            "error: the plan needs about {} at {}/s but the deadline is {}\n  help: raise limits.rate (if the tenant allows it) or the deadline, or split the job",
+            humantime::format_duration(Duration::from_secs(p.estimate.seconds.ceil() as u64)),
+            p.limits.rate,
+            humantime::format_duration(deadline)
+        );
+        return Ok(exit::INVALID);
+    }
+    Ok(exit::OK)
+}
+
+fn state_dir(flag: Option<PathBuf>) -> PathBuf {
+    flag.or_else(|| {
+        env_lookup("XDG_STATE_HOME")
+            .filter(|s| !s.is_empty())
+            .map(|s| PathBuf::from(s).join("esper-bulk"))
+    })
+    .unwrap_or_else(|| PathBuf::from(".esper-bulk"))
+}
+
+fn run_id(job: &str) -> String {
+    let ts = jiff::Timestamp::now()
+        .strftime("%Y%m%dT%H%M%SZ")
+        .to_string();
+    let safe: String = job
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{safe}-{ts}-{:04x}", fastrand::u16(..))
+}
+
+async fn run_cmd(a: RunArgs) -> Result<u8> {
+    let (job, saved) = match (&a.file, &a.plan) {
+        (Some(f), None) => match load_job(f) {
+            Ok(j) => (Some(j), None),
+            Err(e) => {
+                eprintln!("{e}");
+                return Ok(exit::INVALID);
+            }
+        },
+        (None, Some(p)) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading plan {}", p.display()))?;
+            let plan: Plan = serde_json::from_str(&text)
+                .map_err(|e| anyhow!("{} is not a plan file: {e}", p.display()))?;
+            if plan.format != plan::PLAN_FORMAT {
+                bail!(
+                    "plan {} has format {}, this esper-bulk reads format {}",
+                    p.display(),
+                    plan.format,
+                    plan::PLAN_FORMAT
+                );
+            }
+            (None, Some(plan))
+        }
+        _ => bail!("give a job file or --plan"),
+    };
+    let conn = connection(job.as_ref(), &a.conn, saved.as_ref().map(|p| &p.server))?;
+    let opts = client_options(&a.conn);
+    let (limits, retry) = match (&job, &saved) {
+        (Some(j), _) => (j.limits.clone(), j.retry.clone()),
+        (_, Some(p)) => (p.limits.clone(), p.retry.clone()),
+        _ => unreachable!("one of job or plan is set above"),
+    };
+    let gov = governor_for(&limits, &retry, fastrand::u64(..));
+    let client = Client::new(conn, opts)?.with_throttle(gov.clone());
+    let plan = match (job, saved) {
+        (Some(j), _) => match make_plan(&j, &client).await {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("{e}");
+                return Ok(exit::INVALID);
+            }
+        },
+        (_, Some(p)) => p,
+        _ => unreachable!("one of job or plan is set above"),
+    };
+    let deadline = a.deadline.or(plan.deadline_ms);
+    execute(
+        plan,
+        client,
+        gov,
+        &state_dir(a.state_dir),
+        deadline,
+        PollSettings::default(),
+        fastrand::u64(..),
+    )
+    .await
+}
+
+/// Runs a plan, writes the run directory, prints the summary; returns the exit code.
+async fn execute(
+    plan: Plan,
+    client: Client,
+    gov: Arc<Governor>,
+    state: &Path,
+    deadline: Option<Duration>,
+    poll: PollSettings,
+    seed: u64,
+) -> Result<u8> {
+    let id = run_id(&plan.job);
+    let dir = state.join("runs").join(&id);
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("creating the run directory {}", dir.display()))?;
+    crate::util::atomic_write(
+        &dir.join("plan.json"),
+        serde_json::to_string_pretty(&plan)?.as_bytes(),
+    )
+    .context("writing plan.json")?;
+    let cancel = CancellationToken::new();
+    spawn_signal_handler(cancel.clone());
+    let started_at = jiff::Timestamp::now();
+    let plan = Arc::new(plan);
+    let dispatch = EsperDispatch::new(client, poll);
+    eprintln!(
+        "run {id}: {} tasks; report in {}",
+        plan.tasks.len(),
+        dir.display()
+    );
+    // Stop dispatching early enough to drain in-flight work before the deadline.
+    let drain = Duration::from_secs(30);
+    let opts = RunOptions {
+        deadline: deadline
+            .map(|d| tokio::time::Instant::now() + d.saturating_sub(drain.min(d / 10))),
+        drain,
+        seed,
+    };
+    let out = crate::exec::run(plan.clone(), dispatch, opts, cancel, |o| {
+        tracing::info!(task = %o.task, status = o.status.as_str(), "task finished");
+    })
+    .await;
+    let report = Report::build(&id, &plan, &out, gov.stats(), started_at);
+    let path = dir.join("report.json");
+    crate::util::atomic_write(&path, report.to_json().as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    print!("{}", report.summary_text());
+    println!("report: {}", path.display());
+    Ok(report.run.exit_code)
+}
+
+fn spawn_signal_handler(cancel: CancellationToken) {
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                    None
+                }
+            };
+        let mut seen = 0;
+        loop {
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => if r.is_err() { return },
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+            }
+            seen += 1;
+            if seen == 1 {
+                eprintln!("stopping: finishing in-flight requests (signal again to stop at once)");
+                cancel.cancel();
+            } else {
+                eprintln!("stopped at once");
+                std::process::exit(exit::INTERRUPTED as i32);
+            }
+        }
+    });
+}
+
+/// The built-in demo job, so `demo` works from any directory.
+pub const DEMO_JOB: &str = include_str!("../jobs/demo.yaml");
+
+async fn demo(a: DemoArgs) -> Result<u8> {
+    let (file, text) = match &a.job {
+        Some(p) => (
+            p.display().to_string(),
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        ),
+        None => ("jobs/demo.yaml".to_string(), DEMO_JOB.to_string()),
+    };
+    let mut cfg = mock::MockConfig::new(a.seed);
+    cfg.groups = a.groups;
+    cfg.devices_per_group = a.devices_per_group;
+    cfg.offline_fraction = 0.0;
+    cfg.faults = mock::Faults {
+        rate_limit: Some(mock::RateLimit {
+            rate: 30.0,
+            burst: 10,
+            retry_after: false,
+            penalty: Duration::from_millis(500),
+        }),
+        error_rate: 0.02,
+        commit_then_fail_rate: 0.02,
+        drop_rate: 0.0,
+        latency: Duration::from_millis(5),
+        latency_jitter: Duration::from_millis(10),
+    };
+    cfg.commands = mock::CommandBehaviour {
+        failure_rate: 0.0,
+        timeout_rate: 0.0,
+        min_duration: Duration::from_millis(300),
+        max_duration: Duration::from_millis(1500),
+    };
+    let server = mock::MockServer::start(cfg)
+        .await
+        .context("starting the mock Esper server")?;
+    eprintln!(
+        "mock Esper at {} ({} store groups x {} devices; server limit 30 req/s, 2% 5xx, 2% commit-then-fail)",
+        server.base_url(),
+        a.groups,
+        a.devices_per_group
+    );
+    let key = server.api_key().to_string();
+    let env = |n: &str| {
+        if n == "ESPER_API_KEY" {
+            Some(key.clone())
+        } else {
+            env_lookup(n)
+        }
+    };
+    let job = match job::load(&file, &text, &env) {
+        Ok((j, _)) => j,
+        Err(d) => {
+            eprintln!("{d}");
+            return Ok(exit::INVALID);
+        }
+    };
+    let conn = Connection::new(
+        &server.base_url(),
+        server.enterprise_id(),
+        ApiKey::new(key.clone()),
+    );
+    let gov = governor_for(&job.limits, &job.retry, a.seed);
+    let client = Client::new(conn, ClientOptions::default())?.with_throttle(gov.clone());
+    let plan = match make_plan(&job, &client).await {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(exit::INVALID);
+        }
+    };
+    let poll = PollSettings {
+        initial: Duration::from_millis(500),
+        max: Duration::from_secs(3),
+    };
+    let code = execute(
+        plan,
+        client,
+        gov,
+        &state_dir(a.state_dir),
+        job.deadline,
+        poll,
+        a.seed,
+    )
+    .await?;
+    let stats = server.stats();
+    println!(
+        "mock saw {} requests, {} answered 429, peak {} in one second; duplicates created: {} alarm rules, {} command requests",
+        stats.requests_total,
+        stats.rate_limited,
+        stats.peak_1s,
+        stats.duplicates.alarm_rules,
+        stats.duplicates.command_requests
+    );
+    server.shutdown().await;
+    Ok(code)
+}

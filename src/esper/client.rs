@@ -1,0 +1,983 @@
+//! The HTTP client: connection settings, the secret API key, one attempt per call, and the
+//! endpoints the engine uses.
+//!
+//! One `reqwest::Client` (rustls, connection pool) is built per process and shared by clones.
+//! Every request goes through [`Throttle`] before it is sent and reports what came back, so
+//! rate limiting and adaptation (owned by the executor) see every page, poll and read-back.
+//! Retrying is not done here. Paths are written exactly as Esper publishes them, trailing
+//! slashes included.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use futures::{Stream, TryStreamExt};
+use reqwest::Method;
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::error::{ApiError, ErrorBody, ErrorKind, parse_retry_after};
+use super::model::*;
+use super::page::{self, Next, PageStyle};
+
+/// The API key. `Debug` and `Display` never show it; [`ApiKey::expose`] is called in exactly
+/// one place, when the `Authorization` header is built.
+#[derive(Clone)]
+pub struct ApiKey(SecretString);
+
+impl ApiKey {
+    pub fn new(key: impl Into<String>) -> ApiKey {
+        ApiKey(SecretString::from(key.into()))
+    }
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.expose_secret().trim().is_empty()
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+/// Where and as whom to talk to Esper.
+#[derive(Clone, Debug)]
+pub struct Connection {
+    /// Base URL ending in `/api`, without trailing slash.
+    pub base_url: String,
+    pub enterprise_id: String,
+    pub api_key: ApiKey,
+}
+
+impl Connection {
+    /// `https://{tenant}-api.esper.cloud/api`.
+    pub fn tenant_url(tenant: &str) -> String {
+        format!("https://{tenant}-api.esper.cloud/api")
+    }
+
+    pub fn new(base_url: &str, enterprise_id: &str, api_key: ApiKey) -> Connection {
+        Connection {
+            base_url: base_url.trim_end_matches('/').to_string(),
+            enterprise_id: enterprise_id.to_string(),
+            api_key,
+        }
+    }
+}
+
+/// Transport settings, overridable from the command line.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    pub connect_timeout: Duration,
+    /// Total time for one JSON request, from send to the last body byte.
+    pub timeout: Duration,
+    /// Total time for one upload; APKs can be large.
+    pub upload_timeout: Duration,
+    /// Extra CA certificates (PEM bundle) trusted on top of the system roots, for
+    /// corporate TLS-intercepting proxies. Proxies themselves come from `HTTPS_PROXY`/`NO_PROXY`.
+    pub ca_cert: Option<PathBuf>,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            connect_timeout: Duration::from_secs(10),
+            timeout: Duration::from_secs(60),
+            upload_timeout: Duration::from_secs(600),
+            ca_cert: None,
+        }
+    }
+}
+
+/// What a request is for, so a throttle can prioritise writes over status polls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestKind {
+    Read,
+    Write,
+    Poll,
+}
+
+/// What came back from one request, for rate adaptation.
+#[derive(Debug, Clone, Copy)]
+pub struct Observation {
+    pub status: Option<u16>,
+    pub retry_after: Option<Duration>,
+    pub latency: Duration,
+}
+
+/// A gate every request passes: `acquire` before sending, `observe` after.
+pub trait Throttle: Send + Sync {
+    /// Waits for permission to send; the returned guard is held until the response is in.
+    fn acquire(&self, kind: RequestKind) -> BoxFuture<'_, Box<dyn Send + '_>>;
+    fn observe(&self, kind: RequestKind, observation: Observation);
+}
+
+/// A successful response of the raw escape hatch.
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    pub status: u16,
+    pub body: Value,
+}
+
+/// The typed Esper client. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    conn: Arc<Connection>,
+    opts: Arc<ClientOptions>,
+    throttle: Option<Arc<dyn Throttle>>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("conn", &self.conn)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Filters for the legacy device list.
+#[derive(Debug, Clone, Default)]
+pub struct DeviceFilter {
+    pub group: Option<String>,
+    pub name: Option<String>,
+    pub serial: Option<String>,
+    pub state: Option<String>,
+    pub tags: Option<String>,
+}
+
+/// Filters for listing command requests.
+#[derive(Debug, Clone, Default)]
+pub struct CommandFilter {
+    pub devices: Vec<String>,
+    pub groups: Vec<String>,
+    pub command: Option<String>,
+}
+
+/// Page size for the lists the engine walks: large pages mean fewer rate permits.
+const PAGE_SIZE: u32 = 100;
+
+impl Client {
+    pub fn new(conn: Connection, opts: ClientOptions) -> Result<Client, ApiError> {
+        let build_err = |msg: String| ApiError {
+            method: "-".into(),
+            path: "-".into(),
+            kind: ErrorKind::Build(msg),
+        };
+        if !(conn.base_url.starts_with("http://") || conn.base_url.starts_with("https://")) {
+            return Err(build_err(format!(
+                "base URL `{}` must start with https:// (or http:// for a local mock)",
+                conn.base_url
+            )));
+        }
+        let mut builder = reqwest::Client::builder()
+            .user_agent(concat!("esper-bulk/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(opts.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tcp_keepalive(Duration::from_secs(30));
+        if let Some(path) = &opts.ca_cert {
+            let pem = std::fs::read(path)
+                .map_err(|e| build_err(format!("cannot read CA bundle {}: {e}", path.display())))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| build_err(format!("CA bundle {} is not PEM: {e}", path.display())))?;
+            if certs.is_empty() {
+                return Err(build_err(format!(
+                    "CA bundle {} holds no certificate",
+                    path.display()
+                )));
+            }
+            builder = builder.tls_certs_merge(certs);
+        }
+        let http = builder
+            .build()
+            .map_err(|e| build_err(e.without_url().to_string()))?;
+        Ok(Client {
+            http,
+            conn: Arc::new(conn),
+            opts: Arc::new(opts),
+            throttle: None,
+        })
+    }
+
+    /// The same client with every request passing through `throttle`.
+    pub fn with_throttle(mut self, throttle: Arc<dyn Throttle>) -> Client {
+        self.throttle = Some(throttle);
+        self
+    }
+
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    fn eid(&self) -> &str {
+        &self.conn.enterprise_id
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.conn.base_url, path)
+    }
+
+    /// Sends one request and returns the status and body bytes of a success, or the error.
+    async fn send(
+        &self,
+        kind: RequestKind,
+        method: Method,
+        path_or_url: &str,
+        query: &[(String, String)],
+        body: Body,
+    ) -> Result<(u16, bytes::Bytes), ApiError> {
+        let url = if path_or_url.starts_with("http") {
+            path_or_url.to_string()
+        } else {
+            self.url(path_or_url)
+        };
+        let shown = display_path(&self.conn.base_url, &url, query);
+        let err = |kind: ErrorKind| ApiError {
+            method: method.to_string(),
+            path: shown.clone(),
+            kind,
+        };
+        let mut auth = reqwest::header::HeaderValue::from_str(&format!(
+            "Bearer {}",
+            self.conn.api_key.expose()
+        ))
+        .map_err(|_| {
+            err(ErrorKind::Build(
+                "the API key contains characters not allowed in a header".into(),
+            ))
+        })?;
+        auth.set_sensitive(true);
+        let mut req = self
+            .http
+            .request(method.clone(), &url)
+            .header(reqwest::header::AUTHORIZATION, auth)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .timeout(self.opts.timeout);
+        if !query.is_empty() {
+            req = req.query(query);
+        }
+        req = match body {
+            Body::None => req,
+            Body::Json(v) => req.json(&v),
+            Body::Upload { field, path, mime } => {
+                let part = file_part(&path, mime)
+                    .await
+                    .map_err(|e| err(ErrorKind::Build(e)))?;
+                req.multipart(reqwest::multipart::Form::new().part(field, part))
+                    .timeout(self.opts.upload_timeout)
+            }
+        };
+        let _guard = match &self.throttle {
+            Some(t) => Some(t.acquire(kind).await),
+            None => None,
+        };
+        let started = Instant::now();
+        let result = req.send().await;
+        let observe = |status: Option<u16>, retry_after: Option<Duration>| {
+            if let Some(t) = &self.throttle {
+                t.observe(
+                    kind,
+                    Observation {
+                        status,
+                        retry_after,
+                        latency: started.elapsed(),
+                    },
+                );
+            }
+        };
+        let resp = match result {
+            Ok(r) => r,
+            Err(e) => {
+                observe(None, None);
+                return Err(err(classify(&e)));
+            }
+        };
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
+        let bytes = match resp.bytes().await {
+            Ok(b) => b,
+            Err(e) => {
+                observe(None, None);
+                let mut kind = classify(&e);
+                if let ErrorKind::Connect(m) = kind {
+                    kind = ErrorKind::Transport(m);
+                }
+                return Err(err(kind));
+            }
+        };
+        observe(Some(status), retry_after);
+        if (200..300).contains(&status) {
+            Ok((status, bytes))
+        } else {
+            let body = ErrorBody::parse(&bytes).map(Box::new);
+            let raw = if body.is_some() {
+                String::new()
+            } else {
+                snippet(&bytes)
+            };
+            Err(err(ErrorKind::Status {
+                status,
+                body,
+                raw,
+                retry_after,
+            }))
+        }
+    }
+
+    async fn json<T: DeserializeOwned>(
+        &self,
+        kind: RequestKind,
+        method: Method,
+        path: &str,
+        query: &[(String, String)],
+        body: Body,
+    ) -> Result<T, ApiError> {
+        let (_, bytes) = self.send(kind, method.clone(), path, query, body).await?;
+        decode(&bytes).map_err(|e| ApiError {
+            method: method.to_string(),
+            path: display_path(&self.conn.base_url, &self.url(path), query),
+            kind: ErrorKind::Decode(e),
+        })
+    }
+
+    /// `{code, message, content}` responses: returns `content`.
+    async fn enveloped<T: DeserializeOwned>(
+        &self,
+        kind: RequestKind,
+        method: Method,
+        path: &str,
+        query: &[(String, String)],
+        body: Body,
+    ) -> Result<T, ApiError> {
+        let v: Value = self.json(kind, method.clone(), path, query, body).await?;
+        let content = match v {
+            Value::Object(mut m) if m.contains_key("content") => {
+                m.remove("content").unwrap_or(Value::Null)
+            }
+            other => other,
+        };
+        serde_json::from_value(content).map_err(|e| ApiError {
+            method: method.to_string(),
+            path: path.to_string(),
+            kind: ErrorKind::Decode(e.to_string()),
+        })
+    }
+
+    /// A stream of every item of a list, following the server's `next` links exactly.
+    pub fn paginate<T: DeserializeOwned + Send + 'static>(
+        &self,
+        path: String,
+        query: Vec<(String, String)>,
+        style: PageStyle,
+    ) -> impl Stream<Item = Result<T, ApiError>> + Send + 'static {
+        enum At {
+            First,
+            Url(String),
+            Cursor(String),
+            Done,
+        }
+        let client = self.clone();
+        let pages = futures::stream::try_unfold((At::First, 0usize), move |(at, n)| {
+            let client = client.clone();
+            let path = path.clone();
+            let query = query.clone();
+            async move {
+                let (target, q) = match at {
+                    At::Done => return Ok(None),
+                    At::First => (path.clone(), query.clone()),
+                    At::Url(u) => (u, Vec::new()),
+                    At::Cursor(c) => {
+                        let mut q: Vec<_> = query
+                            .iter()
+                            .filter(|(k, _)| k != "cursor")
+                            .cloned()
+                            .collect();
+                        q.push(("cursor".into(), c));
+                        (path.clone(), q)
+                    }
+                };
+                let body: Value = client
+                    .json(RequestKind::Read, Method::GET, &target, &q, Body::None)
+                    .await?;
+                let shown = display_path(&client.conn.base_url, &client.url(&target), &q);
+                let decode_err = |e: String| ApiError {
+                    method: "GET".into(),
+                    path: shown.clone(),
+                    kind: ErrorKind::Decode(e),
+                };
+                let page = page::decode(style, body).map_err(decode_err)?;
+                let items = page
+                    .items
+                    .into_iter()
+                    .map(|v| serde_json::from_value::<T>(v).map_err(|e| decode_err(e.to_string())))
+                    .collect::<Result<Vec<T>, _>>()?;
+                let next = match page.next {
+                    None => At::Done,
+                    Some(Next::Cursor(c)) => At::Cursor(c),
+                    Some(Next::Url(u)) => {
+                        // The bearer key goes wherever `next` points: never follow a link
+                        // off the configured server.
+                        if !same_origin(&client.conn.base_url, &u) {
+                            return Err(decode_err(format!(
+                                "`next` link {u} points away from {}",
+                                client.conn.base_url
+                            )));
+                        }
+                        if u == client.url(&target) && q.is_empty() {
+                            return Err(decode_err("`next` link repeats the current page".into()));
+                        }
+                        At::Url(u)
+                    }
+                };
+                // A bound far above any real fleet (10M items at 100 per page) stops a
+                // server that keeps inventing pages.
+                if n > 100_000 {
+                    return Err(decode_err(
+                        "more than 100000 pages; refusing to continue".into(),
+                    ));
+                }
+                Ok(Some((items, (next, n + 1))))
+            }
+        });
+        pages
+            .map_ok(|items| futures::stream::iter(items.into_iter().map(Ok)))
+            .try_flatten()
+    }
+
+    fn page_query(mut q: Vec<(String, String)>) -> Vec<(String, String)> {
+        q.push(("limit".into(), PAGE_SIZE.to_string()));
+        q.push(("offset".into(), "0".into()));
+        q
+    }
+
+    // ---- device groups ----
+
+    /// `GET /enterprise/{eid}/devicegroup/` (optionally `?name=`).
+    pub fn list_groups(
+        &self,
+        name: Option<&str>,
+    ) -> impl Stream<Item = Result<DeviceGroup, ApiError>> + Send + 'static {
+        let mut q = Vec::new();
+        if let Some(n) = name {
+            q.push(("name".to_string(), n.to_string()));
+        }
+        self.paginate(
+            format!("/enterprise/{}/devicegroup/", self.eid()),
+            Self::page_query(q),
+            PageStyle::Drf,
+        )
+    }
+
+    /// `GET /enterprise/{eid}/devicegroup/{id}/`.
+    pub async fn get_group(&self, id: &str) -> Result<DeviceGroup, ApiError> {
+        let path = format!("/enterprise/{}/devicegroup/{}/", self.eid(), seg(id));
+        self.json(RequestKind::Read, Method::GET, &path, &[], Body::None)
+            .await
+    }
+
+    /// `PATCH /enterprise/{eid}/devicegroup/{id}/?action=add|move` with `device_ids`: moves
+    /// devices into the group (a device belongs to one group).
+    pub async fn move_devices(
+        &self,
+        group_id: &str,
+        device_ids: &[String],
+        action: &str,
+    ) -> Result<DeviceGroup, ApiError> {
+        let path = format!("/enterprise/{}/devicegroup/{}/", self.eid(), seg(group_id));
+        let q = [("action".to_string(), action.to_string())];
+        let body = serde_json::json!({ "device_ids": device_ids });
+        self.json(
+            RequestKind::Write,
+            Method::PATCH,
+            &path,
+            &q,
+            Body::Json(body),
+        )
+        .await
+    }
+
+    // ---- devices ----
+
+    /// `GET /enterprise/{eid}/device/` with filters; `group` includes subgroups.
+    pub fn list_devices(
+        &self,
+        f: &DeviceFilter,
+    ) -> impl Stream<Item = Result<Device, ApiError>> + Send + 'static {
+        let mut q = Vec::new();
+        for (k, v) in [
+            ("group", &f.group),
+            ("name", &f.name),
+            ("serial", &f.serial),
+            ("state", &f.state),
+            ("tags", &f.tags),
+        ] {
+            if let Some(v) = v {
+                q.push((k.to_string(), v.clone()));
+            }
+        }
+        self.paginate(
+            format!("/enterprise/{}/device/", self.eid()),
+            Self::page_query(q),
+            PageStyle::Drf,
+        )
+    }
+
+    /// `GET /enterprise/{eid}/device/{id}/`.
+    pub async fn get_device(&self, id: &str) -> Result<Device, ApiError> {
+        let path = format!("/enterprise/{}/device/{}/", self.eid(), seg(id));
+        self.json(RequestKind::Read, Method::GET, &path, &[], Body::None)
+            .await
+    }
+
+    /// `GET /v2/devices/` in cursor mode (offset math breaks when the fleet changes
+    /// mid-scan; the cursor does not). `query` carries filters such as `group_multi`.
+    pub fn list_devices_v2(
+        &self,
+        query: Vec<(String, String)>,
+    ) -> impl Stream<Item = Result<Device, ApiError>> + Send + 'static {
+        let mut q = query;
+        q.push(("limit".into(), "1000".into()));
+        q.push(("cursor".into(), "start".into()));
+        self.paginate("/v2/devices/".to_string(), q, PageStyle::Cursor)
+    }
+
+    /// `GET /v2/devices/` in offset mode (envelope with `prev`).
+    pub fn list_devices_v2_offset(
+        &self,
+        query: Vec<(String, String)>,
+    ) -> impl Stream<Item = Result<Device, ApiError>> + Send + 'static {
+        let mut q = query;
+        q.push(("limit".into(), PAGE_SIZE.to_string()));
+        q.push(("offset".into(), "0".into()));
+        self.paginate("/v2/devices/".to_string(), q, PageStyle::Envelope)
+    }
+
+    // ---- applications ----
+
+    /// `GET /enterprise/{eid}/application/?package_name=`.
+    pub fn list_apps(
+        &self,
+        package_name: Option<&str>,
+    ) -> impl Stream<Item = Result<Application, ApiError>> + Send + 'static {
+        let mut q = Vec::new();
+        if let Some(p) = package_name {
+            q.push(("package_name".to_string(), p.to_string()));
+        }
+        self.paginate(
+            format!("/enterprise/{}/application/", self.eid()),
+            Self::page_query(q),
+            PageStyle::Drf,
+        )
+    }
+
+    /// `GET /enterprise/{eid}/application/{app}/version/` (optionally `?version_code=`).
+    pub fn list_app_versions(
+        &self,
+        app_id: &str,
+        version_code: Option<&str>,
+    ) -> impl Stream<Item = Result<AppVersion, ApiError>> + Send + 'static {
+        let mut q = Vec::new();
+        if let Some(c) = version_code {
+            q.push(("version_code".to_string(), c.to_string()));
+        }
+        let path = format!(
+            "/enterprise/{}/application/{}/version/",
+            self.eid(),
+            seg(app_id)
+        );
+        self.paginate(path, Self::page_query(q), PageStyle::Drf)
+    }
+
+    /// `POST /enterprise/{eid}/application/upload/`, multipart field `app_file`.
+    pub async fn upload_app(&self, file: &Path) -> Result<Application, ApiError> {
+        let path = format!("/enterprise/{}/application/upload/", self.eid());
+        let body = Body::Upload {
+            field: "app_file",
+            path: file.to_path_buf(),
+            mime: "application/vnd.android.package-archive",
+        };
+        let r: UploadResponse = self
+            .json(RequestKind::Write, Method::POST, &path, &[], body)
+            .await?;
+        Ok(r.application)
+    }
+
+    // ---- commands (commands/v0) ----
+
+    /// `POST /commands/v0/commands/` with a `CommandRequest_POST` body.
+    pub async fn create_command(&self, body: &Value) -> Result<CommandRequest, ApiError> {
+        self.enveloped(
+            RequestKind::Write,
+            Method::POST,
+            "/commands/v0/commands/",
+            &[],
+            Body::Json(body.clone()),
+        )
+        .await
+    }
+
+    /// `GET /commands/v0/commands/` filtered by devices, groups and command.
+    pub fn list_commands(
+        &self,
+        f: &CommandFilter,
+    ) -> impl Stream<Item = Result<CommandRequest, ApiError>> + Send + 'static {
+        let mut q = Vec::new();
+        if !f.devices.is_empty() {
+            q.push(("devices".to_string(), f.devices.join(",")));
+        }
+        if !f.groups.is_empty() {
+            q.push(("groups".to_string(), f.groups.join(",")));
+        }
+        if let Some(c) = &f.command {
+            q.push(("command".to_string(), c.clone()));
+        }
+        self.paginate(
+            "/commands/v0/commands/".to_string(),
+            Self::page_query(q),
+            PageStyle::Envelope,
+        )
+    }
+
+    /// `GET /commands/v0/commands/{id}/`.
+    pub async fn get_command(&self, id: &str) -> Result<CommandRequest, ApiError> {
+        let path = format!("/commands/v0/commands/{}/", seg(id));
+        self.enveloped(RequestKind::Read, Method::GET, &path, &[], Body::None)
+            .await
+    }
+
+    /// `GET /commands/v0/commands/{id}/stats/`: devices per state.
+    pub async fn command_stats(&self, id: &str) -> Result<CommandStats, ApiError> {
+        let path = format!("/commands/v0/commands/{}/stats/", seg(id));
+        self.enveloped(RequestKind::Poll, Method::GET, &path, &[], Body::None)
+            .await
+    }
+
+    /// `GET /commands/v0/status/?request=<id>`: one row per device.
+    pub fn command_statuses(
+        &self,
+        request_id: &str,
+        state: Option<&str>,
+    ) -> impl Stream<Item = Result<CommandStatus, ApiError>> + Send + 'static {
+        let mut q = vec![("request".to_string(), request_id.to_string())];
+        if let Some(s) = state {
+            q.push(("state".to_string(), s.to_string()));
+        }
+        self.paginate(
+            "/commands/v0/status/".to_string(),
+            Self::page_query(q),
+            PageStyle::Envelope,
+        )
+    }
+
+    // ---- alarm rules (v1) ----
+
+    fn alarm_path(&self, id: Option<&str>) -> String {
+        match id {
+            None => format!("/v1/enterprise/{}/alarmrules/", self.eid()),
+            Some(id) => format!("/v1/enterprise/{}/alarmrules/{}/", self.eid(), seg(id)),
+        }
+    }
+
+    /// `GET /v1/enterprise/{eid}/alarmrules/?name=`.
+    pub fn list_alarm_rules(
+        &self,
+        name: Option<&str>,
+    ) -> impl Stream<Item = Result<AlarmRule, ApiError>> + Send + 'static {
+        let mut q = Vec::new();
+        if let Some(n) = name {
+            q.push(("name".to_string(), n.to_string()));
+        }
+        self.paginate(self.alarm_path(None), Self::page_query(q), PageStyle::Drf)
+    }
+
+    pub async fn create_alarm_rule(&self, body: &Value) -> Result<AlarmRule, ApiError> {
+        self.json(
+            RequestKind::Write,
+            Method::POST,
+            &self.alarm_path(None),
+            &[],
+            Body::Json(body.clone()),
+        )
+        .await
+    }
+
+    pub async fn get_alarm_rule(&self, id: &str) -> Result<AlarmRule, ApiError> {
+        self.json(
+            RequestKind::Read,
+            Method::GET,
+            &self.alarm_path(Some(id)),
+            &[],
+            Body::None,
+        )
+        .await
+    }
+
+    pub async fn replace_alarm_rule(&self, id: &str, body: &Value) -> Result<AlarmRule, ApiError> {
+        self.json(
+            RequestKind::Write,
+            Method::PUT,
+            &self.alarm_path(Some(id)),
+            &[],
+            Body::Json(body.clone()),
+        )
+        .await
+    }
+
+    pub async fn patch_alarm_rule(&self, id: &str, body: &Value) -> Result<AlarmRule, ApiError> {
+        self.json(
+            RequestKind::Write,
+            Method::PATCH,
+            &self.alarm_path(Some(id)),
+            &[],
+            Body::Json(body.clone()),
+        )
+        .await
+    }
+
+    pub async fn delete_alarm_rule(&self, id: &str) -> Result<(), ApiError> {
+        self.send(
+            RequestKind::Write,
+            Method::DELETE,
+            &self.alarm_path(Some(id)),
+            &[],
+            Body::None,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    // ---- content ----
+
+    /// `POST /v0/enterprise/{eid}/content/upload/`, multipart field `key` (answers 200).
+    pub async fn upload_content(&self, file: &Path) -> Result<Content, ApiError> {
+        let path = format!("/v0/enterprise/{}/content/upload/", self.eid());
+        let body = Body::Upload {
+            field: "key",
+            path: file.to_path_buf(),
+            mime: "application/octet-stream",
+        };
+        self.json(RequestKind::Write, Method::POST, &path, &[], body)
+            .await
+    }
+
+    /// `GET /v0/enterprise/{eid}/content/?search=`.
+    pub fn list_content(
+        &self,
+        search: Option<&str>,
+    ) -> impl Stream<Item = Result<Content, ApiError>> + Send + 'static {
+        let mut q = Vec::new();
+        if let Some(s) = search {
+            q.push(("search".to_string(), s.to_string()));
+        }
+        self.paginate(
+            format!("/v0/enterprise/{}/content/", self.eid()),
+            Self::page_query(q),
+            PageStyle::Drf,
+        )
+    }
+
+    // ---- escape hatch ----
+
+    /// Any request: `path` is below the base URL and may contain `{enterprise_id}`.
+    /// Non-2xx answers are errors like everywhere else.
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(String, String)],
+        body: Option<Value>,
+    ) -> Result<RawResponse, ApiError> {
+        let m =
+            Method::from_bytes(method.to_ascii_uppercase().as_bytes()).map_err(|_| ApiError {
+                method: method.to_string(),
+                path: path.to_string(),
+                kind: ErrorKind::Build(format!("`{method}` is not an HTTP method")),
+            })?;
+        let kind = if m == Method::GET || m == Method::HEAD {
+            RequestKind::Read
+        } else {
+            RequestKind::Write
+        };
+        let path = path.replace("{enterprise_id}", self.eid());
+        let body = body.map(Body::Json).unwrap_or(Body::None);
+        let (status, bytes) = self.send(kind, m, &path, query, body).await?;
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Ok(RawResponse { status, body })
+    }
+}
+
+enum Body {
+    None,
+    Json(Value),
+    Upload {
+        field: &'static str,
+        path: PathBuf,
+        mime: &'static str,
+    },
+}
+
+async fn file_part(path: &Path, mime: &str) -> Result<reqwest::multipart::Part, String> {
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let len = file
+        .metadata()
+        .await
+        .map_err(|e| format!("cannot stat {}: {e}", path.display()))?
+        .len();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "upload".into());
+    let stream = tokio_util::io::ReaderStream::new(file);
+    reqwest::multipart::Part::stream_with_length(reqwest::Body::wrap_stream(stream), len)
+        .file_name(name)
+        .mime_str(mime)
+        .map_err(|e| e.to_string())
+}
+
+/// Percent-encodes an id used as a path segment, so ids from job files cannot change the path.
+fn seg(id: &str) -> String {
+    url::form_urlencoded::byte_serialize(id.as_bytes()).collect()
+}
+
+fn classify(e: &reqwest::Error) -> ErrorKind {
+    let mut msg = e.without_url_ref();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    if e.is_timeout() {
+        ErrorKind::Timeout
+    } else if e.is_connect() {
+        ErrorKind::Connect(msg)
+    } else if e.is_decode() {
+        ErrorKind::Decode(msg)
+    } else if e.is_builder() {
+        ErrorKind::Build(msg)
+    } else {
+        ErrorKind::Transport(msg)
+    }
+}
+
+trait WithoutUrl {
+    fn without_url_ref(&self) -> String;
+}
+
+impl WithoutUrl for reqwest::Error {
+    fn without_url_ref(&self) -> String {
+        let text = self.to_string();
+        match self.url() {
+            Some(u) => text
+                .replace(&format!(" for url ({u})"), "")
+                .replace(u.as_str(), "<url>"),
+            None => text,
+        }
+    }
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            e.inner().to_string()
+        } else {
+            format!("at `{path}`: {}", e.inner())
+        }
+    })
+}
+
+fn snippet(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.trim();
+    let mut out: String = text.chars().take(200).collect();
+    if text.chars().count() > 200 {
+        out.push('…');
+    }
+    out
+}
+
+fn same_origin(base: &str, other: &str) -> bool {
+    match (url::Url::parse(base), url::Url::parse(other)) {
+        (Ok(a), Ok(b)) => {
+            a.scheme() == b.scheme()
+                && a.host_str() == b.host_str()
+                && a.port_or_known_default() == b.port_or_known_default()
+        }
+        _ => false,
+    }
+}
+
+/// The path below the base URL plus query, as shown in errors and reports.
+fn display_path(base: &str, url: &str, query: &[(String, String)]) -> String {
+    let rel = url.strip_prefix(base).unwrap_or(url);
+    let rel = match url::Url::parse(url) {
+        Ok(u) if !url.starts_with(base) => {
+            u.path().to_string() + u.query().map(|q| format!("?{q}")).as_deref().unwrap_or("")
+        }
+        _ => rel.to_string(),
+    };
+    if query.is_empty() {
+        rel
+    } else {
+        let q: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        format!("{rel}?{}", q.join("&"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_key_debug_is_redacted() {
+        let k = ApiKey::new("sekrit-123");
+        assert!(!format!("{k:?}").contains("sekrit"));
+        let c = Connection::new("http://x/api/", "e", k);
+        assert!(!format!("{c:?}").contains("sekrit"));
+        assert_eq!(c.base_url, "http://x/api");
+    }
+
+    #[test]
+    fn tenant_url() {
+        assert_eq!(
+            Connection::tenant_url("acme"),
+            "https://acme-api.esper.cloud/api"
+        );
+    }
+
+    #[test]
+    fn origins() {
+        assert!(same_origin(
+            "http://127.0.0.1:80/api",
+            "http://127.0.0.1/api/x/?offset=2"
+        ));
+        assert!(!same_origin(
+            "https://a-api.esper.cloud/api",
+            "https://evil.example/api/x"
+        ));
+    }
+
+    #[test]
+    fn path_segments_are_encoded() {
+        assert_eq!(seg("abc-1"), "abc-1");
+        assert_eq!(seg("../x"), "..%2Fx");
+    }
+}

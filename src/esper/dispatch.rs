@@ -1,0 +1,485 @@
+//! The adapter between the engine and the client: the executor's [`Dispatch`], the
+//! planner's [`Inventory`], and the governor as the client's [`Throttle`].
+//!
+//! This is where "never create a duplicate" is implemented: alarm rules are always looked
+//! up by name before a write, and a command request whose create had an unknown outcome is
+//! searched for (same command, arguments, devices and groups, created since the task
+//! started) before it is posted again.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures::future::BoxFuture;
+use futures::{FutureExt, TryStreamExt};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::client::{CommandFilter, DeviceFilter, Observation, RequestKind, Throttle};
+use super::model::{AlarmRule, CommandRequest, CommandState};
+use super::{ApiError, Client};
+use crate::exec::{AttemptCx, Dispatch, Done, Failure, FailureClass, Followed, Governor};
+use crate::job::{DeviceSelector, OnExists};
+use crate::plan::{GroupInfo, Inventory, InventoryError, Item, ItemKind, Operation, Task};
+
+impl From<&ApiError> for Failure {
+    fn from(e: &ApiError) -> Failure {
+        Failure {
+            class: e.class(),
+            status: e.status(),
+            message: e.to_string(),
+            retry_after: e.retry_after(),
+            maybe_processed: e.maybe_processed(),
+        }
+    }
+}
+
+impl Throttle for Governor {
+    fn acquire(&self, kind: RequestKind) -> BoxFuture<'_, Box<dyn Send + '_>> {
+        async move { Box::new(Governor::acquire(self, kind).await) as Box<dyn Send + '_> }.boxed()
+    }
+    fn observe(&self, _kind: RequestKind, o: Observation) {
+        Governor::observe(self, o.status, o.retry_after);
+    }
+}
+
+/// How command tracking polls.
+#[derive(Debug, Clone)]
+pub struct PollSettings {
+    pub initial: Duration,
+    pub max: Duration,
+}
+
+impl Default for PollSettings {
+    fn default() -> Self {
+        PollSettings {
+            initial: Duration::from_secs(2),
+            max: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Runs plan operations against Esper.
+pub struct EsperDispatch {
+    pub client: Client,
+    pub poll: PollSettings,
+}
+
+/// Server clocks and ours differ; a request created this long before the task started
+/// still counts as the task's own when read back.
+const CLOCK_SKEW: Duration = Duration::from_secs(120);
+
+impl EsperDispatch {
+    pub fn new(client: Client, poll: PollSettings) -> Arc<EsperDispatch> {
+        Arc::new(EsperDispatch { client, poll })
+    }
+
+    async fn alarm_rule(
+        &self,
+        name: &str,
+        body: &Value,
+        on_exists: OnExists,
+        cx: &AttemptCx,
+    ) -> Result<Done, Failure> {
+        let found: Vec<AlarmRule> = self
+            .client
+            .list_alarm_rules(Some(name))
+            .try_collect()
+            .await
+            .map_err(|e| Failure::from(&e))?;
+        // The name filter may match loosely; the natural key is the exact name.
+        let existing: Vec<&AlarmRule> = found.iter().filter(|r| r.name == name).collect();
+        if let Some(rule) = existing.first() {
+            if existing.len() > 1 {
+                tracing::warn!(
+                    rule = name,
+                    count = existing.len(),
+                    "several alarm rules share this name; updating the first"
+                );
+            }
+            let same = rule_matches(rule, body);
+            if cx.uncertain && same {
+                return Ok(done(
+                    format!("alarm rule {} was created by an earlier attempt", rule.id),
+                    json!({"id": rule.id, "action": "created"}),
+                    true,
+                ));
+            }
+            return match on_exists {
+                OnExists::Skip => Ok(done(
+                    format!("alarm rule {} exists; skipped", rule.id),
+                    json!({"id": rule.id, "action": "skipped"}),
+                    true,
+                )),
+                OnExists::Fail => Err(Failure {
+                    class: FailureClass::Conflict,
+                    status: None,
+                    message: format!(
+                        "alarm rule `{name}` already exists (id {}) and on_exists is `fail`",
+                        rule.id
+                    ),
+                    retry_after: None,
+                    maybe_processed: false,
+                }),
+                OnExists::Update if same => Ok(done(
+                    format!("alarm rule {} is up to date", rule.id),
+                    json!({"id": rule.id, "action": "unchanged"}),
+                    true,
+                )),
+                OnExists::Update => {
+                    let r = self
+                        .client
+                        .replace_alarm_rule(&rule.id, body)
+                        .await
+                        .map_err(|e| Failure::from(&e))?;
+                    Ok(done(
+                        format!("updated alarm rule {}", r.id),
+                        json!({"id": r.id, "action": "updated"}),
+                        false,
+                    ))
+                }
+            };
+        }
+        let r = self
+            .client
+            .create_alarm_rule(body)
+            .await
+            .map_err(|e| Failure::from(&e))?;
+        Ok(done(
+            format!("created alarm rule {}", r.id),
+            json!({"id": r.id, "action": "created"}),
+            false,
+        ))
+    }
+
+    async fn command(&self, body: &Value, cx: &AttemptCx) -> Result<Done, Failure> {
+        if cx.uncertain
+            && let Some(found) = self.find_command(body, cx.task_started).await?
+        {
+            return Ok(Done {
+                summary: format!(
+                    "command request {} was created by an earlier attempt",
+                    found.id
+                ),
+                result: json!({"id": found.id, "action": "created"}),
+                follow: Some(found.id),
+                reconciled: true,
+            });
+        }
+        let r = self
+            .client
+            .create_command(body)
+            .await
+            .map_err(|e| Failure::from(&e))?;
+        Ok(Done {
+            summary: format!("created command request {}", r.id),
+            result: json!({"id": r.id, "action": "created"}),
+            follow: Some(r.id),
+            reconciled: false,
+        })
+    }
+
+    /// A command request equal to `body` created since the task started, if any.
+    async fn find_command(
+        &self,
+        body: &Value,
+        since: SystemTime,
+    ) -> Result<Option<CommandRequest>, Failure> {
+        let ids = |k: &str| -> Vec<String> {
+            body.get(k)
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let filter = CommandFilter {
+            devices: ids("devices"),
+            groups: ids("groups"),
+            command: body
+                .get("command")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        };
+        let found: Vec<CommandRequest> = self
+            .client
+            .list_commands(&filter)
+            .try_collect()
+            .await
+            .map_err(|e| Failure::from(&e))?;
+        let since = since
+            .checked_sub(CLOCK_SKEW)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        Ok(found.into_iter().find(|c| {
+            command_matches(c, body)
+                && c.created_at
+                    .as_deref()
+                    .and_then(parse_time)
+                    .is_none_or(|t| t >= since)
+        }))
+    }
+}
+
+fn done(summary: String, result: Value, reconciled: bool) -> Done {
+    Done {
+        summary,
+        result,
+        follow: None,
+        reconciled,
+    }
+}
+
+fn parse_time(s: &str) -> Option<SystemTime> {
+    let ts: jiff::Timestamp = s.parse().ok()?;
+    Some(SystemTime::from(ts))
+}
+
+fn sorted(v: &[String]) -> Vec<String> {
+    let mut v = v.to_vec();
+    v.sort();
+    v
+}
+
+fn str_list(body: &Value, key: &str) -> Vec<String> {
+    body.get(key)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Same command, arguments, devices and groups (order-insensitive).
+fn command_matches(c: &CommandRequest, body: &Value) -> bool {
+    let args = body.get("command_args").cloned().unwrap_or(Value::Null);
+    let their_args = c.command_args.clone().unwrap_or(Value::Null);
+    c.command.as_deref() == body.get("command").and_then(Value::as_str)
+        && strip_nulls(&their_args) == strip_nulls(&args)
+        && sorted(&c.devices) == sorted(&str_list(body, "devices"))
+        && sorted(&c.groups) == sorted(&str_list(body, "groups"))
+}
+
+fn strip_nulls(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), strip_nulls(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// Whether the rule as read already has what `body` would write. Reads return groups and
+/// devices as objects; writes send ids, so compare ids.
+fn rule_matches(rule: &AlarmRule, body: &Value) -> bool {
+    let ids =
+        |v: &[super::model::GroupRef]| sorted(&v.iter().map(|g| g.id.clone()).collect::<Vec<_>>());
+    rule.metric.as_deref() == body.get("metric").and_then(Value::as_str)
+        && rule.conditions.as_ref().map(strip_nulls) == body.get("conditions").map(strip_nulls)
+        && rule.realert_interval == body.get("realert_interval").and_then(Value::as_i64)
+        && ids(&rule.groups) == sorted(&str_list(body, "groups"))
+        && ids(&rule.devices) == sorted(&str_list(body, "devices"))
+}
+
+impl Dispatch for EsperDispatch {
+    fn attempt<'a>(
+        &'a self,
+        task: &'a Task,
+        cx: &'a AttemptCx,
+    ) -> BoxFuture<'a, Result<Done, Failure>> {
+        async move {
+            match &task.op {
+                Operation::Command { body, .. } => self.command(body, cx).await,
+                Operation::AlarmRule {
+                    name,
+                    body,
+                    on_exists,
+                } => self.alarm_rule(name, body, *on_exists, cx).await,
+            }
+        }
+        .boxed()
+    }
+
+    fn follow<'a>(
+        &'a self,
+        _task: &'a Task,
+        id: &'a str,
+        timeout: Duration,
+        stop: &'a CancellationToken,
+    ) -> BoxFuture<'a, Followed> {
+        async move {
+            let until = tokio::time::Instant::now() + timeout;
+            let mut interval = self.poll.initial;
+            let mut finished = false;
+            loop {
+                match self.client.command_stats(id).await {
+                    Ok(s) if s.total() > 0 && s.pending() == 0 => {
+                        finished = true;
+                        break;
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(command = id, error = %e, "status poll failed; polling on"),
+                }
+                let now = tokio::time::Instant::now();
+                if now >= until || stop.is_cancelled() {
+                    break;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(interval.min(until - now)) => {}
+                    _ = stop.cancelled() => {}
+                }
+                interval = (interval.mul_f64(1.5)).min(self.poll.max);
+            }
+            // One pass over the per-device rows for the report, tolerant of transient errors.
+            let mut rows = None;
+            for _ in 0..5 {
+                match self.client.command_statuses(id, None).try_collect::<Vec<_>>().await {
+                    Ok(r) => {
+                        rows = Some(r);
+                        break;
+                    }
+                    Err(e) if e.class() == FailureClass::RateLimited || e.class() == FailureClass::Server || e.maybe_processed() => {
+                        tokio::time::sleep(self.poll.initial).await;
+                    }
+                    Err(_) => break,
+                }
+            }
+            let Some(rows) = rows else {
+                return Followed { result: json!({"command": id, "error": "per-device status could not be read"}), failed_devices: 0, summary: "per-device status could not be read".into() };
+            };
+            let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+            let mut failed = Vec::new();
+            let mut pending = Vec::new();
+            for r in &rows {
+                *counts.entry(r.state.as_str().to_string()).or_default() += 1;
+                match r.state {
+                    CommandState::Failure | CommandState::TimeOut | CommandState::Cancelled => {
+                        failed.push(json!({"device": r.device, "state": r.state.as_str(), "reason": r.reason}));
+                    }
+                    ref s if !s.is_final() => pending.push(Value::String(r.device.clone())),
+                    _ => {}
+                }
+            }
+            let failed_devices = failed.len() as u64;
+            let summary = match (failed_devices, pending.len(), finished) {
+                (0, 0, _) => format!("all {} devices succeeded", rows.len()),
+                (0, p, _) => format!("{p} of {} devices still queued (offline?) when the wait ended", rows.len()),
+                (f, p, _) => format!("{f} of {} devices failed, {p} still pending", rows.len()),
+            };
+            Followed {
+                result: json!({"command": id, "finished": finished, "counts": counts, "failed": failed, "pending": pending}),
+                failed_devices,
+                summary,
+            }
+        }
+        .boxed()
+    }
+}
+
+/// The root group Esper puts every group under; paths in job files are written below it.
+const ROOT_GROUP: &str = "All devices";
+
+fn inv_err(e: ApiError) -> InventoryError {
+    InventoryError(format!("reading targets failed: {e}"))
+}
+
+impl Inventory for Client {
+    fn groups(&self) -> BoxFuture<'_, Result<Vec<GroupInfo>, InventoryError>> {
+        async move {
+            let groups: Vec<super::model::DeviceGroup> = self
+                .list_groups(None)
+                .try_collect()
+                .await
+                .map_err(inv_err)?;
+            Ok(groups
+                .into_iter()
+                .map(|g| {
+                    let path = g.path.clone().unwrap_or_else(|| g.name.clone());
+                    let path = path
+                        .strip_prefix(&format!("{ROOT_GROUP}/"))
+                        .map(str::to_string)
+                        .unwrap_or(path);
+                    GroupInfo {
+                        id: g.id,
+                        name: g.name,
+                        path,
+                    }
+                })
+                .collect())
+        }
+        .boxed()
+    }
+
+    fn devices<'a>(
+        &'a self,
+        sel: &'a DeviceSelector,
+    ) -> BoxFuture<'a, Result<Vec<Item>, InventoryError>> {
+        async move {
+            let to_item = |d: super::model::Device| Item {
+                kind: ItemKind::Device,
+                id: d.id,
+                name: d.name,
+                detail: d.serial,
+            };
+            if !sel.ids.is_empty() {
+                let mut out = Vec::new();
+                for id in &sel.ids {
+                    out.push(to_item(self.get_device(id).await.map_err(inv_err)?));
+                }
+                return Ok(out);
+            }
+            let filter = DeviceFilter {
+                group: sel.group.clone(),
+                name: sel.name.clone(),
+                serial: sel.serial.clone(),
+                state: sel.state.clone(),
+                tags: sel.tags.clone(),
+            };
+            let devices: Vec<super::model::Device> = self
+                .list_devices(&filter)
+                .try_collect()
+                .await
+                .map_err(inv_err)?;
+            Ok(devices.into_iter().map(to_item).collect())
+        }
+        .boxed()
+    }
+
+    fn app_version<'a>(
+        &'a self,
+        package: &'a str,
+        version_code: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, InventoryError>> {
+        async move {
+            let apps: Vec<super::model::Application> = self
+                .list_apps(Some(package))
+                .try_collect()
+                .await
+                .map_err(inv_err)?;
+            for app in apps.iter().filter(|a| a.package_name == package) {
+                if let Some(v) = app.versions.iter().find(|v| v.version_code == version_code) {
+                    return Ok(Some(v.id.clone()));
+                }
+                let versions: Vec<super::model::AppVersion> = self
+                    .list_app_versions(&app.id, Some(version_code))
+                    .try_collect()
+                    .await
+                    .map_err(inv_err)?;
+                if let Some(v) = versions
+                    .into_iter()
+                    .find(|v| v.version_code == version_code)
+                {
+                    return Ok(Some(v.id));
+                }
+            }
+            Ok(None)
+        }
+        .boxed()
+    }
+}

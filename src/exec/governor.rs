@@ -1,0 +1,357 @@
+//! The run's request governor: rate ceiling, adaptive in-flight window, and the run-wide
+//! pause after a 429.
+//!
+//! Every HTTP request of a run passes [`Governor::acquire`] (through the client's throttle
+//! hook), so retries, pages and status polls are paced like writes. The ceiling is a
+//! `governor` GCRA limiter running on tokio's clock, so paused-time tests work and waits
+//! never spin. The window is AIMD: it grows by one after a window's worth of accepted
+//! requests and halves on a 429. It does not know what the requests are for.
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use governor::clock::Clock;
+use governor::{Quota, RateLimiter};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// Tokio's clock as a governor clock: time since the governor was made.
+#[derive(Clone, Debug)]
+pub struct TokioClock {
+    start: Instant,
+}
+
+impl Clock for TokioClock {
+    type Instant = Duration;
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+}
+
+type Ceiling = RateLimiter<
+    governor::state::NotKeyed,
+    governor::state::InMemoryState,
+    TokioClock,
+    governor::middleware::NoOpMiddleware<Duration>,
+>;
+
+/// The kind of request asking for a permit; polls yield to writes.
+pub use crate::esper::RequestKind;
+
+/// Settings for a governor.
+#[derive(Debug, Clone)]
+pub struct GovernorConfig {
+    /// Ceiling in requests per second.
+    pub rate: f64,
+    /// Initial in-flight window.
+    pub batch: u32,
+    pub max_in_flight: u32,
+    /// Pause after a 429 without `Retry-After`; doubles with consecutive 429s up to `max_pause`.
+    pub base_pause: Duration,
+    pub max_pause: Duration,
+    /// Cap for a server's `Retry-After`.
+    pub max_retry_after: Duration,
+    /// Jitter added to each wait so waiting workers do not wake together.
+    pub jitter: Duration,
+    pub seed: u64,
+}
+
+/// Counters for the report.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct GovernorStats {
+    pub requests: u64,
+    pub by_status: BTreeMap<String, u64>,
+    pub rate_limited: u64,
+    pub window: u32,
+    pub window_max: u32,
+    pub window_min: u32,
+    pub window_changes: u64,
+    /// Total time the run spent paused after 429s.
+    pub paused_ms: u64,
+}
+
+struct State {
+    window: u32,
+    /// Requests accepted since the window last grew; a full window's worth adds one slot.
+    acked: u32,
+    in_flight: u32,
+    writes_waiting: u32,
+    pause_until: Option<Instant>,
+    consecutive_429: u32,
+    rng: fastrand::Rng,
+    stats: GovernorStats,
+}
+
+/// Paces every request of a run.
+pub struct Governor {
+    cfg: GovernorConfig,
+    ceiling: Ceiling,
+    clock: TokioClock,
+    state: Mutex<State>,
+    notify: Notify,
+}
+
+/// Holds one in-flight slot; dropping it frees the slot.
+pub struct Slot<'a> {
+    gov: &'a Governor,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut st = self.gov.lock();
+        st.in_flight = st.in_flight.saturating_sub(1);
+        drop(st);
+        self.gov.notify.notify_waiters();
+    }
+}
+
+impl Governor {
+    pub fn new(cfg: GovernorConfig) -> Governor {
+        let clock = TokioClock {
+            start: Instant::now(),
+        };
+        // A burst of 1 spreads requests evenly instead of letting a full bucket out at once.
+        let period = Duration::from_secs_f64(1.0 / cfg.rate.max(0.001));
+        let quota = Quota::with_period(period)
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+            .allow_burst(NonZeroU32::MIN);
+        let ceiling = RateLimiter::direct_with_clock(quota, clock.clone());
+        let batch = cfg.batch.clamp(1, cfg.max_in_flight.max(1));
+        let state = State {
+            window: batch,
+            acked: 0,
+            in_flight: 0,
+            writes_waiting: 0,
+            pause_until: None,
+            consecutive_429: 0,
+            rng: fastrand::Rng::with_seed(cfg.seed),
+            stats: GovernorStats {
+                window: batch,
+                window_max: batch,
+                window_min: batch,
+                ..Default::default()
+            },
+        };
+        Governor {
+            cfg,
+            ceiling,
+            clock,
+            state: Mutex::new(state),
+            notify: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the counters inconsistent in a way
+        // that matters more than stopping the run, so recover the data.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits for an in-flight slot, the end of any pause, and a rate permit.
+    pub async fn acquire(&self, kind: RequestKind) -> Slot<'_> {
+        let is_write = kind == RequestKind::Write;
+        if is_write {
+            self.lock().writes_waiting += 1;
+        }
+        let slot = loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let wait = {
+                let mut st = self.lock();
+                let now = Instant::now();
+                match st.pause_until {
+                    Some(until) if until > now => Some(until - now),
+                    _ => {
+                        let window = st.window.max(1);
+                        let yield_to_writes = kind == RequestKind::Poll && st.writes_waiting > 0;
+                        if st.in_flight < window && !yield_to_writes {
+                            st.in_flight += 1;
+                            if is_write {
+                                st.writes_waiting -= 1;
+                            }
+                            break Slot { gov: self };
+                        }
+                        None
+                    }
+                }
+            };
+            match wait {
+                Some(d) => tokio::time::sleep(d + self.jitter()).await,
+                // Bounded so a missed wake-up costs at most this long.
+                None => {
+                    let _ = tokio::time::timeout(Duration::from_millis(250), notified).await;
+                }
+            }
+        };
+        loop {
+            match self.ceiling.check() {
+                Ok(()) => break,
+                Err(not_until) => {
+                    let wait = not_until.wait_time_from(self.clock.now());
+                    tokio::time::sleep(wait + self.jitter()).await;
+                }
+            }
+        }
+        self.lock().stats.requests += 1;
+        slot
+    }
+
+    fn jitter(&self) -> Duration {
+        if self.cfg.jitter.is_zero() {
+            return Duration::ZERO;
+        }
+        let max = self.cfg.jitter.as_micros() as u64;
+        Duration::from_micros(self.lock().rng.u64(0..=max))
+    }
+
+    /// Records what a request got back and adapts: a 429 halves the window and pauses the
+    /// whole run; a window's worth of accepted requests grows it by one.
+    pub fn observe(&self, status: Option<u16>, retry_after: Option<Duration>) {
+        let mut st = self.lock();
+        let key = status
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "error".into());
+        *st.stats.by_status.entry(key).or_default() += 1;
+        let old = st.window;
+        match status {
+            Some(429) => {
+                st.stats.rate_limited += 1;
+                st.consecutive_429 += 1;
+                st.window = (st.window / 2).max(1);
+                st.acked = 0;
+                let pause = match retry_after {
+                    Some(ra) => ra.min(self.cfg.max_retry_after),
+                    None => {
+                        let exp = st.consecutive_429.saturating_sub(1).min(16);
+                        (self.cfg.base_pause * 2u32.pow(exp)).min(self.cfg.max_pause)
+                    }
+                };
+                let until = Instant::now() + pause;
+                if st.pause_until.is_none_or(|p| p < until) {
+                    let extra = match st.pause_until {
+                        Some(p) if p > Instant::now() => until - p,
+                        _ => pause,
+                    };
+                    st.stats.paused_ms += extra.as_millis() as u64;
+                    st.pause_until = Some(until);
+                }
+                tracing::debug!(window = st.window, pause_ms = pause.as_millis() as u64, retry_after = ?retry_after, "rate limited (429): pausing the run and halving the window");
+            }
+            Some(s) if s < 500 => {
+                st.consecutive_429 = 0;
+                st.acked += 1;
+                if st.acked >= st.window {
+                    st.acked = 0;
+                    st.window = (st.window + 1).min(self.cfg.max_in_flight.max(1));
+                }
+            }
+            _ => {}
+        }
+        let new = st.window;
+        if new != old {
+            st.stats.window_changes += 1;
+            st.stats.window = new;
+            st.stats.window_max = st.stats.window_max.max(new);
+            st.stats.window_min = st.stats.window_min.min(new);
+            tracing::debug!(from = old, to = new, "in-flight window changed");
+        }
+        drop(st);
+        self.notify.notify_waiters();
+    }
+
+    /// The current window (requests allowed in flight).
+    pub fn window(&self) -> u32 {
+        self.lock().window
+    }
+
+    pub fn stats(&self) -> GovernorStats {
+        self.lock().stats.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(rate: f64, batch: u32) -> GovernorConfig {
+        GovernorConfig {
+            rate,
+            batch,
+            max_in_flight: 8,
+            base_pause: Duration::from_millis(500),
+            max_pause: Duration::from_secs(10),
+            max_retry_after: Duration::from_secs(5),
+            jitter: Duration::ZERO,
+            seed: 1,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ceiling_spaces_requests() {
+        let g = Governor::new(cfg(10.0, 4));
+        let start = Instant::now();
+        for _ in 0..21 {
+            drop(g.acquire(RequestKind::Write).await);
+        }
+        // 21 permits at 10/s with burst 1: the first is free, then 100 ms apart.
+        assert_eq!(start.elapsed(), Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn aimd_window() {
+        let g = Governor::new(cfg(1000.0, 4));
+        for _ in 0..4 {
+            g.observe(Some(200), None);
+        }
+        assert_eq!(g.window(), 5);
+        g.observe(Some(429), None);
+        assert_eq!(g.window(), 2);
+        g.observe(Some(429), None);
+        g.observe(Some(429), None);
+        assert_eq!(g.window(), 1, "never below 1");
+        for _ in 0..1000 {
+            g.observe(Some(201), None);
+        }
+        assert_eq!(g.window(), 8, "never above max_in_flight");
+        let s = g.stats();
+        assert_eq!((s.rate_limited, s.window_min, s.window_max), (3, 1, 8));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_pauses_everyone() {
+        let g = Governor::new(cfg(1000.0, 4));
+        g.observe(Some(429), Some(Duration::from_secs(30)));
+        let start = Instant::now();
+        drop(g.acquire(RequestKind::Write).await);
+        // Retry-After 30 s is capped at max_retry_after (5 s).
+        assert_eq!(start.elapsed().as_secs(), 5);
+        g.observe(Some(429), None);
+        g.observe(Some(429), None);
+        let start = Instant::now();
+        drop(g.acquire(RequestKind::Read).await);
+        // Without Retry-After: base 500 ms doubled per consecutive 429; this is the third
+        // in a row (the first carried Retry-After), so 500 ms x 2^2.
+        assert_eq!(start.elapsed().as_millis(), 2000);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn window_bounds_in_flight() {
+        let g = std::sync::Arc::new(Governor::new(cfg(1000.0, 2)));
+        let a = g.acquire(RequestKind::Write).await;
+        let _b = g.acquire(RequestKind::Write).await;
+        let g2 = g.clone();
+        let third = tokio::spawn(async move {
+            drop(g2.acquire(RequestKind::Write).await);
+        });
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(!third.is_finished(), "a third request must wait for a slot");
+        drop(a);
+        tokio::time::timeout(Duration::from_secs(1), third)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}

@@ -1,0 +1,462 @@
+//! The executor: runs a plan's tasks on a bounded tokio pool under the [`Governor`],
+//! retrying with backon, skipping dependents of failed steps, and stopping cleanly.
+//!
+//! It knows nothing about Esper's URLs or JSON: it drives a [`Dispatch`] implementation
+//! (the Esper adapter in `esper::dispatch`, or a fake in tests) and turns everything that
+//! happens into [`Outcome`]s. `run` returns `Err` never; failures are outcomes.
+
+mod governor;
+mod outcome;
+mod retry;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use backon::{ExponentialBuilder, Retryable};
+use futures::future::BoxFuture;
+use serde_json::Value;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::plan::{Plan, Task, TaskId};
+
+pub use governor::{Governor, GovernorConfig, GovernorStats, Slot, TokioClock};
+pub use outcome::{Attempt, Outcome, TaskStatus};
+pub use retry::{Failure, FailureClass, RetryBudget, next_delay};
+
+/// Context of one attempt.
+#[derive(Debug, Clone)]
+pub struct AttemptCx {
+    /// 1-based attempt number.
+    pub attempt: u32,
+    /// An earlier attempt of this task may have been processed: read back before writing.
+    pub uncertain: bool,
+    /// When the task's first attempt started; read-backs only consider newer resources.
+    pub task_started: SystemTime,
+}
+
+/// A successful write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Done {
+    /// One line for logs and reports, e.g. `created alarm rule 5f3…`.
+    pub summary: String,
+    pub result: Value,
+    /// An asynchronous command to follow to its final state, by id.
+    pub follow: Option<String>,
+    /// True when the task found its work already done (read-back or `on_exists: skip`).
+    pub reconciled: bool,
+}
+
+/// What following a command found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Followed {
+    /// Per-device results and counts, for the report.
+    pub result: Value,
+    /// Devices that ended in failure or timeout.
+    pub failed_devices: u64,
+    pub summary: String,
+}
+
+/// How the executor reaches the API. Implementations make their requests through a
+/// throttled client, so every request takes a governor permit.
+pub trait Dispatch: Send + Sync + 'static {
+    /// One attempt of the task's write. When `cx.uncertain`, read back by natural key first
+    /// and return `Done { reconciled: true, .. }` if the earlier attempt took effect.
+    fn attempt<'a>(
+        &'a self,
+        task: &'a Task,
+        cx: &'a AttemptCx,
+    ) -> BoxFuture<'a, Result<Done, Failure>>;
+    /// Follows an asynchronous command until every device is final, `timeout` passes or
+    /// `stop` is cancelled. Transient errors while polling are absorbed here.
+    fn follow<'a>(
+        &'a self,
+        task: &'a Task,
+        command_id: &'a str,
+        timeout: Duration,
+        stop: &'a CancellationToken,
+    ) -> BoxFuture<'a, Followed>;
+}
+
+/// Why a run stopped before finishing every task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    Interrupted,
+    Deadline,
+}
+
+/// Settings of one run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Stop dispatching at this instant; in-flight work gets `drain` to finish.
+    pub deadline: Option<Instant>,
+    /// How long in-flight tasks may finish after a stop before they are abandoned.
+    pub drain: Duration,
+    /// Seed for backoff jitter.
+    pub seed: u64,
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct RunOutput {
+    /// One outcome per task, in plan order.
+    pub outcomes: Vec<Outcome>,
+    pub stopped: Option<StopReason>,
+    pub elapsed: Duration,
+}
+
+/// Runs every task of `plan`. `on_outcome` sees each outcome as it is decided (the journal
+/// and progress hook in here); the returned outcomes are in plan order.
+pub async fn run(
+    plan: Arc<Plan>,
+    dispatch: Arc<dyn Dispatch>,
+    opts: RunOptions,
+    cancel: CancellationToken,
+    mut on_outcome: impl FnMut(&Outcome),
+) -> RunOutput {
+    let t0 = Instant::now();
+    let ms = move || t0.elapsed().as_millis() as u64;
+    let n = plan.tasks.len();
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; n];
+    let budget = Arc::new(RetryBudget::for_tasks(n));
+    // Tasks in their write phase; followers (command tracking) do not count against it.
+    let slots = Arc::new(tokio::sync::Semaphore::new(
+        plan.limits.max_in_flight.max(1) as usize,
+    ));
+    let stop_followers = CancellationToken::new();
+
+    let step_index: BTreeMap<&str, usize> = plan
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.as_str(), i))
+        .collect();
+    let mut step_left: Vec<usize> = plan.steps.iter().map(|s| s.tasks.len()).collect();
+    let mut step_bad: Vec<usize> = vec![0; plan.steps.len()];
+    let mut step_started: Vec<bool> = vec![false; plan.steps.len()];
+    let mut queue: VecDeque<TaskId> = VecDeque::new();
+    let mut running: JoinSet<Outcome> = JoinSet::new();
+    let mut stopped: Option<StopReason> = None;
+
+    let record = |o: Outcome,
+                  outcomes: &mut Vec<Option<Outcome>>,
+                  step_left: &mut Vec<usize>,
+                  step_bad: &mut Vec<usize>,
+                  on_outcome: &mut dyn FnMut(&Outcome)| {
+        let si = step_index[plan.tasks[o.task.0 as usize].step.as_str()];
+        step_left[si] = step_left[si].saturating_sub(1);
+        if o.status != TaskStatus::Succeeded {
+            step_bad[si] += 1;
+        }
+        on_outcome(&o);
+        let idx = o.task.0 as usize;
+        outcomes[idx] = Some(o);
+    };
+
+    loop {
+        // Start every step whose needs are complete; skip those whose needs failed.
+        if stopped.is_none() {
+            let mut changed = true;
+            while changed {
+                changed = false;
+                for (si, step) in plan.steps.iter().enumerate() {
+                    if step_started[si] {
+                        continue;
+                    }
+                    let needs: Vec<usize> = step
+                        .needs
+                        .iter()
+                        .filter_map(|n| step_index.get(n.as_str()).copied())
+                        .collect();
+                    if needs.iter().any(|&d| !step_started[d] || step_left[d] > 0) {
+                        continue;
+                    }
+                    step_started[si] = true;
+                    changed = true;
+                    let failed: Vec<String> = needs
+                        .iter()
+                        .filter(|&&d| step_bad[d] > 0)
+                        .map(|&d| format!("`{}` ({} not succeeded)", plan.steps[d].id, step_bad[d]))
+                        .collect();
+                    if failed.is_empty() {
+                        queue.extend(step.tasks.iter().copied());
+                        tracing::info!(step = %step.id, tasks = step.tasks.len(), "step started");
+                    } else {
+                        let why =
+                            format!("skipped: needed step {} did not succeed", failed.join(", "));
+                        tracing::warn!(step = %step.id, "{why}");
+                        for &t in &step.tasks {
+                            record(
+                                Outcome::not_run(t, TaskStatus::Skipped, why.clone(), ms()),
+                                &mut outcomes,
+                                &mut step_left,
+                                &mut step_bad,
+                                &mut on_outcome,
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        if stopped.is_none() {
+            while let Some(&tid) = queue.front() {
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    break;
+                };
+                queue.pop_front();
+                let task = plan.tasks[tid.0 as usize].clone();
+                let (dispatch, budget, stop_followers) =
+                    (dispatch.clone(), budget.clone(), stop_followers.clone());
+                let retry = plan.retry.clone();
+                let seed = opts.seed ^ (tid.0 as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                running.spawn(async move {
+                    run_task(
+                        task,
+                        dispatch,
+                        retry,
+                        budget,
+                        permit,
+                        stop_followers,
+                        seed,
+                        t0,
+                    )
+                    .await
+                });
+            }
+        }
+        if running.is_empty() && (queue.is_empty() || stopped.is_some()) {
+            let all_started = step_started.iter().all(|s| *s);
+            if stopped.is_some() || all_started {
+                break;
+            }
+            // Steps wait on needs that can no longer complete (cannot happen for a
+            // validated acyclic plan); stop rather than spin.
+            if queue.is_empty() {
+                break;
+            }
+        }
+        let deadline = opts.deadline;
+        tokio::select! {
+            joined = running.join_next(), if !running.is_empty() => {
+                match joined {
+                    Some(Ok(o)) => record(o, &mut outcomes, &mut step_left, &mut step_bad, &mut on_outcome),
+                    Some(Err(e)) => tracing::error!(error = %e, "a task worker ended abnormally"),
+                    None => {}
+                }
+            }
+            _ = cancel.cancelled(), if stopped.is_none() => {
+                tracing::warn!("interrupted: no new tasks are started; waiting for in-flight requests");
+                stopped = Some(StopReason::Interrupted);
+                stop_followers.cancel();
+            }
+            _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)).await }, if stopped.is_none() && deadline.is_some() => {
+                tracing::warn!("deadline reached: no new tasks are started; the run can be resumed");
+                stopped = Some(StopReason::Deadline);
+                stop_followers.cancel();
+            }
+            // Wakes the loop when a slot frees up without a task finishing (a follower
+            // released its write slot).
+            _ = tokio::time::sleep(Duration::from_millis(50)), if !queue.is_empty() && stopped.is_none() => {}
+        }
+        if stopped.is_some() && !running.is_empty() {
+            // Drain in-flight work, bounded; whatever is left is abandoned.
+            let drain_until = Instant::now() + opts.drain;
+            loop {
+                tokio::select! {
+                    joined = running.join_next() => match joined {
+                        Some(Ok(o)) => record(o, &mut outcomes, &mut step_left, &mut step_bad, &mut on_outcome),
+                        Some(Err(_)) => {}
+                        None => break,
+                    },
+                    _ = tokio::time::sleep_until(drain_until) => {
+                        tracing::warn!(abandoned = running.len(), "in-flight tasks did not finish in time; their outcome is unknown");
+                        running.abort_all();
+                        break;
+                    }
+                    _ = cancel.cancelled(), if stopped == Some(StopReason::Deadline) => {}
+                }
+            }
+        }
+    }
+    running.abort_all();
+    let now = ms();
+    let why = match stopped {
+        Some(StopReason::Interrupted) => {
+            "not started: the run was interrupted; resume it to continue"
+        }
+        Some(StopReason::Deadline) => {
+            "not started: the deadline was reached; resume it to continue"
+        }
+        None => "not started",
+    };
+    let outcomes = outcomes
+        .into_iter()
+        .enumerate()
+        .map(|(i, o)| {
+            o.unwrap_or_else(|| {
+                let started = queue.iter().all(|t| t.0 as usize != i) && stopped.is_some();
+                let (status, msg) = if started
+                    && step_started[step_index[plan.tasks[i].step.as_str()]]
+                {
+                    (
+                        TaskStatus::Unknown,
+                        "abandoned while in flight: check the tenant before resuming".to_string(),
+                    )
+                } else {
+                    (TaskStatus::NotStarted, why.to_string())
+                };
+                Outcome::not_run(TaskId(i as u32), status, msg, now)
+            })
+        })
+        .collect();
+    RunOutput {
+        outcomes,
+        stopped,
+        elapsed: t0.elapsed(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_task(
+    task: Task,
+    dispatch: Arc<dyn Dispatch>,
+    retry: crate::job::RetrySettings,
+    budget: Arc<RetryBudget>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    stop_followers: CancellationToken,
+    seed: u64,
+    t0: Instant,
+) -> Outcome {
+    let ms = || t0.elapsed().as_millis() as u64;
+    let started_ms = ms();
+    let task_started = SystemTime::now();
+    let attempts: Mutex<Vec<Attempt>> = Mutex::new(Vec::new());
+    let uncertain = AtomicBool::new(false);
+    let counter = AtomicU32::new(0);
+    let rng = Mutex::new(fastrand::Rng::with_seed(seed));
+    let lock = |m: &Mutex<Vec<Attempt>>| -> Vec<Attempt> {
+        m.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    };
+
+    let once = || async {
+        let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+        let cx = AttemptCx {
+            attempt: n,
+            uncertain: uncertain.load(Ordering::SeqCst),
+            task_started,
+        };
+        let at = ms();
+        let began = Instant::now();
+        let r = dispatch.attempt(&task, &cx).await;
+        let (result, note) = match &r {
+            Ok(d) => ("ok".to_string(), d.reconciled.then(|| d.summary.clone())),
+            Err(f) => (f.short(), Some(f.message.clone())),
+        };
+        if let Err(f) = &r
+            && f.maybe_processed
+        {
+            uncertain.store(true, Ordering::SeqCst);
+        }
+        attempts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Attempt {
+                n,
+                at_ms: at,
+                took_ms: began.elapsed().as_millis() as u64,
+                result,
+                wait_ms: None,
+                note,
+            });
+        r
+    };
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(retry.initial_delay)
+        .with_max_delay(retry.max_delay)
+        .with_factor(2.0)
+        .with_max_times(retry.attempts.saturating_sub(1) as usize);
+    let result = once
+        .retry(backoff)
+        .sleep(tokio::time::sleep)
+        .when(|f: &Failure| f.retryable() && !stop_followers.is_cancelled() && budget.try_spend(f))
+        .adjust(|f: &Failure, step: Option<Duration>| {
+            step.map(|s| next_delay(f, s, retry.max_retry_after, &mut rng.lock().unwrap_or_else(|e| e.into_inner())))
+        })
+        .notify(|f: &Failure, wait: Duration| {
+            tracing::debug!(task = %task.id, error = %f.message, wait_ms = wait.as_millis() as u64, "retrying");
+            if let Some(last) = attempts.lock().unwrap_or_else(|e| e.into_inner()).last_mut() {
+                last.wait_ms = Some(wait.as_millis() as u64);
+            }
+        })
+        .await;
+    drop(permit);
+    match result {
+        Ok(done) => {
+            budget.refund();
+            let mut result = done.result.clone();
+            let mut status = TaskStatus::Succeeded;
+            let mut error = None;
+            if let (
+                Some(cmd),
+                crate::plan::Operation::Command {
+                    wait_ms: Some(wait),
+                    ..
+                },
+            ) = (&done.follow, &task.op)
+            {
+                let f = dispatch.follow(&task, cmd, *wait, &stop_followers).await;
+                if f.failed_devices > 0 {
+                    status = TaskStatus::Failed;
+                    error = Some(f.summary.clone());
+                }
+                if let Value::Object(map) = &mut result {
+                    map.insert("devices".into(), f.result);
+                }
+            }
+            Outcome {
+                task: task.id,
+                status,
+                attempts: lock(&attempts),
+                error,
+                result: Some(result),
+                started_ms,
+                finished_ms: ms(),
+            }
+        }
+        Err(f) => {
+            let status = if uncertain.load(Ordering::SeqCst) {
+                TaskStatus::Unknown
+            } else {
+                TaskStatus::Failed
+            };
+            let n = counter.load(Ordering::SeqCst);
+            let why = if f.retryable() && n < retry.attempts && !stop_followers.is_cancelled() {
+                format!("{} (retry budget exhausted after {n} attempts)", f.message)
+            } else if f.retryable() && n >= retry.attempts {
+                format!("{} (gave up after {n} attempts)", f.message)
+            } else {
+                f.message.clone()
+            };
+            let why = if status == TaskStatus::Unknown {
+                format!(
+                    "{why}; an earlier attempt may have been applied and no read-back confirmed it"
+                )
+            } else {
+                why
+            };
+            Outcome {
+                task: task.id,
+                status,
+                attempts: lock(&attempts),
+                error: Some(why),
+                result: None,
+                started_ms,
+                finished_ms: ms(),
+            }
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! The validated job: what the planner compiles. Every reference in it has been checked.
+//!
+//! Settings that travel into the frozen plan (limits, retry, `on_exists`) are serializable;
+//! durations are stored as milliseconds so plan files stay readable and stable.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A validated job.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub name: String,
+    pub description: Option<String>,
+    /// The file it came from, for messages and the report.
+    pub source: String,
+    pub esper: EsperSettings,
+    pub limits: Limits,
+    pub retry: RetrySettings,
+    pub deadline: Option<Duration>,
+    pub vars: BTreeMap<String, Value>,
+    pub targets: BTreeMap<String, TargetSpec>,
+    pub steps: Vec<Step>,
+}
+
+/// Connection settings from the job's `esper:` block, after `${ENV}` substitution.
+/// The key itself is not here: only where to find it.
+#[derive(Debug, Clone, Default)]
+pub struct EsperSettings {
+    pub base_url: Option<String>,
+    pub enterprise_id: Option<String>,
+    pub api_key: Option<KeySource>,
+}
+
+/// Where the API key comes from. A literal key in a job file is rejected by validation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeySource {
+    /// `${NAME}`: read from the environment when the run starts.
+    Env(String),
+    /// `api_key_file:` (e.g. a systemd credential).
+    File(String),
+}
+
+/// Request pacing for the whole job.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Limits {
+    /// Ceiling in requests per second for every request of the job.
+    pub rate: f64,
+    /// Requests in flight at the start; grows while the API accepts, halves on 429.
+    pub batch: u32,
+    pub max_in_flight: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            rate: 20.0,
+            batch: 20,
+            max_in_flight: 100,
+        }
+    }
+}
+
+/// Retry settings (`retry:`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RetrySettings {
+    /// Attempts per task, the first included.
+    pub attempts: u32,
+    #[serde(with = "ms")]
+    pub initial_delay: Duration,
+    #[serde(with = "ms")]
+    pub max_delay: Duration,
+    /// A server's `Retry-After` is honoured up to this long.
+    #[serde(with = "ms")]
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        RetrySettings {
+            attempts: 6,
+            initial_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(60),
+            max_retry_after: Duration::from_secs(300),
+        }
+    }
+}
+
+/// How a target selects groups or devices; resolved against the API at plan time.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TargetSpec {
+    Groups(GroupSelector),
+    Devices(DeviceSelector),
+    Union(Vec<String>),
+}
+
+impl TargetSpec {
+    /// Whether the target yields groups (`true`) or devices; unions take their members' kind.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            TargetSpec::Groups(_) => "groups",
+            TargetSpec::Devices(_) => "devices",
+            TargetSpec::Union(_) => "union",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct GroupSelector {
+    /// Exact names or glob patterns over the group path (`Stores/*`, `Stores/**/00??`).
+    pub names: Vec<String>,
+    pub ids: Vec<String>,
+    pub all: bool,
+    /// Paths or globs removed from the selection.
+    pub exclude: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DeviceSelector {
+    pub group: Option<String>,
+    pub name: Option<String>,
+    pub serial: Option<String>,
+    pub state: Option<String>,
+    pub tags: Option<String>,
+    pub csv: Option<(String, String)>,
+    pub ids: Vec<String>,
+}
+
+/// One step of the job.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub id: String,
+    pub needs: Vec<String>,
+    /// Fan out one task per group or device of this target.
+    pub for_each: Option<String>,
+    pub op: StepOp,
+}
+
+/// What a step does. Strings may hold `${{ … }}` templates, all checked at validation.
+#[derive(Debug, Clone)]
+pub enum StepOp {
+    /// INSTALL of an app version: one command request per group, device lists chunked.
+    AppInstall {
+        to: String,
+        version: VersionRef,
+        wait: Option<Duration>,
+    },
+    /// Any Esper command with free-form args.
+    Command {
+        to: String,
+        name: String,
+        args: Value,
+        wait: Option<Duration>,
+    },
+    /// Create or update an alarm rule keyed by name.
+    AlarmRule {
+        name: String,
+        body: Value,
+        on_exists: OnExists,
+    },
+}
+
+impl StepOp {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StepOp::AppInstall { .. } => "app_install",
+            StepOp::Command { .. } => "command",
+            StepOp::AlarmRule { .. } => "alarm_rule",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum VersionRef {
+    /// An app version id (or a template producing one).
+    Id(String),
+    /// Resolved to a version id at plan time.
+    Package {
+        package: String,
+        version_code: String,
+    },
+}
+
+/// What to do when an alarm rule with the same name exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnExists {
+    Skip,
+    #[default]
+    Update,
+    Fail,
+}
+
+/// Serde helper: `Duration` as whole milliseconds.
+pub mod ms {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}
+
+/// Serde helper: `Option<Duration>` as milliseconds or null.
+pub mod opt_ms {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&(d.as_millis() as u64)),
+            None => s.serialize_none(),
+        }
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
+    }
+}

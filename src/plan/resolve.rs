@@ -1,0 +1,275 @@
+//! Target resolution: the only part of planning that reads the API, and only through the
+//! [`Inventory`] trait.
+//!
+//! Group selections are matched locally against one listing of all groups (a glob over the
+//! path needs the whole tree anyway, and one scan costs fewer permits than a query per
+//! pattern). Device selections are passed to the inventory as filters. The result is frozen
+//! into the plan.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::future::BoxFuture;
+use globset::{Glob, GlobMatcher};
+
+use super::{FrozenTarget, Item, ItemKind, PlanError, Targets};
+use crate::job::{DeviceSelector, GroupSelector, Job, StepOp, TargetSpec, VersionRef};
+
+/// A group as the planner needs it. `path` is below the root group ("All devices").
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupInfo {
+    pub id: String,
+    pub name: String,
+    pub path: String,
+}
+
+/// A failed inventory read, already phrased for the user.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct InventoryError(pub String);
+
+/// Read-only access to the fleet.
+pub trait Inventory: Send + Sync {
+    /// Every device group.
+    fn groups(&self) -> BoxFuture<'_, Result<Vec<GroupInfo>, InventoryError>>;
+    /// Devices matching a selector's server-side filters (`group` given as an id).
+    fn devices<'a>(
+        &'a self,
+        filter: &'a DeviceSelector,
+    ) -> BoxFuture<'a, Result<Vec<Item>, InventoryError>>;
+    /// The id of an app version, if it exists.
+    fn app_version<'a>(
+        &'a self,
+        package: &'a str,
+        version_code: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, InventoryError>>;
+}
+
+/// What resolution found: frozen targets and app version ids.
+#[derive(Debug, Clone, Default)]
+pub struct Resolved {
+    pub targets: Targets,
+    pub versions: BTreeMap<(String, String), String>,
+}
+
+/// Resolves every target and app version a job uses.
+pub async fn resolve(job: &Job, inv: &dyn Inventory) -> Result<Resolved, PlanError> {
+    let mut out = Resolved::default();
+    let needs_groups = job.targets.values().any(|t| {
+        matches!(t, TargetSpec::Groups(_))
+            || matches!(t, TargetSpec::Devices(d) if d.group.is_some())
+    });
+    let groups = if needs_groups {
+        inv.groups().await?
+    } else {
+        Vec::new()
+    };
+    for (name, spec) in &job.targets {
+        if let Some(t) = resolve_one(name, spec, &groups, inv).await? {
+            out.targets.insert(name.clone(), t);
+        }
+    }
+    for (name, spec) in &job.targets {
+        if let TargetSpec::Union(members) = spec {
+            let mut seen = BTreeSet::new();
+            let mut items = Vec::new();
+            let mut kind = ItemKind::Group;
+            for m in members {
+                if let Some(t) = out.targets.get(m) {
+                    kind = t.kind;
+                    for i in &t.items {
+                        if seen.insert(i.id.clone()) {
+                            items.push(i.clone());
+                        }
+                    }
+                }
+            }
+            if items.is_empty() {
+                return Err(PlanError::EmptyTarget(
+                    name.clone(),
+                    format!("its members {} select nothing", members.join(", ")),
+                ));
+            }
+            out.targets
+                .insert(name.clone(), FrozenTarget { kind, items });
+        }
+    }
+    for step in &job.steps {
+        if let StepOp::AppInstall {
+            version:
+                VersionRef::Package {
+                    package,
+                    version_code,
+                },
+            ..
+        } = &step.op
+        {
+            let key = (package.clone(), version_code.clone());
+            if out.versions.contains_key(&key) {
+                continue;
+            }
+            match inv.app_version(package, version_code).await? {
+                Some(id) => {
+                    out.versions.insert(key, id);
+                }
+                None => {
+                    return Err(PlanError::UnknownVersion {
+                        package: package.clone(),
+                        version_code: version_code.clone(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn resolve_one(
+    name: &str,
+    spec: &TargetSpec,
+    groups: &[GroupInfo],
+    inv: &dyn Inventory,
+) -> Result<Option<FrozenTarget>, PlanError> {
+    match spec {
+        TargetSpec::Groups(sel) => {
+            let items = select_groups(sel, groups);
+            if items.is_empty() {
+                let sample: Vec<&str> = groups.iter().take(5).map(|g| g.path.as_str()).collect();
+                return Err(PlanError::EmptyTarget(
+                    name.to_string(),
+                    format!(
+                        "no group matches {}; group paths look like: {}",
+                        describe(sel),
+                        sample.join(", ")
+                    ),
+                ));
+            }
+            Ok(Some(FrozenTarget {
+                kind: ItemKind::Group,
+                items,
+            }))
+        }
+        TargetSpec::Devices(sel) => {
+            let mut filter = sel.clone();
+            if let Some(g) = &sel.group {
+                // The device list filters by group id; accept a path or name in the job.
+                let found = groups
+                    .iter()
+                    .find(|x| x.id == *g || x.path == *g || x.name == *g);
+                match found {
+                    Some(x) => filter.group = Some(x.id.clone()),
+                    None => {
+                        return Err(PlanError::EmptyTarget(
+                            name.to_string(),
+                            format!("group `{g}` does not exist"),
+                        ));
+                    }
+                }
+            }
+            let items = inv.devices(&filter).await?;
+            if items.is_empty() {
+                return Err(PlanError::EmptyTarget(
+                    name.to_string(),
+                    "no device matches the filters".into(),
+                ));
+            }
+            Ok(Some(FrozenTarget {
+                kind: ItemKind::Device,
+                items,
+            }))
+        }
+        TargetSpec::Union(_) => Ok(None),
+    }
+}
+
+fn describe(sel: &GroupSelector) -> String {
+    let mut parts: Vec<String> = sel.names.iter().map(|n| format!("`{n}`")).collect();
+    parts.extend(sel.ids.iter().map(|i| format!("id {i}")));
+    if sel.all {
+        parts.push("all".into());
+    }
+    parts.join(", ")
+}
+
+fn matcher(pattern: &str) -> Option<GlobMatcher> {
+    globset::GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .build()
+        .ok()
+        .map(|g: Glob| g.compile_matcher())
+}
+
+/// Applies a group selector to the listing; keeps listing order, drops duplicates.
+pub fn select_groups(sel: &GroupSelector, groups: &[GroupInfo]) -> Vec<Item> {
+    let includes: Vec<(String, Option<GlobMatcher>)> =
+        sel.names.iter().map(|n| (n.clone(), matcher(n))).collect();
+    let excludes: Vec<(String, Option<GlobMatcher>)> = sel
+        .exclude
+        .iter()
+        .map(|n| (n.clone(), matcher(n)))
+        .collect();
+    let hit = |pats: &[(String, Option<GlobMatcher>)], g: &GroupInfo| {
+        pats.iter().any(|(raw, m)| {
+            *raw == g.name || *raw == g.path || m.as_ref().is_some_and(|m| m.is_match(&g.path))
+        })
+    };
+    groups
+        .iter()
+        .filter(|g| sel.all || sel.ids.contains(&g.id) || hit(&includes, g))
+        .filter(|g| !hit(&excludes, g))
+        .map(|g| Item {
+            kind: ItemKind::Group,
+            id: g.id.clone(),
+            name: g.name.clone(),
+            detail: Some(g.path.clone()),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn g(id: &str, path: &str) -> GroupInfo {
+        GroupInfo {
+            id: id.into(),
+            name: path.rsplit('/').next().unwrap().into(),
+            path: path.into(),
+        }
+    }
+
+    #[test]
+    fn globs_over_paths() {
+        let all = vec![
+            g("1", "Stores"),
+            g("2", "Stores/North"),
+            g("3", "Stores/North/0001"),
+            g("4", "Stores/Lab"),
+            g("5", "Warehouse"),
+        ];
+        let sel = |names: &[&str], ex: &[&str]| GroupSelector {
+            names: names.iter().map(|s| s.to_string()).collect(),
+            exclude: ex.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        let ids = |items: Vec<Item>| items.into_iter().map(|i| i.id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(select_groups(&sel(&["Stores/*"], &["Stores/Lab"]), &all)),
+            vec!["2"]
+        );
+        assert_eq!(
+            ids(select_groups(&sel(&["Stores/**"], &[]), &all)),
+            vec!["2", "3", "4"]
+        );
+        assert_eq!(
+            ids(select_groups(&sel(&["Warehouse"], &[]), &all)),
+            vec!["5"]
+        );
+        assert_eq!(ids(select_groups(&sel(&["0001"], &[]), &all)), vec!["3"]);
+        let every = GroupSelector {
+            all: true,
+            exclude: vec!["Stores/**".into()],
+            ..Default::default()
+        };
+        assert_eq!(ids(select_groups(&every, &all)), vec!["1", "5"]);
+    }
+}

@@ -1,0 +1,265 @@
+//! Reports: fold a run's outcomes into a [`Report`] and render it.
+//!
+//! A report reads outcomes, the plan and the governor's counters only; it never runs
+//! anything. Tasks are listed in plan order. `report.json` is versioned
+//! ([`REPORT_FORMAT`]); the text summary is what a person sees at the end of a run.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::exec::{Attempt, GovernorStats, Outcome, RunOutput, StopReason, TaskStatus};
+use crate::plan::Plan;
+
+/// The `report.json` schema version.
+pub const REPORT_FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Report {
+    pub format: u32,
+    pub run: RunInfo,
+    pub summary: Summary,
+    pub governor: GovernorStats,
+    pub steps: Vec<StepReport>,
+    pub tasks: Vec<TaskReport>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunInfo {
+    pub id: String,
+    pub job: String,
+    pub source: String,
+    pub server: String,
+    pub started_at: String,
+    pub finished_at: String,
+    pub elapsed_ms: u64,
+    /// `succeeded`, `failed`, `interrupted` or `incomplete`.
+    pub outcome: String,
+    pub exit_code: u8,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Summary {
+    pub tasks: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub skipped: u64,
+    pub unknown: u64,
+    pub not_started: u64,
+    pub requests: u64,
+    pub retries: u64,
+    pub rate_limited: u64,
+    /// Requests per second over the whole run.
+    pub mean_rate: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StepReport {
+    pub id: String,
+    pub kind: String,
+    pub tasks: u64,
+    pub by_status: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TaskReport {
+    pub id: u32,
+    pub step: String,
+    pub target: String,
+    pub status: TaskStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub attempts: Vec<Attempt>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+}
+
+impl Report {
+    /// Builds the report of a finished run.
+    pub fn build(
+        id: &str,
+        plan: &Plan,
+        out: &RunOutput,
+        gov: GovernorStats,
+        started_at: jiff::Timestamp,
+    ) -> Report {
+        let finished_at = jiff::Timestamp::now();
+        let mut s = Summary {
+            tasks: out.outcomes.len() as u64,
+            ..Default::default()
+        };
+        for o in &out.outcomes {
+            match o.status {
+                TaskStatus::Succeeded => s.succeeded += 1,
+                TaskStatus::Failed => s.failed += 1,
+                TaskStatus::Skipped => s.skipped += 1,
+                TaskStatus::Unknown => s.unknown += 1,
+                TaskStatus::NotStarted => s.not_started += 1,
+            }
+            s.retries += o.attempts.len().saturating_sub(1) as u64;
+        }
+        s.requests = gov.requests;
+        s.rate_limited = gov.rate_limited;
+        let secs = out.elapsed.as_secs_f64();
+        s.mean_rate = if secs > 0.0 {
+            (gov.requests as f64 / secs * 10.0).round() / 10.0
+        } else {
+            0.0
+        };
+        let (outcome, exit_code) = verdict(&s, out.stopped);
+        let steps = plan
+            .steps
+            .iter()
+            .map(|st| {
+                let mut by_status = BTreeMap::new();
+                for t in &st.tasks {
+                    *by_status
+                        .entry(out.outcomes[t.0 as usize].status.as_str().to_string())
+                        .or_default() += 1;
+                }
+                StepReport {
+                    id: st.id.clone(),
+                    kind: st.kind.clone(),
+                    tasks: st.tasks.len() as u64,
+                    by_status,
+                }
+            })
+            .collect();
+        let tasks = out.outcomes.iter().map(|o| task_report(plan, o)).collect();
+        Report {
+            format: REPORT_FORMAT,
+            run: RunInfo {
+                id: id.to_string(),
+                job: plan.job.clone(),
+                source: plan.source.clone(),
+                server: plan.server.base_url.clone(),
+                started_at: started_at.to_string(),
+                finished_at: finished_at.to_string(),
+                elapsed_ms: out.elapsed.as_millis() as u64,
+                outcome: outcome.to_string(),
+                exit_code,
+            },
+            summary: s,
+            governor: gov,
+            steps,
+            tasks,
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self)
+            .unwrap_or_else(|e| format!("{{\"error\": \"cannot render report: {e}\"}}"))
+    }
+
+    /// The few lines printed at the end of a run.
+    pub fn summary_text(&self) -> String {
+        let s = &self.summary;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "job {} — {} in {:.1}s",
+            self.run.job,
+            self.run.outcome,
+            self.run.elapsed_ms as f64 / 1000.0
+        );
+        let _ = writeln!(
+            out,
+            "tasks: {} succeeded, {} failed, {} skipped, {} unknown, {} not started (of {})",
+            s.succeeded, s.failed, s.skipped, s.unknown, s.not_started, s.tasks
+        );
+        let _ = writeln!(
+            out,
+            "requests: {} ({} retries, {} answered 429), {:.1} req/s; in-flight window {}..{}",
+            s.requests,
+            s.retries,
+            s.rate_limited,
+            s.mean_rate,
+            self.governor.window_min,
+            self.governor.window_max
+        );
+        for st in &self.steps {
+            let parts: Vec<String> = st
+                .by_status
+                .iter()
+                .map(|(k, v)| format!("{v} {k}"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "  step {:<20} {:<12} {}",
+                st.id,
+                st.kind,
+                parts.join(", ")
+            );
+        }
+        let bad: Vec<&TaskReport> = self
+            .tasks
+            .iter()
+            .filter(|t| !matches!(t.status, TaskStatus::Succeeded | TaskStatus::NotStarted))
+            .collect();
+        for t in bad.iter().take(10) {
+            let _ = writeln!(
+                out,
+                "  {} {} [{}]: {}",
+                t.status.as_str(),
+                t.target,
+                t.step,
+                t.error.as_deref().unwrap_or("-")
+            );
+        }
+        if bad.len() > 10 {
+            let _ = writeln!(out, "  … and {} more in the report", bad.len() - 10);
+        }
+        out
+    }
+}
+
+fn task_report(plan: &Plan, o: &Outcome) -> TaskReport {
+    let task = &plan.tasks[o.task.0 as usize];
+    TaskReport {
+        id: o.task.0,
+        step: task.step.clone(),
+        target: task.label(),
+        status: o.status,
+        error: o.error.clone(),
+        attempts: o.attempts.clone(),
+        result: o.result.clone(),
+    }
+}
+
+/// The run's outcome word and exit code.
+pub fn verdict(s: &Summary, stopped: Option<StopReason>) -> (&'static str, u8) {
+    use crate::exit;
+    match stopped {
+        Some(StopReason::Interrupted) => ("interrupted", exit::INTERRUPTED),
+        Some(StopReason::Deadline) => ("incomplete", exit::INCOMPLETE),
+        None if s.failed + s.unknown + s.skipped > 0 => ("failed", exit::FAILED_TASKS),
+        None if s.not_started > 0 => ("incomplete", exit::INCOMPLETE),
+        None => ("succeeded", exit::OK),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts() {
+        let ok = Summary {
+            tasks: 3,
+            succeeded: 3,
+            ..Default::default()
+        };
+        assert_eq!(verdict(&ok, None), ("succeeded", 0));
+        let bad = Summary {
+            tasks: 3,
+            succeeded: 2,
+            failed: 1,
+            ..Default::default()
+        };
+        assert_eq!(verdict(&bad, None), ("failed", 1));
+        assert_eq!(verdict(&ok, Some(StopReason::Interrupted)).1, 130);
+        assert_eq!(verdict(&ok, Some(StopReason::Deadline)).1, 4);
+    }
+}

@@ -1,0 +1,192 @@
+//! Whole jobs through the engine against the mock: faults without duplicates, idempotent
+//! re-runs, skipped dependents, device-side failures and interruption.
+
+use std::time::Duration;
+
+use esper_bulk::exec::TaskStatus;
+use esper_bulk::mock::{CommandBehaviour, Faults, RateLimit};
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{job_header, run_job, run_job_with, small, start};
+
+fn rollout_job(header: &str) -> String {
+    format!(
+        r#"{header}targets:
+  stores: {{ groups: {{ name: "Stores/*/*" }} }}
+steps:
+  - id: install
+    app_install: {{ to: stores, package: com.acme.kiosk, version_code: 410, wait: {{ timeout: 20s }} }}
+  - id: alarm
+    needs: [install]
+    for_each: stores
+    alarm_rule:
+      name: "Battery low - ${{{{ item.path }}}}"
+      metric: battery_level
+      conditions: {{ comparator: LessThanThreshold, value: 15, unit: Percent }}
+      realert_interval: 3600
+      groups: ["${{{{ item.id }}}}"]
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_and_rate_limits_still_give_zero_duplicates() {
+    let mut cfg = small(21);
+    cfg.groups = 30;
+    cfg.faults = Faults {
+        rate_limit: Some(RateLimit {
+            rate: 150.0,
+            burst: 10,
+            retry_after: false,
+            penalty: Duration::from_millis(100),
+        }),
+        error_rate: 0.05,
+        commit_then_fail_rate: 0.10,
+        ..Faults::default()
+    };
+    let server = start(cfg).await;
+    let (plan, report) = run_job(&server, &rollout_job(&job_header(&server, "400/s"))).await;
+    assert_eq!(plan.tasks.len(), 60);
+    let s = &report.summary;
+    assert_eq!(
+        s.succeeded,
+        60,
+        "every task succeeds despite faults: {}",
+        report.summary_text()
+    );
+    let stats = server.stats();
+    assert!(
+        stats.injected.commit_then_fail > 0 && stats.injected.errors > 0,
+        "faults were injected: {stats:?}"
+    );
+    assert!(
+        stats.rate_limited > 0,
+        "the server limit was hit: {stats:?}"
+    );
+    assert_eq!(stats.duplicates.alarm_rules, 0);
+    assert_eq!(stats.duplicates.command_requests, 0);
+    let snap = server.snapshot();
+    assert_eq!(snap.alarm_rules.len(), 30);
+    assert!(
+        report.tasks.iter().any(|t| t.attempts.len() > 1),
+        "some tasks needed retries"
+    );
+    assert!(
+        report
+            .tasks
+            .iter()
+            .all(|t| t.status == TaskStatus::Succeeded)
+    );
+    let install = &report.tasks[0];
+    assert_eq!(
+        install.result.as_ref().unwrap()["devices"]["counts"]["Command Success"],
+        4,
+        "per-device results are kept"
+    );
+}
+
+#[tokio::test]
+async fn rerunning_converges_instead_of_duplicating() {
+    let server = start(small(22)).await;
+    let job = rollout_job(&job_header(&server, "200/s"));
+    let (_, first) = run_job(&server, &job).await;
+    assert_eq!(first.summary.succeeded, 12);
+    let (_, second) = run_job(&server, &job).await;
+    assert_eq!(second.summary.succeeded, 12);
+    let actions: Vec<&str> = second
+        .tasks
+        .iter()
+        .filter(|t| t.step == "alarm")
+        .map(|t| t.result.as_ref().unwrap()["action"].as_str().unwrap())
+        .collect();
+    assert!(actions.iter().all(|a| *a == "unchanged"), "{actions:?}");
+    assert_eq!(server.stats().duplicates.alarm_rules, 0);
+    assert_eq!(server.snapshot().alarm_rules.len(), 6);
+}
+
+#[tokio::test]
+async fn failed_dependency_skips_dependents() {
+    let server = start(small(23)).await;
+    let job = rollout_job(&job_header(&server, "200/s")).replace(
+        "package: com.acme.kiosk, version_code: 410",
+        "version: 00000000-0000-4000-8000-00000000dead",
+    );
+    let (_, report) = run_job(&server, &job).await;
+    let install: Vec<_> = report
+        .tasks
+        .iter()
+        .filter(|t| t.step == "install")
+        .collect();
+    assert!(
+        install.iter().all(|t| t.status == TaskStatus::Failed),
+        "INSTALL of an unknown version is refused"
+    );
+    assert!(
+        install.iter().all(|t| t.attempts.len() == 1),
+        "a 400 is not retried"
+    );
+    assert!(install[0].error.as_deref().unwrap().contains("400"));
+    let alarm: Vec<_> = report.tasks.iter().filter(|t| t.step == "alarm").collect();
+    assert!(
+        alarm
+            .iter()
+            .all(|t| t.status == TaskStatus::Skipped && t.attempts.is_empty())
+    );
+    assert!(alarm[0].error.as_deref().unwrap().contains("install"));
+    assert_eq!(report.run.exit_code, 1);
+    assert!(server.snapshot().alarm_rules.is_empty());
+}
+
+#[tokio::test]
+async fn device_side_failures_fail_the_task() {
+    let mut cfg = small(24);
+    cfg.commands = CommandBehaviour {
+        failure_rate: 1.0,
+        timeout_rate: 0.0,
+        min_duration: Duration::from_millis(20),
+        max_duration: Duration::from_millis(60),
+    };
+    let server = start(cfg).await;
+    let job = format!(
+        "{}targets:\n  one: {{ groups: {{ name: \"Stores/*/0001\" }} }}\nsteps:\n  - id: reboot\n    command: {{ to: one, name: REBOOT, wait: {{ timeout: 10s }} }}\n",
+        job_header(&server, "100/s")
+    );
+    let (_, report) = run_job(&server, &job).await;
+    let t = &report.tasks[0];
+    assert_eq!(t.status, TaskStatus::Failed);
+    assert!(
+        t.error
+            .as_deref()
+            .unwrap()
+            .contains("4 of 4 devices failed"),
+        "{:?}",
+        t.error
+    );
+    assert_eq!(
+        t.result.as_ref().unwrap()["devices"]["failed"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+}
+
+#[tokio::test]
+async fn interruption_stops_dispatch_and_is_reported() {
+    let mut cfg = small(25);
+    cfg.groups = 40;
+    cfg.faults.latency = Duration::from_millis(40);
+    let server = start(cfg).await;
+    let job = rollout_job(&job_header(&server, "20/s"));
+    let cancel = CancellationToken::new();
+    let c2 = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        c2.cancel();
+    });
+    let (_, report) = run_job_with(&server, &job, cancel).await;
+    assert_eq!(report.run.outcome, "interrupted");
+    assert_eq!(report.run.exit_code, 130);
+    assert!(report.summary.not_started > 0, "{}", report.summary_text());
+    assert!(report.summary.not_started < 80);
+}
