@@ -98,3 +98,60 @@ fn demo_runs_end_to_end() {
     assert_eq!(report["summary"]["succeeded"], 16);
     assert!(dir.join("plan.json").exists());
 }
+
+#[test]
+fn mock_prints_its_address_and_exports() {
+    use std::io::{BufRead, BufReader};
+    let mut child = bin()
+        .args([
+            "mock",
+            "--port",
+            "0",
+            "--groups",
+            "3",
+            "--devices-per-group",
+            "2",
+            "--api-key",
+            "k-123",
+            "--seed",
+            "5",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let second = lines.next().unwrap().unwrap();
+    let third = lines.next().unwrap().unwrap();
+    let rest: Vec<String> = (0..3).map(|_| lines.next().unwrap().unwrap()).collect();
+    assert!(
+        first.starts_with("http://127.0.0.1:") && first.ends_with("/api"),
+        "{first}"
+    );
+    assert!(second.starts_with("enterprise_id: "), "{second}");
+    assert_eq!(third, "api_key: k-123");
+    assert!(
+        rest.iter()
+            .any(|l| l == &format!("export ESPER_BASE_URL={first}")),
+        "{rest:?}"
+    );
+    assert!(rest.iter().any(|l| l.starts_with("export ESPER_API_KEY=")));
+    // The server answers while the process runs.
+    let addr = first
+        .trim_start_matches("http://")
+        .trim_end_matches("/api")
+        .to_string();
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    use std::io::{Read, Write};
+    write!(
+        s,
+        "GET /__stats HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

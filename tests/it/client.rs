@@ -388,3 +388,110 @@ async fn connect_errors_are_classed_and_unsent() {
     assert_eq!(e.class(), ErrorClass::Connect);
     assert!(!e.maybe_processed(), "nothing reached a server");
 }
+
+#[tokio::test]
+async fn other_commands_filters_and_move() {
+    let mut cfg = small(18);
+    cfg.offline_fraction = 0.5;
+    let server = start(cfg).await;
+    let c = client(&server);
+    let all: Vec<Device> = c
+        .list_devices(&DeviceFilter::default())
+        .try_collect()
+        .await
+        .unwrap();
+    let offline: Vec<Device> = c
+        .list_devices(&DeviceFilter {
+            state: Some("60".into()),
+            ..Default::default()
+        })
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(!offline.is_empty() && offline.len() < all.len());
+    assert!(
+        offline
+            .iter()
+            .all(|d| d.state.as_deref() == Some("OFFLINE"))
+    );
+    let named: Vec<Device> = c
+        .list_devices(&DeviceFilter {
+            name: Some(all[0].name.clone()),
+            ..Default::default()
+        })
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(named.iter().any(|d| d.id == all[0].id));
+
+    for (command, args) in [
+        ("UNINSTALL", json!({"package_name": "com.acme.scanner"})),
+        ("UPDATE_HEARTBEAT", json!({})),
+        (
+            "SET_DEVICE_LOCKDOWN_STATE",
+            json!({"state": "LOCKED", "message": "closed"}),
+        ),
+    ] {
+        let body = json!({"command_type": "DEVICE", "devices": [all[0].id], "device_type": "all", "command": command, "command_args": args, "schedule": "IMMEDIATE"});
+        let r = c
+            .create_command(&body)
+            .await
+            .unwrap_or_else(|e| panic!("{command}: {e}"));
+        assert_eq!(r.command.as_deref(), Some(command));
+    }
+    let no_pkg = json!({"command_type": "DEVICE", "devices": [all[0].id], "device_type": "all", "command": "UNINSTALL", "command_args": {}});
+    assert_eq!(
+        c.create_command(&no_pkg).await.unwrap_err().status(),
+        Some(400)
+    );
+
+    let dest: Vec<DeviceGroup> = c.list_groups(Some("0001")).try_collect().await.unwrap();
+    let mover = all
+        .iter()
+        .find(|d| d.groups.iter().all(|g| g.id != dest[0].id))
+        .unwrap();
+    c.move_devices(&dest[0].id, std::slice::from_ref(&mover.id), "move")
+        .await
+        .unwrap();
+    let moved = c.get_device(&mover.id).await.unwrap();
+    assert!(
+        moved.groups.iter().any(|g| g.id == dest[0].id),
+        "action=move with device_ids moves the device"
+    );
+    let bad = c
+        .move_devices(
+            &dest[0].id,
+            &["00000000-0000-4000-8000-000000000000".to_string()],
+            "add",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(bad.status(), Some(400));
+}
+
+#[test]
+fn a_bad_ca_bundle_is_refused_before_anything_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("ca.pem");
+    std::fs::write(&pem, "not a certificate").unwrap();
+    let conn = esper_bulk::esper::Connection::new(
+        "https://acme-api.esper.cloud/api",
+        "e",
+        esper_bulk::esper::ApiKey::new("k"),
+    );
+    let opts = esper_bulk::esper::ClientOptions {
+        ca_cert: Some(pem.clone()),
+        ..Default::default()
+    };
+    let e = esper_bulk::esper::Client::new(conn.clone(), opts).unwrap_err();
+    assert_eq!(e.class(), ErrorClass::Build);
+    assert!(e.to_string().contains("ca.pem"), "{e}");
+    let missing = esper_bulk::esper::ClientOptions {
+        ca_cert: Some(dir.path().join("nope.pem")),
+        ..Default::default()
+    };
+    assert!(esper_bulk::esper::Client::new(conn.clone(), missing).is_err());
+    let plain =
+        esper_bulk::esper::Connection::new("ftp://x/api", "e", esper_bulk::esper::ApiKey::new("k"));
+    assert!(esper_bulk::esper::Client::new(plain, Default::default()).is_err());
+}
