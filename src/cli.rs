@@ -67,6 +67,8 @@ pub enum Command {
     Plan(PlanArgs),
     /// Run a job file or a saved plan
     Run(RunArgs),
+    /// Print the JSON Schema of job files (for editors: yaml-language-server)
+    Schema,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -222,6 +224,13 @@ async fn dispatch(cmd: Command) -> Result<u8> {
         Command::Validate { files } => Ok(validate(&files)),
         Command::Plan(a) => plan_cmd(a).await,
         Command::Run(a) => run_cmd(a).await,
+        Command::Schema => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&job::shape::json_schema())?
+            );
+            Ok(exit::OK)
+        }
     }
 }
 
@@ -231,16 +240,34 @@ fn env_lookup(name: &str) -> Option<String> {
 
 /// Loads and validates a job file; prints warnings; `Err` carries the rendered diagnostics.
 fn load_job(path: &Path) -> Result<Job, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("error: cannot read job file {}: {e}", path.display()))?;
-    match job::load(&path.display().to_string(), &text, &env_lookup) {
-        Ok((job, warnings)) => {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "error: cannot read job file {}: {e}\n  = help: check the path\n",
+            path.display()
+        )
+    })?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    load_text(&path.display().to_string(), &text, &base, &env_lookup)
+}
+
+/// Loads job text; files the job names (CSV lists, APKs, content) are relative to `base`.
+/// Warnings are printed; `Err` carries the rendered diagnostics.
+fn load_text(
+    file: &str,
+    text: &str,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Job, String> {
+    let read = |p: &str| std::fs::read_to_string(base.join(p)).map_err(|e| e.to_string());
+    match job::load(file, text, &job::Host { env, read: &read }) {
+        Ok((mut job, warnings)) => {
             for w in warnings {
-                eprintln!("{w}");
+                eprint!("{}", w.render(Some(text)));
             }
+            job.resolve_paths(base);
             Ok(job)
         }
-        Err(d) => Err(d.to_string()),
+        Err(d) => Err(d.render(text)),
     }
 }
 
@@ -348,6 +375,9 @@ async fn make_plan(job: &Job, client: &Client) -> Result<Plan, String> {
         None => format!("{}: error: {e}", job.source),
     };
     let resolved = plan::resolve(job, client).await.map_err(render)?;
+    for w in &resolved.warnings {
+        eprintln!("warning: {w}");
+    }
     plan::compile(job, &resolved, server).map_err(render)
 }
 
@@ -360,42 +390,78 @@ fn plan_text(p: &Plan, show_requests: bool) -> String {
         p.job, p.server.base_url, p.server.enterprise_id
     );
     for (name, t) in &p.targets {
-        let _ = writeln!(out, "target {name}: {} {:?}s", t.items.len(), t.kind);
+        let kind = match t.kind {
+            plan::ItemKind::Group => "groups",
+            plan::ItemKind::Device => "devices",
+        };
+        let sample: Vec<&str> = t.items.iter().take(3).map(|i| i.label()).collect();
+        let more = if t.items.len() > 3 { ", …" } else { "" };
+        let _ = writeln!(
+            out,
+            "target {name}: {} {kind} ({}{more})",
+            t.items.len(),
+            sample.join(", ")
+        );
     }
+    let _ = writeln!(out, "steps:");
     for s in &p.steps {
         let needs = if s.needs.is_empty() {
             String::new()
         } else {
-            format!(" (needs {})", s.needs.join(", "))
+            format!(", after {}", s.needs.join(", "))
+        };
+        let fan = match &s.fanout {
+            plan::Fanout::Single => "once".to_string(),
+            plan::Fanout::PerItem { target } => format!("once per item of {target}"),
+            plan::Fanout::Chunks { target, size } => {
+                format!("per group of {target}, or per {size} devices")
+            }
         };
         let _ = writeln!(
             out,
-            "step {} [{}]: {} tasks{needs}",
-            s.id,
-            s.kind,
-            s.tasks.len()
+            "  {:<20} {:<15} {:>7} tasks ({fan}{needs})",
+            s.id, s.kind, s.task_count
         );
-    }
-    let _ = writeln!(out, "requests (estimated):");
-    for (route, n) in &p.estimate.requests {
-        let _ = writeln!(out, "  {n:>8}  {route}");
+        if let Some(r) = &s.rollout {
+            let stages: Vec<String> = r.stage_ends.iter().map(|e| e.to_string()).collect();
+            let _ = writeln!(
+                out,
+                "  {:<20} rollout: stages end at task {} of {}; stop when failures exceed {}",
+                "",
+                stages.join(", "),
+                s.task_count,
+                r.max_failures
+            );
+        }
     }
     let _ = writeln!(
         out,
-        "total {} requests, about {} at {}/s",
+        "requests (estimated; command polls are a lower bound):"
+    );
+    for (route, n) in &p.estimate.requests {
+        let _ = writeln!(out, "  {n:>9}  {route}");
+    }
+    let _ = writeln!(
+        out,
+        "total {} requests, about {} at {}/s{}",
         p.estimate.total_requests,
         humantime::format_duration(Duration::from_secs(p.estimate.seconds.ceil() as u64)),
-        p.limits.rate
+        p.limits.rate,
+        p.deadline_ms
+            .map(|d| format!(" (deadline {})", humantime::format_duration(d)))
+            .unwrap_or_default()
     );
     if show_requests {
-        let _ = writeln!(out, "writes:");
-        for t in &p.tasks {
+        let _ = writeln!(out, "writes (nothing is sent by `plan`):");
+        for id in p.task_ids() {
+            let Some(t) = p.task(id) else { continue };
             for w in t.op.writes(&p.server.enterprise_id) {
                 let note = w.note.map(|n| format!("  # {n}")).unwrap_or_default();
                 let _ = writeln!(
                     out,
-                    "  {} {} {} {}{note}",
+                    "  {} [{}] {} {} {}{note}",
                     t.id,
+                    t.step,
                     w.method,
                     w.path,
                     serde_json::to_string(&w.body).unwrap_or_default()
@@ -559,7 +625,7 @@ async fn execute(
     let dispatch = EsperDispatch::new(client, poll);
     eprintln!(
         "run {id}: {} tasks; report in {}",
-        plan.tasks.len(),
+        plan.task_count,
         dir.display()
     );
     // Stop dispatching early enough to drain in-flight work before the deadline.
@@ -662,10 +728,17 @@ async fn demo(a: DemoArgs) -> Result<u8> {
             env_lookup(n)
         }
     };
-    let job = match job::load(&file, &text, &env) {
-        Ok((j, _)) => j,
-        Err(d) => {
-            eprintln!("{d}");
+    // The built-in job names no files; a --job file's paths are relative to it.
+    let base = a
+        .job
+        .as_deref()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let job = match load_text(&file, &text, &base, &env) {
+        Ok(j) => j,
+        Err(e) => {
+            eprint!("{e}");
             return Ok(exit::INVALID);
         }
     };

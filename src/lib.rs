@@ -39,6 +39,7 @@
 //!   logs, errors, plans or reports.
 //! - **Invariant:** `mock` imports nothing from the engine.
 
+pub mod apk;
 pub mod cli;
 pub mod esper;
 pub mod exec;

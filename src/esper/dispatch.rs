@@ -101,14 +101,14 @@ impl EsperDispatch {
             if cx.uncertain && same {
                 return Ok(done(
                     format!("alarm rule {} was created by an earlier attempt", rule.id),
-                    json!({"id": rule.id, "action": "created"}),
+                    rule_result(&rule.id, "created"),
                     true,
                 ));
             }
             return match on_exists {
                 OnExists::Skip => Ok(done(
                     format!("alarm rule {} exists; skipped", rule.id),
-                    json!({"id": rule.id, "action": "skipped"}),
+                    rule_result(&rule.id, "skipped"),
                     true,
                 )),
                 OnExists::Fail => Err(Failure {
@@ -123,7 +123,7 @@ impl EsperDispatch {
                 }),
                 OnExists::Update if same => Ok(done(
                     format!("alarm rule {} is up to date", rule.id),
-                    json!({"id": rule.id, "action": "unchanged"}),
+                    rule_result(&rule.id, "unchanged"),
                     true,
                 )),
                 OnExists::Update => {
@@ -134,7 +134,7 @@ impl EsperDispatch {
                         .map_err(|e| Failure::from(&e))?;
                     Ok(done(
                         format!("updated alarm rule {}", r.id),
-                        json!({"id": r.id, "action": "updated"}),
+                        rule_result(&r.id, "updated"),
                         false,
                     ))
                 }
@@ -147,7 +147,7 @@ impl EsperDispatch {
             .map_err(|e| Failure::from(&e))?;
         Ok(done(
             format!("created alarm rule {}", r.id),
-            json!({"id": r.id, "action": "created"}),
+            rule_result(&r.id, "created"),
             false,
         ))
     }
@@ -161,7 +161,7 @@ impl EsperDispatch {
                     "command request {} was created by an earlier attempt",
                     found.id
                 ),
-                result: json!({"id": found.id, "action": "created"}),
+                result: json!({"id": found.id, "command_id": found.id, "action": "created"}),
                 follow: Some(found.id),
                 reconciled: true,
             });
@@ -173,10 +173,155 @@ impl EsperDispatch {
             .map_err(|e| Failure::from(&e))?;
         Ok(Done {
             summary: format!("created command request {}", r.id),
-            result: json!({"id": r.id, "action": "created"}),
+            result: json!({"id": r.id, "command_id": r.id, "action": "created"}),
             follow: Some(r.id),
             reconciled: false,
         })
+    }
+
+    /// Uploads an APK unless its package version already exists. The read-back comes
+    /// first on every attempt, so an upload whose answer was lost is never repeated.
+    async fn app_upload(
+        &self,
+        file: &str,
+        package: Option<&str>,
+        version_code: Option<&str>,
+    ) -> Result<Done, Failure> {
+        let local = |m: String| Failure {
+            class: FailureClass::Build,
+            status: None,
+            message: m,
+            retry_after: None,
+            maybe_processed: false,
+        };
+        let (package, code) = match (package, version_code) {
+            (Some(p), Some(c)) => (p.to_string(), c.to_string()),
+            _ => {
+                let bytes = tokio::fs::read(file)
+                    .await
+                    .map_err(|e| local(format!("cannot read {file}: {e}")))?;
+                let info = crate::apk::read(&bytes).map_err(|e| {
+                    local(format!(
+                        "{file}: {e}; give `package` and `version_code` in the step"
+                    ))
+                })?;
+                (
+                    package.map(str::to_string).unwrap_or(info.package),
+                    version_code
+                        .map(str::to_string)
+                        .unwrap_or(info.version_code),
+                )
+            }
+        };
+        if let Some((app, version)) = self.find_version(&package, &code).await? {
+            return Ok(done(
+                format!("{package} {code} already exists (version {version})"),
+                upload_result(&app, &version, &package, &code, "exists"),
+                true,
+            ));
+        }
+        let app = self
+            .client
+            .upload_app(std::path::Path::new(file))
+            .await
+            .map_err(|e| Failure::from(&e))?;
+        let version = app
+            .versions
+            .iter()
+            .find(|v| v.version_code == code)
+            .or(app.versions.first())
+            .map(|v| v.id.clone())
+            .ok_or_else(|| Failure {
+                class: FailureClass::Decode,
+                status: None,
+                message: format!("the upload of {file} answered without a version"),
+                retry_after: None,
+                maybe_processed: true,
+            })?;
+        Ok(done(
+            format!("uploaded {package} {code} (version {version})"),
+            upload_result(&app.id, &version, &package, &code, "uploaded"),
+            false,
+        ))
+    }
+
+    async fn find_version(
+        &self,
+        package: &str,
+        code: &str,
+    ) -> Result<Option<(String, String)>, Failure> {
+        let apps: Vec<super::model::Application> = self
+            .client
+            .list_apps(Some(package))
+            .try_collect()
+            .await
+            .map_err(|e| Failure::from(&e))?;
+        for app in apps.iter().filter(|a| a.package_name == package) {
+            if let Some(v) = app.versions.iter().find(|v| v.version_code == code) {
+                return Ok(Some((app.id.clone(), v.id.clone())));
+            }
+            let versions: Vec<super::model::AppVersion> = self
+                .client
+                .list_app_versions(&app.id, Some(code))
+                .try_collect()
+                .await
+                .map_err(|e| Failure::from(&e))?;
+            if let Some(v) = versions.into_iter().find(|v| v.version_code == code) {
+                return Ok(Some((app.id.clone(), v.id)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Uploads a content file unless one with the same name and size exists.
+    async fn content_upload(&self, file: &str) -> Result<Done, Failure> {
+        let path = std::path::Path::new(file);
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| file.to_string());
+        let size = tokio::fs::metadata(path)
+            .await
+            .map_err(|e| Failure {
+                class: FailureClass::Build,
+                status: None,
+                message: format!("cannot read {file}: {e}"),
+                retry_after: None,
+                maybe_processed: false,
+            })?
+            .len();
+        let found: Vec<super::model::Content> = self
+            .client
+            .list_content(Some(&name))
+            .try_collect()
+            .await
+            .map_err(|e| Failure::from(&e))?;
+        let same_size = |c: &super::model::Content| {
+            c.size.as_ref().and_then(|s| {
+                s.as_u64()
+                    .or_else(|| s.as_str().and_then(|t| t.parse().ok()))
+            }) == Some(size)
+        };
+        if let Some(c) = found
+            .iter()
+            .find(|c| c.name.as_deref() == Some(name.as_str()) && same_size(c))
+        {
+            return Ok(done(
+                format!("{name} already exists (content {})", c.id),
+                json!({"content_id": c.id, "action": "exists"}),
+                true,
+            ));
+        }
+        let c = self
+            .client
+            .upload_content(path)
+            .await
+            .map_err(|e| Failure::from(&e))?;
+        Ok(done(
+            format!("uploaded {name} (content {})", c.id),
+            json!({"content_id": c.id, "action": "uploaded"}),
+            false,
+        ))
     }
 
     /// A command request equal to `body` created since the task started, if any.
@@ -222,6 +367,10 @@ impl EsperDispatch {
     }
 }
 
+fn rule_result(id: &str, action: &str) -> Value {
+    json!({"id": id, "rule_id": id, "action": action})
+}
+
 fn done(summary: String, result: Value, reconciled: bool) -> Done {
     Done {
         summary,
@@ -229,6 +378,10 @@ fn done(summary: String, result: Value, reconciled: bool) -> Done {
         follow: None,
         reconciled,
     }
+}
+
+fn upload_result(app: &str, version: &str, package: &str, code: &str, action: &str) -> Value {
+    json!({"version_id": version, "application_id": app, "package": package, "version_code": code, "action": action})
 }
 
 fn parse_time(s: &str) -> Option<SystemTime> {
@@ -296,11 +449,29 @@ impl Dispatch for EsperDispatch {
         async move {
             match &task.op {
                 Operation::Command { body, .. } => self.command(body, cx).await,
-                Operation::AlarmRule {
-                    name,
-                    body,
-                    on_exists,
-                } => self.alarm_rule(name, body, *on_exists, cx).await,
+                Operation::AlarmRule { name, body, on_exists } => self.alarm_rule(name, body, *on_exists, cx).await,
+                Operation::GroupMove { group_id, device_ids } => {
+                    // Adding a device to the group it is already in changes nothing, so a
+                    // retry after an unknown outcome is safe.
+                    self.client.move_devices(group_id, device_ids, "add").await.map_err(|e| Failure::from(&e))?;
+                    Ok(done(format!("moved {} devices", device_ids.len()), json!({"moved": device_ids.len(), "group": group_id}), false))
+                }
+                Operation::AppUpload { file, package, version_code } => self.app_upload(file, package.as_deref(), version_code.as_deref()).await,
+                Operation::ContentUpload { file } => self.content_upload(file).await,
+                Operation::Request { method, path, query, body } => {
+                    if cx.uncertain && method.eq_ignore_ascii_case("POST") {
+                        return Err(Failure {
+                            class: FailureClass::Conflict,
+                            status: None,
+                            message: format!("the outcome of POST {path} is unknown and a raw request cannot be read back; not sending it again"),
+                            retry_after: None,
+                            maybe_processed: true,
+                        });
+                    }
+                    let q: Vec<(String, String)> = query.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                    let r = self.client.raw(method, path, &q, body.clone()).await.map_err(|e| Failure::from(&e))?;
+                    Ok(done(format!("{method} {path} answered {}", r.status), json!({"status": r.status, "body": r.body}), false))
+                }
             }
         }
         .boxed()

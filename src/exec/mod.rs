@@ -106,7 +106,62 @@ pub struct RunOutput {
     /// One outcome per task, in plan order.
     pub outcomes: Vec<Outcome>,
     pub stopped: Option<StopReason>,
+    /// Rollouts stopped by `max_failures`, one message each.
+    pub thresholds: Vec<String>,
     pub elapsed: Duration,
+}
+
+/// Failure units of an outcome: devices when a command was followed, else the task.
+fn units(o: &Outcome) -> (u64, u64) {
+    if let Some(devs) = o.result.as_ref().and_then(|r| r.get("devices")) {
+        let failed = devs
+            .get("failed")
+            .and_then(Value::as_array)
+            .map_or(0, |a| a.len() as u64);
+        let total: u64 = devs
+            .get("counts")
+            .and_then(Value::as_object)
+            .map_or(0, |m| m.values().filter_map(Value::as_u64).sum());
+        if total > 0 {
+            return (failed, total);
+        }
+    }
+    (u64::from(o.status != TaskStatus::Succeeded), 1)
+}
+
+#[derive(Default, Clone)]
+struct StepState {
+    started: bool,
+    done: bool,
+    stage: usize,
+    /// Tasks of the current stage not finished yet.
+    left: u32,
+    bad: u32,
+    failed_units: u64,
+    total_units: u64,
+}
+
+/// Fills `${{ steps.<id>.<output>… }}` from the outputs of finished steps.
+fn fill_outputs(task: &mut Task, outputs: &BTreeMap<String, Value>) -> Result<(), String> {
+    let lookup = |r: &[String]| -> Option<Value> {
+        if r.first().map(String::as_str) != Some("steps") {
+            return None;
+        }
+        let mut v = outputs.get(r.get(1)?)?;
+        for key in &r[2..] {
+            v = match v {
+                Value::Array(items) => items.get(key.parse::<usize>().ok()?)?,
+                other => other.get(key)?,
+            };
+        }
+        Some(v.clone())
+    };
+    let op = serde_json::to_value(&task.op).map_err(|e| e.to_string())?;
+    let filled = crate::job::template::render_value(&op, &lookup)
+        .map_err(|e| format!("step output missing: {e}"))?;
+    task.op = serde_json::from_value(filled)
+        .map_err(|e| format!("step output has the wrong shape: {e}"))?;
+    Ok(())
 }
 
 /// Runs every task of `plan`. `on_outcome` sees each outcome as it is decided (the journal
@@ -120,7 +175,7 @@ pub async fn run(
 ) -> RunOutput {
     let t0 = Instant::now();
     let ms = move || t0.elapsed().as_millis() as u64;
-    let n = plan.tasks.len();
+    let n = plan.task_count as usize;
     let mut outcomes: Vec<Option<Outcome>> = vec![None; n];
     let budget = Arc::new(RetryBudget::for_tasks(n));
     // Tasks in their write phase; followers (command tracking) do not count against it.
@@ -135,36 +190,43 @@ pub async fn run(
         .enumerate()
         .map(|(i, s)| (s.id.as_str(), i))
         .collect();
-    let mut step_left: Vec<usize> = plan.steps.iter().map(|s| s.tasks.len()).collect();
-    let mut step_bad: Vec<usize> = vec![0; plan.steps.len()];
-    let mut step_started: Vec<bool> = vec![false; plan.steps.len()];
+    let mut st: Vec<StepState> = vec![StepState::default(); plan.steps.len()];
+    let mut outputs: BTreeMap<String, Value> = BTreeMap::new();
+    let mut thresholds: Vec<String> = Vec::new();
     let mut queue: VecDeque<TaskId> = VecDeque::new();
     let mut running: JoinSet<Outcome> = JoinSet::new();
+    let mut in_flight: std::collections::BTreeSet<u32> = Default::default();
     let mut stopped: Option<StopReason> = None;
 
-    let record = |o: Outcome,
-                  outcomes: &mut Vec<Option<Outcome>>,
-                  step_left: &mut Vec<usize>,
-                  step_bad: &mut Vec<usize>,
-                  on_outcome: &mut dyn FnMut(&Outcome)| {
-        let si = step_index[plan.tasks[o.task.0 as usize].step.as_str()];
-        step_left[si] = step_left[si].saturating_sub(1);
-        if o.status != TaskStatus::Succeeded {
-            step_bad[si] += 1;
-        }
-        on_outcome(&o);
-        let idx = o.task.0 as usize;
-        outcomes[idx] = Some(o);
+    // The task range of a step's stage.
+    let stage_range = |si: usize, stage: usize| -> (u32, u32) {
+        let s = &plan.steps[si];
+        let ends: Vec<u32> = s
+            .rollout
+            .as_ref()
+            .map(|r| r.stage_ends.clone())
+            .unwrap_or_else(|| vec![s.task_count]);
+        let from = if stage == 0 { 0 } else { ends[stage - 1] };
+        (
+            s.first_task + from,
+            s.first_task + ends.get(stage).copied().unwrap_or(s.task_count),
+        )
+    };
+    let stages_of = |si: usize| {
+        plan.steps[si]
+            .rollout
+            .as_ref()
+            .map_or(1, |r| r.stage_ends.len())
     };
 
     loop {
-        // Start every step whose needs are complete; skip those whose needs failed.
+        // Start every step whose needs are done; skip those whose needs did not succeed.
         if stopped.is_none() {
             let mut changed = true;
             while changed {
                 changed = false;
                 for (si, step) in plan.steps.iter().enumerate() {
-                    if step_started[si] {
+                    if st[si].started {
                         continue;
                     }
                     let needs: Vec<usize> = step
@@ -172,33 +234,35 @@ pub async fn run(
                         .iter()
                         .filter_map(|n| step_index.get(n.as_str()).copied())
                         .collect();
-                    if needs.iter().any(|&d| !step_started[d] || step_left[d] > 0) {
+                    if needs.iter().any(|&d| !st[d].done) {
                         continue;
                     }
-                    step_started[si] = true;
+                    st[si].started = true;
                     changed = true;
                     let failed: Vec<String> = needs
                         .iter()
-                        .filter(|&&d| step_bad[d] > 0)
-                        .map(|&d| format!("`{}` ({} not succeeded)", plan.steps[d].id, step_bad[d]))
+                        .filter(|&&d| st[d].bad > 0)
+                        .map(|&d| format!("`{}` ({} not succeeded)", plan.steps[d].id, st[d].bad))
                         .collect();
-                    if failed.is_empty() {
-                        queue.extend(step.tasks.iter().copied());
-                        tracing::info!(step = %step.id, tasks = step.tasks.len(), "step started");
-                    } else {
+                    if !failed.is_empty() || step.task_count == 0 {
                         let why =
                             format!("skipped: needed step {} did not succeed", failed.join(", "));
-                        tracing::warn!(step = %step.id, "{why}");
-                        for &t in &step.tasks {
-                            record(
-                                Outcome::not_run(t, TaskStatus::Skipped, why.clone(), ms()),
-                                &mut outcomes,
-                                &mut step_left,
-                                &mut step_bad,
-                                &mut on_outcome,
-                            );
+                        if !failed.is_empty() {
+                            tracing::warn!(step = %step.id, "{why}");
                         }
+                        for t in step.tasks() {
+                            let o = Outcome::not_run(t, TaskStatus::Skipped, why.clone(), ms());
+                            on_outcome(&o);
+                            outcomes[t.0 as usize] = Some(o);
+                        }
+                        st[si].bad = step.task_count;
+                        st[si].done = true;
+                        continue;
                     }
+                    let (a, b) = stage_range(si, 0);
+                    st[si].left = b - a;
+                    queue.extend((a..b).map(TaskId));
+                    tracing::info!(step = %step.id, tasks = step.task_count, stages = stages_of(si), "step started");
                 }
             }
         }
@@ -208,7 +272,18 @@ pub async fn run(
                     break;
                 };
                 queue.pop_front();
-                let task = plan.tasks[tid.0 as usize].clone();
+                let Some(mut task) = plan.task(tid) else {
+                    continue;
+                };
+                if task.op.needs_outputs()
+                    && let Err(why) = fill_outputs(&mut task, &outputs)
+                {
+                    drop(permit);
+                    let o = Outcome::not_run(tid, TaskStatus::Failed, why, ms());
+                    running.spawn(async move { o });
+                    continue;
+                }
+                in_flight.insert(tid.0);
                 let (dispatch, budget, stop_followers) =
                     (dispatch.clone(), budget.clone(), stop_followers.clone());
                 let retry = plan.retry.clone();
@@ -229,38 +304,32 @@ pub async fn run(
             }
         }
         if running.is_empty() && (queue.is_empty() || stopped.is_some()) {
-            let all_started = step_started.iter().all(|s| *s);
-            if stopped.is_some() || all_started {
-                break;
-            }
-            // Steps wait on needs that can no longer complete (cannot happen for a
-            // validated acyclic plan); stop rather than spin.
-            if queue.is_empty() {
-                break;
-            }
+            break;
         }
         let deadline = opts.deadline;
-        tokio::select! {
-            joined = running.join_next(), if !running.is_empty() => {
-                match joined {
-                    Some(Ok(o)) => record(o, &mut outcomes, &mut step_left, &mut step_bad, &mut on_outcome),
-                    Some(Err(e)) => tracing::error!(error = %e, "a task worker ended abnormally"),
-                    None => {}
-                }
-            }
+        let joined = tokio::select! {
+            joined = running.join_next(), if !running.is_empty() => joined,
             _ = cancel.cancelled(), if stopped.is_none() => {
                 tracing::warn!("interrupted: no new tasks are started; waiting for in-flight requests");
                 stopped = Some(StopReason::Interrupted);
                 stop_followers.cancel();
+                None
             }
             _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)).await }, if stopped.is_none() && deadline.is_some() => {
                 tracing::warn!("deadline reached: no new tasks are started; the run can be resumed");
                 stopped = Some(StopReason::Deadline);
                 stop_followers.cancel();
+                None
             }
             // Wakes the loop when a slot frees up without a task finishing (a follower
             // released its write slot).
-            _ = tokio::time::sleep(Duration::from_millis(50)), if !queue.is_empty() && stopped.is_none() => {}
+            _ = tokio::time::sleep(Duration::from_millis(50)), if !queue.is_empty() && stopped.is_none() => None,
+        };
+        let mut finished = Vec::new();
+        match joined {
+            Some(Ok(o)) => finished.push(o),
+            Some(Err(e)) => tracing::error!(error = %e, "a task worker ended abnormally"),
+            None => {}
         }
         if stopped.is_some() && !running.is_empty() {
             // Drain in-flight work, bounded; whatever is left is abandoned.
@@ -268,7 +337,7 @@ pub async fn run(
             loop {
                 tokio::select! {
                     joined = running.join_next() => match joined {
-                        Some(Ok(o)) => record(o, &mut outcomes, &mut step_left, &mut step_bad, &mut on_outcome),
+                        Some(Ok(o)) => finished.push(o),
                         Some(Err(_)) => {}
                         None => break,
                     },
@@ -277,8 +346,73 @@ pub async fn run(
                         running.abort_all();
                         break;
                     }
-                    _ = cancel.cancelled(), if stopped == Some(StopReason::Deadline) => {}
                 }
+            }
+        }
+        for o in finished {
+            in_flight.remove(&o.task.0);
+            let si = step_index[plan.step_of(o.task).id.as_str()];
+            let step = &plan.steps[si];
+            if o.status == TaskStatus::Succeeded
+                && step.task_count == 1
+                && let Some(r) = &o.result
+            {
+                outputs.insert(step.id.clone(), r.clone());
+            }
+            let (f, t) = units(&o);
+            let s = &mut st[si];
+            s.failed_units += f;
+            s.total_units += t;
+            if o.status != TaskStatus::Succeeded {
+                s.bad += 1;
+            }
+            s.left = s.left.saturating_sub(1);
+            on_outcome(&o);
+            let idx = o.task.0 as usize;
+            outcomes[idx] = Some(o);
+            if s.left > 0 || stopped.is_some() {
+                continue;
+            }
+            // The stage is complete: check the rollout threshold, then open the next stage.
+            let stage = s.stage;
+            if let Some(r) = &step.rollout {
+                let allowed = r.max_failures.of(s.total_units);
+                if s.failed_units > allowed {
+                    let msg = format!(
+                        "rollout of step `{}` stopped after stage {} of {}: {} failures exceed max_failures {} ({allowed} of {})",
+                        step.id,
+                        stage + 1,
+                        r.stage_ends.len(),
+                        s.failed_units,
+                        r.max_failures,
+                        s.total_units
+                    );
+                    tracing::warn!("{msg}");
+                    let (a, _) = stage_range(si, stage + 1);
+                    for t in a..step.first_task + step.task_count {
+                        let o = Outcome::not_run(
+                            TaskId(t),
+                            TaskStatus::Skipped,
+                            format!("skipped: {msg}"),
+                            ms(),
+                        );
+                        on_outcome(&o);
+                        outcomes[t as usize] = Some(o);
+                        s.bad += 1;
+                    }
+                    thresholds.push(msg);
+                    s.done = true;
+                    continue;
+                }
+            }
+            if stage + 1 < stages_of(si) {
+                s.stage += 1;
+                let (a, b) = stage_range(si, stage + 1);
+                s.left = b - a;
+                queue.extend((a..b).map(TaskId));
+                tracing::info!(step = %step.id, stage = stage + 2, tasks = b - a, "rollout stage started");
+            } else {
+                s.done = true;
             }
         }
     }
@@ -298,24 +432,28 @@ pub async fn run(
         .enumerate()
         .map(|(i, o)| {
             o.unwrap_or_else(|| {
-                let started = queue.iter().all(|t| t.0 as usize != i) && stopped.is_some();
-                let (status, msg) = if started
-                    && step_started[step_index[plan.tasks[i].step.as_str()]]
-                {
-                    (
+                if in_flight.contains(&(i as u32)) {
+                    Outcome::not_run(
+                        TaskId(i as u32),
                         TaskStatus::Unknown,
-                        "abandoned while in flight: check the tenant before resuming".to_string(),
+                        "abandoned while in flight: check the tenant before resuming".into(),
+                        now,
                     )
                 } else {
-                    (TaskStatus::NotStarted, why.to_string())
-                };
-                Outcome::not_run(TaskId(i as u32), status, msg, now)
+                    Outcome::not_run(
+                        TaskId(i as u32),
+                        TaskStatus::NotStarted,
+                        why.to_string(),
+                        now,
+                    )
+                }
             })
         })
         .collect();
     RunOutput {
         outcomes,
         stopped,
+        thresholds,
         elapsed: t0.elapsed(),
     }
 }

@@ -1,18 +1,38 @@
-//! Job files: load YAML, validate it, and produce a [`Job`] or every problem found.
+//! Job files: load YAML, check it, and produce a [`Job`] or every problem found.
 //!
-//! Pure: text (and an environment lookup) in, `Job` or [`Diagnostic`]s out. No network, no
-//! clock, no tokio. Parsing goes through serde (`raw`), meaning checks through [`validate`],
-//! which keeps going after the first problem so one run of `validate` shows them all.
+//! Pure: text in, `Job` or [`Diagnostic`]s out. The environment and file reads (for CSV
+//! device lists) come through [`Host`], so tests pass fixed values and the CLI passes the
+//! real ones; nothing here touches the network, the clock or tokio. The language's shape
+//! lives in `shape`, the checks in `check`, positions in `node`.
 
+mod check;
 pub mod model;
-pub mod raw;
+pub mod node;
+pub mod shape;
 pub mod template;
-mod validate;
 
 use std::fmt;
 
+pub use check::{csv_column, parse_amount, parse_duration, parse_rate};
 pub use model::*;
-pub use validate::validate;
+pub use node::{Pos, Span};
+
+/// What loading may read from outside: environment variables and files (paths as written
+/// in the job; the host resolves them, normally against the job file's directory).
+pub struct Host<'a> {
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+    pub read: &'a dyn Fn(&str) -> Result<String, String>,
+}
+
+impl<'a> Host<'a> {
+    /// A host that can read the environment but no files.
+    pub fn env_only(env: &'a dyn Fn(&str) -> Option<String>) -> Host<'a> {
+        Host {
+            env,
+            read: &|p| Err(format!("reading files is not available here ({p})")),
+        }
+    }
+}
 
 /// How bad a diagnostic is; warnings never fail validation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,38 +46,95 @@ pub enum Severity {
 pub struct Diagnostic {
     pub severity: Severity,
     pub file: String,
-    /// 1-based line and column when known.
-    pub line: Option<usize>,
-    pub col: Option<usize>,
+    pub span: Option<Span>,
     /// The YAML path of the offending value, e.g. `steps[1].alarm_rule.realert_interval`.
     pub path: String,
     pub message: String,
     pub help: Option<String>,
 }
 
-impl fmt::Display for Diagnostic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Diagnostic {
+    pub fn line(&self) -> Option<usize> {
+        self.span.map(|s| s.start.line)
+    }
+
+    /// Renders the diagnostic rustc-style, with the source line and the span marked.
+    pub fn render(&self, source: Option<&str>) -> String {
+        use fmt::Write as _;
         let sev = match self.severity {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        match (self.line, self.col) {
-            (Some(l), Some(c)) => write!(f, "{}:{l}:{c}: {sev}: {}", self.file, self.message)?,
-            _ => write!(f, "{}: {sev}: {}", self.file, self.message)?,
-        }
-        if !self.path.is_empty() {
-            write!(f, " (at `{}`)", self.path)?;
+        let mut out = format!("{sev}: {}\n", self.message);
+        let Some(span) = self.span else {
+            let _ = writeln!(out, "  --> {}", self.file);
+            if let Some(h) = &self.help {
+                let _ = writeln!(out, "  = help: {h}");
+            }
+            return out;
+        };
+        let (line, col) = (span.start.line, span.start.col);
+        let text = source.and_then(|s| s.lines().nth(line.saturating_sub(1)));
+        let gutter = " ".repeat(line.to_string().len());
+        let _ = writeln!(out, "{gutter}--> {}:{line}:{col}", self.file);
+        if let Some(text) = text {
+            let width = text.chars().count();
+            let start = col.saturating_sub(1).min(width);
+            let end = if span.end.line == line && span.end.col > col {
+                span.end.col - 1
+            } else {
+                width
+            };
+            let len = end.saturating_sub(start).max(1);
+            let _ = writeln!(out, "{gutter} |");
+            let _ = writeln!(out, "{line} | {text}");
+            let _ = writeln!(out, "{gutter} | {}{}", " ".repeat(start), "^".repeat(len));
         }
         if let Some(h) = &self.help {
-            write!(f, "\n  help: {h}")?;
+            let _ = writeln!(out, "{gutter} = help: {h}");
         }
-        Ok(())
+        out
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.render(None).trim_end())
     }
 }
 
 /// All diagnostics of a failed load.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Diagnostics(pub Vec<Diagnostic>);
+
+impl Diagnostics {
+    pub fn errors(&self) -> usize {
+        self.0
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count()
+    }
+
+    /// Every diagnostic with source snippets, then a count.
+    pub fn render(&self, source: &str) -> String {
+        let mut out: String = self
+            .0
+            .iter()
+            .map(|d| d.render(Some(source)) + "\n")
+            .collect();
+        let (e, w) = (self.errors(), self.0.len() - self.errors());
+        out.push_str(&format!(
+            "{e} error{}{}\n",
+            if e == 1 { "" } else { "s" },
+            if w > 0 {
+                format!(", {w} warning{}", if w == 1 { "" } else { "s" })
+            } else {
+                String::new()
+            }
+        ));
+        out
+    }
+}
 
 impl fmt::Display for Diagnostics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -73,71 +150,26 @@ impl fmt::Display for Diagnostics {
 
 impl std::error::Error for Diagnostics {}
 
-impl Diagnostics {
-    pub fn errors(&self) -> usize {
-        self.0
-            .iter()
-            .filter(|d| d.severity == Severity::Error)
-            .count()
-    }
-}
-
-/// Loads a job from its text. `env` resolves `${NAME}`; pass `|n| std::env::var(n).ok()`
-/// at the edge and a fixed map in tests.
-pub fn load(
-    file: &str,
-    text: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<(Job, Vec<Diagnostic>), Diagnostics> {
-    let raw: raw::RawJob = match serde_yaml::from_str(text) {
-        Ok(r) => r,
-        Err(e) => {
-            let (line, col) = e
-                .location()
-                .map(|l| (Some(l.line()), Some(l.column())))
-                .unwrap_or((None, None));
-            let message = e.to_string();
-            // yaml_serde appends " at line L column C"; the location is already in front.
-            let message = match message.find(" at line ") {
-                Some(i) => message[..i].to_string(),
-                None => message,
-            };
-            let (path, message) = match message.split_once(": ") {
-                Some((p, m)) if !p.contains(' ') => (p.to_string(), m.to_string()),
-                _ => (String::new(), message),
-            };
-            let help = unknown_field_help(&message);
-            return Err(Diagnostics(vec![Diagnostic {
-                severity: Severity::Error,
-                file: file.to_string(),
-                line,
-                col,
-                path,
-                message,
-                help,
-            }]));
-        }
-    };
-    validate(file, raw, env)
-}
-
-/// Turns serde's "unknown field `x`, expected one of `a`, `b`" into a did-you-mean.
-fn unknown_field_help(message: &str) -> Option<String> {
-    let rest = message.strip_prefix("unknown field `")?;
-    let (field, rest) = rest.split_once('`')?;
-    let expected: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
-    match closest(field, &expected) {
-        Some(best) => Some(format!("did you mean `{best}`?")),
-        None if !expected.is_empty() => Some(format!("valid keys here: {}", expected.join(", "))),
-        None => None,
-    }
+/// Loads and checks a job from its text.
+pub fn load(file: &str, text: &str, host: &Host) -> Result<(Job, Vec<Diagnostic>), Diagnostics> {
+    let root = node::parse(text).map_err(|e| {
+        Diagnostics(vec![Diagnostic {
+            severity: Severity::Error,
+            file: file.to_string(),
+            span: e.pos.map(|p| Span { start: p, end: p }),
+            path: String::new(),
+            message: format!("invalid YAML: {}", e.message),
+            help: Some("check the indentation and quoting around this position".into()),
+        }])
+    })?;
+    check::check(file, &root, host)
 }
 
 /// The candidate closest to `word`, if it is close enough to be a likely typo.
 pub fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
     candidates
         .iter()
-        .map(|c| (levenshtein(word, c), *c))
+        .map(|c| (levenshtein(&word.to_lowercase(), &c.to_lowercase()), *c))
         .filter(|(d, c)| *d <= 2.max(c.len() / 3))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
@@ -158,20 +190,4 @@ fn levenshtein(a: &str, b: &str) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn did_you_mean() {
-        assert_eq!(
-            closest("realert_intervall", &["realert_interval", "repeat_times"]),
-            Some("realert_interval")
-        );
-        assert_eq!(closest("zzz", &["realert_interval"]), None);
-        let h = unknown_field_help(
-            "unknown field `limts`, expected one of `version`, `name`, `limits`",
-        )
-        .unwrap();
-        assert_eq!(h, "did you mean `limits`?");
-    }
-}
+mod tests;

@@ -25,6 +25,20 @@ pub struct Job {
     pub steps: Vec<Step>,
 }
 
+impl Job {
+    /// Makes the files a job names (APKs, content) relative to `base`, the job file's
+    /// directory, unless they are absolute.
+    pub fn resolve_paths(&mut self, base: &std::path::Path) {
+        for step in &mut self.steps {
+            if let StepOp::AppUpload { file, .. } | StepOp::ContentUpload { file } = &mut step.op
+                && std::path::Path::new(file.as_str()).is_relative()
+            {
+                *file = base.join(&*file).display().to_string();
+            }
+        }
+    }
+}
+
 /// Connection settings from the job's `esper:` block, after `${ENV}` substitution.
 /// The key itself is not here: only where to find it.
 #[derive(Debug, Clone, Default)]
@@ -119,12 +133,15 @@ pub struct GroupSelector {
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct DeviceSelector {
+    /// A group path, name or id; includes subgroups.
     pub group: Option<String>,
     pub name: Option<String>,
     pub serial: Option<String>,
+    /// `online`/`offline` or Esper's numeric state.
     pub state: Option<String>,
     pub tags: Option<String>,
-    pub csv: Option<(String, String)>,
+    /// Serial numbers read from the `csv:` file's column when the job was loaded.
+    pub serials: Vec<String>,
     pub ids: Vec<String>,
 }
 
@@ -133,18 +150,68 @@ pub struct DeviceSelector {
 pub struct Step {
     pub id: String,
     pub needs: Vec<String>,
-    /// Fan out one task per group or device of this target.
+    /// Fan out one task per group or device of this target (ops without `to:`).
     pub for_each: Option<String>,
+    pub rollout: Option<Rollout>,
     pub op: StepOp,
 }
 
-/// What a step does. Strings may hold `${{ … }}` templates, all checked at validation.
+/// Split a step's tasks into stages; each starts only when the previous one finished
+/// within `max_failures`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rollout {
+    /// Cumulative stage sizes: `[1, 10%, 100%]`.
+    pub stages: Vec<Amount>,
+    pub max_failures: Amount,
+}
+
+/// A count or a percentage.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Amount {
+    Count(u64),
+    Percent(f64),
+}
+
+impl Amount {
+    /// The amount out of `total` (percentages round up, so 10% of 5 is 1).
+    pub fn of(self, total: u64) -> u64 {
+        match self {
+            Amount::Count(n) => n.min(total),
+            Amount::Percent(p) => ((p / 100.0) * total as f64).ceil().min(total as f64) as u64,
+        }
+    }
+}
+
+impl std::fmt::Display for Amount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Amount::Count(n) => write!(f, "{n}"),
+            Amount::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+/// What a step does. Strings may hold `${{ … }}` templates, all checked at validation;
+/// `steps.<id>.<output>` references are filled in at run time from the needed step.
 #[derive(Debug, Clone)]
 pub enum StepOp {
+    /// Upload an APK unless that package version already exists.
+    AppUpload {
+        file: String,
+        package: Option<String>,
+        version_code: Option<String>,
+    },
     /// INSTALL of an app version: one command request per group, device lists chunked.
     AppInstall {
         to: String,
         version: VersionRef,
+        wait: Option<Duration>,
+    },
+    /// UNINSTALL of a package.
+    AppUninstall {
+        to: String,
+        package: String,
         wait: Option<Duration>,
     },
     /// Any Esper command with free-form args.
@@ -160,14 +227,30 @@ pub enum StepOp {
         body: Value,
         on_exists: OnExists,
     },
+    /// Move the devices of a target into one group.
+    GroupMove { devices: String, group: String },
+    /// Upload a content file unless one with the same name and size exists.
+    ContentUpload { file: String },
+    /// Any request: the escape hatch for endpoints the language does not cover yet.
+    Request {
+        method: String,
+        path: String,
+        query: BTreeMap<String, String>,
+        body: Option<Value>,
+    },
 }
 
 impl StepOp {
     pub fn kind(&self) -> &'static str {
         match self {
+            StepOp::AppUpload { .. } => "app_upload",
             StepOp::AppInstall { .. } => "app_install",
+            StepOp::AppUninstall { .. } => "app_uninstall",
             StepOp::Command { .. } => "command",
             StepOp::AlarmRule { .. } => "alarm_rule",
+            StepOp::GroupMove { .. } => "group_move",
+            StepOp::ContentUpload { .. } => "content_upload",
+            StepOp::Request { .. } => "request",
         }
     }
 }

@@ -1,8 +1,9 @@
-//! Compiling a validated job and its resolved targets into the frozen task graph.
+//! Compiling a checked job and its resolved targets into the frozen plan.
 //!
-//! Pure and deterministic: tasks are numbered in file order (step by step, item by item in
-//! listing order), templates are rendered here so nothing is first discovered at run time,
-//! and the request estimate is computed from the tasks themselves.
+//! Pure and deterministic: steps keep file order, task ids are handed out step by step in
+//! listing order, `${{ vars.* }}`, `${{ item.* }}` and `${{ target.* }}` are rendered when a
+//! task is materialized (`Plan::task`), and the request estimate is computed from fan-out
+//! counts without materializing anything, so a million-task plan compiles in moments.
 
 use std::collections::BTreeMap;
 
@@ -10,127 +11,185 @@ use serde_json::{Value, json};
 
 use super::resolve::Resolved;
 use super::{
-    Estimate, Item, ItemKind, Operation, PLAN_FORMAT, Plan, PlanError, PlanStep, Server, Task,
-    TaskId,
+    Estimate, Fanout, ItemKind, OpTemplate, PLAN_FORMAT, Plan, PlanError, PlanRollout, PlanStep,
+    Server,
 };
-use crate::job::{Job, StepOp, VersionRef, template};
+use crate::job::{Job, StepOp, VersionRef};
 
 /// Esper accepts at most 500 groups and (now) 1000 devices per command request; 500 is
 /// safe on every generation of the endpoint.
-pub const MAX_DEVICES_PER_COMMAND: usize = 500;
+pub const MAX_DEVICES_PER_COMMAND: u32 = 500;
+/// The bulk limit of `device_ids` in a group PATCH is undocumented; 500 matches commands.
+pub const MAX_DEVICES_PER_MOVE: u32 = 500;
+/// A plan larger than this is a mistake (or needs splitting into several jobs).
+const MAX_TASKS: u64 = 10_000_000;
 
 /// Builds the plan. `server` is where the targets were resolved.
 pub fn compile(job: &Job, resolved: &Resolved, server: Server) -> Result<Plan, PlanError> {
-    let mut tasks: Vec<Task> = Vec::new();
     let mut steps = Vec::new();
+    let mut next: u64 = 0;
     for step in &job.steps {
-        let first = tasks.len();
-        let push = |item: Option<Item>, op: Operation, tasks: &mut Vec<Task>| {
-            let id = TaskId(tasks.len() as u32);
-            tasks.push(Task {
-                id,
-                step: step.id.clone(),
-                item,
-                op,
-            });
-        };
-        let items: Vec<Option<Item>> = match &step.for_each {
-            Some(t) => resolved
+        let count_of = |target: &str| {
+            resolved
                 .targets
-                .get(t)
-                .map(|t| t.items.iter().cloned().map(Some).collect())
-                .unwrap_or_default(),
-            None => vec![None],
+                .get(target)
+                .map_or(0, |t| t.items.len() as u64)
         };
-        let terr = |message: String| PlanError::Template {
-            step: step.id.clone(),
-            message,
+        let chunks = |target: &str, size: u32| match resolved.targets.get(target) {
+            Some(t) if t.kind == ItemKind::Device => (t.items.len() as u64).div_ceil(size as u64),
+            Some(t) => t.items.len() as u64,
+            None => 0,
         };
-        for item in items {
-            let lookup = |r: &[String]| lookup(job, item.as_ref(), r);
-            match &step.op {
-                StepOp::AppInstall { to, version, wait } => {
-                    let version_id = match version {
-                        VersionRef::Id(v) => template::render_str(v, &lookup).map_err(terr)?,
-                        VersionRef::Package {
-                            package,
-                            version_code,
-                        } => Value::String(
-                            resolved
-                                .versions
-                                .get(&(package.clone(), version_code.clone()))
-                                .cloned()
-                                .unwrap_or_default(),
-                        ),
-                    };
-                    let args = json!({ "app_version": version_id });
-                    for (it, body) in command_bodies(resolved, to, item.as_ref(), "INSTALL", &args)
-                    {
-                        push(
-                            it,
-                            Operation::Command {
-                                body,
-                                wait_ms: *wait,
-                            },
-                            &mut tasks,
-                        );
-                    }
-                }
-                StepOp::Command {
-                    to,
-                    name,
+        let per_item = |for_each: &Option<String>| match for_each {
+            Some(t) => (Fanout::PerItem { target: t.clone() }, count_of(t)),
+            None => (Fanout::Single, 1),
+        };
+        let command = |to: &str, command: &str, args: Value, wait_ms| {
+            (
+                Fanout::Chunks {
+                    target: to.to_string(),
+                    size: MAX_DEVICES_PER_COMMAND,
+                },
+                chunks(to, MAX_DEVICES_PER_COMMAND),
+                OpTemplate::Command {
+                    command: command.to_string(),
                     args,
-                    wait,
-                } => {
-                    let args = template::render_value(args, &lookup).map_err(terr)?;
-                    for (it, body) in command_bodies(resolved, to, item.as_ref(), name, &args) {
-                        push(
-                            it,
-                            Operation::Command {
-                                body,
-                                wait_ms: *wait,
-                            },
-                            &mut tasks,
-                        );
-                    }
-                }
-                StepOp::AlarmRule {
-                    name,
-                    body,
-                    on_exists,
-                } => {
-                    let mut body = template::render_value(body, &lookup).map_err(terr)?;
-                    let name = template::render_str(name, &lookup)
-                        .map_err(terr)?
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string();
-                    if let Value::Object(map) = &mut body {
-                        map.insert(
-                            "enterprise".into(),
-                            Value::String(server.enterprise_id.clone()),
-                        );
-                    }
-                    push(
-                        item.clone(),
-                        Operation::AlarmRule {
-                            name,
-                            body,
-                            on_exists: *on_exists,
-                        },
-                        &mut tasks,
-                    );
+                    wait_ms,
+                },
+            )
+        };
+        let (fanout, count, op) = match &step.op {
+            StepOp::AppInstall { to, version, wait } => {
+                let version_id = match version {
+                    VersionRef::Id(v) => Value::String(v.clone()),
+                    VersionRef::Package {
+                        package,
+                        version_code,
+                    } => Value::String(
+                        resolved
+                            .versions
+                            .get(&(package.clone(), version_code.clone()))
+                            .cloned()
+                            .unwrap_or_default(),
+                    ),
+                };
+                command(to, "INSTALL", json!({ "app_version": version_id }), *wait)
+            }
+            StepOp::AppUninstall { to, package, wait } => {
+                command(to, "UNINSTALL", json!({ "package_name": package }), *wait)
+            }
+            StepOp::Command {
+                to,
+                name,
+                args,
+                wait,
+            } => command(to, name, args.clone(), *wait),
+            StepOp::AlarmRule {
+                name,
+                body,
+                on_exists,
+            } => {
+                let (f, n) = per_item(&step.for_each);
+                (
+                    f,
+                    n,
+                    OpTemplate::AlarmRule {
+                        name: name.clone(),
+                        body: body.clone(),
+                        on_exists: *on_exists,
+                    },
+                )
+            }
+            StepOp::GroupMove { devices, group } => {
+                let (group_id, group_label) = resolved
+                    .groups
+                    .get(group)
+                    .cloned()
+                    .ok_or_else(|| PlanError::UnknownGroup(group.clone()))?;
+                (
+                    Fanout::Chunks {
+                        target: devices.clone(),
+                        size: MAX_DEVICES_PER_MOVE,
+                    },
+                    chunks(devices, MAX_DEVICES_PER_MOVE),
+                    OpTemplate::GroupMove {
+                        group_id,
+                        group_label,
+                    },
+                )
+            }
+            StepOp::AppUpload {
+                file,
+                package,
+                version_code,
+            } => (
+                Fanout::Single,
+                1,
+                OpTemplate::AppUpload {
+                    file: file.clone(),
+                    package: package.clone(),
+                    version_code: version_code.clone(),
+                },
+            ),
+            StepOp::ContentUpload { file } => (
+                Fanout::Single,
+                1,
+                OpTemplate::ContentUpload { file: file.clone() },
+            ),
+            StepOp::Request {
+                method,
+                path,
+                query,
+                body,
+            } => {
+                let (f, n) = per_item(&step.for_each);
+                (
+                    f,
+                    n,
+                    OpTemplate::Request {
+                        method: method.clone(),
+                        path: path.clone(),
+                        query: query.clone(),
+                        body: body.clone(),
+                    },
+                )
+            }
+        };
+        let rollout = step.rollout.as_ref().map(|r| {
+            let mut ends: Vec<u32> = Vec::new();
+            for s in &r.stages {
+                let end = (s.of(count).max(1).min(count)) as u32;
+                if ends.last().is_none_or(|l| end > *l) {
+                    ends.push(end);
                 }
             }
+            if ends.last().is_none_or(|l| u64::from(*l) < count) {
+                ends.push(count as u32);
+            }
+            PlanRollout {
+                stage_ends: ends,
+                max_failures: r.max_failures,
+            }
+        });
+        if next + count > MAX_TASKS {
+            return Err(PlanError::TooBig {
+                count: next + count,
+                max: MAX_TASKS,
+            });
         }
         steps.push(PlanStep {
             id: step.id.clone(),
             kind: step.op.kind().to_string(),
             needs: step.needs.clone(),
-            tasks: (first..tasks.len()).map(|i| TaskId(i as u32)).collect(),
+            first_task: next as u32,
+            task_count: count as u32,
+            fanout,
+            op,
+            rollout,
         });
+        next += count;
     }
-    let estimate = estimate(&tasks, job.limits.rate);
+    let estimate = estimate(&steps, &resolved.targets, job.limits.rate);
     Ok(Plan {
         format: PLAN_FORMAT,
         job: job.name.clone(),
@@ -140,100 +199,60 @@ pub fn compile(job: &Job, resolved: &Resolved, server: Server) -> Result<Plan, P
         limits: job.limits.clone(),
         retry: job.retry.clone(),
         deadline_ms: job.deadline,
+        vars: job.vars.clone(),
         targets: resolved.targets.clone(),
         steps,
-        tasks,
+        task_count: next as u32,
         estimate,
     })
 }
 
-/// One command body per group (the API's GROUP request), or per chunk of devices.
-fn command_bodies(
-    resolved: &Resolved,
-    to: &str,
-    for_item: Option<&Item>,
-    command: &str,
-    args: &Value,
-) -> Vec<(Option<Item>, Value)> {
-    let Some(target) = resolved.targets.get(to) else {
-        return Vec::new();
-    };
-    let body = |kind: &str, key: &str, ids: Vec<&str>| {
-        json!({
-            "command_type": kind,
-            key: ids,
-            "device_type": "all",
-            "command": command,
-            "command_args": args,
-            "schedule": "IMMEDIATE",
-        })
-    };
-    match target.kind {
-        ItemKind::Group => target
-            .items
-            .iter()
-            .map(|g| {
-                (
-                    Some(g.clone()),
-                    body("GROUP", "groups", vec![g.id.as_str()]),
-                )
-            })
-            .collect(),
-        ItemKind::Device => target
-            .items
-            .chunks(MAX_DEVICES_PER_COMMAND)
-            .map(|chunk| {
-                let label = match chunk {
-                    [one] => Some(one.clone()),
-                    _ => for_item.cloned().or_else(|| {
-                        Some(Item {
-                            kind: ItemKind::Device,
-                            id: chunk[0].id.clone(),
-                            name: format!("{} devices from {}", chunk.len(), chunk[0].name),
-                            detail: None,
-                        })
-                    }),
-                };
-                (
-                    label,
-                    body(
-                        "DEVICE",
-                        "devices",
-                        chunk.iter().map(|d| d.id.as_str()).collect(),
-                    ),
-                )
-            })
-            .collect(),
-    }
-}
-
-fn lookup(job: &Job, item: Option<&Item>, r: &[String]) -> Option<Value> {
-    match (r.first().map(String::as_str), r.get(1).map(String::as_str)) {
-        (Some("vars"), Some(k)) => job.vars.get(k).cloned(),
-        (Some("item"), Some(field)) => {
-            let item = item?;
-            match field {
-                "id" => Some(Value::String(item.id.clone())),
-                "name" => Some(Value::String(item.name.clone())),
-                "path" | "serial" => item.detail.clone().map(Value::String),
-                "alias" => Some(Value::String(item.name.clone())),
-                _ => None,
+/// Requests by endpoint. Command polls are a lower bound: one stats read plus the
+/// per-device status pages (100 devices a page).
+fn estimate(steps: &[PlanStep], targets: &super::Targets, rate: f64) -> Estimate {
+    let mut r: BTreeMap<String, u64> = BTreeMap::new();
+    let mut add = |k: &str, n: u64| *r.entry(k.to_string()).or_default() += n;
+    for s in steps {
+        let n = s.task_count as u64;
+        match &s.op {
+            OpTemplate::Command { wait_ms, .. } => {
+                add("POST /commands/v0/commands/", n);
+                if wait_ms.is_some() {
+                    add("GET /commands/v0/commands/{id}/stats/", n);
+                    let devices = match &s.fanout {
+                        Fanout::Chunks { target, .. } => targets
+                            .get(target)
+                            .filter(|t| t.kind == ItemKind::Device)
+                            .map(|t| t.items.len() as u64),
+                        _ => None,
+                    };
+                    add(
+                        "GET /commands/v0/status/",
+                        devices.map_or(n, |d| d.div_ceil(100).max(n)),
+                    );
+                }
             }
+            OpTemplate::AlarmRule { .. } => {
+                add("GET /v1/enterprise/{enterprise_id}/alarmrules/", n);
+                add("POST /v1/enterprise/{enterprise_id}/alarmrules/", n);
+            }
+            OpTemplate::GroupMove { .. } => {
+                add("PATCH /enterprise/{enterprise_id}/devicegroup/{id}/", n)
+            }
+            OpTemplate::AppUpload { .. } => {
+                add("GET /enterprise/{enterprise_id}/application/", n);
+                add("POST /enterprise/{enterprise_id}/application/upload/", n);
+            }
+            OpTemplate::ContentUpload { .. } => {
+                add("GET /v0/enterprise/{enterprise_id}/content/", n);
+                add("POST /v0/enterprise/{enterprise_id}/content/upload/", n);
+            }
+            OpTemplate::Request { method, path, .. } => add(&format!("{method} {path}"), n),
         }
-        _ => None,
     }
-}
-
-fn estimate(tasks: &[Task], rate: f64) -> Estimate {
-    let mut requests: BTreeMap<String, u64> = BTreeMap::new();
-    for t in tasks {
-        for (route, n) in t.op.expected_requests() {
-            *requests.entry(route.to_string()).or_default() += n;
-        }
-    }
-    let total_requests = requests.values().sum();
+    let total_requests = r.values().sum();
     Estimate {
-        requests,
+        requests: r,
         total_requests,
         seconds: total_requests as f64 / rate,
     }

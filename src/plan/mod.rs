@@ -1,10 +1,12 @@
 //! Planning: resolve a job's targets with read-only calls, freeze them, and compile the
 //! task graph that `run` executes unchanged.
 //!
-//! Reads go through the [`Inventory`] trait (the Esper client implements it; tests use a
-//! fake), so everything else here is pure: no HTTP, no clock, no sleeping. The [`Plan`] is
-//! serializable: `plan --out` writes it and `run --plan` executes exactly that, so a
-//! reviewed plan is what runs. It never contains the API key.
+//! Reads go through the [`Inventory`] trait (the Esper client implements it; tests and the
+//! benchmark use fakes), so everything else here is pure: no HTTP, no clock, no sleeping.
+//! A [`Plan`] stores each step's fan-out and operation template plus the frozen targets,
+//! not a million rendered tasks: [`Plan::task`] materializes any task on demand, always the
+//! same way, so a plan file stays small and what was reviewed is exactly what runs. It
+//! never contains the API key.
 
 mod compile;
 mod resolve;
@@ -13,17 +15,17 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use crate::job::{Limits, OnExists, RetrySettings};
+use crate::job::{Amount, Limits, OnExists, RetrySettings, template};
 
-pub use compile::compile;
-pub use resolve::{GroupInfo, Inventory, InventoryError, resolve};
+pub use compile::{MAX_DEVICES_PER_COMMAND, MAX_DEVICES_PER_MOVE, compile};
+pub use resolve::{GroupInfo, Inventory, InventoryError, Resolved, resolve, select_groups};
 
 /// The plan file format; bumped on incompatible changes.
-pub const PLAN_FORMAT: u32 = 1;
+pub const PLAN_FORMAT: u32 = 2;
 
-/// Index of a task in [`Plan::tasks`]; also its position in reports.
+/// Index of a task in the plan; also its position in reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct TaskId(pub u32);
@@ -34,7 +36,7 @@ impl fmt::Display for TaskId {
     }
 }
 
-/// A resolved group or device that a task acts on.
+/// A resolved group or device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Item {
     pub kind: ItemKind,
@@ -46,7 +48,7 @@ pub struct Item {
 }
 
 impl Item {
-    /// How reports name this item: the group path or the device name.
+    /// How reports name this item: the group path, or the device name.
     pub fn label(&self) -> &str {
         match (self.kind, &self.detail) {
             (ItemKind::Group, Some(path)) => path,
@@ -69,15 +71,97 @@ pub struct FrozenTarget {
     pub items: Vec<Item>,
 }
 
-/// The resolved targets of a job, keyed by target name.
 pub type Targets = BTreeMap<String, FrozenTarget>;
 
-/// One unit of work: a single write (plus its read-backs and status polls).
+/// How a step's tasks are made from its target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Fanout {
+    /// One task.
+    Single,
+    /// One task per item of the target.
+    PerItem { target: String },
+    /// Groups: one task per group; devices: one task per chunk of `size`.
+    Chunks { target: String, size: u32 },
+}
+
+/// What each task of a step sends, before the item is filled in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum OpTemplate {
+    /// `POST /commands/v0/commands/`; `command_type` and `groups`/`devices` come per task.
+    Command {
+        command: String,
+        args: Value,
+        #[serde(
+            default,
+            with = "crate::job::opt_ms",
+            skip_serializing_if = "Option::is_none"
+        )]
+        wait_ms: Option<std::time::Duration>,
+    },
+    AlarmRule {
+        name: String,
+        body: Value,
+        on_exists: OnExists,
+    },
+    /// `PATCH /enterprise/{eid}/devicegroup/{group_id}/?action=add` with a chunk of devices.
+    GroupMove {
+        group_id: String,
+        group_label: String,
+    },
+    AppUpload {
+        file: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        package: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version_code: Option<String>,
+    },
+    ContentUpload {
+        file: String,
+    },
+    Request {
+        method: String,
+        path: String,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        query: BTreeMap<String, String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        body: Option<Value>,
+    },
+}
+
+/// A step's rollout: cumulative task counts at which stages end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanRollout {
+    pub stage_ends: Vec<u32>,
+    pub max_failures: Amount,
+}
+
+/// A step of the plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanStep {
+    pub id: String,
+    pub kind: String,
+    pub needs: Vec<String>,
+    pub first_task: u32,
+    pub task_count: u32,
+    pub fanout: Fanout,
+    pub op: OpTemplate,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<PlanRollout>,
+}
+
+impl PlanStep {
+    pub fn tasks(&self) -> impl Iterator<Item = TaskId> + use<> {
+        (self.first_task..self.first_task + self.task_count).map(TaskId)
+    }
+}
+
+/// One unit of work, materialized from its step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Task {
     pub id: TaskId,
     pub step: String,
-    /// The group or device this task is for, when the step fans out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub item: Option<Item>,
     pub op: Operation,
@@ -93,11 +177,10 @@ impl Task {
     }
 }
 
-/// What a task sends, frozen at plan time.
+/// What a task sends. Strings may still hold `${{ steps.… }}`, filled in at run time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Operation {
-    /// `POST /commands/v0/commands/` with this body; optionally follow it to final states.
     Command {
         body: Value,
         #[serde(
@@ -107,22 +190,38 @@ pub enum Operation {
         )]
         wait_ms: Option<std::time::Duration>,
     },
-    /// Create the rule, or apply `on_exists` when a rule with this name exists.
     AlarmRule {
         name: String,
         body: Value,
         on_exists: OnExists,
     },
+    GroupMove {
+        group_id: String,
+        device_ids: Vec<String>,
+    },
+    AppUpload {
+        file: String,
+        package: Option<String>,
+        version_code: Option<String>,
+    },
+    ContentUpload {
+        file: String,
+    },
+    Request {
+        method: String,
+        path: String,
+        query: BTreeMap<String, String>,
+        body: Option<Value>,
+    },
 }
 
-/// A write as it will be sent, for `plan --show-requests` and the request estimate.
+/// A write as it will be sent, for `plan --show-requests`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WriteSpec {
     pub method: String,
     /// Below the base URL, with `{enterprise_id}` filled in.
     pub path: String,
     pub body: Value,
-    /// When the write only happens under a condition (e.g. the rule already exists).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
@@ -130,78 +229,97 @@ pub struct WriteSpec {
 impl Operation {
     pub fn summary(&self) -> String {
         match self {
-            Operation::Command { body, .. } => {
-                format!(
-                    "{} command",
-                    body.get("command").and_then(Value::as_str).unwrap_or("?")
-                )
-            }
+            Operation::Command { body, .. } => format!(
+                "{} command",
+                body.get("command").and_then(Value::as_str).unwrap_or("?")
+            ),
             Operation::AlarmRule { name, .. } => format!("alarm rule `{name}`"),
+            Operation::GroupMove { device_ids, .. } => format!("move {} devices", device_ids.len()),
+            Operation::AppUpload { file, .. } => format!("upload {file}"),
+            Operation::ContentUpload { file } => format!("upload {file}"),
+            Operation::Request { method, path, .. } => format!("{method} {path}"),
         }
     }
 
-    /// The writes this operation sends on the happy path.
-    pub fn writes(&self, enterprise_id: &str) -> Vec<WriteSpec> {
+    /// Whether any string still waits for a step output.
+    pub fn needs_outputs(&self) -> bool {
+        serde_json::to_string(self).is_ok_and(|s| s.contains("${{"))
+    }
+
+    /// The writes this operation sends.
+    pub fn writes(&self, eid: &str) -> Vec<WriteSpec> {
+        let w = |method: &str, path: String, body: Value, note: Option<&str>| WriteSpec {
+            method: method.into(),
+            path,
+            body,
+            note: note.map(str::to_string),
+        };
         match self {
-            Operation::Command { body, .. } => vec![WriteSpec {
-                method: "POST".into(),
-                path: "/commands/v0/commands/".into(),
-                body: body.clone(),
-                note: None,
-            }],
+            Operation::Command { body, .. } => vec![w(
+                "POST",
+                "/commands/v0/commands/".into(),
+                body.clone(),
+                None,
+            )],
             Operation::AlarmRule {
                 body, on_exists, ..
             } => {
-                let mut w = vec![WriteSpec {
-                    method: "POST".into(),
-                    path: format!("/v1/enterprise/{enterprise_id}/alarmrules/"),
-                    body: body.clone(),
-                    note: Some("when no rule with this name exists".into()),
-                }];
+                let mut v = vec![w(
+                    "POST",
+                    format!("/v1/enterprise/{eid}/alarmrules/"),
+                    body.clone(),
+                    Some("when no rule with this name exists"),
+                )];
                 if *on_exists == OnExists::Update {
-                    w.push(WriteSpec {
-                        method: "PUT".into(),
-                        path: format!("/v1/enterprise/{enterprise_id}/alarmrules/{{id}}/"),
-                        body: body.clone(),
-                        note: Some("instead, when a rule with this name exists and differs".into()),
-                    });
+                    v.push(w(
+                        "PUT",
+                        format!("/v1/enterprise/{eid}/alarmrules/{{id}}/"),
+                        body.clone(),
+                        Some("instead, when the rule exists and differs"),
+                    ));
                 }
-                w
+                v
+            }
+            Operation::GroupMove {
+                group_id,
+                device_ids,
+            } => vec![w(
+                "PATCH",
+                format!("/enterprise/{eid}/devicegroup/{group_id}/?action=add"),
+                json!({ "device_ids": device_ids }),
+                None,
+            )],
+            Operation::AppUpload { file, .. } => vec![w(
+                "POST",
+                format!("/enterprise/{eid}/application/upload/"),
+                json!({ "app_file": file }),
+                Some("multipart; skipped when the version exists"),
+            )],
+            Operation::ContentUpload { file } => vec![w(
+                "POST",
+                format!("/v0/enterprise/{eid}/content/upload/"),
+                json!({ "key": file }),
+                Some("multipart; skipped when the file exists"),
+            )],
+            Operation::Request {
+                method,
+                path,
+                query,
+                body,
+            } => {
+                let mut p = path.replace("{enterprise_id}", eid);
+                if !query.is_empty() {
+                    let q: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    p = format!("{p}?{}", q.join("&"));
+                }
+                if method == "GET" {
+                    Vec::new()
+                } else {
+                    vec![w(method, p, body.clone().unwrap_or(Value::Null), None)]
+                }
             }
         }
     }
-
-    /// Requests this operation is expected to make, by `METHOD path-template`.
-    pub fn expected_requests(&self) -> Vec<(&'static str, u64)> {
-        match self {
-            Operation::Command { wait_ms, body } => {
-                let mut r = vec![("POST /commands/v0/commands/", 1)];
-                if wait_ms.is_some() {
-                    // At least one stats poll and one page of per-device status.
-                    r.push(("GET /commands/v0/commands/{id}/stats/", 1));
-                    let devices = body
-                        .get("devices")
-                        .and_then(Value::as_array)
-                        .map_or(1, |d| d.len() as u64);
-                    r.push(("GET /commands/v0/status/", devices.div_ceil(100).max(1)));
-                }
-                r
-            }
-            Operation::AlarmRule { .. } => vec![
-                ("GET /v1/enterprise/{enterprise_id}/alarmrules/", 1),
-                ("POST /v1/enterprise/{enterprise_id}/alarmrules/", 1),
-            ],
-        }
-    }
-}
-
-/// A step of the plan: its tasks and what it needs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PlanStep {
-    pub id: String,
-    pub kind: String,
-    pub needs: Vec<String>,
-    pub tasks: Vec<TaskId>,
 }
 
 /// Connection facts the plan was made against (never the key).
@@ -211,9 +329,10 @@ pub struct Server {
     pub enterprise_id: String,
 }
 
-/// The request count and time the plan needs under its rate ceiling.
+/// Requests the plan needs and the time they take under its rate ceiling.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Estimate {
+    /// By `METHOD path-template`; polls of commands with `wait` are a lower bound.
     pub requests: BTreeMap<String, u64>,
     pub total_requests: u64,
     pub seconds: f64,
@@ -236,13 +355,15 @@ pub struct Plan {
         skip_serializing_if = "Option::is_none"
     )]
     pub deadline_ms: Option<std::time::Duration>,
+    #[serde(default)]
+    pub vars: BTreeMap<String, Value>,
     pub targets: Targets,
     pub steps: Vec<PlanStep>,
-    pub tasks: Vec<Task>,
+    pub task_count: u32,
     pub estimate: Estimate,
 }
 
-/// Why compiling failed: problems with the resolved data, each naming what to change.
+/// Why compiling failed, naming what to change.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PlanError {
     #[error("target `{0}` selects nothing")]
@@ -252,8 +373,12 @@ pub enum PlanError {
         package: String,
         version_code: String,
     },
+    #[error("group `{0}` does not exist")]
+    UnknownGroup(String),
     #[error("step `{step}`: {message}")]
     Template { step: String, message: String },
+    #[error("the job fans out to more than {max} tasks ({count}); split it")]
+    TooBig { count: u64, max: u64 },
     #[error(transparent)]
     Inventory(#[from] InventoryError),
 }
@@ -264,8 +389,209 @@ impl PlanError {
         match self {
             PlanError::EmptyTarget(_, why) => Some(why.clone()),
             PlanError::UnknownVersion { package, .. } => Some(format!(
-                "upload it first, or list versions of {package} in the console"
+                "upload it first (an `app_upload` step), or check the versions of {package}"
             )),
+            PlanError::UnknownGroup(_) => {
+                Some("group_move.to takes a group path below `All devices`, a name or an id".into())
+            }
+            _ => None,
+        }
+    }
+}
+
+impl Plan {
+    /// Every task id, in order.
+    pub fn task_ids(&self) -> impl Iterator<Item = TaskId> + use<> {
+        (0..self.task_count).map(TaskId)
+    }
+
+    /// The step a task belongs to.
+    pub fn step_of(&self, id: TaskId) -> &PlanStep {
+        let i = self
+            .steps
+            .partition_point(|s| s.first_task + s.task_count <= id.0);
+        &self.steps[i.min(self.steps.len().saturating_sub(1))]
+    }
+
+    /// Materializes one task. Deterministic; `None` only for an id past the end.
+    pub fn task(&self, id: TaskId) -> Option<Task> {
+        if id.0 >= self.task_count {
+            return None;
+        }
+        let step = self.step_of(id);
+        let k = (id.0 - step.first_task) as usize;
+        let (item, chunk): (Option<&Item>, Vec<&Item>) = match &step.fanout {
+            Fanout::Single => (None, Vec::new()),
+            Fanout::PerItem { target } => (
+                self.targets.get(target).and_then(|t| t.items.get(k)),
+                Vec::new(),
+            ),
+            Fanout::Chunks { target, size } => {
+                let t = self.targets.get(target)?;
+                match t.kind {
+                    ItemKind::Group => (t.items.get(k), Vec::new()),
+                    ItemKind::Device => {
+                        let size = *size as usize;
+                        let chunk: Vec<&Item> = t.items.iter().skip(k * size).take(size).collect();
+                        (None, chunk)
+                    }
+                }
+            }
+        };
+        let target_name = match &step.fanout {
+            Fanout::PerItem { target } | Fanout::Chunks { target, .. } => Some(target.as_str()),
+            Fanout::Single => None,
+        };
+        let lookup = |r: &[String]| self.lookup(item, target_name, r);
+        let render = |v: &Value| template::render_value(v, &lookup).unwrap_or_else(|_| v.clone());
+        let render_s = |s: &str| match template::render_str(s, &lookup) {
+            Ok(Value::String(s)) => s,
+            Ok(other) => other.to_string(),
+            Err(_) => s.to_string(),
+        };
+        let label_item = |chunk: &[&Item]| -> Option<Item> {
+            match chunk {
+                [] => None,
+                [one] => Some((*one).clone()),
+                [first, ..] => Some(Item {
+                    kind: ItemKind::Device,
+                    id: first.id.clone(),
+                    name: format!("{} devices from {}", chunk.len(), first.name),
+                    detail: None,
+                }),
+            }
+        };
+        let (item_out, op) = match &step.op {
+            OpTemplate::Command {
+                command,
+                args,
+                wait_ms,
+            } => {
+                let (kind, key, ids): (&str, &str, Vec<&str>) = match item {
+                    Some(g) if g.kind == ItemKind::Group => {
+                        ("GROUP", "groups", vec![g.id.as_str()])
+                    }
+                    Some(d) => ("DEVICE", "devices", vec![d.id.as_str()]),
+                    None => (
+                        "DEVICE",
+                        "devices",
+                        chunk.iter().map(|d| d.id.as_str()).collect(),
+                    ),
+                };
+                let body = json!({
+                    "command_type": kind,
+                    key: ids,
+                    "device_type": "all",
+                    "command": command,
+                    "command_args": render(args),
+                    "schedule": "IMMEDIATE",
+                });
+                (
+                    item.cloned().or_else(|| label_item(&chunk)),
+                    Operation::Command {
+                        body,
+                        wait_ms: *wait_ms,
+                    },
+                )
+            }
+            OpTemplate::AlarmRule {
+                name,
+                body,
+                on_exists,
+            } => {
+                let mut body = render(body);
+                if let Value::Object(m) = &mut body {
+                    m.insert(
+                        "enterprise".into(),
+                        Value::String(self.server.enterprise_id.clone()),
+                    );
+                }
+                let name = render_s(name);
+                if let Value::Object(m) = &mut body {
+                    m.insert("name".into(), Value::String(name.clone()));
+                }
+                (
+                    item.cloned(),
+                    Operation::AlarmRule {
+                        name,
+                        body,
+                        on_exists: *on_exists,
+                    },
+                )
+            }
+            OpTemplate::GroupMove { group_id, .. } => (
+                label_item(&chunk),
+                Operation::GroupMove {
+                    group_id: group_id.clone(),
+                    device_ids: chunk.iter().map(|d| d.id.clone()).collect(),
+                },
+            ),
+            OpTemplate::AppUpload {
+                file,
+                package,
+                version_code,
+            } => (
+                None,
+                Operation::AppUpload {
+                    file: file.clone(),
+                    package: package.clone(),
+                    version_code: version_code.clone(),
+                },
+            ),
+            OpTemplate::ContentUpload { file } => {
+                (None, Operation::ContentUpload { file: file.clone() })
+            }
+            OpTemplate::Request {
+                method,
+                path,
+                query,
+                body,
+            } => (
+                item.cloned(),
+                Operation::Request {
+                    method: method.clone(),
+                    path: render_s(path),
+                    query: query
+                        .iter()
+                        .map(|(k, v)| (k.clone(), render_s(v)))
+                        .collect(),
+                    body: body.as_ref().map(render),
+                },
+            ),
+        };
+        Some(Task {
+            id,
+            step: step.id.clone(),
+            item: item_out,
+            op,
+        })
+    }
+
+    /// Template values known at plan time; `steps.*` stay as templates for the run.
+    fn lookup(&self, item: Option<&Item>, target: Option<&str>, r: &[String]) -> Option<Value> {
+        let field = r.get(1).map(String::as_str)?;
+        match r[0].as_str() {
+            "vars" => self.vars.get(field).cloned(),
+            "item" => {
+                let item = item?;
+                match field {
+                    "id" => Some(Value::String(item.id.clone())),
+                    "name" => Some(Value::String(item.name.clone())),
+                    "path" | "serial" => {
+                        Some(Value::String(item.detail.clone().unwrap_or_default()))
+                    }
+                    _ => None,
+                }
+            }
+            "target" => {
+                let t = target?;
+                match field {
+                    "name" => Some(Value::String(t.to_string())),
+                    "count" => self.targets.get(t).map(|x| Value::from(x.items.len())),
+                    _ => None,
+                }
+            }
+            "steps" => Some(Value::String(format!("${{{{ {} }}}}", r.join(".")))),
             _ => None,
         }
     }

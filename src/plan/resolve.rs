@@ -31,7 +31,8 @@ pub struct InventoryError(pub String);
 pub trait Inventory: Send + Sync {
     /// Every device group.
     fn groups(&self) -> BoxFuture<'_, Result<Vec<GroupInfo>, InventoryError>>;
-    /// Devices matching a selector's server-side filters (`group` given as an id).
+    /// Devices matching a selector's filters (`group` given as an id). With `serials` set,
+    /// every device whose serial is listed (in any order; the planner restores the CSV's).
     fn devices<'a>(
         &'a self,
         filter: &'a DeviceSelector,
@@ -44,11 +45,15 @@ pub trait Inventory: Send + Sync {
     ) -> BoxFuture<'a, Result<Option<String>, InventoryError>>;
 }
 
-/// What resolution found: frozen targets and app version ids.
+/// What resolution found: frozen targets, app version ids and group_move destinations.
 #[derive(Debug, Clone, Default)]
 pub struct Resolved {
     pub targets: Targets,
     pub versions: BTreeMap<(String, String), String>,
+    /// `group_move.to` as written → (group id, path).
+    pub groups: BTreeMap<String, (String, String)>,
+    /// Things worth a look that do not stop the plan (e.g. CSV serials not in the fleet).
+    pub warnings: Vec<String>,
 }
 
 /// Resolves every target and app version a job uses.
@@ -64,8 +69,27 @@ pub async fn resolve(job: &Job, inv: &dyn Inventory) -> Result<Resolved, PlanErr
         Vec::new()
     };
     for (name, spec) in &job.targets {
-        if let Some(t) = resolve_one(name, spec, &groups, inv).await? {
+        if let Some(t) = resolve_one(name, spec, &groups, inv, &mut out.warnings).await? {
             out.targets.insert(name.clone(), t);
+        }
+    }
+    for step in &job.steps {
+        if let StepOp::GroupMove { group, .. } = &step.op {
+            let found = groups
+                .iter()
+                .find(|g| g.id == *group || g.path == *group)
+                .or_else(|| {
+                    let by_name: Vec<&GroupInfo> =
+                        groups.iter().filter(|g| g.name == *group).collect();
+                    (by_name.len() == 1).then(|| by_name[0])
+                });
+            match found {
+                Some(g) => {
+                    out.groups
+                        .insert(group.clone(), (g.id.clone(), g.path.clone()));
+                }
+                None => return Err(PlanError::UnknownGroup(group.clone())),
+            }
         }
     }
     for (name, spec) in &job.targets {
@@ -128,6 +152,7 @@ async fn resolve_one(
     spec: &TargetSpec,
     groups: &[GroupInfo],
     inv: &dyn Inventory,
+    warnings: &mut Vec<String>,
 ) -> Result<Option<FrozenTarget>, PlanError> {
     match spec {
         TargetSpec::Groups(sel) => {
@@ -165,7 +190,31 @@ async fn resolve_one(
                     }
                 }
             }
-            let items = inv.devices(&filter).await?;
+            let mut items = inv.devices(&filter).await?;
+            if !sel.serials.is_empty() {
+                // Keep the CSV's order and say which serials the fleet does not have.
+                let by_serial: BTreeMap<&str, &Item> = items
+                    .iter()
+                    .filter_map(|i| Some((i.detail.as_deref()?, i)))
+                    .collect();
+                let missing: Vec<&str> = sel
+                    .serials
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|s| !by_serial.contains_key(s))
+                    .collect();
+                if !missing.is_empty() {
+                    let shown: Vec<&str> = missing.iter().take(5).copied().collect();
+                    warnings.push(format!("target `{name}`: {} of {} serials from the CSV are not in the fleet (e.g. {})", missing.len(), sel.serials.len(), shown.join(", ")));
+                }
+                let mut seen = BTreeSet::new();
+                items = sel
+                    .serials
+                    .iter()
+                    .filter_map(|s| by_serial.get(s.as_str()).map(|i| (*i).clone()))
+                    .filter(|i| seen.insert(i.id.clone()))
+                    .collect();
+            }
             if items.is_empty() {
                 return Err(PlanError::EmptyTarget(
                     name.to_string(),

@@ -35,9 +35,12 @@ pub struct RunInfo {
     pub started_at: String,
     pub finished_at: String,
     pub elapsed_ms: u64,
-    /// `succeeded`, `failed`, `interrupted` or `incomplete`.
+    /// `succeeded`, `failed`, `stopped` (a rollout threshold), `interrupted` or `incomplete`.
     pub outcome: String,
     pub exit_code: u8,
+    /// Rollouts stopped by `max_failures`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub thresholds: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -108,13 +111,13 @@ impl Report {
         } else {
             0.0
         };
-        let (outcome, exit_code) = verdict(&s, out.stopped);
+        let (outcome, exit_code) = verdict(&s, out.stopped, !out.thresholds.is_empty());
         let steps = plan
             .steps
             .iter()
             .map(|st| {
                 let mut by_status = BTreeMap::new();
-                for t in &st.tasks {
+                for t in st.tasks() {
                     *by_status
                         .entry(out.outcomes[t.0 as usize].status.as_str().to_string())
                         .or_default() += 1;
@@ -122,7 +125,7 @@ impl Report {
                 StepReport {
                     id: st.id.clone(),
                     kind: st.kind.clone(),
-                    tasks: st.tasks.len() as u64,
+                    tasks: st.task_count as u64,
                     by_status,
                 }
             })
@@ -140,6 +143,7 @@ impl Report {
                 elapsed_ms: out.elapsed.as_millis() as u64,
                 outcome: outcome.to_string(),
                 exit_code,
+                thresholds: out.thresholds.clone(),
             },
             summary: s,
             governor: gov,
@@ -198,6 +202,9 @@ impl Report {
             .iter()
             .filter(|t| !matches!(t.status, TaskStatus::Succeeded | TaskStatus::NotStarted))
             .collect();
+        for t in &self.run.thresholds {
+            let _ = writeln!(out, "  {t}");
+        }
         for t in bad.iter().take(10) {
             let _ = writeln!(
                 out,
@@ -216,11 +223,14 @@ impl Report {
 }
 
 fn task_report(plan: &Plan, o: &Outcome) -> TaskReport {
-    let task = &plan.tasks[o.task.0 as usize];
+    let (step, target) = match plan.task(o.task) {
+        Some(t) => (t.step.clone(), t.label()),
+        None => (String::new(), format!("task {}", o.task)),
+    };
     TaskReport {
         id: o.task.0,
-        step: task.step.clone(),
-        target: task.label(),
+        step,
+        target,
         status: o.status,
         error: o.error.clone(),
         attempts: o.attempts.clone(),
@@ -229,11 +239,12 @@ fn task_report(plan: &Plan, o: &Outcome) -> TaskReport {
 }
 
 /// The run's outcome word and exit code.
-pub fn verdict(s: &Summary, stopped: Option<StopReason>) -> (&'static str, u8) {
+pub fn verdict(s: &Summary, stopped: Option<StopReason>, threshold: bool) -> (&'static str, u8) {
     use crate::exit;
     match stopped {
         Some(StopReason::Interrupted) => ("interrupted", exit::INTERRUPTED),
         Some(StopReason::Deadline) => ("incomplete", exit::INCOMPLETE),
+        None if threshold => ("stopped", exit::THRESHOLD),
         None if s.failed + s.unknown + s.skipped > 0 => ("failed", exit::FAILED_TASKS),
         None if s.not_started > 0 => ("incomplete", exit::INCOMPLETE),
         None => ("succeeded", exit::OK),
@@ -251,15 +262,16 @@ mod tests {
             succeeded: 3,
             ..Default::default()
         };
-        assert_eq!(verdict(&ok, None), ("succeeded", 0));
+        assert_eq!(verdict(&ok, None, false), ("succeeded", 0));
         let bad = Summary {
             tasks: 3,
             succeeded: 2,
             failed: 1,
             ..Default::default()
         };
-        assert_eq!(verdict(&bad, None), ("failed", 1));
-        assert_eq!(verdict(&ok, Some(StopReason::Interrupted)).1, 130);
-        assert_eq!(verdict(&ok, Some(StopReason::Deadline)).1, 4);
+        assert_eq!(verdict(&bad, None, false), ("failed", 1));
+        assert_eq!(verdict(&bad, None, true), ("stopped", 3));
+        assert_eq!(verdict(&ok, Some(StopReason::Interrupted), true).1, 130);
+        assert_eq!(verdict(&ok, Some(StopReason::Deadline), false).1, 4);
     }
 }

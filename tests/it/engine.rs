@@ -46,7 +46,7 @@ async fn faults_and_rate_limits_still_give_zero_duplicates() {
     };
     let server = start(cfg).await;
     let (plan, report) = run_job(&server, &rollout_job(&job_header(&server, "400/s"))).await;
-    assert_eq!(plan.tasks.len(), 60);
+    assert_eq!(plan.task_count, 60);
     let s = &report.summary;
     assert_eq!(
         s.succeeded,

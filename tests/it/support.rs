@@ -61,7 +61,7 @@ pub async fn run_job_with(
 ) -> (Plan, Report) {
     let key = server.api_key().to_string();
     let env = move |n: &str| (n == "ESPER_API_KEY").then(|| key.clone());
-    let (job, _) = esper_bulk::job::load("test.yaml", yaml, &env)
+    let (job, _) = esper_bulk::job::load("test.yaml", yaml, &esper_bulk::job::Host::env_only(&env))
         .unwrap_or_else(|d| panic!("job is valid:\n{d}"));
     let gov = Arc::new(Governor::new(GovernorConfig {
         rate: job.limits.rate,

@@ -1,0 +1,223 @@
+//! Unit tests of loading and checking job files; golden files for whole diagnostics live
+//! in tests/fixtures/jobs/invalid.
+
+use std::time::Duration;
+
+use super::*;
+
+fn env(n: &str) -> Option<String> {
+    (n == "ESPER_ENTERPRISE_ID").then(|| "e-1".into())
+}
+
+fn read(p: &str) -> Result<String, String> {
+    match p {
+        "pilot.csv" => Ok("name,serial\nTill 1, R58M01\nTill 2,R58M02\n,\n".into()),
+        _ => Err("no such file".into()),
+    }
+}
+
+fn host() -> Host<'static> {
+    Host {
+        env: &env,
+        read: &read,
+    }
+}
+
+const GOOD: &str = r#"
+version: 1
+name: demo
+esper:
+  base_url: http://127.0.0.1:1/api
+  enterprise_id: ${ESPER_ENTERPRISE_ID}
+  api_key: ${ESPER_API_KEY}
+limits: { rate: 600/m, batch: 10, max_in_flight: 50 }
+retry: { attempts: 3, initial_delay: 100ms, max_delay: 2s }
+deadline: 50m
+vars: { threshold: 15 }
+targets:
+  stores: { groups: { name: "Stores/*", exclude: ["Stores/Lab"] } }
+  pilot: { devices: { csv: pilot.csv, column: serial } }
+steps:
+  - id: upload
+    app_upload: { file: kiosk.apk }
+  - id: install
+    needs: [upload]
+    app_install: { to: stores, version: "${{ steps.upload.version_id }}", wait: { timeout: 5m } }
+    rollout: { stages: [1, 10%, 100%], max_failures: 5% }
+  - id: alarm
+    needs: [install]
+    for_each: stores
+    alarm_rule:
+      name: "Battery low - ${{ item.name }}"
+      metric: battery_level
+      conditions: { comparator: LessThanThreshold, value: "${{ vars.threshold }}", unit: Percent }
+      realert_interval: 3600
+      groups: ["${{ item.id }}"]
+"#;
+
+#[test]
+fn good_job_loads() {
+    let (job, warnings) = load("good.yaml", GOOD, &host()).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(
+        job.limits,
+        Limits {
+            rate: 10.0,
+            batch: 10,
+            max_in_flight: 50
+        }
+    );
+    assert_eq!(job.retry.attempts, 3);
+    assert_eq!(job.deadline, Some(Duration::from_secs(3000)));
+    assert_eq!(job.esper.enterprise_id.as_deref(), Some("e-1"));
+    assert_eq!(
+        job.esper.api_key,
+        Some(KeySource::Env("ESPER_API_KEY".into()))
+    );
+    assert_eq!(job.steps.len(), 3);
+    let TargetSpec::Devices(pilot) = &job.targets["pilot"] else {
+        panic!()
+    };
+    assert_eq!(pilot.serials, vec!["R58M01", "R58M02"]);
+    let r = job.steps[1].rollout.as_ref().unwrap();
+    assert_eq!(
+        r.stages,
+        vec![
+            Amount::Count(1),
+            Amount::Percent(10.0),
+            Amount::Percent(100.0)
+        ]
+    );
+    assert_eq!(r.max_failures.of(200), 10);
+}
+
+fn problems(text: &str) -> Vec<(usize, String)> {
+    match load("bad.yaml", text, &host()) {
+        Ok(_) => vec![],
+        Err(d) => {
+            d.0.iter()
+                .map(|d| (d.line().unwrap_or(0), d.message.clone()))
+                .collect()
+        }
+    }
+}
+
+#[test]
+fn every_problem_is_reported_with_its_line() {
+    let bad = GOOD
+        .replace("600/m", "fast")
+        .replace("100ms", "soon")
+        .replace(
+            "      realert_interval: 3600\n",
+            "      realert_intervall: 3600\n",
+        )
+        .replace("needs: [install]", "needs: [instal]")
+        .replace("item.name", "item.nmae")
+        .replace("api_key: ${ESPER_API_KEY}", "api_key: abcd1234")
+        .replace("unit: Percent", "unit: Percnt");
+    let p = problems(&bad);
+    let has = |line: usize, text: &str| p.iter().any(|(l, m)| *l == line && m.contains(text));
+    assert!(has(7, "API key is written"), "{p:?}");
+    assert!(has(8, "must be a rate"), "{p:?}");
+    assert!(has(9, "must be a duration"), "{p:?}");
+    assert!(has(23, "unknown step `instal`"), "{p:?}");
+    assert!(has(26, "item.nmae"), "{p:?}");
+    assert!(has(28, "`Percnt` is not a valid unit"), "{p:?}");
+    assert!(has(29, "unknown key `realert_intervall`"), "{p:?}");
+    assert!(has(26, "missing `realert_interval`"), "{p:?}");
+}
+
+#[test]
+fn cycles_show_the_chain() {
+    let text = GOOD.replace("  - id: upload\n", "  - id: upload\n    needs: [alarm]\n");
+    let p = problems(&text);
+    assert!(
+        p.iter()
+            .any(|(_, m)| m.contains("alarm -> install -> upload -> alarm")),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn step_outputs_must_be_needed_and_exist() {
+    let p = problems(&GOOD.replace("version_id }}", "versionid }}"));
+    assert!(
+        p.iter()
+            .any(|(_, m)| m.contains("is not an output of step `upload`")),
+        "{p:?}"
+    );
+    let p = problems(&GOOD.replace("    needs: [upload]\n", ""));
+    assert!(p.iter().any(|(_, m)| m.contains("does not need")), "{p:?}");
+}
+
+#[test]
+fn csv_errors_point_at_the_column() {
+    let p = problems(&GOOD.replace("column: serial", "column: serail"));
+    assert!(
+        p.iter()
+            .any(|(l, m)| *l == 14 && m.contains("did you mean `serial`")),
+        "{p:?}"
+    );
+    let p = problems(&GOOD.replace("pilot.csv", "missing.csv"));
+    assert!(
+        p.iter()
+            .any(|(_, m)| m.contains("cannot read `missing.csv`")),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn syntax_errors_have_positions() {
+    let d = load("x.yaml", "version: 1\nname: [\n", &host()).unwrap_err();
+    assert!(d.0[0].line().is_some());
+    let d = load(
+        "x.yaml",
+        "version: 1\nname: x\nlimts: {}\nsteps: []\n",
+        &host(),
+    )
+    .unwrap_err();
+    let r = d.render("version: 1\nname: x\nlimts: {}\nsteps: []\n");
+    assert!(r.contains("--> x.yaml:3:1"), "{r}");
+    assert!(r.contains("3 | limts: {}\n  | ^^^^^\n"), "{r}");
+    assert!(r.contains("did you mean `limits`?"), "{r}");
+}
+
+#[test]
+fn literal_keys_and_for_each_misuse() {
+    let p = problems(&GOOD.replace("    app_install:", "    for_each: stores\n    app_install:"));
+    assert!(
+        p.iter()
+            .any(|(_, m)| m.contains("`for_each` does not apply to app_install")),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn did_you_mean() {
+    assert_eq!(
+        closest("realert_intervall", &["realert_interval", "repeat_times"]),
+        Some("realert_interval")
+    );
+    assert_eq!(closest("zzz", &["realert_interval"]), None);
+}
+
+#[test]
+fn values() {
+    use node::parse;
+    let n = |s: &str| parse(s).unwrap();
+    assert_eq!(parse_rate(&n("20/s")), Some(20.0));
+    assert_eq!(parse_rate(&n("1200/m")), Some(20.0));
+    assert_eq!(parse_rate(&n("5")), Some(5.0));
+    assert_eq!(parse_rate(&n("0/s")), None);
+    assert_eq!(parse_rate(&n("20/fortnight")), None);
+    assert_eq!(
+        parse_duration(&n("1h 30m")),
+        Some(Duration::from_secs(5400))
+    );
+    assert_eq!(parse_duration(&n("90")), Some(Duration::from_secs(90)));
+    assert_eq!(parse_duration(&n("forever")), None);
+    assert_eq!(parse_amount(&n("10%")), Some(Amount::Percent(10.0)));
+    assert_eq!(parse_amount(&n("3")), Some(Amount::Count(3)));
+    assert_eq!(parse_amount(&n("150%")), None);
+    assert_eq!(Amount::Percent(10.0).of(5), 1);
+}
