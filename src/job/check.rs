@@ -1162,6 +1162,7 @@ fn step(
                     .get("args")
                     .map(Node::to_json)
                     .unwrap_or(Value::Object(Default::default())),
+                schedule: op.get("schedule").map(Node::to_json),
                 wait: wait(op),
             }
         }

@@ -219,6 +219,8 @@ pub enum StepOp {
         to: String,
         name: String,
         args: Value,
+        /// Esper's `schedule` (`type`) and `schedule_args` (the rest), as written.
+        schedule: Option<Value>,
         wait: Option<Duration>,
     },
     /// Create or update an alarm rule keyed by name.

@@ -44,7 +44,7 @@ pub fn compile(job: &Job, resolved: &Resolved, server: Server) -> Result<Plan, P
             Some(t) => (Fanout::PerItem { target: t.clone() }, count_of(t)),
             None => (Fanout::Single, 1),
         };
-        let command = |to: &str, command: &str, args: Value, wait_ms| {
+        let command = |to: &str, command: &str, args: Value, schedule: Option<Value>, wait_ms| {
             (
                 Fanout::Chunks {
                     target: to.to_string(),
@@ -54,6 +54,7 @@ pub fn compile(job: &Job, resolved: &Resolved, server: Server) -> Result<Plan, P
                 OpTemplate::Command {
                     command: command.to_string(),
                     args,
+                    schedule,
                     wait_ms,
                 },
             )
@@ -73,17 +74,28 @@ pub fn compile(job: &Job, resolved: &Resolved, server: Server) -> Result<Plan, P
                             .unwrap_or_default(),
                     ),
                 };
-                command(to, "INSTALL", json!({ "app_version": version_id }), *wait)
+                command(
+                    to,
+                    "INSTALL",
+                    json!({ "app_version": version_id }),
+                    None,
+                    *wait,
+                )
             }
-            StepOp::AppUninstall { to, package, wait } => {
-                command(to, "UNINSTALL", json!({ "package_name": package }), *wait)
-            }
+            StepOp::AppUninstall { to, package, wait } => command(
+                to,
+                "UNINSTALL",
+                json!({ "package_name": package }),
+                None,
+                *wait,
+            ),
             StepOp::Command {
                 to,
                 name,
                 args,
+                schedule,
                 wait,
-            } => command(to, name, args.clone(), *wait),
+            } => command(to, name, args.clone(), schedule.clone(), *wait),
             StepOp::AlarmRule {
                 name,
                 body,

@@ -93,6 +93,9 @@ pub enum OpTemplate {
     Command {
         command: String,
         args: Value,
+        /// `{type, …args}` from the job's `schedule:`; absent means IMMEDIATE.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        schedule: Option<Value>,
         #[serde(
             default,
             with = "crate::job::opt_ms",
@@ -465,6 +468,7 @@ impl Plan {
             OpTemplate::Command {
                 command,
                 args,
+                schedule,
                 wait_ms,
             } => {
                 let (kind, key, ids): (&str, &str, Vec<&str>) = match item {
@@ -478,7 +482,7 @@ impl Plan {
                         chunk.iter().map(|d| d.id.as_str()).collect(),
                     ),
                 };
-                let body = json!({
+                let mut body = json!({
                     "command_type": kind,
                     key: ids,
                     "device_type": "all",
@@ -486,6 +490,14 @@ impl Plan {
                     "command_args": render(args),
                     "schedule": "IMMEDIATE",
                 });
+                if let (Some(Value::Object(sched)), Value::Object(b)) = (schedule, &mut body) {
+                    let mut args = sched.clone();
+                    let kind = args
+                        .remove("type")
+                        .unwrap_or(Value::String("IMMEDIATE".into()));
+                    b.insert("schedule".into(), kind);
+                    b.insert("schedule_args".into(), render(&Value::Object(args)));
+                }
                 (
                     item.cloned().or_else(|| label_item(&chunk)),
                     Operation::Command {

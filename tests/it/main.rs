@@ -3,9 +3,13 @@
 
 mod cli;
 mod client;
+mod diagnostics;
 mod engine;
 mod fixtures;
+mod fuzz;
+mod jobs;
 mod mock;
+mod ops;
 mod secrets;
 mod support;
 mod tidy;
