@@ -425,9 +425,47 @@ pub static COMMAND: Shape = Shape {
         req("name", Ty::Str, "Command name."),
         f("args", Ty::Any, "command_args, sent as given."),
         f(
+            "schedule",
+            Ty::Obj(&SCHEDULE),
+            "Run in a maintenance window instead of immediately.",
+        ),
+        f(
             "wait",
             Ty::Obj(&WAIT),
             "Follow to a final state on every device.",
+        ),
+    ],
+};
+
+pub const SCHEDULE_TYPES: &[&str] = &["IMMEDIATE", "WINDOW", "RECURRING"];
+
+pub static SCHEDULE: Shape = Shape {
+    name: "schedule",
+    doc: "Esper's command schedule (`schedule` + `schedule_args`); Android devices only.",
+    fields: &[
+        req(
+            "type",
+            Ty::Enum(SCHEDULE_TYPES),
+            "WINDOW runs once inside the window; RECURRING until it succeeds or expires.",
+        ),
+        f("name", Ty::Str, "Schedule name shown in the console."),
+        f(
+            "start_datetime",
+            Ty::Str,
+            "ISO date-time the schedule starts.",
+        ),
+        f("end_datetime", Ty::Str, "ISO date-time the schedule ends."),
+        f(
+            "time_type",
+            Ty::Enum(&["console", "device"]),
+            "Whose clock the window uses.",
+        ),
+        f("window_start_time", Ty::Str, "Daily window start, `HH:MM`."),
+        f("window_end_time", Ty::Str, "Daily window end, `HH:MM`."),
+        f(
+            "days",
+            Ty::StrList,
+            "Days of the week, e.g. `[Monday, Tuesday]`.",
         ),
     ],
 };

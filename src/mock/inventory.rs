@@ -586,6 +586,8 @@ impl Inventory {
                         command_type: c.command_type.clone(),
                         command: c.command.clone(),
                         command_args: c.command_args.clone(),
+                        schedule: c.schedule.clone(),
+                        schedule_args: c.schedule_args.clone(),
                         device_ids: c.devices.iter().map(Uuid::to_string).collect(),
                         group_ids: c.groups.iter().map(Uuid::to_string).collect(),
                         statuses: c
@@ -725,6 +727,8 @@ pub struct SnapshotCommand {
     pub command_type: String,
     pub command: String,
     pub command_args: Value,
+    pub schedule: String,
+    pub schedule_args: Value,
     /// The ids sent in the request's `devices` / `groups`.
     pub device_ids: Vec<String>,
     pub group_ids: Vec<String>,
