@@ -4,6 +4,11 @@
 //! - `plan`: validate and plan a job that fans out to 1,000,000 tasks (2,000 groups x 500
 //!   devices, an in-memory inventory), materialize every task, and report time and peak
 //!   memory.
+//! - `run`: run 10,000 single-request tasks against the mock Esper in a separate process
+//!   (`esper-bulk mock`, so this process's CPU time is the engine's alone) with a
+//!   server-side limit of 200 req/s, in three scenarios: the engine not told the limit,
+//!   told it, and with 250 ms of server latency. Reports throughput as a share of the
+//!   limit, the share of requests answered 429, and engine CPU per 1,000 requests.
 
 use std::time::Instant;
 
@@ -150,6 +155,237 @@ async fn bench_plan() {
     );
 }
 
+/// CPU seconds this process has used (user + system), from /proc/self/stat.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // Fields 14 and 15 of the whole line are utime and stime; after ")" they are 11 and 12.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+struct Mock {
+    child: std::process::Child,
+    base_url: String,
+    eid: String,
+    key: String,
+}
+
+impl Drop for Mock {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_mock(args: &[&str]) -> Mock {
+    use std::io::BufRead;
+    let exe = std::env::current_exe().expect("own path");
+    let bin = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .map(|p| p.join("esper-bulk"))
+        .expect("target dir");
+    let mut child = std::process::Command::new(&bin)
+        .arg("mock")
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start {} (build it with `cargo build --release`): {e}",
+                bin.display()
+            )
+        });
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut next = || lines.next().and_then(Result::ok).unwrap_or_default();
+    let base_url = next();
+    let eid = next().trim_start_matches("enterprise_id: ").to_string();
+    let key = next().trim_start_matches("api_key: ").to_string();
+    // Keep reading: a closed pipe would kill the mock on its next line of output.
+    std::thread::spawn(move || for _ in lines {});
+    Mock {
+        child,
+        base_url,
+        eid,
+        key,
+    }
+}
+
+struct Scenario {
+    name: &'static str,
+    ceiling: &'static str,
+    latency: &'static str,
+    max_in_flight: u32,
+    target_share: f64,
+}
+
+async fn bench_run() {
+    use esper_bulk::esper::dispatch::{EsperDispatch, PollSettings};
+    use esper_bulk::esper::{ApiKey, Client, ClientOptions, Connection};
+    use esper_bulk::exec::{self, Governor, GovernorConfig, RunOptions};
+    use std::sync::Arc;
+    const R: f64 = 200.0;
+    const TASKS: usize = 10_000;
+    let scenarios = [
+        Scenario {
+            name: "limit not told (ceiling 1000/s)",
+            ceiling: "1000/s",
+            latency: "0ms",
+            max_in_flight: 100,
+            target_share: 0.90,
+        },
+        Scenario {
+            name: "limit told (ceiling 200/s)",
+            ceiling: "200/s",
+            latency: "0ms",
+            max_in_flight: 100,
+            target_share: 0.97,
+        },
+        Scenario {
+            name: "250 ms latency, not told",
+            ceiling: "1000/s",
+            latency: "250ms",
+            max_in_flight: 200,
+            target_share: 0.90,
+        },
+    ];
+    println!(
+        "run benchmark: {TASKS} tasks, one GET each; server limit {R} req/s (token bucket, burst 20, no Retry-After)"
+    );
+    for sc in scenarios {
+        let groups = TASKS.to_string();
+        let mock = start_mock(&[
+            "--port",
+            "0",
+            "--groups",
+            &groups,
+            "--devices-per-group",
+            "0",
+            "--rate",
+            "200",
+            "--burst",
+            "20",
+            "--latency",
+            sc.latency,
+            "--seed",
+            "3",
+            "--error-rate",
+            "0",
+            "--commit-then-fail",
+            "0",
+            "--drop-rate",
+            "0",
+            "--penalty",
+            "0s",
+        ]);
+        let job = format!(
+            "version: 1\nname: bench\nesper: {{ api_key: \"${{ESPER_API_KEY}}\" }}\nlimits: {{ rate: {}, batch: 20, max_in_flight: {} }}\nretry: {{ attempts: 10, initial_delay: 100ms, max_delay: 5s }}\ntargets:\n  stores: {{ groups: {{ name: \"Stores/*/*\" }} }}\nsteps:\n  - id: read\n    for_each: stores\n    request: {{ method: GET, path: \"/enterprise/{{enterprise_id}}/devicegroup/${{{{ item.id }}}}/\" }}\n",
+            sc.ceiling, sc.max_in_flight
+        );
+        let key = mock.key.clone();
+        let env = move |n: &str| (n == "ESPER_API_KEY").then(|| key.clone());
+        let (job, _) =
+            job::load("bench.yaml", &job, &job::Host::env_only(&env)).expect("bench job is valid");
+        let conn = || Connection::new(&mock.base_url, &mock.eid, ApiKey::new(mock.key.clone()));
+        // Planning reads go through their own governor so they do not count below.
+        let plan_gov = Arc::new(Governor::new(GovernorConfig {
+            rate: 150.0,
+            batch: 5,
+            max_in_flight: 5,
+            base_pause: std::time::Duration::from_millis(200),
+            max_pause: std::time::Duration::from_secs(5),
+            max_retry_after: std::time::Duration::from_secs(5),
+            jitter: std::time::Duration::ZERO,
+            seed: 1,
+        }));
+        let planner = Client::new(conn(), ClientOptions::default())
+            .expect("client")
+            .with_throttle(plan_gov);
+        let resolved = plan::resolve(&job, &planner)
+            .await
+            .expect("targets resolve");
+        let p = plan::compile(
+            &job,
+            &resolved,
+            Server {
+                base_url: mock.base_url.clone(),
+                enterprise_id: mock.eid.clone(),
+            },
+        )
+        .expect("plan");
+        assert_eq!(p.task_count as usize, TASKS);
+        // Let the server's bucket refill after the planning reads.
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let gov = Arc::new(Governor::new(GovernorConfig {
+            rate: job.limits.rate,
+            batch: job.limits.batch,
+            max_in_flight: job.limits.max_in_flight,
+            base_pause: job.retry.initial_delay,
+            max_pause: job.retry.max_delay,
+            max_retry_after: job.retry.max_retry_after,
+            jitter: std::time::Duration::from_millis(2),
+            seed: 9,
+        }));
+        let client = Client::new(conn(), ClientOptions::default())
+            .expect("client")
+            .with_throttle(gov.clone());
+        let dispatch = EsperDispatch::new(client, PollSettings::default());
+        let cpu0 = cpu_seconds();
+        let out = exec::run(
+            Arc::new(p),
+            dispatch,
+            RunOptions {
+                deadline: None,
+                drain: std::time::Duration::from_secs(5),
+                seed: 5,
+            },
+            tokio_util::sync::CancellationToken::new(),
+            |_| {},
+        )
+        .await;
+        let cpu = cpu_seconds() - cpu0;
+        let stats = gov.stats();
+        let ok = out
+            .outcomes
+            .iter()
+            .filter(|o| o.status == esper_bulk::exec::TaskStatus::Succeeded)
+            .count();
+        let secs = out.elapsed.as_secs_f64();
+        let share = ok as f64 / secs / R;
+        let limited = stats.rate_limited as f64 / stats.requests as f64;
+        println!(
+            "  {:<34} {:>6.1} req/s accepted = {:>5.1}% of R (target {:>3.0}%), {:>4.2}% of {} requests answered 429, {} ok in {:.1}s, window {}..{}, final rate {}, engine CPU {:.1} ms per 1,000 requests",
+            sc.name,
+            ok as f64 / secs,
+            share * 100.0,
+            sc.target_share * 100.0,
+            limited * 100.0,
+            stats.requests,
+            ok,
+            secs,
+            stats.window_min,
+            stats.window_max,
+            stats
+                .adaptive_rate
+                .map(|r| format!("{r:.0}/s"))
+                .unwrap_or_else(|| "-".into()),
+            cpu * 1000.0 / stats.requests as f64 * 1000.0 / 1000.0
+        );
+    }
+}
+
 fn main() {
     let what = std::env::args().nth(1).unwrap_or_else(|| "plan".into());
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -158,8 +394,9 @@ fn main() {
         .expect("runtime");
     match what.as_str() {
         "plan" => rt.block_on(bench_plan()),
+        "run" => rt.block_on(bench_run()),
         other => {
-            eprintln!("unknown benchmark `{other}`; try: plan");
+            eprintln!("unknown benchmark `{other}`; try: plan, run");
             std::process::exit(2);
         }
     }

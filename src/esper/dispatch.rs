@@ -39,7 +39,7 @@ impl Throttle for Governor {
         async move { Box::new(Governor::acquire(self, kind).await) as Box<dyn Send + '_> }.boxed()
     }
     fn observe(&self, _kind: RequestKind, o: Observation) {
-        Governor::observe(self, o.status, o.retry_after);
+        Governor::observe(self, o.status, o.retry_after, o.latency);
     }
 }
 
@@ -250,27 +250,9 @@ impl EsperDispatch {
         package: &str,
         code: &str,
     ) -> Result<Option<(String, String)>, Failure> {
-        let apps: Vec<super::model::Application> = self
-            .client
-            .list_apps(Some(package))
-            .try_collect()
+        find_app_version(&self.client, package, code)
             .await
-            .map_err(|e| Failure::from(&e))?;
-        for app in apps.iter().filter(|a| a.package_name == package) {
-            if let Some(v) = app.versions.iter().find(|v| v.version_code == code) {
-                return Ok(Some((app.id.clone(), v.id.clone())));
-            }
-            let versions: Vec<super::model::AppVersion> = self
-                .client
-                .list_app_versions(&app.id, Some(code))
-                .try_collect()
-                .await
-                .map_err(|e| Failure::from(&e))?;
-            if let Some(v) = versions.into_iter().find(|v| v.version_code == code) {
-                return Ok(Some((app.id.clone(), v.id)));
-            }
-        }
-        Ok(None)
+            .map_err(|e| Failure::from(&e))
     }
 
     /// Uploads a content file unless one with the same name and size exists.
@@ -560,14 +542,34 @@ fn inv_err(e: ApiError) -> InventoryError {
     InventoryError(format!("reading targets failed: {e}"))
 }
 
+/// Retries an idempotent read (a whole listing, restarted from its first page) on 429,
+/// 5xx and network errors, with the same backoff shape as tasks. Plans are made of reads,
+/// and one 502 while listing groups must not sink a plan.
+async fn read_retrying<T, F, Fut>(what: F) -> Result<T, InventoryError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ApiError>>,
+{
+    use backon::{ExponentialBuilder, Retryable};
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(250))
+        .with_max_delay(Duration::from_secs(10))
+        .with_max_times(6)
+        .with_jitter();
+    what.retry(backoff)
+        .sleep(tokio::time::sleep)
+        .when(|e: &ApiError| Failure::from(e).retryable())
+        .adjust(|e: &ApiError, d| d.map(|d| d.max(e.retry_after().unwrap_or_default().min(Duration::from_secs(60)))))
+        .notify(|e: &ApiError, d: Duration| tracing::warn!(error = %e, wait_ms = d.as_millis() as u64, "read failed; retrying"))
+        .await
+        .map_err(inv_err)
+}
+
 impl Inventory for Client {
     fn groups(&self) -> BoxFuture<'_, Result<Vec<GroupInfo>, InventoryError>> {
         async move {
-            let groups: Vec<super::model::DeviceGroup> = self
-                .list_groups(None)
-                .try_collect()
-                .await
-                .map_err(inv_err)?;
+            let groups: Vec<super::model::DeviceGroup> =
+                read_retrying(|| self.list_groups(None).try_collect()).await?;
             Ok(groups
                 .into_iter()
                 .map(|g| {
@@ -601,22 +603,40 @@ impl Inventory for Client {
             if !sel.ids.is_empty() {
                 let mut out = Vec::new();
                 for id in &sel.ids {
-                    out.push(to_item(self.get_device(id).await.map_err(inv_err)?));
+                    out.push(to_item(read_retrying(|| self.get_device(id)).await?));
                 }
                 return Ok(out);
             }
+            if !sel.serials.is_empty() {
+                // One cursor scan of the fleet (1,000 a page) beats a request per serial.
+                let wanted: std::collections::BTreeSet<&str> =
+                    sel.serials.iter().map(String::as_str).collect();
+                let all: Vec<super::model::Device> =
+                    read_retrying(|| self.list_devices_v2(Vec::new()).try_collect()).await?;
+                return Ok(all
+                    .into_iter()
+                    .filter(|d| d.serial.as_deref().is_some_and(|s| wanted.contains(s)))
+                    .map(to_item)
+                    .collect());
+            }
+            // The legacy list filters state by Esper's integers.
+            let state = sel
+                .state
+                .as_deref()
+                .map(|s| match s.to_ascii_lowercase().as_str() {
+                    "online" => "1".to_string(),
+                    "offline" => "60".to_string(),
+                    other => other.to_string(),
+                });
             let filter = DeviceFilter {
                 group: sel.group.clone(),
                 name: sel.name.clone(),
                 serial: sel.serial.clone(),
-                state: sel.state.clone(),
+                state,
                 tags: sel.tags.clone(),
             };
-            let devices: Vec<super::model::Device> = self
-                .list_devices(&filter)
-                .try_collect()
-                .await
-                .map_err(inv_err)?;
+            let devices: Vec<super::model::Device> =
+                read_retrying(|| self.list_devices(&filter).try_collect()).await?;
             Ok(devices.into_iter().map(to_item).collect())
         }
         .boxed()
@@ -628,29 +648,35 @@ impl Inventory for Client {
         version_code: &'a str,
     ) -> BoxFuture<'a, Result<Option<String>, InventoryError>> {
         async move {
-            let apps: Vec<super::model::Application> = self
-                .list_apps(Some(package))
-                .try_collect()
-                .await
-                .map_err(inv_err)?;
-            for app in apps.iter().filter(|a| a.package_name == package) {
-                if let Some(v) = app.versions.iter().find(|v| v.version_code == version_code) {
-                    return Ok(Some(v.id.clone()));
-                }
-                let versions: Vec<super::model::AppVersion> = self
-                    .list_app_versions(&app.id, Some(version_code))
-                    .try_collect()
-                    .await
-                    .map_err(inv_err)?;
-                if let Some(v) = versions
-                    .into_iter()
-                    .find(|v| v.version_code == version_code)
-                {
-                    return Ok(Some(v.id));
-                }
-            }
-            Ok(None)
+            Ok(
+                read_retrying(|| find_app_version(self, package, version_code))
+                    .await?
+                    .map(|(_, v)| v),
+            )
         }
         .boxed()
     }
+}
+
+/// The (application id, version id) of a package's version code, if it exists.
+async fn find_app_version(
+    client: &Client,
+    package: &str,
+    code: &str,
+) -> Result<Option<(String, String)>, ApiError> {
+    let apps: Vec<super::model::Application> =
+        client.list_apps(Some(package)).try_collect().await?;
+    for app in apps.iter().filter(|a| a.package_name == package) {
+        if let Some(v) = app.versions.iter().find(|v| v.version_code == code) {
+            return Ok(Some((app.id.clone(), v.id.clone())));
+        }
+        let versions: Vec<super::model::AppVersion> = client
+            .list_app_versions(&app.id, Some(code))
+            .try_collect()
+            .await?;
+        if let Some(v) = versions.into_iter().find(|v| v.version_code == code) {
+            return Ok(Some((app.id.clone(), v.id)));
+        }
+    }
+    Ok(None)
 }

@@ -5,6 +5,7 @@
 //! (the Esper adapter in `esper::dispatch`, or a fake in tests) and turns everything that
 //! happens into [`Outcome`]s. `run` returns `Err` never; failures are outcomes.
 
+mod adaptive;
 mod governor;
 mod outcome;
 mod retry;
@@ -23,7 +24,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::plan::{Plan, Task, TaskId};
 
-pub use governor::{Governor, GovernorConfig, GovernorStats, Slot, TokioClock};
+pub use adaptive::AdaptiveRate;
+pub use governor::{Governor, GovernorConfig, GovernorStats, Sample, Slot, TokioClock};
 pub use outcome::{Attempt, Outcome, TaskStatus};
 pub use retry::{Failure, FailureClass, RetryBudget, next_delay};
 

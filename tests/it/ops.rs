@@ -113,8 +113,14 @@ steps:
     assert_eq!(note.result.as_ref().unwrap()["body"]["count"], 1);
     // The lab is empty now, so re-run without the move: the upload must find the file.
     let rerun = job
-        .replace("  - id: move\n    group_move: { devices: lab_devices, to: \"Stores/North/0001\" }\n", "")
-        .replace("  lab_devices: { devices: { group: Lab } }\n", "  unused: { groups: { name: Lab } }\n");
+        .replace(
+            "  - id: move\n    group_move: { devices: lab_devices, to: \"Stores/North/0001\" }\n",
+            "",
+        )
+        .replace(
+            "  lab_devices: { devices: { group: Lab } }\n",
+            "  unused: { groups: { name: Lab } }\n",
+        );
     assert_ne!(rerun, job);
     let (_, again) = run_job(&server, &rerun).await;
     assert_eq!(
