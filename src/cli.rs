@@ -413,9 +413,10 @@ fn plan_text(p: &Plan, show_requests: bool) -> String {
         let fan = match &s.fanout {
             plan::Fanout::Single => "once".to_string(),
             plan::Fanout::PerItem { target } => format!("once per item of {target}"),
-            plan::Fanout::Chunks { target, size } => {
-                format!("per group of {target}, or per {size} devices")
-            }
+            plan::Fanout::Chunks { target, size } => match p.targets.get(target).map(|t| t.kind) {
+                Some(plan::ItemKind::Device) => format!("one per {size} devices of {target}"),
+                _ => format!("one per group of {target}"),
+            },
         };
         let _ = writeln!(
             out,

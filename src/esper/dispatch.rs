@@ -413,13 +413,97 @@ fn strip_nulls(v: &Value) -> Value {
 /// Whether the rule as read already has what `body` would write. Reads return groups and
 /// devices as objects; writes send ids, so compare ids.
 fn rule_matches(rule: &AlarmRule, body: &Value) -> bool {
-    let ids =
-        |v: &[super::model::GroupRef]| sorted(&v.iter().map(|g| g.id.clone()).collect::<Vec<_>>());
-    rule.metric.as_deref() == body.get("metric").and_then(Value::as_str)
-        && rule.conditions.as_ref().map(strip_nulls) == body.get("conditions").map(strip_nulls)
-        && rule.realert_interval == body.get("realert_interval").and_then(Value::as_i64)
-        && ids(&rule.groups) == sorted(&str_list(body, "groups"))
-        && ids(&rule.devices) == sorted(&str_list(body, "devices"))
+    // Compare every field the job sets (and only those: fields the job leaves out are not
+    // managed). Reads expand groups, devices and alert channels to objects; writes send ids.
+    let actual = serde_json::to_value(rule).unwrap_or(Value::Null);
+    let Value::Object(want) = body else {
+        return false;
+    };
+    want.iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "enterprise" | "name"))
+        .all(|(k, v)| {
+            let have = actual.get(k).unwrap_or(&Value::Null);
+            match k.as_str() {
+                "groups" | "devices" | "alert_channels" => id_set(v) == id_set(have),
+                _ => subset_eq(v, have),
+            }
+        })
+}
+
+/// The ids in a list of ids or `{id, …}` objects, sorted.
+fn id_set(v: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = v
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| match x {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Number(n) => Some(n.to_string()),
+                    Value::Object(o) => o.get("id").map(|i| {
+                        i.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| i.to_string())
+                    }),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids
+}
+
+/// `want` is contained in `have`: objects key by key (extra keys in `have` are fine),
+/// numbers by value (15 equals 15.0), everything else exactly.
+fn subset_eq(want: &Value, have: &Value) -> bool {
+    match (want, have) {
+        (Value::Null, _) => true,
+        (Value::Object(w), Value::Object(h)) => w
+            .iter()
+            .all(|(k, v)| subset_eq(v, h.get(k).unwrap_or(&Value::Null))),
+        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
+        (Value::Array(a), Value::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| subset_eq(x, y))
+        }
+        (a, b) => a == b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_compare_on_every_managed_field() {
+        let rule: AlarmRule = serde_json::from_value(json!({
+            "id": "r1", "name": "n", "metric": "battery_level",
+            "conditions": {"value": 15.0, "unit": "Percent", "comparator": "LessThanThreshold", "toggle_state": false},
+            "groups": [{"id": "g1", "name": "0001", "path": "All devices/Stores/North/0001"}],
+            "alert_channels": [{"id": 12, "name": "ops"}],
+            "realert_interval": 3600, "is_active": true, "action_emails": ["a@x"], "description": "d"
+        }))
+        .unwrap();
+        let body = json!({
+            "enterprise": "e", "name": "n", "metric": "battery_level",
+            "conditions": {"value": 15, "unit": "Percent", "comparator": "LessThanThreshold"},
+            "groups": ["g1"], "alert_channels": [12], "realert_interval": 3600, "action_emails": ["a@x"]
+        });
+        assert!(rule_matches(&rule, &body));
+        for (k, v) in [
+            ("is_active", json!(false)),
+            ("action_emails", json!(["b@x"])),
+            ("description", json!("other")),
+            ("alert_channels", json!([13])),
+            ("groups", json!(["g2"])),
+        ] {
+            let mut changed = body.clone();
+            changed[k] = v;
+            assert!(
+                !rule_matches(&rule, &changed),
+                "a change of `{k}` must be noticed"
+            );
+        }
+    }
 }
 
 impl Dispatch for EsperDispatch {

@@ -74,7 +74,12 @@ impl ErrorBody {
         if let Some(m) = &self.message {
             parts.push(m.trim_end_matches('.').to_string());
         }
-        parts.extend(self.errors.iter().cloned());
+        // Core bodies often repeat the first field error as `message`.
+        for e in &self.errors {
+            if !parts.iter().any(|p| p == e.trim_end_matches('.')) {
+                parts.push(e.clone());
+            }
+        }
         if let Some(serde_json::Value::Object(map)) = &self.content {
             for (k, v) in map {
                 parts.push(format!("{k}: {}", value_text(v.clone())));
@@ -286,6 +291,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(service.summary(), "Invalid data; devices: required");
+        let repeated = ErrorBody::parse(br#"{"errors":["state: Enter a whole number."],"message":"state: Enter a whole number.","status":400}"#).unwrap();
+        assert_eq!(repeated.summary(), "state: Enter a whole number");
         let custom = ErrorBody::parse(br#"{"message":"no such script","code":404}"#).unwrap();
         assert_eq!(custom.code, Some(404));
         assert!(ErrorBody::parse(b"<html>bad gateway</html>").is_none());

@@ -392,6 +392,10 @@ pub struct AlarmRule {
     pub realert_interval: Option<i64>,
     #[serde(default)]
     pub is_active: Option<bool>,
+    /// Every other field as sent (description, action_emails, alert_channels, …), so
+    /// `on_exists: update` can compare whatever the job manages.
+    #[serde(flatten)]
+    pub extra: std::collections::BTreeMap<String, Value>,
 }
 
 /// An uploaded content file (`Content`); `id` is an integer in practice.

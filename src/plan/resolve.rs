@@ -62,7 +62,10 @@ pub async fn resolve(job: &Job, inv: &dyn Inventory) -> Result<Resolved, PlanErr
     let needs_groups = job.targets.values().any(|t| {
         matches!(t, TargetSpec::Groups(_))
             || matches!(t, TargetSpec::Devices(d) if d.group.is_some())
-    });
+    }) || job
+        .steps
+        .iter()
+        .any(|s| matches!(s.op, StepOp::GroupMove { .. }));
     let groups = if needs_groups {
         inv.groups().await?
     } else {

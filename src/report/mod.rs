@@ -106,11 +106,8 @@ impl Report {
         s.requests = gov.requests;
         s.rate_limited = gov.rate_limited;
         let secs = out.elapsed.as_secs_f64();
-        s.mean_rate = if secs > 0.0 {
-            (gov.requests as f64 / secs * 10.0).round() / 10.0
-        } else {
-            0.0
-        };
+        // A run shorter than a second did not sustain its burst rate; do not report it as one.
+        s.mean_rate = (gov.requests as f64 / secs.max(1.0) * 10.0).round() / 10.0;
         let (outcome, exit_code) = verdict(&s, out.stopped, !out.thresholds.is_empty());
         let steps = plan
             .steps
