@@ -113,8 +113,11 @@ pub struct Observation {
 /// A gate every request passes: `acquire` before sending, `observe` after.
 pub trait Throttle: Send + Sync {
     /// Waits for permission to send; the returned guard is held until the response is in.
-    fn acquire(&self, kind: RequestKind) -> BoxFuture<'_, Box<dyn Send + '_>>;
+    /// `None` means the run is stopping: the request must not be sent.
+    fn acquire(&self, kind: RequestKind) -> BoxFuture<'_, Option<Box<dyn Send + '_>>>;
     fn observe(&self, kind: RequestKind, observation: Observation);
+    /// The run is stopping: refuse to start further requests.
+    fn close(&self) {}
 }
 
 /// A successful response of the raw escape hatch.
@@ -210,6 +213,13 @@ impl Client {
         self
     }
 
+    /// Stops the throttle's gate: requests not yet sent fail with `ErrorKind::Stopped`.
+    pub fn close(&self) {
+        if let Some(t) = &self.throttle {
+            t.close();
+        }
+    }
+
     pub fn connection(&self) -> &Connection {
         &self.conn
     }
@@ -273,7 +283,10 @@ impl Client {
             }
         };
         let _guard = match &self.throttle {
-            Some(t) => Some(t.acquire(kind).await),
+            Some(t) => match t.acquire(kind).await {
+                Some(g) => Some(g),
+                None => return Err(err(ErrorKind::Stopped)),
+            },
             None => None,
         };
         let started = Instant::now();

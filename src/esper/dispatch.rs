@@ -35,11 +35,19 @@ impl From<&ApiError> for Failure {
 }
 
 impl Throttle for Governor {
-    fn acquire(&self, kind: RequestKind) -> BoxFuture<'_, Box<dyn Send + '_>> {
-        async move { Box::new(Governor::acquire(self, kind).await) as Box<dyn Send + '_> }.boxed()
+    fn acquire(&self, kind: RequestKind) -> BoxFuture<'_, Option<Box<dyn Send + '_>>> {
+        async move {
+            Governor::acquire(self, kind)
+                .await
+                .map(|s| Box::new(s) as Box<dyn Send + '_>)
+        }
+        .boxed()
     }
     fn observe(&self, _kind: RequestKind, o: Observation) {
         Governor::observe(self, o.status, o.retry_after, o.latency);
+    }
+    fn close(&self) {
+        Governor::close(self);
     }
 }
 
@@ -469,44 +477,11 @@ fn subset_eq(want: &Value, have: &Value) -> bool {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rules_compare_on_every_managed_field() {
-        let rule: AlarmRule = serde_json::from_value(json!({
-            "id": "r1", "name": "n", "metric": "battery_level",
-            "conditions": {"value": 15.0, "unit": "Percent", "comparator": "LessThanThreshold", "toggle_state": false},
-            "groups": [{"id": "g1", "name": "0001", "path": "All devices/Stores/North/0001"}],
-            "alert_channels": [{"id": 12, "name": "ops"}],
-            "realert_interval": 3600, "is_active": true, "action_emails": ["a@x"], "description": "d"
-        }))
-        .unwrap();
-        let body = json!({
-            "enterprise": "e", "name": "n", "metric": "battery_level",
-            "conditions": {"value": 15, "unit": "Percent", "comparator": "LessThanThreshold"},
-            "groups": ["g1"], "alert_channels": [12], "realert_interval": 3600, "action_emails": ["a@x"]
-        });
-        assert!(rule_matches(&rule, &body));
-        for (k, v) in [
-            ("is_active", json!(false)),
-            ("action_emails", json!(["b@x"])),
-            ("description", json!("other")),
-            ("alert_channels", json!([13])),
-            ("groups", json!(["g2"])),
-        ] {
-            let mut changed = body.clone();
-            changed[k] = v;
-            assert!(
-                !rule_matches(&rule, &changed),
-                "a change of `{k}` must be noticed"
-            );
-        }
-    }
-}
-
 impl Dispatch for EsperDispatch {
+    fn stop(&self) {
+        self.client.close();
+    }
+
     fn attempt<'a>(
         &'a self,
         task: &'a Task,
@@ -763,4 +738,41 @@ async fn find_app_version(
         }
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_compare_on_every_managed_field() {
+        let rule: AlarmRule = serde_json::from_value(json!({
+            "id": "r1", "name": "n", "metric": "battery_level",
+            "conditions": {"value": 15.0, "unit": "Percent", "comparator": "LessThanThreshold", "toggle_state": false},
+            "groups": [{"id": "g1", "name": "0001", "path": "All devices/Stores/North/0001"}],
+            "alert_channels": [{"id": 12, "name": "ops"}],
+            "realert_interval": 3600, "is_active": true, "action_emails": ["a@x"], "description": "d"
+        }))
+        .unwrap();
+        let body = json!({
+            "enterprise": "e", "name": "n", "metric": "battery_level",
+            "conditions": {"value": 15, "unit": "Percent", "comparator": "LessThanThreshold"},
+            "groups": ["g1"], "alert_channels": [12], "realert_interval": 3600, "action_emails": ["a@x"]
+        });
+        assert!(rule_matches(&rule, &body));
+        for (k, v) in [
+            ("is_active", json!(false)),
+            ("action_emails", json!(["b@x"])),
+            ("description", json!("other")),
+            ("alert_channels", json!([13])),
+            ("groups", json!(["g2"])),
+        ] {
+            let mut changed = body.clone();
+            changed[k] = v;
+            assert!(
+                !rule_matches(&rule, &changed),
+                "a change of `{k}` must be noticed"
+            );
+        }
+    }
 }

@@ -123,6 +123,8 @@ pub enum ErrorKind {
     Decode(String),
     /// The request could not even be built (bad URL, unreadable file): nothing was sent.
     Build(String),
+    /// The run is stopping (signal or deadline): the request was not sent.
+    Stopped,
 }
 
 /// The coarse class of a failure; the executor's retry vocabulary.
@@ -153,6 +155,7 @@ impl ApiError {
             ErrorKind::Transport(_) => ErrorClass::Transport,
             ErrorKind::Decode(_) => ErrorClass::Decode,
             ErrorKind::Build(_) => ErrorClass::Build,
+            ErrorKind::Stopped => ErrorClass::Stopped,
         }
     }
 
@@ -183,7 +186,7 @@ impl ApiError {
         match &self.kind {
             ErrorKind::Status { status, .. } => *status >= 500,
             ErrorKind::Timeout | ErrorKind::Transport(_) | ErrorKind::Decode(_) => true,
-            ErrorKind::Connect(_) | ErrorKind::Build(_) => false,
+            ErrorKind::Connect(_) | ErrorKind::Build(_) | ErrorKind::Stopped => false,
         }
     }
 
@@ -231,6 +234,7 @@ impl fmt::Display for ApiError {
             ),
             ErrorKind::Decode(e) => write!(f, "{m} {p}: unexpected response body: {e}"),
             ErrorKind::Build(e) => write!(f, "{m} {p}: cannot build the request: {e}"),
+            ErrorKind::Stopped => write!(f, "{m} {p}: not sent: the run is stopping"),
         }
     }
 }

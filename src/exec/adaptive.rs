@@ -35,8 +35,11 @@ pub struct AdaptiveRate {
     k: f64,
     last_throttle: Instant,
     measured: f64,
+    /// Smoothed rate of accepted (non-429) answers: what the server actually takes.
+    goodput: f64,
     bucket_start: Instant,
     bucket_count: u64,
+    bucket_ok: u64,
     /// When the next request may go under the adaptive rate.
     next_slot: Instant,
 }
@@ -50,8 +53,10 @@ impl AdaptiveRate {
             k: 0.0,
             last_throttle: now,
             measured: 0.0,
+            goodput: 0.0,
             bucket_start: now,
             bucket_count: 0,
+            bucket_ok: 0,
             next_slot: now,
         }
     }
@@ -78,18 +83,28 @@ impl AdaptiveRate {
     }
 
     fn count_send(&mut self, now: Instant) {
+        self.roll(now);
+        self.bucket_count += 1;
+    }
+
+    /// Closes the measurement bucket when it is over.
+    fn roll(&mut self, now: Instant) {
         let elapsed = now - self.bucket_start;
         if elapsed >= BUCKET {
-            let current = self.bucket_count as f64 / elapsed.as_secs_f64();
-            self.measured = if self.measured == 0.0 {
-                current
-            } else {
-                SMOOTHING * current + (1.0 - SMOOTHING) * self.measured
+            let secs = elapsed.as_secs_f64();
+            let smooth = |old: f64, new: f64| {
+                if old == 0.0 {
+                    new
+                } else {
+                    SMOOTHING * new + (1.0 - SMOOTHING) * old
+                }
             };
+            self.measured = smooth(self.measured, self.bucket_count as f64 / secs);
+            self.goodput = smooth(self.goodput, self.bucket_ok as f64 / secs);
             self.bucket_start = now;
             self.bucket_count = 0;
+            self.bucket_ok = 0;
         }
-        self.bucket_count += 1;
     }
 
     /// A 429: cut the rate to `BETA` times what was actually being sent. `rtt` is the
@@ -98,10 +113,25 @@ impl AdaptiveRate {
     pub fn throttled(&mut self, now: Instant, rtt: Duration) {
         // Before the first bucket closes there is no measurement; assume the ceiling rather
         // than zero, or one early 429 would drop the run to the minimum rate.
-        let measured = if self.measured > 0.0 {
-            self.measured
-        } else {
-            self.ceiling
+        // Cut from what the server accepted when that was measured: at ten times the limit,
+        // 0.8 x the send rate takes ten round trips to converge; 0.8 x the accepted rate
+        // lands near the limit at once.
+        // Before the first bucket closes, the open bucket's counts are the best estimate
+        // (after 50 ms; earlier they are noise).
+        let open = (now - self.bucket_start).as_secs_f64();
+        let estimate = |closed: f64, count: u64| match (closed > 0.0, open > 0.05) {
+            (true, _) => closed,
+            (false, true) => count as f64 / open,
+            (false, false) => 0.0,
+        };
+        let (sent, accepted) = (
+            estimate(self.measured, self.bucket_count),
+            estimate(self.goodput, self.bucket_ok),
+        );
+        let measured = match (sent > 0.0, accepted > 0.0) {
+            (true, true) => sent.min(accepted.max(MIN_RATE)),
+            (true, false) => sent,
+            _ => self.ceiling,
         };
         let sending = match self.rate {
             Some(r) => r.min(measured),
@@ -121,6 +151,8 @@ impl AdaptiveRate {
 
     /// An accepted request: grow along the cubic.
     pub fn accepted(&mut self, now: Instant) {
+        self.roll(now);
+        self.bucket_ok += 1;
         if self.rate.is_none() {
             return;
         }
@@ -142,37 +174,65 @@ impl AdaptiveRate {
 mod tests {
     use super::*;
 
+    /// Sends and gets accepted at `rate` from `from` for `secs` seconds, honouring waits.
+    fn traffic(a: &mut AdaptiveRate, from: Instant, secs: f64, rate: f64) -> Instant {
+        let step = Duration::from_secs_f64(1.0 / rate);
+        let mut t = from;
+        while t < from + Duration::from_secs_f64(secs) {
+            t += a.reserve(t);
+            a.accepted(t);
+            t += step;
+        }
+        t
+    }
+
     #[tokio::test(start_paused = true)]
     async fn off_until_throttled_then_cubic() {
         let t0 = Instant::now();
         let mut a = AdaptiveRate::new(1000.0, t0);
-        // Send at 200/s for two seconds.
-        for i in 0..400u64 {
-            assert_eq!(
-                a.reserve(t0 + Duration::from_millis(i * 5)),
-                Duration::ZERO,
-                "no pacing before a throttle"
-            );
-        }
-        let at = t0 + Duration::from_secs(2);
+        let at = traffic(&mut a, t0, 2.0, 200.0);
+        assert_eq!(a.rate(), None, "no pacing before a throttle");
         a.throttled(at, Duration::ZERO);
         let cut = a.rate().unwrap();
         assert!(
             (cut - 160.0).abs() < 10.0,
-            "80% of the measured 200/s, got {cut}"
+            "80% of the 200/s accepted, got {cut}"
         );
         // A burst of 429s in the same instant cuts once.
         a.throttled(at + Duration::from_millis(10), Duration::ZERO);
         assert_eq!(a.rate().unwrap(), cut);
-        // Back near w_max after k seconds, then probing above it.
-        a.measured = 200.0;
-        a.accepted(at + Duration::from_secs_f64(a.k));
-        assert!((a.rate().unwrap() - 200.0).abs() < 10.0, "{:?}", a.rate());
-        a.accepted(at + Duration::from_secs(12));
-        assert!(a.rate().unwrap() > 220.0);
+        // Sending at whatever it allows, the rate climbs back near w_max within k seconds
+        // and then probes above it, never beyond twice what was sent.
+        let k = a.k;
+        let t = traffic(&mut a, at, k, 1000.0);
         assert!(
-            a.rate().unwrap() <= 400.0,
-            "never above twice the measured rate"
+            (a.rate().unwrap() - 200.0).abs() < 15.0,
+            "{:?} after {k:.1}s",
+            a.rate()
+        );
+        traffic(&mut a, t, 6.0, 1000.0);
+        assert!(a.rate().unwrap() > 215.0, "{:?}", a.rate());
+        assert!(a.rate().unwrap() <= 2.0 * a.measured() + 1.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_overload_cuts_to_what_the_server_accepts() {
+        let t0 = Instant::now();
+        let mut a = AdaptiveRate::new(1000.0, t0);
+        // Sending 400/s of which the server accepts 40/s.
+        let mut t = t0;
+        for i in 0..800u32 {
+            a.reserve(t);
+            if i % 10 == 0 {
+                a.accepted(t);
+            }
+            t += Duration::from_micros(2500);
+        }
+        a.throttled(t, Duration::ZERO);
+        assert!(
+            a.rate().unwrap() < 40.0,
+            "one cut lands under the accepted rate: {:?}",
+            a.rate()
         );
     }
 

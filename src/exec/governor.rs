@@ -119,6 +119,8 @@ struct State {
 
 /// Paces every request of a run.
 pub struct Governor {
+    /// Closed when the run stops: waiting requests give up instead of being sent.
+    closed: tokio_util::sync::CancellationToken,
     cfg: GovernorConfig,
     ceiling: Ceiling,
     clock: TokioClock,
@@ -181,6 +183,7 @@ impl Governor {
             },
         };
         Governor {
+            closed: tokio_util::sync::CancellationToken::new(),
             cfg,
             ceiling,
             clock,
@@ -195,13 +198,40 @@ impl Governor {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Waits for an in-flight slot, the end of any pause, and a rate permit.
-    pub async fn acquire(&self, kind: RequestKind) -> Slot<'_> {
+    /// Stops the gate: every waiting and later `acquire` returns `None` at once.
+    pub fn close(&self) {
+        self.closed.cancel();
+        self.notify.notify_waiters();
+    }
+
+    /// Sleeps `d`, or less if the gate closes; true when the gate is still open.
+    async fn wait(&self, d: Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => !self.closed.is_cancelled(),
+            _ = self.closed.cancelled() => false,
+        }
+    }
+
+    /// Waits for an in-flight slot, the end of any pause, and a rate permit. `None` when
+    /// the run is stopping: the caller must not send.
+    pub async fn acquire(&self, kind: RequestKind) -> Option<Slot<'_>> {
+        let got = self.acquire_open(kind).await;
+        if got.is_none() && kind == RequestKind::Write {
+            let mut st = self.lock();
+            st.writes_waiting = st.writes_waiting.saturating_sub(1);
+        }
+        got
+    }
+
+    async fn acquire_open(&self, kind: RequestKind) -> Option<Slot<'_>> {
         let is_write = kind == RequestKind::Write;
         if is_write {
             self.lock().writes_waiting += 1;
         }
         let slot = loop {
+            if self.closed.is_cancelled() {
+                return None;
+            }
             let notified = self.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
@@ -225,7 +255,11 @@ impl Governor {
                 }
             };
             match wait {
-                Some(d) => tokio::time::sleep(d + self.jitter()).await,
+                Some(d) => {
+                    if !self.wait(d + self.jitter()).await {
+                        return None;
+                    }
+                }
                 // Bounded so a missed wake-up costs at most this long.
                 None => {
                     let _ = tokio::time::timeout(Duration::from_millis(250), notified).await;
@@ -233,8 +267,8 @@ impl Governor {
             }
         };
         let wait = self.lock().adaptive.reserve(Instant::now());
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
+        if !wait.is_zero() && !self.wait(wait).await {
+            return None;
         }
         loop {
             match self.ceiling.check() {
@@ -250,7 +284,7 @@ impl Governor {
         self.tick(&mut st);
         st.current.requests += 1;
         drop(st);
-        slot
+        Some(slot)
     }
 
     fn jitter(&self) -> Duration {
@@ -421,7 +455,7 @@ mod tests {
         let g = Governor::new(cfg(10.0, 4));
         let start = Instant::now();
         for _ in 0..21 {
-            drop(g.acquire(RequestKind::Write).await);
+            drop(g.acquire(RequestKind::Write).await.unwrap());
         }
         // 21 permits at 10/s with burst 1: the first is free, then 100 ms apart.
         assert_eq!(start.elapsed(), Duration::from_secs(2));
@@ -452,13 +486,13 @@ mod tests {
         let g = Governor::new(cfg(1000.0, 4));
         g.observe(Some(429), Some(Duration::from_secs(30)), Duration::ZERO);
         let start = Instant::now();
-        drop(g.acquire(RequestKind::Write).await);
+        drop(g.acquire(RequestKind::Write).await.unwrap());
         // Retry-After 30 s is capped at max_retry_after (5 s).
         assert_eq!(start.elapsed().as_secs(), 5);
         g.observe(Some(429), None, Duration::ZERO);
         g.observe(Some(429), None, Duration::ZERO);
         let start = Instant::now();
-        drop(g.acquire(RequestKind::Read).await);
+        drop(g.acquire(RequestKind::Read).await.unwrap());
         // Without Retry-After: base 500 ms doubled per consecutive overload, jittered over
         // the upper half. The two 429s above arrive together, so they are one overload (the
         // second after the Retry-After one): the step is 500 ms x 2 and the pause 0.5..=1 s.
@@ -467,13 +501,28 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn closing_releases_every_waiter() {
+        let g = std::sync::Arc::new(Governor::new(cfg(1.0, 1)));
+        let _held = g.acquire(RequestKind::Write).await.unwrap();
+        let g2 = g.clone();
+        let waiter = tokio::spawn(async move { g2.acquire(RequestKind::Write).await.is_none() });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        g.close();
+        assert!(
+            waiter.await.unwrap(),
+            "a waiting request gives up when the run stops"
+        );
+        assert!(g.acquire(RequestKind::Read).await.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn window_bounds_in_flight() {
         let g = std::sync::Arc::new(Governor::new(cfg(1000.0, 2)));
-        let a = g.acquire(RequestKind::Write).await;
-        let _b = g.acquire(RequestKind::Write).await;
+        let a = g.acquire(RequestKind::Write).await.unwrap();
+        let _b = g.acquire(RequestKind::Write).await.unwrap();
         let g2 = g.clone();
         let third = tokio::spawn(async move {
-            drop(g2.acquire(RequestKind::Write).await);
+            drop(g2.acquire(RequestKind::Write).await.unwrap());
         });
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert!(!third.is_finished(), "a third request must wait for a slot");

@@ -81,6 +81,8 @@ pub trait Dispatch: Send + Sync + 'static {
         timeout: Duration,
         stop: &'a CancellationToken,
     ) -> BoxFuture<'a, Followed>;
+    /// The run is stopping: requests not yet sent should fail with `FailureClass::Stopped`.
+    fn stop(&self) {}
 }
 
 /// Why a run stopped before finishing every task.
@@ -315,12 +317,14 @@ pub async fn run(
                 tracing::warn!("interrupted: no new tasks are started; waiting for in-flight requests");
                 stopped = Some(StopReason::Interrupted);
                 stop_followers.cancel();
+                dispatch.stop();
                 None
             }
             _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)).await }, if stopped.is_none() && deadline.is_some() => {
                 tracing::warn!("deadline reached: no new tasks are started; the run can be resumed");
                 stopped = Some(StopReason::Deadline);
                 stop_followers.cancel();
+                dispatch.stop();
                 None
             }
             // Wakes the loop when a slot frees up without a task finishing (a follower
@@ -563,6 +567,18 @@ async fn run_task(
                 attempts: lock(&attempts),
                 error,
                 result: Some(result),
+                started_ms,
+                finished_ms: ms(),
+            }
+        }
+        Err(f) if f.class == FailureClass::Stopped && !uncertain.load(Ordering::SeqCst) => {
+            // Nothing was written: the stop came before this task's write went out.
+            Outcome {
+                task: task.id,
+                status: TaskStatus::NotStarted,
+                attempts: lock(&attempts),
+                error: Some("not started: the run stopped before this task's write was sent; resume it to continue".into()),
+                result: None,
                 started_ms,
                 finished_ms: ms(),
             }

@@ -27,6 +27,8 @@ pub enum FailureClass {
     Build,
     /// The operation refused to act (e.g. `on_exists: fail` found the rule).
     Conflict,
+    /// The run stopped before the request was sent.
+    Stopped,
 }
 
 impl FailureClass {
@@ -43,6 +45,7 @@ impl FailureClass {
             FailureClass::Decode => "decode",
             FailureClass::Build => "build",
             FailureClass::Conflict => "conflict",
+            FailureClass::Stopped => "stopped",
         }
     }
 }
@@ -75,7 +78,8 @@ impl Failure {
             | FailureClass::NotFound
             | FailureClass::Client
             | FailureClass::Build
-            | FailureClass::Conflict => false,
+            | FailureClass::Conflict
+            | FailureClass::Stopped => false,
         }
     }
 

@@ -794,7 +794,12 @@ fn help_names(word: &str, names: &[String]) -> Option<String> {
 /// The item kind (`groups`/`devices`) a target yields.
 fn target_kind(targets: &Targets, name: &str) -> Option<&'static str> {
     match &targets.get(name)?.1 {
-        TargetSpec::Union(m) => m.first().and_then(|f| target_kind(targets, f)),
+        // One level only: a union of unions is reported in `targets`, and following it
+        // could loop forever (`a: { union: [a] }` overflowed the stack).
+        TargetSpec::Union(m) => match &targets.get(m.first()?)?.1 {
+            TargetSpec::Union(_) => None,
+            s => Some(s.kind_name()),
+        },
         s => Some(s.kind_name()),
     }
 }
@@ -944,18 +949,25 @@ fn check_cycles(cx: &mut Cx, info: &BTreeMap<String, StepInfo>) {
     }
 }
 
-/// Every step `id` transitively needs.
-fn ancestors(id: &str, info: &BTreeMap<String, StepInfo>) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let mut todo: Vec<String> = info.get(id).map(|s| s.needs.clone()).unwrap_or_default();
+/// Whether step `id` transitively needs step `other`. Asked only for `steps.*` references,
+/// so a long chain of steps costs no quadratic work (an ancestor set per step did).
+fn needs_transitively(id: &str, other: &str, info: &BTreeMap<String, StepInfo>) -> bool {
+    let mut seen = BTreeSet::new();
+    let mut todo: Vec<&str> = info
+        .get(id)
+        .map(|s| s.needs.iter().map(String::as_str).collect())
+        .unwrap_or_default();
     while let Some(n) = todo.pop() {
-        if out.insert(n.clone())
-            && let Some(s) = info.get(&n)
+        if n == other {
+            return true;
+        }
+        if seen.insert(n)
+            && let Some(s) = info.get(n)
         {
-            todo.extend(s.needs.iter().cloned());
+            todo.extend(s.needs.iter().map(String::as_str));
         }
     }
-    out
+    false
 }
 
 fn text(n: &Node, key: &str) -> Option<String> {
@@ -1068,14 +1080,12 @@ fn step(
     let rollout = s
         .get("rollout")
         .and_then(|r| rollout(cx, r, &format!("{at}.rollout")));
-    let before = ancestors(&id, info);
     // Every string inside the operation: templates must resolve.
     let mut refs_cx = RefCx {
         step: &id,
         item_kind,
         vars,
         info,
-        before: &before,
         for_each: for_each.as_ref().map(|f| f.2.clone()),
     };
     check_refs(cx, op, &opath, &mut refs_cx);
@@ -1292,7 +1302,6 @@ struct RefCx<'a> {
     item_kind: Option<&'static str>,
     vars: &'a BTreeMap<String, Value>,
     info: &'a BTreeMap<String, StepInfo<'a>>,
-    before: &'a BTreeSet<String>,
     for_each: Option<String>,
 }
 
@@ -1403,7 +1412,7 @@ fn bad_ref(parts: &[String], r: &RefCx) -> Option<(String, Option<String>)> {
                     None,
                 ));
             }
-            if !r.before.contains(field) {
+            if !needs_transitively(r.step, field, r.info) {
                 return Some((
                     format!(
                         "`{shown}` reads step `{field}`, which step `{}` does not need",

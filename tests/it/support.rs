@@ -92,7 +92,7 @@ pub async fn run_job_with(
         Arc::new(plan.clone()),
         dispatch,
         RunOptions {
-            deadline: None,
+            deadline: job.deadline.map(|d| tokio::time::Instant::now() + d),
             drain: Duration::from_secs(5),
             seed: 3,
         },
