@@ -267,6 +267,38 @@ fn check_ty(cx: &mut Cx, v: &Node, t: &Ty, path: &str) {
     }
 }
 
+/// Replaces `${NAME}` in every string of a subtree, reporting unset variables in place.
+fn subst_env_tree(cx: &mut Cx, n: &mut Node, path: &str) {
+    match &mut n.kind {
+        Kind::Str(s) if s.contains("${") => match template::subst_env(s, cx.host.env) {
+            Ok(v) => *s = v,
+            Err(e) => {
+                let at = n.clone();
+                cx.error(
+                    &at,
+                    path,
+                    e,
+                    Some(
+                        "export the variable before running, or write the value in the file".into(),
+                    ),
+                );
+            }
+        },
+        Kind::Seq(items) => {
+            for (i, it) in items.iter_mut().enumerate() {
+                subst_env_tree(cx, it, &format!("{path}[{i}]"));
+            }
+        }
+        Kind::Map(pairs) => {
+            for (k, v) in pairs.iter_mut() {
+                let key = join(path, &k.scalar_text().unwrap_or_default());
+                subst_env_tree(cx, v, &key);
+            }
+        }
+        _ => {}
+    }
+}
+
 // ---------------------------------------------------------------- values
 
 /// `20/s`, `600/m`, `36000/h` or a bare number per second.
@@ -322,6 +354,18 @@ pub fn check(file: &str, root: &Node, host: &Host) -> Result<(Job, Vec<Diagnosti
         host,
         diags: Vec::new(),
     };
+    // `${NAME}` is read from the environment everywhere, once, before anything else looks
+    // at the values (the `esper:` block does its own, to keep `api_key` a reference).
+    let mut root = root.clone();
+    if let Kind::Map(pairs) = &mut root.kind {
+        for (k, v) in pairs.iter_mut() {
+            if k.as_str() != Some("esper") {
+                let key = k.scalar_text().unwrap_or_default();
+                subst_env_tree(&mut cx, v, &key);
+            }
+        }
+    }
+    let root = &root;
     check_shape(&mut cx, root, &shape::JOB, "");
     if root.as_map().is_none() {
         return Err(Diagnostics(cx.diags));
@@ -898,7 +942,6 @@ fn output_names(kind: &str) -> &'static [&'static str] {
         "content_upload" => &["content_id"],
         "alarm_rule" => &["rule_id"],
         "request" => &["status", "body"],
-        "app_install" | "app_uninstall" | "command" => &["command_id"],
         _ => &[],
     }
 }
@@ -923,7 +966,9 @@ fn check_cycles(cx: &mut Cx, info: &BTreeMap<String, StepInfo>) {
         state.insert(id.to_string(), 1);
         stack.push(id.to_string());
         for n in info.get(id).map(|s| s.needs.as_slice()).unwrap_or_default() {
-            if info.contains_key(n)
+            // A step needing itself is reported where the `needs` entry is.
+            if n != id
+                && info.contains_key(n)
                 && let Some(c) = visit(n, info, state, stack)
             {
                 return Some(c);
@@ -1068,12 +1113,17 @@ fn step(
         } else {
             match target_kind(targets, t) {
                 Some(k) => item_kind = Some(k),
-                None => cx.error(
-                    fv,
-                    &format!("{at}.for_each"),
-                    format!("unknown target `{t}`"),
-                    help_names(t, &target_names),
-                ),
+                None => {
+                    cx.error(
+                        fv,
+                        &format!("{at}.for_each"),
+                        format!("unknown target `{t}`"),
+                        help_names(t, &target_names),
+                    );
+                    // The step does fan out; its `item.*` fields cannot be checked against
+                    // a target that does not exist, and saying "no for_each" would be wrong.
+                    item_kind = Some("unknown");
+                }
             }
         }
     }
@@ -1121,6 +1171,28 @@ fn step(
                 .unwrap_or(Duration::from_secs(30 * 60))
         })
     };
+    // These values pick targets, files or names before any task exists, so templates in
+    // them would be sent literally; say so instead of failing later.
+    let literal: &[&str] = match kind {
+        "app_upload" => &["file", "package", "version_code"],
+        "content_upload" => &["file"],
+        "group_move" => &["devices", "to"],
+        "command" => &["to", "name"],
+        "app_install" | "app_uninstall" => &["to"],
+        _ => &[],
+    };
+    for key in literal {
+        if let Some(n) = op.get(key)
+            && is_template(n)
+        {
+            cx.error(
+                n,
+                &format!("{opath}.{key}"),
+                format!("`{kind}.{key}` does not take `${{{{ … }}}}` templates"),
+                Some("write the value itself, or an environment variable as `${NAME}`".into()),
+            );
+        }
+    }
     let op = match kind {
         "app_upload" => StepOp::AppUpload {
             file: text(op, "file")?,
@@ -1347,6 +1419,7 @@ fn bad_ref(parts: &[String], r: &RefCx) -> Option<(String, Option<String>)> {
                 format!("`{shown}` is used but step `{}` has no `for_each`", r.step),
                 Some("add `for_each: <target>` to run the step once per group or device".into()),
             )),
+            Some("unknown") => None,
             Some(kind) => {
                 let fields = if kind == "groups" {
                     GROUP_ITEM

@@ -152,16 +152,42 @@ impl std::error::Error for Diagnostics {}
 
 /// Loads and checks a job from its text.
 pub fn load(file: &str, text: &str, host: &Host) -> Result<(Job, Vec<Diagnostic>), Diagnostics> {
-    let root = node::parse(text).map_err(|e| {
+    // Editors on some systems save a byte-order mark; it is not part of the YAML.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let at = |line: usize, col: usize| {
+        Some(Span {
+            start: Pos { line, col },
+            end: Pos { line, col },
+        })
+    };
+    let one = |span, message: String, help: &str| {
         Diagnostics(vec![Diagnostic {
             severity: Severity::Error,
             file: file.to_string(),
-            span: e.pos.map(|p| Span { start: p, end: p }),
+            span,
             path: String::new(),
-            message: format!("invalid YAML: {}", e.message),
-            help: Some("check the indentation and quoting around this position".into()),
+            message,
+            help: Some(help.to_string()),
         }])
+    };
+    let root = node::parse(text).map_err(|e| {
+        let span = e
+            .pos
+            .map(|p| Span { start: p, end: p })
+            .or_else(|| at(1, 1));
+        one(
+            span,
+            format!("invalid YAML: {}", e.message),
+            "check the indentation and quoting around this position",
+        )
     })?;
+    if root.kind == node::Kind::Null {
+        return Err(one(
+            at(1, 1),
+            "the job file is empty".into(),
+            "start with `version: 1`, a `name:` and `steps:`",
+        ));
+    }
     check::check(file, &root, host)
 }
 

@@ -195,7 +195,14 @@ fn convert(y: &MarkedYamlOwned, depth: usize) -> Node {
                 .map(|(k, v)| (convert(k, depth + 1), convert(v, depth + 1)))
                 .collect(),
         ),
-        YamlDataOwned::Tagged(_, inner) => return convert(inner, depth + 1),
+        YamlDataOwned::Tagged(_, inner) => {
+            // saphyr gives the inner node of a tag a default span; keep the tag's.
+            let mut n = convert(inner, depth + 1);
+            if n.span.start.line == 0 {
+                n.span = span;
+            }
+            return n;
+        }
         YamlDataOwned::Alias(_) | YamlDataOwned::BadValue => Kind::Null,
     };
     Node { span, kind }

@@ -193,6 +193,30 @@ fn literal_keys_and_for_each_misuse() {
 }
 
 #[test]
+fn environment_variables_everywhere_and_literal_only_fields() {
+    let text = GOOD.replace("threshold: 15", "threshold: \"${ESPER_ENTERPRISE_ID}\"");
+    let (job, _) = load("env.yaml", &text, &host()).unwrap();
+    assert_eq!(job.vars["threshold"], "e-1");
+    let p = problems(&GOOD.replace("threshold: 15", "threshold: \"${NOT_SET_ANYWHERE}\""));
+    assert!(
+        p.iter()
+            .any(|(l, m)| *l == 11 && m.contains("NOT_SET_ANYWHERE")),
+        "{p:?}"
+    );
+    let p = problems(&GOOD.replace("file: kiosk.apk", "file: \"${{ vars.threshold }}.apk\""));
+    assert!(p.iter().any(|(_, m)| m.contains("does not take")), "{p:?}");
+}
+
+#[test]
+fn empty_files_and_byte_order_marks() {
+    let d = load("e.yaml", "# only a comment\n", &host()).unwrap_err();
+    assert_eq!(d.0[0].line(), Some(1));
+    assert!(d.0[0].message.contains("empty"));
+    let (job, _) = load("bom.yaml", &format!("\u{feff}{GOOD}"), &host()).unwrap();
+    assert_eq!(job.name, "demo");
+}
+
+#[test]
 fn did_you_mean() {
     assert_eq!(
         closest("realert_intervall", &["realert_interval", "repeat_times"]),
