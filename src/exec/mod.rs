@@ -616,3 +616,147 @@ async fn run_task(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Resolved, Server};
+    use futures::FutureExt;
+
+    /// Always fails the same way.
+    struct Failing(Failure);
+
+    impl Dispatch for Failing {
+        fn attempt<'a>(
+            &'a self,
+            _t: &'a Task,
+            _cx: &'a AttemptCx,
+        ) -> BoxFuture<'a, Result<Done, Failure>> {
+            async move { Err(self.0.clone()) }.boxed()
+        }
+        fn follow<'a>(
+            &'a self,
+            _t: &'a Task,
+            _c: &'a str,
+            _d: Duration,
+            _s: &'a CancellationToken,
+        ) -> BoxFuture<'a, Followed> {
+            async move {
+                Followed {
+                    result: Value::Null,
+                    failed_devices: 0,
+                    summary: String::new(),
+                }
+            }
+            .boxed()
+        }
+    }
+
+    fn plan(retry: &str) -> Arc<Plan> {
+        let text = format!(
+            "version: 1\nname: t\nretry: {retry}\nsteps:\n  - id: r\n    request: {{ method: GET, path: /x/ }}\n"
+        );
+        let env = |_: &str| None;
+        let (job, _) =
+            crate::job::load("t.yaml", &text, &crate::job::Host::env_only(&env)).unwrap();
+        let server = Server {
+            base_url: "http://127.0.0.1:1/api".into(),
+            enterprise_id: "e".into(),
+        };
+        Arc::new(crate::plan::compile(&job, &Resolved::default(), server).unwrap())
+    }
+
+    fn failure(status: u16, retry_after: Option<Duration>) -> Failure {
+        Failure {
+            class: if status == 429 {
+                FailureClass::RateLimited
+            } else {
+                FailureClass::Server
+            },
+            status: Some(status),
+            message: format!("{status}"),
+            retry_after,
+            maybe_processed: false,
+        }
+    }
+
+    async fn run_one(p: Arc<Plan>, f: Failure) -> (Outcome, Duration) {
+        let t0 = Instant::now();
+        let out = run(
+            p,
+            Arc::new(Failing(f)),
+            RunOptions {
+                deadline: None,
+                drain: Duration::from_secs(1),
+                seed: 42,
+            },
+            CancellationToken::new(),
+            |_| {},
+        )
+        .await;
+        (out.outcomes[0].clone(), t0.elapsed())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn backoff_grows_exponentially_with_full_jitter() {
+        let (o, elapsed) = run_one(
+            plan("{ attempts: 6, initial_delay: 1s, max_delay: 8s }"),
+            failure(503, None),
+        )
+        .await;
+        assert_eq!(o.status, TaskStatus::Failed);
+        assert_eq!(o.attempts.len(), 6, "retry.attempts counts the first try");
+        assert!(
+            o.error
+                .as_deref()
+                .unwrap()
+                .contains("gave up after 6 attempts")
+        );
+        let waits: Vec<u64> = o.attempts.iter().filter_map(|a| a.wait_ms).collect();
+        assert_eq!(waits.len(), 5);
+        // Full jitter: each wait lies in [0, min(1s x 2^n, 8s)].
+        for (n, w) in waits.iter().enumerate() {
+            let cap = (1000u64 << n).min(8000);
+            assert!(*w <= cap, "wait {n} = {w} ms exceeds its step {cap} ms");
+        }
+        assert!(
+            waits.iter().sum::<u64>() > 2000,
+            "the jittered waits are not all tiny: {waits:?}"
+        );
+        let slept = elapsed.as_millis() as u64;
+        assert!(
+            slept >= waits.iter().sum::<u64>(),
+            "the task really waited ({slept} ms)"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_is_honoured_up_to_its_cap() {
+        let (o, _) = run_one(
+            plan("{ attempts: 3, initial_delay: 100ms, max_delay: 1s, max_retry_after: 5s }"),
+            failure(429, Some(Duration::from_secs(600))),
+        )
+        .await;
+        let waits: Vec<u64> = o.attempts.iter().filter_map(|a| a.wait_ms).collect();
+        assert_eq!(
+            waits,
+            vec![5000, 5000],
+            "a 10-minute Retry-After is capped at max_retry_after"
+        );
+        assert!(o.attempts.iter().all(|a| a.result == "429"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn client_errors_are_not_retried() {
+        let f = Failure {
+            class: FailureClass::Client,
+            status: Some(400),
+            message: "bad".into(),
+            retry_after: None,
+            maybe_processed: false,
+        };
+        let (o, _) = run_one(plan("{ attempts: 5 }"), f).await;
+        assert_eq!(o.attempts.len(), 1);
+        assert_eq!(o.status, TaskStatus::Failed);
+    }
+}

@@ -155,3 +155,139 @@ fn mock_prints_its_address_and_exports() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+mod against_mock {
+    use std::process::Command;
+    use std::time::Duration;
+
+    use crate::support::{small, start};
+
+    fn job(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
+        let p = dir.join("job.yaml");
+        std::fs::write(
+            &p,
+            format!(
+                "version: 1\nname: cli-test\nesper: {{ api_key: \"${{ESPER_API_KEY}}\" }}\n{extra}targets:\n  s: {{ groups: {{ name: \"Stores/*/*\" }} }}\nsteps:\n  - id: alarm\n    for_each: s\n    alarm_rule: {{ name: \"r ${{{{ item.name }}}}\", metric: m, conditions: {{ comparator: Frequency, value: 1, unit: Count }}, realert_interval: 60 }}\n"
+            ),
+        )
+        .unwrap();
+        p
+    }
+
+    fn bin(server: &esper_bulk::mock::MockServer) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_esper-bulk"));
+        c.env("ESPER_BASE_URL", server.base_url())
+            .env("ESPER_ENTERPRISE_ID", server.enterprise_id())
+            .env("ESPER_API_KEY", server.api_key())
+            .env_remove("ESPER_TENANT");
+        c
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reviewed_plan_runs_unchanged() {
+        let server = start(small(61)).await;
+        let dir = tempfile::tempdir().unwrap();
+        let job = job(dir.path(), "limits: { rate: 100/s }\n");
+        let plan = dir.path().join("plan.json");
+        let out = bin(&server)
+            .arg("plan")
+            .arg(&job)
+            .arg("--out")
+            .arg(&plan)
+            .arg("--show-requests")
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("POST /v1/enterprise/"),
+            "--show-requests lists the writes: {text}"
+        );
+        assert!(
+            server.snapshot().alarm_rules.is_empty(),
+            "plan sends nothing"
+        );
+        let out = bin(&server)
+            .args(["run", "--plan"])
+            .arg(&plan)
+            .arg("--state-dir")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(server.snapshot().alarm_rules.len(), 6);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn plan_refuses_a_deadline_it_cannot_meet() {
+        let server = start(small(62)).await;
+        let dir = tempfile::tempdir().unwrap();
+        let job = job(dir.path(), "limits: { rate: 1/s }\ndeadline: 3s\n");
+        let out = bin(&server).arg("plan").arg(&job).output().unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("deadline") && err.contains("raise limits.rate"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sigint_stops_cleanly_with_130() {
+        let mut cfg = small(63);
+        cfg.groups = 40;
+        cfg.faults.latency = Duration::from_millis(100);
+        let server = start(cfg).await;
+        let dir = tempfile::tempdir().unwrap();
+        let job = job(dir.path(), "limits: { rate: 5/s }\n");
+        let child = bin(&server)
+            .arg("run")
+            .arg(&job)
+            .arg("--state-dir")
+            .arg(dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let kill = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(130),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let runs: Vec<_> = std::fs::read_dir(dir.path().join("runs"))
+            .unwrap()
+            .collect();
+        let report: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(runs[0].as_ref().unwrap().path().join("report.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(report["run"]["outcome"], "interrupted");
+        assert!(report["summary"]["not_started"].as_u64().unwrap() > 0);
+        assert_eq!(
+            report["summary"]["unknown"], 0,
+            "nothing in flight is left unknown"
+        );
+        assert_eq!(server.stats().duplicates.alarm_rules, 0);
+    }
+}
