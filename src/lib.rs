@@ -13,16 +13,21 @@
 //! - [`job`]: parses and validates a YAML job file into a [`job::Job`]. Pure: text in,
 //!   job or diagnostics out; no network, no clock, no tokio.
 //! - [`plan`]: resolves the job's targets through the [`plan::Inventory`] trait (read-only
-//!   API calls), freezes them and compiles the task graph ([`plan::Plan`]). Apart from the
-//!   inventory reads it is pure and sends nothing.
-//! - [`exec`]: runs a plan: the [`exec::Governor`] (rate ceiling, adaptive in-flight window,
-//!   run-wide pause on 429), retries with backon, and the worker pool. Task failures are
-//!   data ([`exec::Outcome`]), never `Err`.
+//!   API calls), freezes them and compiles the task graph ([`plan::Plan`]): each step's
+//!   fan-out and operation template; [`plan::Plan::task`] materializes any task on demand.
+//!   Apart from the inventory reads it is pure and sends nothing.
+//! - [`exec`]: runs a plan: the [`exec::Governor`] (rate ceiling, adaptive send rate,
+//!   adaptive in-flight window, run-wide pause on 429, a gate that closes when the run
+//!   stops), retries with backon, rollout stages, step outputs, and the worker pool. Task
+//!   failures are data ([`exec::Outcome`]), never `Err`.
 //! - [`esper`]: the typed Esper client (one attempt per call) and the adapter that lets the
 //!   executor drive it ([`esper::dispatch`]).
 //! - [`report`]: folds outcomes into a [`report::Report`] and renders it.
 //! - [`mock`]: an embedded, stateful fake of Esper with fault injection, used by tests,
 //!   the demo and people trying jobs without a tenant.
+//! - [`apk`]: reads package and version code from an APK (or the mock's text "APK") so
+//!   uploads of existing versions are skipped.
+//! - [`util`]: atomic file writes.
 //! - [`cli`]: the command line; the only place that uses `anyhow`.
 //!
 //! # Invariants
@@ -34,6 +39,10 @@
 //!   status polls) passes the client's [`esper::Throttle`] and so takes a rate permit.
 //! - **Invariant:** a create whose result is unknown is never re-sent before a read-back
 //!   by its natural key found nothing.
+//! - **Invariant:** once a run stops, no request that has not started is sent; tasks
+//!   that sent nothing are `not_started`, never `unknown`.
+//! - **Invariant:** `Plan::task(id)` is deterministic: the same plan always yields the same
+//!   requests, so a reviewed plan file is exactly what runs.
 //! - **Invariant:** reports list tasks in plan order (by `TaskId`), never completion order.
 //! - **Invariant:** the API key lives in [`esper::ApiKey`]; it is never printed by `Debug`,
 //!   logs, errors, plans or reports.

@@ -4,6 +4,8 @@
 //! anything. Tasks are listed in plan order. `report.json` is versioned
 //! ([`REPORT_FORMAT`]); the text summary is what a person sees at the end of a run.
 
+pub mod render;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 

@@ -10,6 +10,7 @@ mod fuzz;
 mod jobs;
 mod mock;
 mod ops;
+mod reports;
 mod scenarios;
 mod secrets;
 mod support;
