@@ -264,7 +264,12 @@ async fn bench_run() {
     println!(
         "run benchmark: {TASKS} tasks, one GET each; server limit {R} req/s (token bucket, burst 20, no Retry-After)"
     );
-    for sc in scenarios {
+    // `bench run <word>` runs only the scenarios whose name contains it.
+    let only = std::env::args().nth(2);
+    for sc in scenarios
+        .into_iter()
+        .filter(|s| only.as_deref().is_none_or(|o| s.name.contains(o)))
+    {
         let groups = TASKS.to_string();
         let mock = start_mock(&[
             "--port",

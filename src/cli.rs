@@ -69,6 +69,14 @@ pub enum Command {
     Run(RunArgs),
     /// Print the JSON Schema of job files (for editors: yaml-language-server)
     Schema,
+    /// Clear the lock record a dead run left behind (a live run is never unlocked)
+    Unlock {
+        /// The run id, as printed by `run` and named in the "already running" message
+        run_id: String,
+        /// The state directory the run used
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -127,6 +135,9 @@ pub struct RunArgs {
     /// Stop dispatching after this long (overrides the job's deadline)
     #[arg(long, value_parser = parse_duration)]
     pub deadline: Option<Duration>,
+    /// When another run of this job holds the lock, wait up to this long instead of exiting 75
+    #[arg(long, value_parser = parse_duration)]
+    pub wait_lock: Option<Duration>,
     #[command(flatten)]
     pub conn: ConnArgs,
 }
@@ -231,6 +242,10 @@ async fn dispatch(cmd: Command) -> Result<u8> {
             );
             Ok(exit::OK)
         }
+        Command::Unlock {
+            run_id,
+            state_dir: dir,
+        } => Ok(unlock_cmd(&run_id, &state_dir(dir))),
     }
 }
 
@@ -515,6 +530,69 @@ async fn plan_cmd(a: PlanArgs) -> Result<u8> {
     Ok(exit::OK)
 }
 
+fn unlock_cmd(run_id: &str, state: &Path) -> u8 {
+    match crate::lock::unlock(state, run_id) {
+        Ok(crate::lock::Unlock::Cleared(h)) => {
+            println!("cleared the lock left by {h}");
+            exit::OK
+        }
+        Ok(crate::lock::Unlock::Running(h)) => {
+            eprintln!(
+                "error: {h} is still running and holds the lock\n  = help: stop it (kill -TERM {}) instead of unlocking; it will finish cleanly",
+                h.pid
+            );
+            exit::LOCKED
+        }
+        Ok(crate::lock::Unlock::NotFound) => {
+            eprintln!(
+                "error: no lock of run `{run_id}` in {}\n  = help: check the run id and --state-dir",
+                state.join("locks").display()
+            );
+            exit::INVALID
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::INVALID
+        }
+    }
+}
+
+/// Takes the job's run lock, or explains who holds it (exit 75).
+fn take_lock(
+    state: &Path,
+    job: &str,
+    run_id: &str,
+    wait: Option<Duration>,
+) -> Result<crate::lock::RunLock, u8> {
+    let holder = crate::lock::Holder {
+        pid: std::process::id(),
+        host: crate::lock::hostname(),
+        started: jiff::Timestamp::now().to_string(),
+        run_id: run_id.to_string(),
+        job: job.to_string(),
+    };
+    match crate::lock::acquire(state, &holder, wait) {
+        Ok(lock) => {
+            if let Some(prev) = &lock.taken_over {
+                eprintln!(
+                    "warning: {prev} ended without releasing its lock (crashed or killed); taking it over"
+                );
+            }
+            Ok(lock)
+        }
+        Err(
+            e @ (crate::lock::LockError::Held { .. } | crate::lock::LockError::HeldUnknown { .. }),
+        ) => {
+            eprintln!("error: {e}");
+            Err(exit::LOCKED)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(exit::INVALID)
+        }
+    }
+}
+
 fn state_dir(flag: Option<PathBuf>) -> PathBuf {
     flag.or_else(|| {
         env_lookup("XDG_STATE_HOME")
@@ -567,6 +645,18 @@ async fn run_cmd(a: RunArgs) -> Result<u8> {
         }
         _ => bail!("give a job file or --plan"),
     };
+    // The lock comes first: a run refused for overlapping must not even read the API.
+    let state = state_dir(a.state_dir.clone());
+    let job_name = job
+        .as_ref()
+        .map(|j| j.name.clone())
+        .or_else(|| saved.as_ref().map(|p| p.job.clone()))
+        .unwrap_or_default();
+    let id = run_id(&job_name);
+    let _lock = match take_lock(&state, &job_name, &id, a.wait_lock) {
+        Ok(l) => l,
+        Err(code) => return Ok(code),
+    };
     let conn = connection(job.as_ref(), &a.conn, saved.as_ref().map(|p| &p.server))?;
     let opts = client_options(&a.conn);
     let (limits, retry) = match (&job, &saved) {
@@ -589,10 +679,11 @@ async fn run_cmd(a: RunArgs) -> Result<u8> {
     };
     let deadline = a.deadline.or(plan.deadline_ms);
     execute(
+        &id,
         plan,
         client,
         gov,
-        &state_dir(a.state_dir),
+        &state,
         deadline,
         PollSettings::default(),
         fastrand::u64(..),
@@ -601,7 +692,9 @@ async fn run_cmd(a: RunArgs) -> Result<u8> {
 }
 
 /// Runs a plan, writes the run directory, prints the summary; returns the exit code.
+#[allow(clippy::too_many_arguments)]
 async fn execute(
+    id: &str,
     plan: Plan,
     client: Client,
     gov: Arc<Governor>,
@@ -610,8 +703,7 @@ async fn execute(
     poll: PollSettings,
     seed: u64,
 ) -> Result<u8> {
-    let id = run_id(&plan.job);
-    let dir = state.join("runs").join(&id);
+    let dir = state.join("runs").join(id);
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("creating the run directory {}", dir.display()))?;
     crate::util::atomic_write(
@@ -641,10 +733,22 @@ async fn execute(
         tracing::info!(task = %o.task, status = o.status.as_str(), "task finished");
     })
     .await;
-    let report = Report::build(&id, &plan, &out, gov.stats(), started_at);
+    let report = Report::build(id, &plan, &out, gov.stats(), started_at);
     let path = dir.join("report.json");
     crate::util::atomic_write(&path, report.to_json().as_bytes())
         .with_context(|| format!("writing {}", path.display()))?;
+    use crate::report::render;
+    for (name, text) in [
+        ("report.md", render::markdown(&report)),
+        ("report.xml", render::junit(&report)),
+        ("results.csv", render::csv(&report)),
+        ("report.html", render::html(&report)),
+    ] {
+        // report.json is the record; a failure here costs a rendering, not the run.
+        if let Err(e) = crate::util::atomic_write(&dir.join(name), text.as_bytes()) {
+            eprintln!("warning: cannot write {}: {e}", dir.join(name).display());
+        }
+    }
     print!("{}", report.summary_text());
     println!("report: {}", path.display());
     Ok(report.run.exit_code)
@@ -761,7 +865,9 @@ async fn demo(a: DemoArgs) -> Result<u8> {
         initial: Duration::from_millis(500),
         max: Duration::from_secs(3),
     };
+    let demo_id = run_id(&plan.job);
     let code = execute(
+        &demo_id,
         plan,
         client,
         gov,

@@ -27,6 +27,7 @@
 //!   the demo and people trying jobs without a tenant.
 //! - [`apk`]: reads package and version code from an APK (or the mock's text "APK") so
 //!   uploads of existing versions are skipped.
+//! - [`lock`]: the run lock (one run of a job per state directory; exit 75 when held).
 //! - [`util`]: atomic file writes.
 //! - [`cli`]: the command line; the only place that uses `anyhow`.
 //!
@@ -53,6 +54,7 @@ pub mod cli;
 pub mod esper;
 pub mod exec;
 pub mod job;
+pub mod lock;
 pub mod mock;
 pub mod plan;
 pub mod report;

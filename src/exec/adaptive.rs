@@ -26,6 +26,15 @@ const BUCKET: Duration = Duration::from_millis(500);
 /// …and smoothed with this weight for the newest bucket (AWS: 0.8).
 const SMOOTHING: f64 = 0.8;
 
+/// Exponential smoothing; the first sample stands alone.
+fn smooth(old: f64, new: f64) -> f64 {
+    if old == 0.0 {
+        new
+    } else {
+        SMOOTHING * new + (1.0 - SMOOTHING) * old
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct AdaptiveRate {
     ceiling: f64,
@@ -39,6 +48,9 @@ pub struct AdaptiveRate {
     goodput: f64,
     bucket_start: Instant,
     bucket_count: u64,
+    /// The accepted-answer bucket has its own clock: answers keep arriving while sends
+    /// pause, and closing the send bucket on them would make the send rate look collapsed.
+    ok_start: Instant,
     bucket_ok: u64,
     /// When the next request may go under the adaptive rate.
     next_slot: Instant,
@@ -56,6 +68,7 @@ impl AdaptiveRate {
             goodput: 0.0,
             bucket_start: now,
             bucket_count: 0,
+            ok_start: now,
             bucket_ok: 0,
             next_slot: now,
         }
@@ -87,22 +100,25 @@ impl AdaptiveRate {
         self.bucket_count += 1;
     }
 
-    /// Closes the measurement bucket when it is over.
+    /// Closes the send-rate bucket when it is over.
     fn roll(&mut self, now: Instant) {
         let elapsed = now - self.bucket_start;
         if elapsed >= BUCKET {
-            let secs = elapsed.as_secs_f64();
-            let smooth = |old: f64, new: f64| {
-                if old == 0.0 {
-                    new
-                } else {
-                    SMOOTHING * new + (1.0 - SMOOTHING) * old
-                }
-            };
-            self.measured = smooth(self.measured, self.bucket_count as f64 / secs);
-            self.goodput = smooth(self.goodput, self.bucket_ok as f64 / secs);
+            self.measured = smooth(
+                self.measured,
+                self.bucket_count as f64 / elapsed.as_secs_f64(),
+            );
             self.bucket_start = now;
             self.bucket_count = 0;
+        }
+    }
+
+    /// Closes the accepted-rate bucket when it is over.
+    fn roll_ok(&mut self, now: Instant) {
+        let elapsed = now - self.ok_start;
+        if elapsed >= BUCKET {
+            self.goodput = smooth(self.goodput, self.bucket_ok as f64 / elapsed.as_secs_f64());
+            self.ok_start = now;
             self.bucket_ok = 0;
         }
     }
@@ -118,20 +134,28 @@ impl AdaptiveRate {
         // lands near the limit at once.
         // Before the first bucket closes, the open bucket's counts are the best estimate
         // (after 50 ms; earlier they are noise).
-        let open = (now - self.bucket_start).as_secs_f64();
-        let estimate = |closed: f64, count: u64| match (closed > 0.0, open > 0.05) {
+        let estimate = |closed: f64, count: u64, since: Instant| match (
+            closed > 0.0,
+            (now - since).as_secs_f64(),
+        ) {
             (true, _) => closed,
-            (false, true) => count as f64 / open,
-            (false, false) => 0.0,
+            (false, open) if open > 0.05 => count as f64 / open,
+            _ => 0.0,
         };
         let (sent, accepted) = (
-            estimate(self.measured, self.bucket_count),
-            estimate(self.goodput, self.bucket_ok),
+            estimate(self.measured, self.bucket_count, self.bucket_start),
+            estimate(self.goodput, self.bucket_ok, self.ok_start),
         );
-        let measured = match (sent > 0.0, accepted > 0.0) {
-            (true, true) => sent.min(accepted.max(MIN_RATE)),
-            (true, false) => sent,
-            _ => self.ceiling,
+        // Once a send-rate bucket has closed, cut from the measured send rate. The accepted
+        // rate is a better basis only for the startup burst (before any measurement, when
+        // the server may take a tenth of what is sent); later it lags the send rate by a
+        // bucket plus a round trip and, at high latency, cut too deep (measured: 86 % vs
+        // 94 % of an unknown limit at 250 ms).
+        let measured = match (self.measured > 0.0, sent > 0.0, accepted > 0.0) {
+            (true, _, _) => self.measured,
+            (false, true, true) => sent.min(accepted.max(MIN_RATE)),
+            (false, true, false) => sent,
+            (false, false, _) => self.ceiling,
         };
         let sending = match self.rate {
             Some(r) => r.min(measured),
@@ -151,7 +175,7 @@ impl AdaptiveRate {
 
     /// An accepted request: grow along the cubic.
     pub fn accepted(&mut self, now: Instant) {
-        self.roll(now);
+        self.roll_ok(now);
         self.bucket_ok += 1;
         if self.rate.is_none() {
             return;
@@ -216,12 +240,12 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn an_overload_cuts_to_what_the_server_accepts() {
+    async fn a_startup_overload_cuts_to_what_the_server_accepts() {
         let t0 = Instant::now();
         let mut a = AdaptiveRate::new(1000.0, t0);
-        // Sending 400/s of which the server accepts 40/s.
+        // The first 300 ms: sending 400/s of which the server accepts 40/s.
         let mut t = t0;
-        for i in 0..800u32 {
+        for i in 0..120u32 {
             a.reserve(t);
             if i % 10 == 0 {
                 a.accepted(t);

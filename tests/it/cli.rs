@@ -97,6 +97,10 @@ fn demo_runs_end_to_end() {
     assert_eq!(report["format"], 1);
     assert_eq!(report["summary"]["succeeded"], 16);
     assert!(dir.join("plan.json").exists());
+    for f in ["report.md", "report.xml", "results.csv", "report.html"] {
+        let text = std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+        assert!(text.len() > 100, "{f} is written with the run");
+    }
 }
 
 #[test]
@@ -289,5 +293,84 @@ mod against_mock {
             "nothing in flight is left unknown"
         );
         assert_eq!(server.stats().duplicates.alarm_rules, 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_second_run_is_refused_with_75_and_a_killed_holder_is_taken_over() {
+        let mut cfg = small(64);
+        cfg.groups = 30;
+        cfg.faults.latency = Duration::from_millis(100);
+        let server = start(cfg).await;
+        let dir = tempfile::tempdir().unwrap();
+        let job = job(dir.path(), "limits: { rate: 2/s }\n");
+        let first = bin(&server)
+            .arg("run")
+            .arg(&job)
+            .arg("--state-dir")
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let lock = dir.path().join("locks/cli-test.lock");
+        let mut record = String::new();
+        for _ in 0..100 {
+            record = std::fs::read_to_string(&lock).unwrap_or_default();
+            if !record.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let holder: serde_json::Value =
+            serde_json::from_str(&record).expect("the holder is recorded");
+        assert_eq!(holder["pid"], first.id());
+
+        let second = bin(&server)
+            .arg("run")
+            .arg(&job)
+            .arg("--state-dir")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(second.status.code(), Some(75));
+        let err = String::from_utf8_lossy(&second.stderr);
+        assert!(
+            err.contains("already running")
+                && err.contains(&first.id().to_string())
+                && err.contains(holder["run_id"].as_str().unwrap()),
+            "{err}"
+        );
+
+        let unlock = bin(&server)
+            .args(["unlock", holder["run_id"].as_str().unwrap(), "--state-dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(
+            unlock.status.code(),
+            Some(75),
+            "a live run is never unlocked"
+        );
+
+        Command::new("kill")
+            .args(["-KILL", &first.id().to_string()])
+            .status()
+            .unwrap();
+        let mut first = first;
+        first.wait().unwrap();
+        let third = bin(&server)
+            .arg("run")
+            .arg(&job)
+            .arg("--state-dir")
+            .arg(dir.path())
+            .args(["--deadline", "1s"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&third.stderr);
+        assert!(
+            err.contains("ended without releasing its lock") && err.contains("taking it over"),
+            "{err}"
+        );
+        assert_ne!(third.status.code(), Some(75));
     }
 }

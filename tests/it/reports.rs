@@ -1,1 +1,1005 @@
-//! placeholder; filled in by the report renderer work
+//! Golden report renderers: one hand-built [`Report`] with tasks in every status, a
+//! rollout stop, error text that needs escaping in every format, and a 20-second governor
+//! timeline with 429s, rendered by `esper_bulk::report::render` and compared byte for byte
+//! with `tests/fixtures/reports/{report.md,report.xml,results.csv,report.html}`.
+//!
+//! After a deliberate change to a renderer, rewrite the goldens with
+//! `BLESS=1 cargo test --test it reports` and review the diff like code (open the HTML in
+//! a browser). Under `CI=true` nothing is ever written. Structural checks (well-formed XML,
+//! CSV that parses back, a self-contained page with one bar per sample, Markdown tables
+//! without raw pipes) run on every render, so a blessed golden cannot hide a broken file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use esper_bulk::exec::{Attempt, GovernorStats, Sample, TaskStatus};
+use esper_bulk::report::render;
+use esper_bulk::report::{REPORT_FORMAT, Report, RunInfo, StepReport, Summary, TaskReport};
+use serde_json::{Value, json};
+
+const DIR: &str = "tests/fixtures/reports";
+const SERVER: &str = "https://acme-api.esper.cloud/api";
+const EID: &str = "8e9d7c6b-0000-4000-8000-000000000001";
+
+/// An Esper error with everything that needs escaping somewhere: `<`, `&`, `"`, `,`, `|`,
+/// a newline, non-ASCII text and a BEL, which XML 1.0 cannot carry at all. `{group}`
+/// differs per task, so grouping must see through the ids in the path.
+const TRICKY: &str = "POST /v0/enterprise/{eid}/devicegroup/{group}/install/ answered 400: \
+    {\"detail\": \"version_code 410 < installed 412 & \\\"downgrade\\\" refused, see policy|kiosk\"}\n\
+    second line, for Grüße\u{7}";
+const THRESHOLD: &str = "rollout of step `reboot` stopped after stage 1 of 3: 2 failures exceed max_failures 1 (1 of 3)";
+
+fn tricky(group: &str) -> String {
+    TRICKY.replace("{eid}", EID).replace("{group}", group)
+}
+
+fn attempt(n: u32, at_ms: u64, took_ms: u64, result: &str, wait_ms: Option<u64>) -> Attempt {
+    Attempt {
+        n,
+        at_ms,
+        took_ms,
+        result: result.into(),
+        wait_ms,
+        note: None,
+    }
+}
+
+fn task(
+    id: u32,
+    step: &str,
+    target: &str,
+    status: TaskStatus,
+    error: Option<String>,
+    attempts: Vec<Attempt>,
+    result: Option<Value>,
+) -> TaskReport {
+    TaskReport {
+        id,
+        step: step.into(),
+        target: target.into(),
+        status,
+        error,
+        attempts,
+        result,
+    }
+}
+
+fn ok(at_ms: u64, took_ms: u64) -> Vec<Attempt> {
+    vec![attempt(1, at_ms, took_ms, "ok", None)]
+}
+
+/// The fixture: a kiosk rollout that failed in several ways and then hit its deadline.
+fn fixture() -> Report {
+    use TaskStatus::*;
+    let s = |x: &str| Some(x.to_string());
+    let needs = s("skipped: needed step install did not succeed");
+    let stopped = Some(format!("skipped: {THRESHOLD}"));
+    let deadline = s("not started: the deadline was reached; resume it to continue");
+    let tasks = vec![
+        task(
+            0,
+            "install",
+            "Stores/Berlin/Mitte",
+            Succeeded,
+            None,
+            ok(120, 340),
+            Some(
+                json!({"version_id": "5b0e6a7c-1d2e-4f30-9a1b-2c3d4e5f6a70", "application_id": "app-1", "action": "installed"}),
+            ),
+        ),
+        task(
+            1,
+            "install",
+            "Stores/Köln/Süd & Co",
+            Succeeded,
+            None,
+            vec![
+                attempt(1, 150, 90, "429", Some(800)),
+                attempt(2, 1040, 310, "ok", None),
+            ],
+            Some(
+                json!({"version_id": "5b0e6a7c-1d2e-4f30-9a1b-2c3d4e5f6a71", "action": "installed"}),
+            ),
+        ),
+        task(
+            2,
+            "install",
+            "Stores/Paris|Nord",
+            Failed,
+            Some(tricky("0a1b2c3d-0000-4000-8000-00000000000a")),
+            vec![attempt(1, 180, 220, "400", None)],
+            None,
+        ),
+        task(
+            3,
+            "install",
+            "Stores/Roma",
+            Failed,
+            Some(tricky("0a1b2c3d-0000-4000-8000-00000000000b")),
+            vec![attempt(1, 210, 230, "400", None)],
+            None,
+        ),
+        task(
+            4,
+            "install",
+            "Stores/Wien",
+            Unknown,
+            Some(format!(
+                "POST /v0/enterprise/{EID}/devicegroup/0a1b2c3d-0000-4000-8000-00000000000c/install/ answered 503: upstream timeout (gave up after 3 attempts); an earlier attempt may have been applied and no read-back confirmed it"
+            )),
+            vec![
+                attempt(1, 240, 1500, "503", Some(500)),
+                attempt(2, 2240, 1500, "503", Some(1000)),
+                attempt(3, 4740, 1500, "503", None),
+            ],
+            None,
+        ),
+        task(
+            5,
+            "install",
+            "Stores/Zürich",
+            Failed,
+            s(
+                "GET /v1/enterprise/8e9d7c6b-0000-4000-8000-000000000001/application/ answered 401: invalid token (check ESPER_API_KEY and that the key belongs to this tenant)",
+            ),
+            vec![attempt(1, 260, 80, "401", None)],
+            None,
+        ),
+        task(
+            6,
+            "battery-alarm",
+            "Stores/Berlin/Mitte",
+            Succeeded,
+            None,
+            ok(300, 150),
+            Some(json!({"id": 9001, "rule_id": 9001, "action": "created"})),
+        ),
+        task(
+            7,
+            "battery-alarm",
+            "Stores/Roma",
+            Succeeded,
+            None,
+            vec![
+                attempt(1, 5100, 60, "429", Some(1200)),
+                attempt(2, 6400, 140, "ok", None),
+            ],
+            Some(json!({"id": 9002, "rule_id": 9002, "action": "updated"})),
+        ),
+        task(
+            8,
+            "battery-alarm",
+            "Stores/Wien",
+            Succeeded,
+            None,
+            ok(6600, 130),
+            Some(json!({"id": "9003", "action": "unchanged"})),
+        ),
+        task(
+            9,
+            "kiosk-policy",
+            "Stores/Berlin/Mitte",
+            Skipped,
+            needs.clone(),
+            vec![],
+            None,
+        ),
+        task(
+            10,
+            "kiosk-policy",
+            "Stores/Roma",
+            Skipped,
+            needs,
+            vec![],
+            None,
+        ),
+        task(
+            11,
+            "reboot",
+            "POS-0001",
+            Succeeded,
+            None,
+            ok(7000, 250),
+            Some(
+                json!({"id": "c0ffee00-0000-4000-8000-000000000001", "command_id": "c0ffee00-0000-4000-8000-000000000001", "action": "created", "devices": {"finished": true}}),
+            ),
+        ),
+        task(
+            12,
+            "reboot",
+            "POS-0002, back office",
+            Failed,
+            s("1 of 1 devices failed, 0 still pending"),
+            ok(7010, 260),
+            Some(
+                json!({"command_id": "c0ffee00-0000-4000-8000-000000000002", "action": "created"}),
+            ),
+        ),
+        task(
+            13,
+            "reboot",
+            "POS-0003 \"spare\"",
+            Failed,
+            s("1 of 1 devices failed, 0 still pending"),
+            vec![
+                attempt(1, 7020, 5000, "timeout", Some(700)),
+                attempt(2, 12720, 240, "ok", None),
+            ],
+            None,
+        ),
+        task(
+            14,
+            "reboot",
+            "POS-0004",
+            Skipped,
+            stopped.clone(),
+            vec![],
+            None,
+        ),
+        task(
+            15,
+            "reboot",
+            "POS-0005",
+            Skipped,
+            stopped.clone(),
+            vec![],
+            None,
+        ),
+        task(16, "reboot", "POS-0006", Skipped, stopped, vec![], None),
+        task(
+            17,
+            "move-lab",
+            "POS-0101",
+            NotStarted,
+            deadline.clone(),
+            vec![],
+            None,
+        ),
+        task(
+            18,
+            "move-lab",
+            "POS-0102",
+            NotStarted,
+            deadline,
+            vec![],
+            None,
+        ),
+    ];
+    let steps = [
+        ("install", "app_install"),
+        ("battery-alarm", "alarm_rule"),
+        ("kiosk-policy", "command"),
+        ("reboot", "command"),
+        ("move-lab", "group_move"),
+    ]
+    .iter()
+    .map(|(id, kind)| {
+        let mut by_status = BTreeMap::new();
+        let mine: Vec<&TaskReport> = tasks.iter().filter(|t| t.step == *id).collect();
+        for t in &mine {
+            *by_status.entry(t.status.as_str().to_string()).or_default() += 1;
+        }
+        StepReport {
+            id: id.to_string(),
+            kind: kind.to_string(),
+            tasks: mine.len() as u64,
+            by_status,
+        }
+    })
+    .collect();
+
+    let requests = [
+        8, 12, 15, 18, 20, 22, 9, 6, 10, 13, 15, 16, 18, 12, 8, 10, 12, 14, 11, 5,
+    ];
+    let limited = [0, 0, 0, 0, 0, 9, 6, 0, 0, 0, 0, 0, 7, 5, 0, 0, 0, 0, 0, 0];
+    let window = [8, 8, 9, 10, 11, 5, 3, 3, 4, 5, 6, 7, 4, 3, 3, 4, 5, 5, 6, 6];
+    let rate = [
+        None,
+        None,
+        None,
+        None,
+        None,
+        Some(15.0),
+        Some(11.2),
+        Some(12.1),
+        Some(13.4),
+        Some(14.6),
+        Some(15.5),
+        Some(16.0),
+        Some(11.7),
+        Some(9.8),
+        Some(11.0),
+        Some(12.3),
+        Some(13.5),
+        Some(14.2),
+        Some(14.5),
+        Some(14.5),
+    ];
+    let timeline: Vec<Sample> = (0..20)
+        .map(|i| Sample {
+            t: i as u32,
+            requests: requests[i],
+            rate_limited: limited[i],
+            window: window[i],
+            rate: rate[i],
+        })
+        .collect();
+    let total: u64 = requests.iter().map(|&n| n as u64).sum();
+    let rate_limited: u64 = limited.iter().map(|&n| n as u64).sum();
+    let elapsed_ms = 20_400;
+    let count = |s: TaskStatus| tasks.iter().filter(|t| t.status == s).count() as u64;
+    let summary = Summary {
+        tasks: tasks.len() as u64,
+        succeeded: count(Succeeded),
+        failed: count(Failed),
+        skipped: count(Skipped),
+        unknown: count(Unknown),
+        not_started: count(NotStarted),
+        requests: total,
+        retries: tasks
+            .iter()
+            .map(|t| t.attempts.len().saturating_sub(1) as u64)
+            .sum(),
+        rate_limited,
+        mean_rate: (total as f64 / (elapsed_ms as f64 / 1000.0) * 10.0).round() / 10.0,
+    };
+    let by_status = BTreeMap::from([
+        ("200".to_string(), total - rate_limited - 12),
+        ("201".to_string(), 5),
+        ("400".to_string(), 2),
+        ("401".to_string(), 1),
+        ("429".to_string(), rate_limited),
+        ("503".to_string(), 3),
+        ("error".to_string(), 1),
+    ]);
+    Report {
+        format: REPORT_FORMAT,
+        run: RunInfo {
+            id: "kiosk-rollout-20261128T030000Z-1a2b".into(),
+            job: "kiosk-rollout".into(),
+            source: "jobs/kiosk-rollout.yaml".into(),
+            server: SERVER.into(),
+            started_at: "2026-11-28T03:00:00Z".into(),
+            finished_at: "2026-11-28T03:00:20.4Z".into(),
+            elapsed_ms,
+            outcome: "incomplete".into(),
+            exit_code: esper_bulk::exit::INCOMPLETE,
+            thresholds: vec![THRESHOLD.into()],
+        },
+        summary,
+        governor: GovernorStats {
+            requests: total,
+            by_status,
+            rate_limited,
+            window: 6,
+            window_max: 11,
+            window_min: 3,
+            window_changes: 14,
+            paused_ms: 4_200,
+            adaptive_rate: Some(14.5),
+            timeline,
+        },
+        steps,
+        tasks,
+    }
+}
+
+/// A run where everything went right: every format must say so plainly.
+fn clean() -> Report {
+    let mut r = fixture();
+    r.tasks.retain(|t| t.status == TaskStatus::Succeeded);
+    for st in &mut r.steps {
+        let n = r.tasks.iter().filter(|t| t.step == st.id).count() as u64;
+        st.tasks = n;
+        st.by_status = BTreeMap::from([("succeeded".to_string(), n)]);
+    }
+    r.steps.retain(|s| s.tasks > 0);
+    r.summary = Summary {
+        tasks: r.tasks.len() as u64,
+        succeeded: r.tasks.len() as u64,
+        requests: 14,
+        mean_rate: 2.0,
+        ..Summary::default()
+    };
+    r.run.outcome = "succeeded".into();
+    r.run.exit_code = 0;
+    r.run.thresholds.clear();
+    r.governor = GovernorStats {
+        requests: 14,
+        window: 8,
+        window_max: 8,
+        window_min: 8,
+        timeline: vec![Sample {
+            t: 0,
+            requests: 14,
+            rate_limited: 0,
+            window: 8,
+            rate: None,
+        }],
+        ..GovernorStats::default()
+    };
+    r
+}
+
+fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(DIR)
+}
+
+fn blessing() -> bool {
+    let bless = std::env::var("BLESS").is_ok_and(|v| v == "1");
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    if bless && ci {
+        eprintln!("BLESS=1 is ignored under CI=true: goldens are only compared");
+    }
+    bless && !ci
+}
+
+#[test]
+fn golden_reports() {
+    let r = fixture();
+    let bless = blessing();
+    let mut failures = Vec::new();
+    for (name, actual) in [
+        ("report.md", render::markdown(&r)),
+        ("report.xml", render::junit(&r)),
+        ("results.csv", render::csv(&r)),
+        ("report.html", render::html(&r)),
+    ] {
+        let path = dir().join(name);
+        let expected = std::fs::read_to_string(&path).ok();
+        if expected.as_deref() == Some(actual.as_str()) {
+            continue;
+        }
+        if bless {
+            std::fs::create_dir_all(dir()).unwrap();
+            std::fs::write(&path, &actual).unwrap_or_else(|e| panic!("{name}: {e}"));
+            eprintln!("blessed {DIR}/{name}");
+            continue;
+        }
+        failures.push(match expected {
+            None => format!("{DIR}/{name} is missing"),
+            Some(expected) => format!(
+                "{DIR}/{name} differs from the rendered report\n{}",
+                diff(&expected, &actual)
+            ),
+        });
+    }
+    assert!(
+        failures.is_empty(),
+        "{}\n\nif the new output is right: BLESS=1 cargo test --test it reports",
+        failures.join("\n\n")
+    );
+}
+
+#[test]
+fn renders_are_deterministic() {
+    let (a, b) = (fixture(), fixture());
+    assert_eq!(render::markdown(&a), render::markdown(&b));
+    assert_eq!(render::html(&a), render::html(&b));
+    assert_eq!(render::junit(&a), render::junit(&b));
+    assert_eq!(render::csv(&a), render::csv(&b));
+}
+
+#[test]
+fn junit_is_well_formed_with_one_case_per_task() {
+    let r = fixture();
+    let doc = parse_xml(&render::junit(&r), false).unwrap_or_else(|e| panic!("report.xml: {e}"));
+    let named = |n: &str| doc.iter().filter(|e| e.name == n).collect::<Vec<_>>();
+    assert_eq!(doc[0].name, "testsuites");
+    assert_eq!(named("testsuite").len(), r.steps.len());
+    assert_eq!(named("testcase").len(), r.tasks.len());
+    let s = &r.summary;
+    assert_eq!(named("failure").len() as u64, s.failed);
+    assert_eq!(named("error").len() as u64, s.unknown);
+    assert_eq!(named("skipped").len() as u64, s.skipped + s.not_started);
+    // Suite counts agree with the cases they hold.
+    for (suite, step) in named("testsuite").iter().zip(&r.steps) {
+        assert_eq!(suite.attr("name"), Some(step.id.as_str()));
+        assert_eq!(suite.attr("tests"), Some(step.tasks.to_string().as_str()));
+        let n = |k: &str| step.by_status.get(k).copied().unwrap_or(0);
+        assert_eq!(
+            suite.attr("failures"),
+            Some(n("failed").to_string().as_str())
+        );
+        assert_eq!(
+            suite.attr("skipped"),
+            Some((n("skipped") + n("not_started")).to_string().as_str())
+        );
+    }
+    let case = named("testcase")
+        .into_iter()
+        .find(|c| c.attr("name") == Some("Stores/Paris|Nord #2"))
+        .expect("the case of task 2");
+    assert_eq!(
+        case.attr("classname"),
+        Some("esper-bulk.kiosk-rollout.install")
+    );
+    // The tricky error survives as the failure message, minus the BEL XML cannot carry.
+    let failure = named("failure")[0];
+    let want = tricky("0a1b2c3d-0000-4000-8000-00000000000a").replace('\u{7}', "");
+    assert_eq!(failure.attr("message"), Some(want.as_str()));
+    assert!(failure.text.starts_with(&want), "{}", failure.text);
+    assert!(
+        failure.text.contains("1. at 0.180s: 400 after 220 ms"),
+        "{}",
+        failure.text
+    );
+    let err = named("system-err");
+    assert_eq!(err.len(), 1, "the rollout stop lands on its step's suite");
+    assert_eq!(err[0].text, THRESHOLD);
+}
+
+#[test]
+fn csv_parses_back_with_the_tricky_error_intact() {
+    let r = fixture();
+    let text = render::csv(&r);
+    let mut rd = csv::Reader::from_reader(text.as_bytes());
+    assert_eq!(
+        rd.headers().unwrap().iter().collect::<Vec<_>>(),
+        [
+            "task",
+            "step",
+            "target",
+            "status",
+            "attempts",
+            "error",
+            "result_id"
+        ]
+    );
+    let rows: Vec<csv::StringRecord> = rd.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), r.tasks.len());
+    for (row, t) in rows.iter().zip(&r.tasks) {
+        assert_eq!(row.len(), 7);
+        assert_eq!(&row[0], t.id.to_string());
+        assert_eq!(&row[1], t.step);
+        assert_eq!(&row[2], t.target);
+        assert_eq!(&row[3], t.status.as_str());
+        assert_eq!(&row[4], t.attempts.len().to_string());
+        assert_eq!(&row[5], t.error.as_deref().unwrap_or(""));
+    }
+    assert_eq!(&rows[2][5], tricky("0a1b2c3d-0000-4000-8000-00000000000a"));
+    let ids: Vec<&str> = rows.iter().map(|r| &r[6]).collect();
+    assert_eq!(ids[0], "5b0e6a7c-1d2e-4f30-9a1b-2c3d4e5f6a70", "version_id");
+    assert_eq!(ids[6], "9001", "a numeric id");
+    assert_eq!(ids[8], "9003", "a string id");
+    assert_eq!(
+        ids[11], "c0ffee00-0000-4000-8000-000000000001",
+        "id before command_id"
+    );
+    assert_eq!(
+        ids[12], "c0ffee00-0000-4000-8000-000000000002",
+        "command_id alone"
+    );
+    assert_eq!(ids[2], "", "no result, no id");
+}
+
+#[test]
+fn html_is_self_contained_with_one_bar_per_sample() {
+    let r = fixture();
+    let page = render::html(&r);
+    check_page(&page, r.governor.timeline.len());
+    assert!(
+        page.contains("&lt; installed 412 &amp; \\&quot;downgrade"),
+        "escaped error"
+    );
+    assert!(!page.contains("< installed"), "raw error text in the page");
+    assert!(page.contains("class=\"rate\""), "the adaptive rate line");
+    // The failures are grouped: both tasks with the tricky error share one row.
+    assert_eq!(page.matches("policy|kiosk").count(), 1);
+
+    let mut one = fixture();
+    one.governor.timeline.truncate(1);
+    check_page(&render::html(&one), 1);
+    let mut none = fixture();
+    none.governor.timeline.clear();
+    none.governor.adaptive_rate = None;
+    let page = render::html(&none);
+    check_page(&page, 0);
+    assert!(page.contains("no requests were sampled"));
+}
+
+/// Well-formed, one `req` bar per sample, no reference to anything outside the page.
+fn check_page(page: &str, samples: usize) {
+    let doc = parse_xml(page, true).unwrap_or_else(|e| panic!("report.html: {e}"));
+    assert_eq!(doc.iter().filter(|e| e.name == "svg").count(), 1);
+    let bars = doc
+        .iter()
+        .filter(|e| e.name == "rect" && e.attr("class") == Some("req"))
+        .count();
+    assert_eq!(bars, samples, "one bar per timeline sample");
+    for banned in [
+        "src=", "href=", "url(", "@import", "<link", "<script", "<img", "xlink",
+    ] {
+        assert!(!page.contains(banned), "the page references {banned}");
+    }
+    // The only URL is the server's, as text.
+    assert!(
+        !page.replace(SERVER, "").contains("http"),
+        "an http URL in the page"
+    );
+}
+
+#[test]
+fn markdown_tables_have_no_raw_pipes() {
+    let r = fixture();
+    let md = render::markdown(&r);
+    let mut header: Option<usize> = None;
+    let mut rows = 0;
+    for line in md.lines() {
+        if !line.starts_with('|') {
+            header = None;
+            continue;
+        }
+        let cols = unescaped_pipes(line);
+        match header {
+            None => header = Some(cols),
+            Some(h) => assert_eq!(cols, h, "a cell leaks a `|` or a line break:\n{line}"),
+        }
+        rows += 1;
+    }
+    // Summary (2 + 14), steps (2 + 5), failures (2 + 6).
+    assert_eq!(rows, 16 + 7 + 8, "{md}");
+    assert!(
+        md.contains("policy\\|kiosk"),
+        "the pipe in the error is escaped"
+    );
+    assert!(
+        md.contains("\\<id\\>"),
+        "ids in paths are masked so failures group"
+    );
+    assert!(md.contains("| 2 | failed | `install` |"), "{md}");
+    for needle in [
+        "ESPER_API_KEY",
+        "`limits.rate`",
+        "re-run the job",
+        "before you re-run the job",
+        "canary devices",
+    ] {
+        assert!(md.contains(needle), "advice lacks {needle}:\n{md}");
+    }
+}
+
+/// Cells per GFM: a backslash escapes the next character, anything else `|` separates.
+fn unescaped_pipes(line: &str) -> usize {
+    let (mut n, mut chars) = (0, line.chars());
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                chars.next();
+            }
+            '|' => n += 1,
+            _ => {}
+        }
+    }
+    n
+}
+
+#[test]
+fn a_clean_run_says_so() {
+    let r = clean();
+    let md = render::markdown(&r);
+    assert!(md.contains("Nothing failed."), "{md}");
+    assert!(md.contains("Nothing: every task succeeded."), "{md}");
+    assert!(!md.contains("Rollout stops"));
+    let doc = parse_xml(&render::junit(&r), false).unwrap();
+    assert!(
+        !doc.iter()
+            .any(|e| matches!(e.name.as_str(), "failure" | "error" | "skipped"))
+    );
+    check_page(&render::html(&r), 1);
+    assert_eq!(render::csv(&r).lines().count(), r.tasks.len() + 1);
+}
+
+/// Renders the page in a real browser when one is installed; never installs one.
+#[test]
+fn html_renders_in_a_browser() {
+    let browser = Path::new("/usr/bin/chromium");
+    if !browser.exists() {
+        eprintln!(
+            "browser check skipped: {} is not installed",
+            browser.display()
+        );
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let page = tmp.path().join("report.html");
+    std::fs::write(&page, render::html(&fixture())).unwrap();
+    let png = tmp.path().join("r.png");
+    let profile = tmp.path().join("profile");
+    let mut child = std::process::Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--screenshot={}", png.display()))
+        .arg("--window-size=1200,1600")
+        .arg(format!("file://{}", page.display()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start chromium");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > Duration::from_secs(90) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chromium did not finish within 90 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "chromium exited with {status}");
+    let bytes = std::fs::read(&png).expect("chromium wrote no screenshot");
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    // IHDR holds the size; a blank page compresses to a few kilobytes.
+    let be = |i: usize| u32::from_be_bytes(bytes[i..i + 4].try_into().unwrap());
+    assert_eq!((be(16), be(20)), (1200, 1600));
+    assert!(
+        bytes.len() > 20_000,
+        "a {}-byte screenshot is blank",
+        bytes.len()
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// A small XML 1.0 well-formedness checker: enough for the files the renderers write
+// (elements, attributes, character and entity references, comments, a prolog, and for
+// HTML a doctype), strict about everything else.
+
+struct Element {
+    name: String,
+    attrs: Vec<(String, String)>,
+    /// The element's own character data, decoded.
+    text: String,
+}
+
+impl Element {
+    fn attr(&self, name: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+}
+
+fn name_char(c: char, first: bool) -> bool {
+    c.is_alphabetic()
+        || c == '_'
+        || c == ':'
+        || (!first && (c.is_ascii_digit() || c == '-' || c == '.'))
+}
+
+/// Decodes character data or an attribute value; a raw `<` or a bad reference is an error.
+fn decode(s: &str, at: usize) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find(['&', '<']) {
+        out.push_str(&rest[..i]);
+        if rest[i..].starts_with('<') {
+            return Err(format!("raw `<` near byte {at}"));
+        }
+        let end = rest[i..]
+            .find(';')
+            .ok_or_else(|| format!("unterminated reference near byte {at}"))?;
+        let ent = &rest[i + 1..i + end];
+        let c = match ent {
+            "amp" => '&',
+            "lt" => '<',
+            "gt" => '>',
+            "quot" => '"',
+            "apos" => '\'',
+            _ => {
+                let n = if let Some(h) = ent.strip_prefix("#x") {
+                    u32::from_str_radix(h, 16).ok()
+                } else if let Some(d) = ent.strip_prefix('#') {
+                    d.parse().ok()
+                } else {
+                    None
+                };
+                n.and_then(char::from_u32)
+                    .filter(|c| xml_char(*c))
+                    .ok_or_else(|| format!("bad reference &{ent}; near byte {at}"))?
+            }
+        };
+        out.push(c);
+        rest = &rest[i + end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Checks `doc` and returns its elements in document order. With `html`, a leading
+/// `<!DOCTYPE html>` is allowed in place of the XML declaration.
+fn parse_xml(doc: &str, html: bool) -> Result<Vec<Element>, String> {
+    if let Some(c) = doc.chars().find(|c| !xml_char(*c)) {
+        return Err(format!(
+            "character U+{:04X} is not allowed in XML 1.0",
+            c as u32
+        ));
+    }
+    let mut rest = doc;
+    if let Some(r) = rest.strip_prefix("<?xml ") {
+        rest = &r[r.find("?>").ok_or("unterminated XML declaration")? + 2..];
+    } else if !html {
+        return Err("no XML declaration".into());
+    }
+    if html {
+        rest = rest
+            .trim_start()
+            .strip_prefix("<!DOCTYPE html>")
+            .ok_or("no <!DOCTYPE html>")?;
+    }
+    let mut out: Vec<Element> = Vec::new();
+    let mut open: Vec<(String, usize)> = Vec::new();
+    let mut roots = 0;
+    loop {
+        let at = doc.len() - rest.len();
+        let lt = rest.find('<').unwrap_or(rest.len());
+        let text = decode(&rest[..lt], at)?;
+        match open.last() {
+            Some((_, i)) => out[*i].text.push_str(&text),
+            None if !text.trim().is_empty() => {
+                return Err(format!("text outside the root element near byte {at}"));
+            }
+            None => {}
+        }
+        rest = &rest[lt..];
+        if rest.is_empty() {
+            break;
+        }
+        let at = doc.len() - rest.len();
+        if let Some(r) = rest.strip_prefix("<!--") {
+            let end = r.find("-->").ok_or("unterminated comment")?;
+            rest = &r[end + 3..];
+        } else if let Some(r) = rest.strip_prefix("</") {
+            let end = r.find('>').ok_or("unterminated end tag")?;
+            let name = r[..end].trim_end();
+            match open.pop() {
+                Some((n, _)) if n == name => {}
+                Some((n, _)) => return Err(format!("</{name}> closes <{n}> near byte {at}")),
+                None => return Err(format!("</{name}> without an open element near byte {at}")),
+            }
+            rest = &r[end + 1..];
+        } else {
+            let r = &rest[1..];
+            let name_len = r
+                .char_indices()
+                .find(|(i, c)| !name_char(*c, *i == 0))
+                .map_or(r.len(), |(i, _)| i);
+            if name_len == 0 {
+                return Err(format!("bad tag near byte {at}"));
+            }
+            let name = r[..name_len].to_string();
+            let mut r = &r[name_len..];
+            let mut attrs: Vec<(String, String)> = Vec::new();
+            let closed = loop {
+                let t = r.trim_start();
+                let had_space = t.len() < r.len();
+                r = t;
+                if let Some(t) = r.strip_prefix("/>") {
+                    r = t;
+                    break true;
+                }
+                if let Some(t) = r.strip_prefix('>') {
+                    r = t;
+                    break false;
+                }
+                if !had_space {
+                    return Err(format!(
+                        "<{name}>: attributes need a space before them near byte {at}"
+                    ));
+                }
+                let n = r
+                    .char_indices()
+                    .find(|(i, c)| !name_char(*c, *i == 0))
+                    .map_or(r.len(), |(i, _)| i);
+                if n == 0 {
+                    return Err(format!("<{name}>: bad attribute near byte {at}"));
+                }
+                let attr = r[..n].to_string();
+                r = r[n..]
+                    .strip_prefix('=')
+                    .ok_or_else(|| format!("<{name} {attr}> has no value"))?;
+                let q = r.chars().next().filter(|q| *q == '"' || *q == '\'');
+                let q = q.ok_or_else(|| format!("<{name} {attr}=…> is not quoted"))?;
+                let end = r[1..]
+                    .find(q)
+                    .ok_or_else(|| format!("<{name} {attr}=…> is unterminated"))?;
+                let value = decode(&r[1..1 + end], at)?;
+                if attrs.iter().any(|(a, _)| *a == attr) {
+                    return Err(format!("<{name}> repeats {attr}"));
+                }
+                attrs.push((attr, value));
+                r = &r[end + 2..];
+            };
+            if open.is_empty() {
+                roots += 1;
+                if roots > 1 {
+                    return Err(format!("a second root element <{name}> near byte {at}"));
+                }
+            }
+            out.push(Element {
+                name: name.clone(),
+                attrs,
+                text: String::new(),
+            });
+            if !closed {
+                open.push((name, out.len() - 1));
+            }
+            rest = r;
+        }
+    }
+    if let Some((n, _)) = open.last() {
+        return Err(format!("<{n}> is never closed"));
+    }
+    if roots == 0 {
+        return Err("no root element".into());
+    }
+    Ok(out)
+}
+
+#[test]
+fn the_xml_checker_rejects_what_it_should() {
+    let ok = "<?xml version=\"1.0\"?>\n<a x=\"1 &amp; &#10;\"><b/>t &lt; u</a>\n";
+    assert!(parse_xml(ok, false).is_ok());
+    for bad in [
+        "<?xml version=\"1.0\"?><a><b></a></b>",
+        "<?xml version=\"1.0\"?><a>x & y</a>",
+        "<?xml version=\"1.0\"?><a x=\"<\"/>",
+        "<?xml version=\"1.0\"?><a x=1/>",
+        "<?xml version=\"1.0\"?><a x=\"1\" x=\"2\"/>",
+        "<?xml version=\"1.0\"?><a/><b/>",
+        "<?xml version=\"1.0\"?><a>\u{7}</a>",
+        "<?xml version=\"1.0\"?><a>&#7;</a>",
+        "<?xml version=\"1.0\"?><a>",
+    ] {
+        assert!(parse_xml(bad, false).is_err(), "accepted {bad:?}");
+    }
+}
+
+/// The lines that differ (longest common subsequence), `-expected` / `+actual` with their
+/// line numbers; equal lines are left out, since an HTML golden is long.
+fn diff(expected: &str, actual: &str) -> String {
+    let a: Vec<&str> = expected.lines().collect();
+    let b: Vec<&str> = actual.lines().collect();
+    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j, mut out) = (0, 0, String::from("--- expected\n+++ actual\n"));
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            i += 1;
+            j += 1;
+        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            out += &format!("-{:>5} {}\n", i + 1, a[i]);
+            i += 1;
+        } else {
+            out += &format!("+{:>5} {}\n", j + 1, b[j]);
+            j += 1;
+        }
+    }
+    if expected.ends_with('\n') != actual.ends_with('\n') {
+        out += "(the files differ in their final newline)\n";
+    }
+    out
+}
