@@ -606,16 +606,7 @@ fn run_id(job: &str) -> String {
     let ts = jiff::Timestamp::now()
         .strftime("%Y%m%dT%H%M%SZ")
         .to_string();
-    let safe: String = job
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let safe = crate::util::file_name_for(job);
     format!("{safe}-{ts}-{:04x}", fastrand::u16(..))
 }
 

@@ -79,16 +79,7 @@ pub fn hostname() -> String {
 }
 
 fn lock_path(state: &Path, job: &str) -> PathBuf {
-    let safe: String = job
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let safe = crate::util::file_name_for(job);
     state.join("locks").join(format!("{safe}.lock"))
 }
 

@@ -1,5 +1,6 @@
-//! Small filesystem helpers shared by the CLI, plans and reports: atomic writes, so a
-//! crash or a full disk never leaves a half-written file where a whole one is expected.
+//! Small filesystem helpers shared by the CLI, locks, plans and reports: atomic writes, so
+//! a crash or a full disk never leaves a half-written file where a whole one is expected,
+//! and file names made from job names.
 
 use std::io::Write;
 use std::path::Path;
@@ -19,8 +20,28 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// A job name as a file name: letters, digits, `-` and `_` kept, anything else `_`, so
+/// a name like `kiosk/rollout` cannot escape the state directory.
+pub fn file_name_for(job: &str) -> String {
+    job.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn job_names_become_safe_file_names() {
+        assert_eq!(super::file_name_for("kiosk/roll out-2"), "kiosk_roll_out-2");
+        assert_eq!(super::file_name_for("../x"), "___x");
+    }
+
     #[test]
     fn atomic_write_replaces() {
         let dir = tempfile::tempdir().unwrap();

@@ -5,6 +5,8 @@
 //! `BLESS=1 cargo test --test it diagnostics` and review the diff like code. Under `CI=true`
 //! nothing is ever written.
 
+use crate::support::{blessing, diff};
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -60,15 +62,6 @@ fn validate(name: &str, text: &str) -> (String, usize) {
             (d.render(text), d.errors())
         }
     }
-}
-
-fn blessing() -> bool {
-    let bless = std::env::var("BLESS").is_ok_and(|v| v == "1");
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    if bless && ci {
-        eprintln!("BLESS=1 is ignored under CI=true: goldens are only compared");
-    }
-    bless && !ci
 }
 
 /// The fixtures, sorted by name.
@@ -154,38 +147,4 @@ fn many_problems_are_all_reported_in_line_order() {
     let lines: Vec<usize> = d.0.iter().map(|x| x.line().unwrap_or(0)).collect();
     assert!(lines.is_sorted(), "not in line order: {lines:?}");
     assert!(lines.iter().all(|l| *l >= 1), "{lines:?}");
-}
-
-/// A line diff (longest common subsequence), printed `-expected` / `+actual`.
-fn diff(expected: &str, actual: &str) -> String {
-    let a: Vec<&str> = expected.lines().collect();
-    let b: Vec<&str> = actual.lines().collect();
-    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for i in (0..a.len()).rev() {
-        for j in (0..b.len()).rev() {
-            lcs[i][j] = if a[i] == b[j] {
-                lcs[i + 1][j + 1] + 1
-            } else {
-                lcs[i + 1][j].max(lcs[i][j + 1])
-            };
-        }
-    }
-    let (mut i, mut j, mut out) = (0, 0, String::from("--- expected\n+++ actual\n"));
-    while i < a.len() || j < b.len() {
-        if i < a.len() && j < b.len() && a[i] == b[j] {
-            out += &format!(" {}\n", a[i]);
-            i += 1;
-            j += 1;
-        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
-            out += &format!("-{}\n", a[i]);
-            i += 1;
-        } else {
-            out += &format!("+{}\n", b[j]);
-            j += 1;
-        }
-    }
-    if expected.ends_with('\n') != actual.ends_with('\n') {
-        out += "(the files differ in their final newline)\n";
-    }
-    out
 }

@@ -9,6 +9,8 @@
 //! CSV that parses back, a self-contained page with one bar per sample, Markdown tables
 //! without raw pipes) run on every render, so a blessed golden cannot hide a broken file.
 
+use crate::support::{blessing, diff};
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -424,15 +426,6 @@ fn clean() -> Report {
 
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(DIR)
-}
-
-fn blessing() -> bool {
-    let bless = std::env::var("BLESS").is_ok_and(|v| v == "1");
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    if bless && ci {
-        eprintln!("BLESS=1 is ignored under CI=true: goldens are only compared");
-    }
-    bless && !ci
 }
 
 #[test]
@@ -968,38 +961,4 @@ fn the_xml_checker_rejects_what_it_should() {
     ] {
         assert!(parse_xml(bad, false).is_err(), "accepted {bad:?}");
     }
-}
-
-/// The lines that differ (longest common subsequence), `-expected` / `+actual` with their
-/// line numbers; equal lines are left out, since an HTML golden is long.
-fn diff(expected: &str, actual: &str) -> String {
-    let a: Vec<&str> = expected.lines().collect();
-    let b: Vec<&str> = actual.lines().collect();
-    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for i in (0..a.len()).rev() {
-        for j in (0..b.len()).rev() {
-            lcs[i][j] = if a[i] == b[j] {
-                lcs[i + 1][j + 1] + 1
-            } else {
-                lcs[i + 1][j].max(lcs[i][j + 1])
-            };
-        }
-    }
-    let (mut i, mut j, mut out) = (0, 0, String::from("--- expected\n+++ actual\n"));
-    while i < a.len() || j < b.len() {
-        if i < a.len() && j < b.len() && a[i] == b[j] {
-            i += 1;
-            j += 1;
-        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
-            out += &format!("-{:>5} {}\n", i + 1, a[i]);
-            i += 1;
-        } else {
-            out += &format!("+{:>5} {}\n", j + 1, b[j]);
-            j += 1;
-        }
-    }
-    if expected.ends_with('\n') != actual.ends_with('\n') {
-        out += "(the files differ in their final newline)\n";
-    }
-    out
 }

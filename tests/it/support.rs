@@ -112,3 +112,47 @@ pub fn job_header(server: &MockServer, rate: &str) -> String {
         server.enterprise_id()
     )
 }
+
+/// Whether golden files are rewritten: `BLESS=1`, never under `CI=true`.
+pub fn blessing() -> bool {
+    let bless = std::env::var("BLESS").is_ok_and(|v| v == "1");
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    if bless && ci {
+        eprintln!("BLESS=1 is ignored under CI=true: goldens are only compared");
+    }
+    bless && !ci
+}
+
+/// A line diff (longest common subsequence), printed `-expected` / `+actual`.
+pub fn diff(expected: &str, actual: &str) -> String {
+    let a: Vec<&str> = expected.lines().collect();
+    let b: Vec<&str> = actual.lines().collect();
+    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j, mut out) = (0, 0, String::from("--- expected\n+++ actual\n"));
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            out += &format!(" {}\n", a[i]);
+            i += 1;
+            j += 1;
+        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            out += &format!("-{}\n", a[i]);
+            i += 1;
+        } else {
+            out += &format!("+{}\n", b[j]);
+            j += 1;
+        }
+    }
+    if expected.ends_with('\n') != actual.ends_with('\n') {
+        out += "(the files differ in their final newline)\n";
+    }
+    out
+}
