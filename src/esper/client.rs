@@ -479,10 +479,7 @@ impl Client {
         &self,
         name: Option<&str>,
     ) -> impl Stream<Item = Result<DeviceGroup, ApiError>> + Send + 'static {
-        let mut q = Vec::new();
-        if let Some(n) = name {
-            q.push(("name".to_string(), n.to_string()));
-        }
+        let q = optional("name", name);
         self.paginate(
             format!("/enterprise/{}/devicegroup/", self.eid()),
             Self::page_query(q),
@@ -581,10 +578,7 @@ impl Client {
         &self,
         package_name: Option<&str>,
     ) -> impl Stream<Item = Result<Application, ApiError>> + Send + 'static {
-        let mut q = Vec::new();
-        if let Some(p) = package_name {
-            q.push(("package_name".to_string(), p.to_string()));
-        }
+        let q = optional("package_name", package_name);
         self.paginate(
             format!("/enterprise/{}/application/", self.eid()),
             Self::page_query(q),
@@ -705,10 +699,7 @@ impl Client {
         &self,
         name: Option<&str>,
     ) -> impl Stream<Item = Result<AlarmRule, ApiError>> + Send + 'static {
-        let mut q = Vec::new();
-        if let Some(n) = name {
-            q.push(("name".to_string(), n.to_string()));
-        }
+        let q = optional("name", name);
         self.paginate(self.alarm_path(None), Self::page_query(q), PageStyle::Drf)
     }
 
@@ -787,10 +778,7 @@ impl Client {
         &self,
         search: Option<&str>,
     ) -> impl Stream<Item = Result<Content, ApiError>> + Send + 'static {
-        let mut q = Vec::new();
-        if let Some(s) = search {
-            q.push(("search".to_string(), s.to_string()));
-        }
+        let q = optional("search", search);
         self.paginate(
             format!("/v0/enterprise/{}/content/", self.eid()),
             Self::page_query(q),
@@ -861,6 +849,13 @@ async fn file_part(path: &Path, mime: &str) -> Result<reqwest::multipart::Part, 
         .file_name(name)
         .mime_str(mime)
         .map_err(|e| e.to_string())
+}
+
+/// A query with one optional filter.
+fn optional(key: &str, value: Option<&str>) -> Vec<(String, String)> {
+    value
+        .map(|v| vec![(key.to_string(), v.to_string())])
+        .unwrap_or_default()
 }
 
 /// Percent-encodes an id used as a path segment, so ids from job files cannot change the path.

@@ -34,6 +34,11 @@ impl From<&ApiError> for Failure {
     }
 }
 
+/// `ApiError` to `Failure`, for `map_err`.
+fn fail(e: ApiError) -> Failure {
+    Failure::from(&e)
+}
+
 impl Throttle for Governor {
     fn acquire(&self, kind: RequestKind) -> BoxFuture<'_, Option<Box<dyn Send + '_>>> {
         async move {
@@ -94,7 +99,7 @@ impl EsperDispatch {
             .list_alarm_rules(Some(name))
             .try_collect()
             .await
-            .map_err(|e| Failure::from(&e))?;
+            .map_err(fail)?;
         // The name filter may match loosely; the natural key is the exact name.
         let existing: Vec<&AlarmRule> = found.iter().filter(|r| r.name == name).collect();
         if let Some(rule) = existing.first() {
@@ -139,7 +144,7 @@ impl EsperDispatch {
                         .client
                         .replace_alarm_rule(&rule.id, body)
                         .await
-                        .map_err(|e| Failure::from(&e))?;
+                        .map_err(fail)?;
                     Ok(done(
                         format!("updated alarm rule {}", r.id),
                         rule_result(&r.id, "updated"),
@@ -148,11 +153,7 @@ impl EsperDispatch {
                 }
             };
         }
-        let r = self
-            .client
-            .create_alarm_rule(body)
-            .await
-            .map_err(|e| Failure::from(&e))?;
+        let r = self.client.create_alarm_rule(body).await.map_err(fail)?;
         Ok(done(
             format!("created alarm rule {}", r.id),
             rule_result(&r.id, "created"),
@@ -174,11 +175,7 @@ impl EsperDispatch {
                 reconciled: true,
             });
         }
-        let r = self
-            .client
-            .create_command(body)
-            .await
-            .map_err(|e| Failure::from(&e))?;
+        let r = self.client.create_command(body).await.map_err(fail)?;
         Ok(Done {
             summary: format!("created command request {}", r.id),
             result: json!({"id": r.id, "command_id": r.id, "action": "created"}),
@@ -232,7 +229,7 @@ impl EsperDispatch {
             .client
             .upload_app(std::path::Path::new(file))
             .await
-            .map_err(|e| Failure::from(&e))?;
+            .map_err(fail)?;
         let version = app
             .versions
             .iter()
@@ -260,7 +257,7 @@ impl EsperDispatch {
     ) -> Result<Option<(String, String)>, Failure> {
         find_app_version(&self.client, package, code)
             .await
-            .map_err(|e| Failure::from(&e))
+            .map_err(fail)
     }
 
     /// Uploads a content file unless one with the same name and size exists.
@@ -285,7 +282,7 @@ impl EsperDispatch {
             .list_content(Some(&name))
             .try_collect()
             .await
-            .map_err(|e| Failure::from(&e))?;
+            .map_err(fail)?;
         let same_size = |c: &super::model::Content| {
             c.size.as_ref().and_then(|s| {
                 s.as_u64()
@@ -302,11 +299,7 @@ impl EsperDispatch {
                 true,
             ));
         }
-        let c = self
-            .client
-            .upload_content(path)
-            .await
-            .map_err(|e| Failure::from(&e))?;
+        let c = self.client.upload_content(path).await.map_err(fail)?;
         Ok(done(
             format!("uploaded {name} (content {})", c.id),
             json!({"content_id": c.id, "action": "uploaded"}),
@@ -343,7 +336,7 @@ impl EsperDispatch {
             .list_commands(&filter)
             .try_collect()
             .await
-            .map_err(|e| Failure::from(&e))?;
+            .map_err(fail)?;
         let since = since
             .checked_sub(CLOCK_SKEW)
             .unwrap_or(SystemTime::UNIX_EPOCH);
@@ -494,7 +487,7 @@ impl Dispatch for EsperDispatch {
                 Operation::GroupMove { group_id, device_ids } => {
                     // Adding a device to the group it is already in changes nothing, so a
                     // retry after an unknown outcome is safe.
-                    self.client.move_devices(group_id, device_ids, "add").await.map_err(|e| Failure::from(&e))?;
+                    self.client.move_devices(group_id, device_ids, "add").await.map_err(fail)?;
                     Ok(done(format!("moved {} devices", device_ids.len()), json!({"moved": device_ids.len(), "group": group_id}), false))
                 }
                 Operation::AppUpload { file, package, version_code } => self.app_upload(file, package.as_deref(), version_code.as_deref()).await,
@@ -510,7 +503,7 @@ impl Dispatch for EsperDispatch {
                         });
                     }
                     let q: Vec<(String, String)> = query.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-                    let r = self.client.raw(method, path, &q, body.clone()).await.map_err(|e| Failure::from(&e))?;
+                    let r = self.client.raw(method, path, &q, body.clone()).await.map_err(fail)?;
                     Ok(done(format!("{method} {path} answered {}", r.status), json!({"status": r.status, "body": r.body}), false))
                 }
             }
