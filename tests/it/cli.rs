@@ -373,4 +373,57 @@ mod against_mock {
         );
         assert_ne!(third.status.code(), Some(75));
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_file_of_a_run_and_no_log_line_holds_the_key() {
+        let mut cfg = small(65);
+        cfg.api_key = "sk-run-dir-SECRET-9f8e7d6c5b4a".into();
+        cfg.faults.error_rate = 0.05;
+        let server = start(cfg).await;
+        let dir = tempfile::tempdir().unwrap();
+        let job = job(dir.path(), "limits: { rate: 200/s }\n");
+        let plan = dir.path().join("plan.json");
+        let mut logs = String::new();
+        for (args, format) in [(vec!["plan"], "text"), (vec!["run"], "json")] {
+            let mut c = bin(&server);
+            c.args(&args)
+                .arg(&job)
+                .args(["-vv", "--log-format", format]);
+            if args[0] == "plan" {
+                c.arg("--out").arg(&plan);
+            } else {
+                c.arg("--state-dir").arg(dir.path());
+            }
+            let out = c.output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            logs.push_str(&String::from_utf8_lossy(&out.stdout));
+            logs.push_str(&String::from_utf8_lossy(&out.stderr));
+        }
+        assert!(logs.len() > 500, "verbose logs were produced");
+        assert!(!logs.contains("SECRET"), "the key leaked into the logs");
+        fn walk(p: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for e in std::fs::read_dir(p).unwrap().flatten() {
+                if e.path().is_dir() {
+                    walk(&e.path(), out);
+                } else {
+                    out.push(e.path());
+                }
+            }
+        }
+        let mut files = Vec::new();
+        walk(dir.path(), &mut files);
+        assert!(files.len() >= 8, "plan, report files and lock: {files:?}");
+        for f in files {
+            let bytes = std::fs::read(&f).unwrap();
+            assert!(
+                !String::from_utf8_lossy(&bytes).contains("SECRET"),
+                "the key leaked into {}",
+                f.display()
+            );
+        }
+    }
 }
