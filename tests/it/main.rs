@@ -12,6 +12,7 @@ mod mock;
 mod ops;
 mod reports;
 mod scenarios;
+mod schedule;
 mod secrets;
 mod support;
 mod tidy;
