@@ -355,6 +355,8 @@ async fn bench_run() {
                 deadline: None,
                 drain: std::time::Duration::from_secs(5),
                 seed: 5,
+                prior: Default::default(),
+                reconcile: false,
             },
             tokio_util::sync::CancellationToken::new(),
             |_| {},

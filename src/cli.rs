@@ -69,6 +69,17 @@ pub enum Command {
     Run(RunArgs),
     /// Print the JSON Schema of job files (for editors: yaml-language-server)
     Schema,
+    /// Rebuild a run's reports from its plan and journal alone
+    Report {
+        /// The run directory (…/runs/<run id>)
+        run_dir: PathBuf,
+        /// Which files to write (default: all); also `-` style printing with --stdout
+        #[arg(long, value_delimiter = ',', default_value = "json,md,xml,csv,html")]
+        format: Vec<String>,
+        /// Print the one format given instead of writing files
+        #[arg(long)]
+        stdout: bool,
+    },
     /// Clear the lock record a dead run left behind (a live run is never unlocked)
     Unlock {
         /// The run id, as printed by `run` and named in the "already running" message
@@ -123,9 +134,13 @@ pub struct PlanArgs {
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// Job file (or use --plan)
-    #[arg(required_unless_present = "plan", conflicts_with = "plan")]
+    /// Job file (or use --plan or --resume)
+    #[arg(required_unless_present_any = ["plan", "resume"], conflicts_with_all = ["plan", "resume"])]
     pub file: Option<PathBuf>,
+    /// Resume an interrupted run (a run id, or `latest`): finished tasks are kept, the rest
+    /// run against the same frozen targets, each read back before any write
+    #[arg(long, num_args = 0..=1, default_missing_value = "latest", conflicts_with = "plan", value_name = "RUN_ID")]
+    pub resume: Option<String>,
     /// Run a plan saved by `plan --out`, unchanged
     #[arg(long)]
     pub plan: Option<PathBuf>,
@@ -242,6 +257,11 @@ async fn dispatch(cmd: Command) -> Result<u8> {
             );
             Ok(exit::OK)
         }
+        Command::Report {
+            run_dir,
+            format,
+            stdout,
+        } => report_cmd(&run_dir, &format, stdout),
         Command::Unlock {
             run_id,
             state_dir: dir,
@@ -530,6 +550,45 @@ async fn plan_cmd(a: PlanArgs) -> Result<u8> {
     Ok(exit::OK)
 }
 
+fn report_cmd(dir: &Path, formats: &[String], stdout: bool) -> Result<u8> {
+    let plan: Plan = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("plan.json"))
+            .with_context(|| format!("{} is not a run directory (no plan.json)", dir.display()))?,
+    )
+    .map_err(|e| anyhow!("{}: not a plan file: {e}", dir.join("plan.json").display()))?;
+    let replay = crate::journal::read(&dir.join("journal.jsonl")).map_err(|e| anyhow!("{e}"))?;
+    let id = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let report = crate::journal::rebuild_report(&id, &plan, &replay);
+    use crate::report::render;
+    let render = |f: &str| -> Result<(&'static str, String)> {
+        Ok(match f {
+            "json" => ("report.json", report.to_json()),
+            "md" => ("report.md", render::markdown(&report)),
+            "xml" | "junit" => ("report.xml", render::junit(&report)),
+            "csv" => ("results.csv", render::csv(&report)),
+            "html" => ("report.html", render::html(&report)),
+            other => bail!("unknown report format `{other}`; use json, md, xml, csv or html"),
+        })
+    };
+    if stdout {
+        let [one] = formats else {
+            bail!("--stdout prints one format; give exactly one with --format")
+        };
+        print!("{}", render(one)?.1);
+        return Ok(exit::OK);
+    }
+    for f in formats {
+        let (name, text) = render(f)?;
+        crate::util::atomic_write(&dir.join(name), text.as_bytes())
+            .with_context(|| format!("writing {}", dir.join(name).display()))?;
+        println!("{}", dir.join(name).display());
+    }
+    Ok(exit::OK)
+}
+
 fn unlock_cmd(run_id: &str, state: &Path) -> u8 {
     match crate::lock::unlock(state, run_id) {
         Ok(crate::lock::Unlock::Cleared(h)) => {
@@ -610,7 +669,99 @@ fn run_id(job: &str) -> String {
     format!("{safe}-{ts}-{:04x}", fastrand::u16(..))
 }
 
+/// The run directory of `id` (or the most recently used one for `latest`).
+fn find_run(state: &Path, id: &str) -> Result<PathBuf> {
+    let runs = state.join("runs");
+    if id != "latest" {
+        let dir = runs.join(id);
+        return if dir.join("plan.json").exists() {
+            Ok(dir)
+        } else {
+            bail!(
+                "no run `{id}` in {}; see the run ids printed by `run`",
+                runs.display()
+            )
+        };
+    }
+    let newest = std::fs::read_dir(&runs)
+        .with_context(|| format!("no runs in {}", runs.display()))?
+        .flatten()
+        .filter(|e| e.path().join("plan.json").exists())
+        .max_by_key(|e| {
+            e.path()
+                .join("journal.jsonl")
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+        });
+    newest
+        .map(|e| e.path())
+        .ok_or_else(|| anyhow!("no run to resume in {}", runs.display()))
+}
+
+async fn resume_cmd(a: &RunArgs, which: &str) -> Result<u8> {
+    let state = state_dir(a.state_dir.clone());
+    let dir = find_run(&state, which)?;
+    let id = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let plan: Plan = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("plan.json")).context("reading the run's plan.json")?,
+    )
+    .map_err(|e| anyhow!("{}: not a plan file: {e}", dir.join("plan.json").display()))?;
+    let replay = match crate::journal::read(&dir.join("journal.jsonl")) {
+        Ok(r) => r,
+        Err(crate::journal::JournalError::Read { .. }) => crate::journal::Replay::default(),
+        Err(e) => bail!("{e}"),
+    };
+    if replay.torn {
+        eprintln!(
+            "warning: the journal's last line was cut short (a crash mid-write); that task will be read back"
+        );
+    }
+    let prior = replay.succeeded();
+    eprintln!(
+        "resuming run {id}: {} of {} tasks already succeeded; every other task is read back before it writes",
+        prior.len(),
+        plan.task_count
+    );
+    let _lock = match take_lock(&state, &plan.job, &id, a.wait_lock) {
+        Ok(l) => l,
+        Err(code) => return Ok(code),
+    };
+    let conn = connection(None, &a.conn, Some(&plan.server))?;
+    let gov = governor_for(&plan.limits, &plan.retry, fastrand::u64(..));
+    let client = Client::new(conn, client_options(&a.conn))?.with_throttle(gov.clone());
+    let deadline = a.deadline.or(plan.deadline_ms);
+    execute(
+        &id,
+        plan,
+        client,
+        gov,
+        &state,
+        deadline,
+        PollSettings::default(),
+        fastrand::u64(..),
+        Resume {
+            prior,
+            reconcile: true,
+        },
+    )
+    .await
+}
+
+/// What a resumed run carries over.
+#[derive(Default)]
+struct Resume {
+    prior: std::collections::BTreeMap<u32, crate::exec::Outcome>,
+    reconcile: bool,
+}
+
 async fn run_cmd(a: RunArgs) -> Result<u8> {
+    if let Some(which) = a.resume.clone() {
+        return resume_cmd(&a, &which).await;
+    }
     let (job, saved) = match (&a.file, &a.plan) {
         (Some(f), None) => match load_job(f) {
             Ok(j) => (Some(j), None),
@@ -678,6 +829,7 @@ async fn run_cmd(a: RunArgs) -> Result<u8> {
         deadline,
         PollSettings::default(),
         fastrand::u64(..),
+        Resume::default(),
     )
     .await
 }
@@ -693,6 +845,7 @@ async fn execute(
     deadline: Option<Duration>,
     poll: PollSettings,
     seed: u64,
+    resume: Resume,
 ) -> Result<u8> {
     let dir = state.join("runs").join(id);
     std::fs::create_dir_all(&dir)
@@ -719,12 +872,49 @@ async fn execute(
             .map(|d| tokio::time::Instant::now() + d.saturating_sub(drain.min(d / 10))),
         drain,
         seed,
+        prior: resume.prior,
+        reconcile: resume.reconcile,
     };
+    // Every outcome goes to the journal; if it cannot be written (a full disk), the run
+    // stops dispatching rather than doing work it cannot record.
+    let mut journal =
+        crate::journal::Journal::open(&dir.join("journal.jsonl")).context("opening the journal")?;
+    journal
+        .append(&crate::journal::Entry::Start {
+            format: crate::journal::JOURNAL_FORMAT,
+            run_id: id.to_string(),
+            job: plan.job.clone(),
+            tasks: plan.task_count,
+            at: started_at.to_string(),
+            resumed: resume.reconcile,
+        })
+        .context("writing the journal")?;
+    let mut journal_error: Option<String> = None;
+    let stop = cancel.clone();
     let out = crate::exec::run(plan.clone(), dispatch, opts, cancel, |o| {
         tracing::info!(task = %o.task, status = o.status.as_str(), "task finished");
+        if journal_error.is_none()
+            && let Err(e) = journal.append(&crate::journal::Entry::Outcome(o.clone()))
+        {
+            tracing::error!(error = %e, "cannot record outcomes; stopping the run");
+            journal_error = Some(e.to_string());
+            stop.cancel();
+        }
     })
     .await;
-    let report = Report::build(id, &plan, &out, gov.stats(), started_at);
+    let gov_stats = gov.stats();
+    let finish = crate::journal::Entry::Finish {
+        started_at: started_at.to_string(),
+        finished_at: jiff::Timestamp::now().to_string(),
+        elapsed_ms: out.elapsed.as_millis() as u64,
+        stopped: out.stopped,
+        thresholds: out.thresholds.clone(),
+        governor: gov_stats.clone(),
+    };
+    if let Err(e) = journal.append(&finish).and_then(|_| journal.sync()) {
+        journal_error.get_or_insert(e.to_string());
+    }
+    let report = Report::build(id, &plan, &out, gov_stats, started_at);
     let path = dir.join("report.json");
     crate::util::atomic_write(&path, report.to_json().as_bytes())
         .with_context(|| format!("writing {}", path.display()))?;
@@ -741,6 +931,13 @@ async fn execute(
         }
     }
     print!("{}", report.summary_text());
+    if let Some(e) = journal_error {
+        eprintln!(
+            "error: {e}\n  = help: free space and resume with `esper-bulk run --resume {id}`"
+        );
+        println!("report: {}", path.display());
+        return Ok(exit::INCOMPLETE);
+    }
     println!("report: {}", path.display());
     Ok(report.run.exit_code)
 }
@@ -866,6 +1063,7 @@ async fn demo(a: DemoArgs) -> Result<u8> {
         job.deadline,
         poll,
         a.seed,
+        Resume::default(),
     )
     .await?;
     let stats = server.stats();

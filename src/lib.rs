@@ -27,6 +27,8 @@
 //!   the demo and people trying jobs without a tenant.
 //! - [`apk`]: reads package and version code from an APK (or the mock's text "APK") so
 //!   uploads of existing versions are skipped.
+//! - [`journal`]: the append-only JSON Lines record of task outcomes that `run --resume`
+//!   and report rebuilding read.
 //! - [`lock`]: the run lock (one run of a job per state directory; exit 75 when held).
 //! - [`util`]: atomic file writes.
 //! - [`cli`]: the command line; the only place that uses `anyhow`.
@@ -44,6 +46,8 @@
 //!   that sent nothing are `not_started`, never `unknown`.
 //! - **Invariant:** `Plan::task(id)` is deterministic: the same plan always yields the same
 //!   requests, so a reviewed plan file is exactly what runs.
+//! - **Invariant:** the journal is append-only and versioned; resuming treats every task
+//!   without a recorded success as uncertain (read back before any write).
 //! - **Invariant:** reports list tasks in plan order (by `TaskId`), never completion order.
 //! - **Invariant:** the API key lives in [`esper::ApiKey`]; it is never printed by `Debug`,
 //!   logs, errors, plans or reports.
@@ -54,6 +58,7 @@ pub mod cli;
 pub mod esper;
 pub mod exec;
 pub mod job;
+pub mod journal;
 pub mod lock;
 pub mod mock;
 pub mod plan;

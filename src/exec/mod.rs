@@ -102,6 +102,12 @@ pub struct RunOptions {
     pub drain: Duration,
     /// Seed for backoff jitter.
     pub seed: u64,
+    /// Outcomes of tasks a previous attempt of this run finished successfully: they are
+    /// kept, not run again (their outputs still feed later steps).
+    pub prior: BTreeMap<u32, Outcome>,
+    /// Treat every task as possibly already applied: read back before the first write.
+    /// Set when resuming, since a crash may have lost the record of a write.
+    pub reconcile: bool,
 }
 
 /// What a run produced.
@@ -181,6 +187,9 @@ pub async fn run(
     let ms = move || t0.elapsed().as_millis() as u64;
     let n = plan.task_count as usize;
     let mut outcomes: Vec<Option<Outcome>> = vec![None; n];
+    // Prior successes are replayed through the normal bookkeeping when their stage opens.
+    let mut prior = opts.prior.clone();
+    let mut preset_done: Vec<Outcome> = Vec::new();
     let budget = Arc::new(RetryBudget::for_tasks(n));
     // Tasks in their write phase; followers (command tracking) do not count against it.
     let slots = Arc::new(tokio::sync::Semaphore::new(
@@ -265,92 +274,102 @@ pub async fn run(
                     }
                     let (a, b) = stage_range(si, 0);
                     st[si].left = b - a;
-                    queue.extend((a..b).map(TaskId));
+                    for t in a..b {
+                        match prior.remove(&t) {
+                            Some(o) => preset_done.push(o),
+                            None => queue.push_back(TaskId(t)),
+                        }
+                    }
                     tracing::info!(step = %step.id, tasks = step.task_count, stages = stages_of(si), "step started");
                 }
             }
         }
-        if stopped.is_none() {
-            while let Some(&tid) = queue.front() {
-                let Ok(permit) = slots.clone().try_acquire_owned() else {
-                    break;
-                };
-                queue.pop_front();
-                let Some(mut task) = plan.task(tid) else {
-                    continue;
-                };
-                if task.op.needs_outputs()
-                    && let Err(why) = fill_outputs(&mut task, &outputs)
-                {
-                    drop(permit);
-                    let o = Outcome::not_run(tid, TaskStatus::Failed, why, ms());
-                    running.spawn(async move { o });
-                    continue;
-                }
-                in_flight.insert(tid.0);
-                let (dispatch, budget, stop_followers) =
-                    (dispatch.clone(), budget.clone(), stop_followers.clone());
-                let retry = plan.retry.clone();
-                let seed = opts.seed ^ (tid.0 as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-                running.spawn(async move {
-                    run_task(
-                        task,
-                        dispatch,
-                        retry,
-                        budget,
-                        permit,
-                        stop_followers,
-                        seed,
-                        t0,
-                    )
-                    .await
-                });
-            }
-        }
-        if running.is_empty() && (queue.is_empty() || stopped.is_some()) {
-            break;
-        }
-        let deadline = opts.deadline;
-        let joined = tokio::select! {
-            joined = running.join_next(), if !running.is_empty() => joined,
-            _ = cancel.cancelled(), if stopped.is_none() => {
-                tracing::warn!("interrupted: no new tasks are started; waiting for in-flight requests");
-                stopped = Some(StopReason::Interrupted);
-                stop_followers.cancel();
-                dispatch.stop();
-                None
-            }
-            _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)).await }, if stopped.is_none() && deadline.is_some() => {
-                tracing::warn!("deadline reached: no new tasks are started; the run can be resumed");
-                stopped = Some(StopReason::Deadline);
-                stop_followers.cancel();
-                dispatch.stop();
-                None
-            }
-            // Wakes the loop when a slot frees up without a task finishing (a follower
-            // released its write slot).
-            _ = tokio::time::sleep(Duration::from_millis(50)), if !queue.is_empty() && stopped.is_none() => None,
-        };
-        let mut finished = Vec::new();
-        match joined {
-            Some(Ok(o)) => finished.push(o),
-            Some(Err(e)) => tracing::error!(error = %e, "a task worker ended abnormally"),
-            None => {}
-        }
-        if stopped.is_some() && !running.is_empty() {
-            // Drain in-flight work, bounded; whatever is left is abandoned.
-            let drain_until = Instant::now() + opts.drain;
-            loop {
-                tokio::select! {
-                    joined = running.join_next() => match joined {
-                        Some(Ok(o)) => finished.push(o),
-                        Some(Err(_)) => {}
-                        None => break,
-                    },
-                    _ = tokio::time::sleep_until(drain_until) => {
-                        tracing::warn!(abandoned = running.len(), "in-flight tasks did not finish in time; their outcome is unknown");
-                        running.abort_all();
+        // Replayed outcomes are handled before anything can wait or end the loop.
+        let mut finished: Vec<Outcome> = std::mem::take(&mut preset_done);
+        if finished.is_empty() {
+            if stopped.is_none() {
+                while let Some(&tid) = queue.front() {
+                    let Ok(permit) = slots.clone().try_acquire_owned() else {
                         break;
+                    };
+                    queue.pop_front();
+                    let Some(mut task) = plan.task(tid) else {
+                        continue;
+                    };
+                    if task.op.needs_outputs()
+                        && let Err(why) = fill_outputs(&mut task, &outputs)
+                    {
+                        drop(permit);
+                        let o = Outcome::not_run(tid, TaskStatus::Failed, why, ms());
+                        running.spawn(async move { o });
+                        continue;
+                    }
+                    in_flight.insert(tid.0);
+                    let (dispatch, budget, stop_followers) =
+                        (dispatch.clone(), budget.clone(), stop_followers.clone());
+                    let retry = plan.retry.clone();
+                    let seed = opts.seed ^ (tid.0 as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                    let reconcile = opts.reconcile;
+                    running.spawn(async move {
+                        run_task(
+                            task,
+                            dispatch,
+                            retry,
+                            budget,
+                            permit,
+                            stop_followers,
+                            seed,
+                            t0,
+                            reconcile,
+                        )
+                        .await
+                    });
+                }
+            }
+            if running.is_empty() && (queue.is_empty() || stopped.is_some()) {
+                break;
+            }
+            let deadline = opts.deadline;
+            let joined = tokio::select! {
+                joined = running.join_next(), if !running.is_empty() => joined,
+                _ = cancel.cancelled(), if stopped.is_none() => {
+                    tracing::warn!("interrupted: no new tasks are started; waiting for in-flight requests");
+                    stopped = Some(StopReason::Interrupted);
+                    stop_followers.cancel();
+                    dispatch.stop();
+                    None
+                }
+                _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)).await }, if stopped.is_none() && deadline.is_some() => {
+                    tracing::warn!("deadline reached: no new tasks are started; the run can be resumed");
+                    stopped = Some(StopReason::Deadline);
+                    stop_followers.cancel();
+                    dispatch.stop();
+                    None
+                }
+                // Wakes the loop when a slot frees up without a task finishing (a follower
+                // released its write slot).
+                _ = tokio::time::sleep(Duration::from_millis(50)), if !queue.is_empty() && stopped.is_none() => None,
+            };
+            match joined {
+                Some(Ok(o)) => finished.push(o),
+                Some(Err(e)) => tracing::error!(error = %e, "a task worker ended abnormally"),
+                None => {}
+            }
+            if stopped.is_some() && !running.is_empty() {
+                // Drain in-flight work, bounded; whatever is left is abandoned.
+                let drain_until = Instant::now() + opts.drain;
+                loop {
+                    tokio::select! {
+                        joined = running.join_next() => match joined {
+                            Some(Ok(o)) => finished.push(o),
+                            Some(Err(_)) => {}
+                            None => break,
+                        },
+                        _ = tokio::time::sleep_until(drain_until) => {
+                            tracing::warn!(abandoned = running.len(), "in-flight tasks did not finish in time; their outcome is unknown");
+                            running.abort_all();
+                            break;
+                        }
                     }
                 }
             }
@@ -415,7 +434,12 @@ pub async fn run(
                 s.stage += 1;
                 let (a, b) = stage_range(si, stage + 1);
                 s.left = b - a;
-                queue.extend((a..b).map(TaskId));
+                for t in a..b {
+                    match prior.remove(&t) {
+                        Some(o) => preset_done.push(o),
+                        None => queue.push_back(TaskId(t)),
+                    }
+                }
                 tracing::info!(step = %step.id, stage = stage + 2, tasks = b - a, "rollout stage started");
             } else {
                 s.done = true;
@@ -474,12 +498,13 @@ async fn run_task(
     stop_followers: CancellationToken,
     seed: u64,
     t0: Instant,
+    reconcile: bool,
 ) -> Outcome {
     let ms = || t0.elapsed().as_millis() as u64;
     let started_ms = ms();
     let task_started = SystemTime::now();
     let attempts: Mutex<Vec<Attempt>> = Mutex::new(Vec::new());
-    let uncertain = AtomicBool::new(false);
+    let uncertain = AtomicBool::new(reconcile);
     let counter = AtomicU32::new(0);
     let rng = Mutex::new(fastrand::Rng::with_seed(seed));
     let lock = |m: &Mutex<Vec<Attempt>>| -> Vec<Attempt> {
@@ -689,6 +714,8 @@ mod tests {
                 deadline: None,
                 drain: Duration::from_secs(1),
                 seed: 42,
+                prior: BTreeMap::new(),
+                reconcile: false,
             },
             CancellationToken::new(),
             |_| {},

@@ -82,7 +82,7 @@ pub struct TaskReport {
 }
 
 impl Report {
-    /// Builds the report of a finished run.
+    /// Builds the report of a run that finished now.
     pub fn build(
         id: &str,
         plan: &Plan,
@@ -90,7 +90,18 @@ impl Report {
         gov: GovernorStats,
         started_at: jiff::Timestamp,
     ) -> Report {
-        let finished_at = jiff::Timestamp::now();
+        Report::build_at(id, plan, out, gov, started_at, jiff::Timestamp::now())
+    }
+
+    /// Builds the report of a run that finished at `finished_at` (rebuilding from a journal).
+    pub fn build_at(
+        id: &str,
+        plan: &Plan,
+        out: &RunOutput,
+        gov: GovernorStats,
+        started_at: jiff::Timestamp,
+        finished_at: jiff::Timestamp,
+    ) -> Report {
         let mut s = Summary {
             tasks: out.outcomes.len() as u64,
             ..Default::default()

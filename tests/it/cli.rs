@@ -230,6 +230,54 @@ mod against_mock {
             String::from_utf8_lossy(&out.stderr)
         );
         assert_eq!(server.snapshot().alarm_rules.len(), 6);
+
+        // The journal alone rebuilds the same report.
+        let run_dir = dir
+            .path()
+            .join("runs")
+            .read_dir()
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let written: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(run_dir.join("report.json")).unwrap())
+                .unwrap();
+        let out = bin(&server)
+            .arg("report")
+            .arg(&run_dir)
+            .args(["--format", "json", "--stdout"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rebuilt: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        for key in ["summary", "tasks", "steps", "governor"] {
+            assert_eq!(
+                rebuilt[key], written[key],
+                "`{key}` rebuilt from the journal"
+            );
+        }
+        assert_eq!(rebuilt["run"]["outcome"], written["run"]["outcome"]);
+        std::fs::remove_file(run_dir.join("report.md")).unwrap();
+        let out = bin(&server).arg("report").arg(&run_dir).output().unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        assert!(
+            run_dir.join("report.md").exists(),
+            "report re-renders the files"
+        );
+        let bad = bin(&server)
+            .arg("report")
+            .arg(&run_dir)
+            .args(["--format", "pdf"])
+            .output()
+            .unwrap();
+        assert_eq!(bad.status.code(), Some(2));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -425,5 +473,93 @@ mod against_mock {
                 f.display()
             );
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn kill_9_at_ten_points_then_resume_gives_exactly_one_of_everything() {
+        let mut cfg = small(66);
+        cfg.groups = 40;
+        cfg.faults.latency = Duration::from_millis(15);
+        let server = start(cfg).await;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("job.yaml");
+        std::fs::write(
+            &path,
+            "version: 1\nname: crash\nesper: { api_key: \"${ESPER_API_KEY}\" }\nlimits: { rate: 60/s }\ntargets:\n  s: { groups: { name: \"Stores/*/*\" } }\nsteps:\n  - id: reboot\n    command: { to: s, name: REBOOT }\n  - id: alarm\n    for_each: s\n    alarm_rule: { name: \"r ${{ item.name }}\", metric: m, conditions: { comparator: Frequency, value: 1, unit: Count }, realert_interval: 60 }\n",
+        )
+        .unwrap();
+        let mut rng = fastrand::Rng::with_seed(66);
+        let runs = dir.path().join("runs");
+        let started = |_: ()| {
+            runs.read_dir()
+                .map(|mut d| {
+                    d.any(|e| {
+                        e.map(|e| e.path().join("plan.json").exists())
+                            .unwrap_or(false)
+                    })
+                })
+                .unwrap_or(false)
+        };
+        let mut kills = 0;
+        for _ in 0..10 {
+            let mut c = bin(&server);
+            if started(()) {
+                c.args(["run", "--resume", "latest"]);
+            } else {
+                c.arg("run").arg(&path);
+            }
+            let child = c
+                .arg("--state-dir")
+                .arg(dir.path())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(rng.u64(100..700))).await;
+            if Command::new("kill")
+                .args(["-KILL", &child.id().to_string()])
+                .status()
+                .unwrap()
+                .success()
+            {
+                kills += 1;
+            }
+            let mut child = child;
+            child.wait().unwrap();
+        }
+        assert!(kills >= 8, "the run was killed mid-flight ({kills} kills)");
+        let last = bin(&server)
+            .args(["run", "--resume", "latest", "--state-dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(
+            last.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&last.stderr)
+        );
+        let snap = server.snapshot();
+        let stats = server.stats();
+        assert_eq!(
+            (
+                stats.duplicates.alarm_rules,
+                stats.duplicates.command_requests
+            ),
+            (0, 0),
+            "no duplicates after {kills} kills"
+        );
+        assert_eq!(snap.alarm_rules.len(), 40, "nothing missing");
+        assert_eq!(snap.commands.len(), 40, "nothing missing");
+        let run_dir = runs.read_dir().unwrap().next().unwrap().unwrap().path();
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(run_dir.join("report.json")).unwrap())
+                .unwrap();
+        assert_eq!(report["summary"]["succeeded"], 80);
+        assert_eq!(
+            runs.read_dir().unwrap().count(),
+            1,
+            "resumptions continue the same run"
+        );
     }
 }

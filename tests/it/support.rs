@@ -95,6 +95,8 @@ pub async fn run_job_with(
             deadline: job.deadline.map(|d| tokio::time::Instant::now() + d),
             drain: Duration::from_secs(5),
             seed: 3,
+            prior: Default::default(),
+            reconcile: false,
         },
         cancel,
         |_| {},
