@@ -153,6 +153,9 @@ pub struct RunArgs {
     /// When another run of this job holds the lock, wait up to this long instead of exiting 75
     #[arg(long, value_parser = parse_duration)]
     pub wait_lock: Option<Duration>,
+    /// Write Prometheus metrics of the run here (atomically), for node_exporter's textfile collector
+    #[arg(long)]
+    pub metrics_file: Option<PathBuf>,
     #[command(flatten)]
     pub conn: ConnArgs,
 }
@@ -746,16 +749,18 @@ async fn resume_cmd(a: &RunArgs, which: &str) -> Result<u8> {
         Resume {
             prior,
             reconcile: true,
+            metrics_file: a.metrics_file.clone(),
         },
     )
     .await
 }
 
-/// What a resumed run carries over.
+/// What a resumed run carries over, and where else its results go.
 #[derive(Default)]
 struct Resume {
     prior: std::collections::BTreeMap<u32, crate::exec::Outcome>,
     reconcile: bool,
+    metrics_file: Option<PathBuf>,
 }
 
 async fn run_cmd(a: RunArgs) -> Result<u8> {
@@ -829,7 +834,10 @@ async fn run_cmd(a: RunArgs) -> Result<u8> {
         deadline,
         PollSettings::default(),
         fastrand::u64(..),
-        Resume::default(),
+        Resume {
+            metrics_file: a.metrics_file.clone(),
+            ..Resume::default()
+        },
     )
     .await
 }
@@ -929,6 +937,11 @@ async fn execute(
         if let Err(e) = crate::util::atomic_write(&dir.join(name), text.as_bytes()) {
             eprintln!("warning: cannot write {}: {e}", dir.join(name).display());
         }
+    }
+    if let Some(p) = &resume.metrics_file
+        && let Err(e) = crate::util::atomic_write(p, report.prometheus().as_bytes())
+    {
+        eprintln!("warning: cannot write metrics to {}: {e}", p.display());
     }
     print!("{}", report.summary_text());
     if let Some(e) = journal_error {

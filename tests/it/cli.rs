@@ -277,6 +277,30 @@ mod against_mock {
             .args(["--format", "pdf"])
             .output()
             .unwrap();
+        // Metrics for node_exporter, written with a run.
+        let metrics = dir.path().join("esper-bulk.prom");
+        let out = bin(&server)
+            .args(["run", "--plan"])
+            .arg(&plan)
+            .arg("--state-dir")
+            .arg(dir.path())
+            .arg("--metrics-file")
+            .arg(&metrics)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        let prom = std::fs::read_to_string(&metrics).unwrap();
+        for line in [
+            "esper_bulk_last_run_exit_code{job=\"cli-test\"} 0",
+            "esper_bulk_last_run_outcome{job=\"cli-test\",outcome=\"succeeded\"} 1",
+            "esper_bulk_last_run_tasks{job=\"cli-test\",status=\"succeeded\"} 6",
+            "# TYPE esper_bulk_last_run_requests gauge",
+        ] {
+            assert!(
+                prom.lines().any(|l| l == line),
+                "missing `{line}` in:\n{prom}"
+            );
+        }
         assert_eq!(bad.status.code(), Some(2));
     }
 
