@@ -899,8 +899,18 @@ async fn execute(
         .context("writing the journal")?;
     let mut journal_error: Option<String> = None;
     let stop = cancel.clone();
+    let progress = crate::progress::Progress::new(&plan, gov.clone());
+    let step_of: std::collections::BTreeMap<&str, usize> = plan
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.as_str(), i))
+        .collect();
     let out = crate::exec::run(plan.clone(), dispatch, opts, cancel, |o| {
         tracing::info!(task = %o.task, status = o.status.as_str(), "task finished");
+        if let Some(p) = &progress {
+            p.task_done(step_of[plan.step_of(o.task).id.as_str()], o);
+        }
         if journal_error.is_none()
             && let Err(e) = journal.append(&crate::journal::Entry::Outcome(o.clone()))
         {
@@ -910,6 +920,9 @@ async fn execute(
         }
     })
     .await;
+    if let Some(p) = &progress {
+        p.finish();
+    }
     let gov_stats = gov.stats();
     let finish = crate::journal::Entry::Finish {
         started_at: started_at.to_string(),

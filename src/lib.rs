@@ -30,6 +30,7 @@
 //! - [`journal`]: the append-only JSON Lines record of task outcomes that `run --resume`
 //!   and report rebuilding read.
 //! - [`lock`]: the run lock (one run of a job per state directory; exit 75 when held).
+//! - [`progress`]: progress bars on a terminal (nothing under cron or a pipe).
 //! - [`util`]: atomic file writes.
 //! - [`cli`]: the command line; the only place that uses `anyhow`.
 //!
@@ -62,6 +63,7 @@ pub mod journal;
 pub mod lock;
 pub mod mock;
 pub mod plan;
+pub mod progress;
 pub mod report;
 pub mod util;
 

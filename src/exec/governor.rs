@@ -379,6 +379,12 @@ impl Governor {
         self.lock().window
     }
 
+    /// Requests sent and 429s seen so far; cheap, for progress displays.
+    pub fn counts(&self) -> (u64, u64) {
+        let st = self.lock();
+        (st.stats.requests, st.stats.rate_limited)
+    }
+
     pub fn stats(&self) -> GovernorStats {
         let mut st = self.lock();
         self.tick(&mut st);

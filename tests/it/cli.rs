@@ -84,6 +84,10 @@ fn demo_runs_end_to_end() {
     );
     assert!(stdout.contains("16 succeeded"), "{stdout}");
     assert!(
+        !stdout.contains("ETA") && !stdout.contains('\r'),
+        "no progress bars when stdout is not a terminal"
+    );
+    assert!(
         stdout.contains("duplicates created: 0 alarm rules, 0 command requests"),
         "{stdout}"
     );

@@ -1,0 +1,77 @@
+//! Progress on a terminal: one bar per step (done / total, rate, ETA) with the run's
+//! retries and 429s, for people watching a one-off migration.
+//!
+//! Shown only when stdout is a terminal; under cron, systemd or a pipe nothing is drawn
+//! and logs stay clean. Bars draw on stdout while logs go to stderr, and they are cleared
+//! before the summary is printed. It only displays; it decides nothing.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::exec::{Governor, Outcome};
+use crate::plan::Plan;
+
+pub struct Progress {
+    multi: MultiProgress,
+    bars: Vec<ProgressBar>,
+    gov: Arc<Governor>,
+    retries: std::sync::atomic::AtomicU64,
+    started: std::time::Instant,
+}
+
+impl Progress {
+    /// Bars for every step of `plan`, or `None` when stdout is not a terminal.
+    pub fn new(plan: &Plan, gov: Arc<Governor>) -> Option<Progress> {
+        if !std::io::stdout().is_terminal() {
+            return None;
+        }
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stdout());
+        let style =
+            ProgressStyle::with_template("{prefix:>20} [{bar:30}] {pos}/{len} ETA {eta:>4} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
+        let bars = plan
+            .steps
+            .iter()
+            .map(|s| {
+                let b = multi.add(ProgressBar::new(u64::from(s.task_count)));
+                b.set_style(style.clone());
+                b.set_prefix(s.id.clone());
+                b
+            })
+            .collect();
+        Some(Progress {
+            multi,
+            bars,
+            gov,
+            retries: Default::default(),
+            started: std::time::Instant::now(),
+        })
+    }
+
+    /// One task of step `step` (its index in the plan) is decided.
+    pub fn task_done(&self, step: usize, o: &Outcome) {
+        let retries = self.retries.fetch_add(
+            o.attempts.len().saturating_sub(1) as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        ) + o.attempts.len().saturating_sub(1) as u64;
+        let (requests, limited) = self.gov.counts();
+        let rate = requests as f64 / self.started.elapsed().as_secs_f64().max(1.0);
+        if let Some(b) = self.bars.get(step) {
+            b.inc(1);
+            b.set_message(format!(
+                "{rate:.1} req/s · retries {retries} · 429s {limited}"
+            ));
+        }
+    }
+
+    /// Removes the bars so the summary prints on a clean screen.
+    pub fn finish(&self) {
+        for b in &self.bars {
+            b.finish_and_clear();
+        }
+        let _ = self.multi.clear();
+    }
+}
