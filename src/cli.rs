@@ -724,6 +724,12 @@ async fn resume_cmd(a: &RunArgs, which: &str) -> Result<u8> {
         );
     }
     let prior = replay.succeeded();
+    if !replay.in_flight.is_empty() {
+        eprintln!(
+            "{} tasks were in flight when the run stopped; like every unfinished task they are read back before anything is sent",
+            replay.in_flight.len()
+        );
+    }
     eprintln!(
         "resuming run {id}: {} of {} tasks already succeeded; every other task is read back before it writes",
         prior.len(),
@@ -906,15 +912,21 @@ async fn execute(
         .enumerate()
         .map(|(i, s)| (s.id.as_str(), i))
         .collect();
-    let out = crate::exec::run(plan.clone(), dispatch, opts, cancel, |o| {
-        tracing::info!(task = %o.task, status = o.status.as_str(), "task finished");
-        if let Some(p) = &progress {
-            p.task_done(step_of[plan.step_of(o.task).id.as_str()], o);
-        }
+    let out = crate::exec::run(plan.clone(), dispatch, opts, cancel, |event| {
+        let entry = match event {
+            crate::exec::Event::Dispatched(t) => crate::journal::Entry::Intent { task: t.0 },
+            crate::exec::Event::Finished(o) => {
+                tracing::info!(task = %o.task, status = o.status.as_str(), "task finished");
+                if let Some(p) = &progress {
+                    p.task_done(step_of[plan.step_of(o.task).id.as_str()], o);
+                }
+                crate::journal::Entry::Outcome(o.clone())
+            }
+        };
         if journal_error.is_none()
-            && let Err(e) = journal.append(&crate::journal::Entry::Outcome(o.clone()))
+            && let Err(e) = journal.append(&entry)
         {
-            tracing::error!(error = %e, "cannot record outcomes; stopping the run");
+            tracing::error!(error = %e, "cannot record the run; stopping it");
             journal_error = Some(e.to_string());
             stop.cancel();
         }

@@ -38,6 +38,9 @@ pub enum Entry {
         at: String,
         resumed: bool,
     },
+    /// A task is about to send its first request. Written in batches like everything else,
+    /// so it can be lost in a crash; resuming does not rely on it (see the module doc).
+    Intent { task: u32 },
     /// A task's final outcome in this attempt of the run.
     Outcome(Outcome),
     /// The run (or this resumption) ended: what a report needs beyond the outcomes.
@@ -140,6 +143,8 @@ pub struct Replay {
     /// The last outcome recorded for each task.
     pub outcomes: BTreeMap<u32, Outcome>,
     pub starts: u32,
+    /// Tasks with an intent and no later outcome: in flight when the run stopped.
+    pub in_flight: std::collections::BTreeSet<u32>,
     /// The last `Finish` entry, if the run ever ended cleanly.
     pub finish: Option<Entry>,
     /// The last line was cut short (a crash mid-write) and was ignored.
@@ -184,7 +189,11 @@ pub fn read(path: &Path) -> Result<Replay, JournalError> {
                 });
             }
             Ok(Entry::Start { .. }) => replay.starts += 1,
+            Ok(Entry::Intent { task }) => {
+                replay.in_flight.insert(task);
+            }
             Ok(Entry::Outcome(o)) => {
+                replay.in_flight.remove(&o.task.0);
                 replay.outcomes.insert(o.task.0, o);
             }
             Ok(f @ Entry::Finish { .. }) => replay.finish = Some(f),
@@ -295,6 +304,8 @@ mod tests {
             resumed: false,
         })
         .unwrap();
+        j.append(&Entry::Intent { task: 0 }).unwrap();
+        j.append(&Entry::Intent { task: 2 }).unwrap();
         j.append(&Entry::Outcome(outcome(0, TaskStatus::Failed)))
             .unwrap();
         j.append(&Entry::Outcome(outcome(1, TaskStatus::Succeeded)))
@@ -309,6 +320,11 @@ mod tests {
         let r = read(&p).unwrap();
         assert!(r.torn);
         assert_eq!(r.starts, 1);
+        assert_eq!(
+            r.in_flight.iter().copied().collect::<Vec<_>>(),
+            vec![2],
+            "task 2 was in flight at the crash"
+        );
         assert_eq!(
             r.succeeded().keys().copied().collect::<Vec<_>>(),
             vec![0, 1]

@@ -121,6 +121,15 @@ pub struct RunOutput {
     pub elapsed: Duration,
 }
 
+/// What the executor reports as it goes.
+#[derive(Debug, Clone, Copy)]
+pub enum Event<'a> {
+    /// A task is about to make its first request (journals record it as intent).
+    Dispatched(TaskId),
+    /// A task's outcome is decided.
+    Finished(&'a Outcome),
+}
+
 /// Failure units of an outcome: devices when a command was followed, else the task.
 fn units(o: &Outcome) -> (u64, u64) {
     if let Some(devs) = o.result.as_ref().and_then(|r| r.get("devices")) {
@@ -174,14 +183,14 @@ fn fill_outputs(task: &mut Task, outputs: &BTreeMap<String, Value>) -> Result<()
     Ok(())
 }
 
-/// Runs every task of `plan`. `on_outcome` sees each outcome as it is decided (the journal
-/// and progress hook in here); the returned outcomes are in plan order.
+/// Runs every task of `plan`. `on_event` sees each dispatch and each outcome as it happens
+/// (the journal and progress hook in here); the returned outcomes are in plan order.
 pub async fn run(
     plan: Arc<Plan>,
     dispatch: Arc<dyn Dispatch>,
     opts: RunOptions,
     cancel: CancellationToken,
-    mut on_outcome: impl FnMut(&Outcome),
+    mut on_event: impl FnMut(Event<'_>),
 ) -> RunOutput {
     let t0 = Instant::now();
     let ms = move || t0.elapsed().as_millis() as u64;
@@ -265,7 +274,7 @@ pub async fn run(
                         }
                         for t in step.tasks() {
                             let o = Outcome::not_run(t, TaskStatus::Skipped, why.clone(), ms());
-                            on_outcome(&o);
+                            on_event(Event::Finished(&o));
                             outcomes[t.0 as usize] = Some(o);
                         }
                         st[si].bad = step.task_count;
@@ -305,6 +314,7 @@ pub async fn run(
                         continue;
                     }
                     in_flight.insert(tid.0);
+                    on_event(Event::Dispatched(tid));
                     let (dispatch, budget, stop_followers) =
                         (dispatch.clone(), budget.clone(), stop_followers.clone());
                     let retry = plan.retry.clone();
@@ -392,7 +402,7 @@ pub async fn run(
                 s.bad += 1;
             }
             s.left = s.left.saturating_sub(1);
-            on_outcome(&o);
+            on_event(Event::Finished(&o));
             let idx = o.task.0 as usize;
             outcomes[idx] = Some(o);
             if s.left > 0 || stopped.is_some() {
@@ -421,7 +431,7 @@ pub async fn run(
                             format!("skipped: {msg}"),
                             ms(),
                         );
-                        on_outcome(&o);
+                        on_event(Event::Finished(&o));
                         outcomes[t as usize] = Some(o);
                         s.bad += 1;
                     }
