@@ -32,6 +32,9 @@ pub struct Report {
 pub struct RunInfo {
     pub id: String,
     pub job: String,
+    /// `sha256:` of the frozen plan: two reports with the same hash ran the same requests.
+    #[serde(default)]
+    pub plan_hash: String,
     pub source: String,
     pub server: String,
     pub started_at: String,
@@ -146,6 +149,7 @@ impl Report {
             run: RunInfo {
                 id: id.to_string(),
                 job: plan.job.clone(),
+                plan_hash: plan_hash(plan),
                 source: plan.source.clone(),
                 server: plan.server.base_url.clone(),
                 started_at: started_at.to_string(),
@@ -345,6 +349,15 @@ fn task_report(plan: &Plan, o: &Outcome) -> TaskReport {
         attempts: o.attempts.clone(),
         result: o.result.clone(),
     }
+}
+
+/// `sha256:<hex>` of the plan as serialized (what `plan --out` writes, without indentation).
+pub fn plan_hash(plan: &Plan) -> String {
+    use sha2::{Digest, Sha256};
+    let bytes = serde_json::to_vec(plan).unwrap_or_default();
+    let digest = Sha256::digest(&bytes);
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
 }
 
 /// The run's outcome word and exit code.

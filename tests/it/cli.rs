@@ -268,6 +268,13 @@ mod against_mock {
             );
         }
         assert_eq!(rebuilt["run"]["outcome"], written["run"]["outcome"]);
+        assert_eq!(rebuilt["run"]["plan_hash"], written["run"]["plan_hash"]);
+        assert!(
+            written["run"]["plan_hash"]
+                .as_str()
+                .unwrap()
+                .starts_with("sha256:")
+        );
         std::fs::remove_file(run_dir.join("report.md")).unwrap();
         let out = bin(&server).arg("report").arg(&run_dir).output().unwrap();
         assert_eq!(out.status.code(), Some(0));
@@ -589,5 +596,56 @@ mod against_mock {
             1,
             "resumptions continue the same run"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn exit_codes_1_3_and_4_from_the_binary() {
+        let mut cfg = small(67);
+        cfg.commands.failure_rate = 1.0;
+        cfg.groups = 12;
+        cfg.faults.latency = Duration::from_millis(50);
+        let server = start(cfg).await;
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, steps: &str, extra: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, format!("version: 1\nname: {name}\nesper: {{ api_key: \"${{ESPER_API_KEY}}\" }}\n{extra}targets:\n  s: {{ groups: {{ name: \"Stores/*/*\" }} }}\nsteps:\n{steps}")).unwrap();
+            p
+        };
+        let failing = write(
+            "failing",
+            "  - id: install\n    app_install: { to: s, version: 00000000-0000-4000-8000-00000000dead }\n",
+            "",
+        );
+        let canary = write(
+            "canary",
+            "  - id: reboot\n    command: { to: s, name: REBOOT, wait: { timeout: 10s } }\n    rollout: { stages: [1, 100%], max_failures: 0 }\n",
+            "",
+        );
+        let slow = write(
+            "slow",
+            "  - id: ping\n    command: { to: s, name: UPDATE_HEARTBEAT }\n",
+            "limits: { rate: 2/s }\n",
+        );
+        for (job, args, code) in [
+            (&failing, vec![], 1),
+            (&canary, vec![], 3),
+            (&slow, vec!["--deadline", "1s"], 4),
+        ] {
+            let out = bin(&server)
+                .arg("run")
+                .arg(job)
+                .args(&args)
+                .arg("--state-dir")
+                .arg(dir.path())
+                .output()
+                .unwrap();
+            assert_eq!(
+                out.status.code(),
+                Some(code),
+                "{}: {}",
+                job.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     }
 }

@@ -360,6 +360,8 @@ fn fixture() -> Report {
         run: RunInfo {
             id: "kiosk-rollout-20261128T030000Z-1a2b".into(),
             job: "kiosk-rollout".into(),
+            plan_hash: "sha256:0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"
+                .into(),
             source: "jobs/kiosk-rollout.yaml".into(),
             server: SERVER.into(),
             started_at: "2026-11-28T03:00:00Z".into(),
@@ -961,4 +963,64 @@ fn the_xml_checker_rejects_what_it_should() {
     ] {
         assert!(parse_xml(bad, false).is_err(), "accepted {bad:?}");
     }
+}
+
+/// Golden reports rebuilt from a fixed run directory (`plan.json` + `journal.jsonl` of a
+/// real run against the mock: a failing step, a skipped dependent, a step that needed
+/// retries), exactly as `esper-bulk report RUN_DIR` renders them.
+#[test]
+fn golden_reports_from_a_fixed_journal() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/journal");
+    let plan: esper_bulk::plan::Plan =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("plan.json")).unwrap()).unwrap();
+    let replay = esper_bulk::journal::read(&dir.join("journal.jsonl")).unwrap();
+    assert!(replay.finish.is_some() && !replay.torn);
+    let report = esper_bulk::journal::rebuild_report("fixture-run", &plan, &replay);
+    assert_eq!(
+        (
+            report.summary.failed,
+            report.summary.skipped,
+            report.summary.succeeded
+        ),
+        (4, 4, 4),
+        "{}",
+        report.summary_text()
+    );
+    assert_eq!(report.run.exit_code, 1);
+    let outputs = [
+        ("report.json", report.to_json()),
+        ("report.md", render::markdown(&report)),
+        ("report.xml", render::junit(&report)),
+        ("results.csv", render::csv(&report)),
+        ("report.html", render::html(&report)),
+    ];
+    let mut bad = Vec::new();
+    for (name, text) in outputs {
+        let path = dir.join(format!("golden-{name}"));
+        if blessing() {
+            std::fs::write(&path, &text).unwrap();
+            continue;
+        }
+        let expected = std::fs::read_to_string(&path).unwrap_or_default();
+        if expected != text {
+            bad.push(format!("{name}:\n{}", diff(&expected, &text)));
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "rebuilt reports differ (BLESS=1 cargo test --test it reports to update):\n{}",
+        bad.join("\n")
+    );
+
+    // A torn last line (a crash mid-write) changes nothing that was complete.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut text = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
+    text.push_str("{\"entry\":\"outcome\",\"task\":0,\"sta");
+    std::fs::write(tmp.path().join("journal.jsonl"), text).unwrap();
+    let torn = esper_bulk::journal::read(&tmp.path().join("journal.jsonl")).unwrap();
+    assert!(torn.torn);
+    assert_eq!(
+        esper_bulk::journal::rebuild_report("fixture-run", &plan, &torn).summary,
+        report.summary
+    );
 }
