@@ -61,6 +61,9 @@ pub struct Summary {
     pub rate_limited: u64,
     /// Requests per second over the whole run.
     pub mean_rate: f64,
+    /// The busiest second of the run (requests in one timeline sample per second).
+    #[serde(default)]
+    pub peak_rate: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -124,6 +127,13 @@ impl Report {
         let secs = out.elapsed.as_secs_f64();
         // A run shorter than a second did not sustain its burst rate; do not report it as one.
         s.mean_rate = (gov.requests as f64 / secs.max(1.0) * 10.0).round() / 10.0;
+        // Samples cover one second, or more once a long run's timeline was coarsened.
+        s.peak_rate = gov
+            .timeline
+            .windows(2)
+            .map(|w| w[0].requests as f64 / f64::from(w[1].t.saturating_sub(w[0].t).max(1)))
+            .chain(gov.timeline.last().map(|l| l.requests as f64))
+            .fold(0.0, f64::max);
         let (outcome, exit_code) = verdict(&s, out.stopped, !out.thresholds.is_empty());
         let steps = plan
             .steps

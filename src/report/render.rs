@@ -1047,6 +1047,10 @@ fn summary_rows(r: &Report) -> Vec<(&'static str, String)> {
         ("answered 429", s.rate_limited.to_string()),
         ("mean rate", format!("{:.1} req/s", s.mean_rate)),
         (
+            "peak rate",
+            format!("{:.0} req/s in one second", s.peak_rate),
+        ),
+        (
             "in-flight window",
             format!(
                 "{}..{} ({} changes)",

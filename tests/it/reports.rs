@@ -345,6 +345,7 @@ fn fixture() -> Report {
             .sum(),
         rate_limited,
         mean_rate: (total as f64 / (elapsed_ms as f64 / 1000.0) * 10.0).round() / 10.0,
+        peak_rate: 40.0,
     };
     let by_status = BTreeMap::from([
         ("200".to_string(), total - rate_limited - 12),
@@ -404,6 +405,7 @@ fn clean() -> Report {
         succeeded: r.tasks.len() as u64,
         requests: 14,
         mean_rate: 2.0,
+        peak_rate: 2.0,
         ..Summary::default()
     };
     r.run.outcome = "succeeded".into();
@@ -633,8 +635,8 @@ fn markdown_tables_have_no_raw_pipes() {
         }
         rows += 1;
     }
-    // Summary (2 + 14), steps (2 + 5), failures (2 + 6).
-    assert_eq!(rows, 16 + 7 + 8, "{md}");
+    // Summary (2 + 15), steps (2 + 5), failures (2 + 6).
+    assert_eq!(rows, 17 + 7 + 8, "{md}");
     assert!(
         md.contains("policy\\|kiosk"),
         "the pipe in the error is escaped"
