@@ -232,7 +232,7 @@ fn init_logging(cli: &Cli) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("esper_bulk={level},warn")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(crate::progress::LogWriter);
     let _ = match cli.log_format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder

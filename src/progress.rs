@@ -2,7 +2,8 @@
 //! retries and 429s, for people watching a one-off migration.
 //!
 //! Shown only when stdout is a terminal; under cron, systemd or a pipe nothing is drawn
-//! and logs stay clean. Bars draw on stdout while logs go to stderr, and they are cleared
+//! and logs stay clean. Bars draw on stdout; log lines go to stderr through [`LogWriter`],
+//! which hides the bars while it writes so the two never tear each other. Bars are cleared
 //! before the summary is printed. It only displays; it decides nothing.
 
 use std::io::IsTerminal;
@@ -12,6 +13,33 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::exec::{Governor, Outcome};
 use crate::plan::Plan;
+
+/// The bars being drawn, if any, so log lines can step around them.
+static ACTIVE: std::sync::Mutex<Option<MultiProgress>> = std::sync::Mutex::new(None);
+
+/// stderr for tracing: writes pause the progress bars, if any are drawn.
+#[derive(Clone, Copy, Default)]
+pub struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let active = ACTIVE.lock().ok().and_then(|a| a.clone());
+        match active {
+            Some(multi) => multi.suspend(|| std::io::stderr().write(buf)),
+            None => std::io::stderr().write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
+    type Writer = LogWriter;
+    fn make_writer(&'a self) -> LogWriter {
+        LogWriter
+    }
+}
 
 pub struct Progress {
     multi: MultiProgress,
@@ -42,6 +70,9 @@ impl Progress {
                 b
             })
             .collect();
+        if let Ok(mut a) = ACTIVE.lock() {
+            *a = Some(multi.clone());
+        }
         Some(Progress {
             multi,
             bars,
@@ -69,6 +100,9 @@ impl Progress {
 
     /// Removes the bars so the summary prints on a clean screen.
     pub fn finish(&self) {
+        if let Ok(mut a) = ACTIVE.lock() {
+            *a = None;
+        }
         for b in &self.bars {
             b.finish_and_clear();
         }

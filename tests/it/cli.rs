@@ -649,3 +649,36 @@ mod against_mock {
         }
     }
 }
+
+#[test]
+fn progress_bars_on_a_terminal_step_around_log_lines() {
+    // `script` gives the binary a pseudo-terminal; without it this check cannot run here.
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("util-linux `script` is not installed; the terminal progress check is skipped");
+        return;
+    }
+    let state = tempfile::tempdir().unwrap();
+    let cmd = format!(
+        "{} -v demo --groups 6 --devices-per-group 2 --state-dir {}",
+        env!("CARGO_BIN_EXE_esper-bulk"),
+        state.path().display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("ETA") && text.contains("req/s"),
+        "bars are drawn on a terminal:\n{text}"
+    );
+    assert!(
+        text.contains("step started"),
+        "log lines still reach the terminal:\n{text}"
+    );
+    assert!(
+        text.contains("12 succeeded"),
+        "the summary follows the cleared bars:\n{text}"
+    );
+}
