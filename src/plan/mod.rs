@@ -416,6 +416,31 @@ impl Plan {
         &self.steps[i.min(self.steps.len().saturating_sub(1))]
     }
 
+    /// The devices a task covers when it targets a chunk of several devices (a command to a
+    /// device list, a group move); empty for single-target tasks.
+    pub fn task_devices(&self, id: TaskId) -> Vec<&Item> {
+        if id.0 >= self.task_count {
+            return Vec::new();
+        }
+        let step = self.step_of(id);
+        let k = (id.0 - step.first_task) as usize;
+        match &step.fanout {
+            Fanout::Chunks { target, size } => match self.targets.get(target) {
+                Some(t) if t.kind == ItemKind::Device => {
+                    let chunk: Vec<&Item> = t
+                        .items
+                        .iter()
+                        .skip(k * *size as usize)
+                        .take(*size as usize)
+                        .collect();
+                    if chunk.len() > 1 { chunk } else { Vec::new() }
+                }
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        }
+    }
+
     /// Materializes one task. Deterministic; `None` only for an id past the end.
     pub fn task(&self, id: TaskId) -> Option<Task> {
         if id.0 >= self.task_count {

@@ -85,6 +85,17 @@ pub struct TaskReport {
     pub attempts: Vec<Attempt>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<Value>,
+    /// The devices of a task that covers several (a command to a device list, a move),
+    /// so `results.csv` can give each its own row.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<DeviceRef>,
+}
+
+/// A device of a multi-device task.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeviceRef {
+    pub id: String,
+    pub name: String,
 }
 
 impl Report {
@@ -358,6 +369,14 @@ fn task_report(plan: &Plan, o: &Outcome) -> TaskReport {
         error: o.error.clone(),
         attempts: o.attempts.clone(),
         result: o.result.clone(),
+        devices: plan
+            .task_devices(o.task)
+            .into_iter()
+            .map(|d| DeviceRef {
+                id: d.id.clone(),
+                name: d.name.clone(),
+            })
+            .collect(),
     }
 }
 

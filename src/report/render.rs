@@ -409,23 +409,64 @@ fn seconds(ms: u64) -> String {
 // ---------------------------------------------------------------------------------------
 // CSV
 
-/// `results.csv`: one row per task, in plan order, with RFC 4180 quoting. Records end in
+/// `results.csv`: one row per target, in plan order, with RFC 4180 quoting: a task that
+/// covers several devices gets one row per device, with that device's final command state
+/// and reason when the command was followed. Records end in
 /// `\n` rather than RFC 4180's CRLF: spreadsheets accept both, and shell tools (`cut`,
 /// `awk`) would otherwise see a stray `\r` in the last column.
 pub fn csv(r: &Report) -> String {
     let mut out = String::from("task,step,target,status,attempts,error,result_id\n");
     for t in &r.tasks {
-        let fields = [
-            t.id.to_string(),
-            csv_field(&t.step),
-            csv_field(&t.target),
-            t.status.as_str().to_string(),
-            t.attempts.len().to_string(),
-            csv_field(t.error.as_deref().unwrap_or("")),
-            csv_field(&result_id(t.result.as_ref()).unwrap_or_default()),
-        ];
-        out.push_str(&fields.join(","));
-        out.push('\n');
+        let id = result_id(t.result.as_ref()).unwrap_or_default();
+        let mut row = |target: &str, status: &str, error: &str| {
+            let fields = [
+                t.id.to_string(),
+                csv_field(&t.step),
+                csv_field(target),
+                status.to_string(),
+                t.attempts.len().to_string(),
+                csv_field(error),
+                csv_field(&id),
+            ];
+            out.push_str(&fields.join(","));
+            out.push('\n');
+        };
+        if t.devices.is_empty() {
+            row(
+                &t.target,
+                t.status.as_str(),
+                t.error.as_deref().unwrap_or(""),
+            );
+            continue;
+        }
+        // Per-device command results, when the command was followed to its end.
+        let followed = t.result.as_ref().and_then(|r| r.get("devices"));
+        for d in &t.devices {
+            let failed = followed
+                .and_then(|f| f.get("failed"))
+                .and_then(|f| f.as_array())
+                .and_then(|a| {
+                    a.iter()
+                        .find(|x| x.get("device").and_then(|v| v.as_str()) == Some(d.id.as_str()))
+                });
+            let pending = followed
+                .and_then(|f| f.get("pending"))
+                .and_then(|p| p.as_array())
+                .is_some_and(|a| a.iter().any(|x| x.as_str() == Some(d.id.as_str())));
+            match (failed, pending) {
+                (Some(f), _) => {
+                    let state = f.get("state").and_then(|v| v.as_str()).unwrap_or("failed");
+                    let reason = f.get("reason").and_then(|v| v.as_str()).unwrap_or("");
+                    row(&d.name, "failed", &format!("{state}: {reason}"));
+                }
+                (None, true) => row(
+                    &d.name,
+                    "pending",
+                    "still queued when the wait ended (offline?)",
+                ),
+                (None, false) => row(&d.name, t.status.as_str(), t.error.as_deref().unwrap_or("")),
+            }
+        }
     }
     out
 }

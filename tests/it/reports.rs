@@ -64,6 +64,7 @@ fn task(
         error,
         attempts,
         result,
+        devices: Vec::new(),
     }
 }
 
@@ -1024,5 +1025,40 @@ fn golden_reports_from_a_fixed_journal() {
     assert_eq!(
         esper_bulk::journal::rebuild_report("fixture-run", &plan, &torn).summary,
         report.summary
+    );
+}
+
+#[test]
+fn a_task_over_several_devices_gets_a_csv_row_per_device() {
+    use esper_bulk::report::DeviceRef;
+    let mut r = clean();
+    let mut t = r.tasks[0].clone();
+    t.devices = ["d1", "d2", "d3"]
+        .iter()
+        .map(|d| DeviceRef {
+            id: d.to_string(),
+            name: format!("ACME-{d}"),
+        })
+        .collect();
+    t.result = Some(
+        json!({"id": "c1", "devices": {"failed": [{"device": "d2", "state": "Command Failure", "reason": "disk full"}], "pending": ["d3"], "counts": {}}}),
+    );
+    r.tasks = vec![t];
+    let text = render::csv(&r);
+    let rows: Vec<&str> = text.lines().skip(1).collect();
+    assert_eq!(rows.len(), 3, "{text}");
+    assert!(
+        rows[0].contains("ACME-d1") && rows[0].contains(",succeeded,"),
+        "{text}"
+    );
+    assert!(
+        rows[1].contains("ACME-d2")
+            && rows[1].contains(",failed,")
+            && rows[1].contains("Command Failure: disk full"),
+        "{text}"
+    );
+    assert!(
+        rows[2].contains("ACME-d3") && rows[2].contains(",pending,"),
+        "{text}"
     );
 }
