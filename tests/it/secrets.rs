@@ -48,6 +48,9 @@ async fn the_key_never_leaks() {
         .json()
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
+    // Other tests running in parallel may have cached "no interest" for callsites while no
+    // subscriber was set; make every callsite ask again, or this capture sees too little.
+    tracing::callsite::rebuild_interest_cache();
 
     let job = format!(
         "{}targets:\n  s: {{ groups: {{ name: \"Stores/*/*\" }} }}\nsteps:\n  - id: a\n    for_each: s\n    alarm_rule: {{ name: \"r ${{{{ item.name }}}}\", metric: m, conditions: {{ comparator: Frequency, value: 1, unit: Count }}, realert_interval: 60 }}\n",
