@@ -21,6 +21,9 @@ struct Cx<'a> {
     file: &'a str,
     host: &'a Host<'a>,
     diags: Vec<Diagnostic>,
+    /// The key whose value is being checked, so "missing key" errors can point at
+    /// `alarm_rule:` rather than at whichever key happens to come first in the map.
+    parent_key: Option<Span>,
 }
 
 impl Cx<'_> {
@@ -82,6 +85,7 @@ fn is_template(n: &Node) -> bool {
 // ---------------------------------------------------------------- shape pass
 
 fn check_shape(cx: &mut Cx, node: &Node, s: &'static Shape, path: &str) {
+    let parent = cx.parent_key.take();
     let Some(map) = node.as_map() else {
         let what = if path.is_empty() {
             "the job file".to_string()
@@ -107,7 +111,10 @@ fn check_shape(cx: &mut Cx, node: &Node, s: &'static Shape, path: &str) {
             continue;
         };
         match s.field(name) {
-            Some(f) => check_ty(cx, v, &f.ty, &join(path, name)),
+            Some(f) => {
+                cx.parent_key = Some(k.span);
+                check_ty(cx, v, &f.ty, &join(path, name));
+            }
             None => {
                 let names = s.names();
                 let help = match closest(name, &names) {
@@ -126,6 +133,10 @@ fn check_shape(cx: &mut Cx, node: &Node, s: &'static Shape, path: &str) {
     for f in s.fields.iter().filter(|f| f.required) {
         if node.get(f.name).is_none() {
             let at = map.first().map(|(k, _)| k).unwrap_or(node);
+            let at = &Node {
+                span: parent.unwrap_or(at.span),
+                kind: Kind::Null,
+            };
             cx.error(
                 at,
                 &join(path, f.name),
@@ -249,6 +260,7 @@ fn check_ty(cx: &mut Cx, v: &Node, t: &Ty, path: &str) {
         Ty::MapOf(inner) => match v.as_map() {
             Some(pairs) => {
                 for (k, item) in pairs {
+                    cx.parent_key = Some(k.span);
                     let key = k.scalar_text().unwrap_or_default();
                     check_ty(cx, item, inner, &join(path, &key));
                 }
@@ -259,6 +271,8 @@ fn check_ty(cx: &mut Cx, v: &Node, t: &Ty, path: &str) {
         Ty::ListOf(inner) => match v.as_seq() {
             Some(items) => {
                 for (i, it) in items.iter().enumerate() {
+                    // A list item has no key of its own; its map's first key is the anchor.
+                    cx.parent_key = None;
                     check_ty(cx, it, inner, &format!("{path}[{i}]"));
                 }
             }
@@ -353,6 +367,7 @@ pub fn check(file: &str, root: &Node, host: &Host) -> Result<(Job, Vec<Diagnosti
         file,
         host,
         diags: Vec::new(),
+        parent_key: None,
     };
     // `${NAME}` is read from the environment everywhere, once, before anything else looks
     // at the values (the `esper:` block does its own, to keep `api_key` a reference).
@@ -1051,9 +1066,13 @@ fn step(
             }
         }
     }
-    let ops: Vec<(&Node, &Node)> = shape::OPERATIONS
+    // In file order, so "two operations" points at the second one written.
+    let ops: Vec<(&Node, &Node)> = s
+        .as_map()
+        .unwrap_or_default()
         .iter()
-        .filter_map(|op| s.entry(op))
+        .filter(|(k, _)| k.as_str().is_some_and(|k| shape::OPERATIONS.contains(&k)))
+        .map(|(k, v)| (k, v))
         .collect();
     let (op_key, op) = match ops.as_slice() {
         [one] => *one,

@@ -124,7 +124,8 @@ fn every_problem_is_reported_with_its_line() {
     assert!(has(26, "item.nmae"), "{p:?}");
     assert!(has(28, "`Percnt` is not a valid unit"), "{p:?}");
     assert!(has(29, "unknown key `realert_intervall`"), "{p:?}");
-    assert!(has(26, "missing `realert_interval`"), "{p:?}");
+    // A missing key points at its parent, `alarm_rule:`.
+    assert!(has(25, "missing `realert_interval`"), "{p:?}");
 }
 
 #[test]
