@@ -191,6 +191,17 @@ mod against_mock {
         c
     }
 
+    /// `esper-bulk run JOB --state-dir DIR` against the mock.
+    fn run_in(
+        server: &esper_bulk::mock::MockServer,
+        job: &std::path::Path,
+        dir: &std::path::Path,
+    ) -> Command {
+        let mut c = bin(server);
+        c.arg("run").arg(job).arg("--state-dir").arg(dir);
+        c
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_reviewed_plan_runs_unchanged() {
         let server = start(small(61)).await;
@@ -337,11 +348,7 @@ mod against_mock {
         let server = start(cfg).await;
         let dir = tempfile::tempdir().unwrap();
         let job = job(dir.path(), "limits: { rate: 5/s }\n");
-        let child = bin(&server)
-            .arg("run")
-            .arg(&job)
-            .arg("--state-dir")
-            .arg(dir.path())
+        let child = run_in(&server, &job, dir.path())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -386,11 +393,7 @@ mod against_mock {
         let server = start(cfg).await;
         let dir = tempfile::tempdir().unwrap();
         let job = job(dir.path(), "limits: { rate: 2/s }\n");
-        let first = bin(&server)
-            .arg("run")
-            .arg(&job)
-            .arg("--state-dir")
-            .arg(dir.path())
+        let first = run_in(&server, &job, dir.path())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -408,13 +411,7 @@ mod against_mock {
             serde_json::from_str(&record).expect("the holder is recorded");
         assert_eq!(holder["pid"], first.id());
 
-        let second = bin(&server)
-            .arg("run")
-            .arg(&job)
-            .arg("--state-dir")
-            .arg(dir.path())
-            .output()
-            .unwrap();
+        let second = run_in(&server, &job, dir.path()).output().unwrap();
         assert_eq!(second.status.code(), Some(75));
         let err = String::from_utf8_lossy(&second.stderr);
         assert!(
@@ -441,11 +438,7 @@ mod against_mock {
             .unwrap();
         let mut first = first;
         first.wait().unwrap();
-        let third = bin(&server)
-            .arg("run")
-            .arg(&job)
-            .arg("--state-dir")
-            .arg(dir.path())
+        let third = run_in(&server, &job, dir.path())
             .args(["--deadline", "1s"])
             .output()
             .unwrap();
@@ -631,12 +624,8 @@ mod against_mock {
             (&canary, vec![], 3),
             (&slow, vec!["--deadline", "1s"], 4),
         ] {
-            let out = bin(&server)
-                .arg("run")
-                .arg(job)
+            let out = run_in(&server, job, dir.path())
                 .args(&args)
-                .arg("--state-dir")
-                .arg(dir.path())
                 .output()
                 .unwrap();
             assert_eq!(
