@@ -378,6 +378,15 @@ pub enum PlanError {
     },
     #[error("group `{0}` does not exist")]
     UnknownGroup(String),
+    /// A selection pattern that matches no group: refused, since a typo in `exclude`
+    /// would widen the selection and one in `name` would silently narrow it.
+    #[error("target `{target}`: {field} `{pattern}` matches no group")]
+    NoMatch {
+        target: String,
+        field: &'static str,
+        pattern: String,
+        suggestion: Option<String>,
+    },
     #[error("step `{step}`: {message}")]
     Template { step: String, message: String },
     #[error("the job fans out to more than {max} tasks ({count}); split it")]
@@ -394,6 +403,19 @@ impl PlanError {
             PlanError::UnknownVersion { package, .. } => Some(format!(
                 "upload it first (an `app_upload` step), or check the versions of {package}"
             )),
+            PlanError::NoMatch {
+                field, suggestion, ..
+            } => {
+                let why = if *field == "exclude" {
+                    "an exclude that matches nothing would leave the selection wider than meant"
+                } else {
+                    "check the spelling: names and paths are matched exactly, paths below `All devices` (`Stores/North/0042`)"
+                };
+                Some(match suggestion {
+                    Some(s) => format!("did you mean `{s}`? {why}"),
+                    None => why.to_string(),
+                })
+            }
             PlanError::UnknownGroup(_) => {
                 Some("group_move.to takes a group path below `All devices`, a name or an id".into())
             }

@@ -159,6 +159,7 @@ async fn resolve_one(
 ) -> Result<Option<FrozenTarget>, PlanError> {
     match spec {
         TargetSpec::Groups(sel) => {
+            check_patterns(name, sel, groups)?;
             let items = select_groups(sel, groups);
             if items.is_empty() {
                 let sample: Vec<&str> = groups.iter().take(5).map(|g| g.path.as_str()).collect();
@@ -231,6 +232,65 @@ async fn resolve_one(
         }
         TargetSpec::Union(_) => Ok(None),
     }
+}
+
+/// A pattern with glob syntax may legitimately match nothing today; a plain name or path
+/// is a promise that the group exists.
+fn is_glob(pattern: &str) -> bool {
+    pattern.contains(['*', '?', '[', '{'])
+}
+
+/// Refuses selections whose patterns match no group. An `exclude` that matches nothing is
+/// the dangerous case: a typo there silently widens the selection (a reboot of the lab as
+/// well as the stores), so every exclude entry, glob or not, must match at least one group.
+/// An include that is a plain name or path and matches nothing is refused too, since it
+/// is almost always a typo that would otherwise narrow the run without a word.
+fn check_patterns(
+    target: &str,
+    sel: &GroupSelector,
+    groups: &[GroupInfo],
+) -> Result<(), PlanError> {
+    let matches_any = |raw: &str| {
+        let m = matcher(raw);
+        groups.iter().any(|g| {
+            raw == g.name || raw == g.path || m.as_ref().is_some_and(|m| m.is_match(&g.path))
+        })
+    };
+    let suggest = |raw: &str| {
+        let paths: Vec<&str> = groups.iter().map(|g| g.path.as_str()).collect();
+        crate::job::closest(raw, &paths).map(str::to_string)
+    };
+    for raw in &sel.exclude {
+        if !matches_any(raw) {
+            return Err(PlanError::NoMatch {
+                target: target.to_string(),
+                field: "exclude",
+                pattern: raw.clone(),
+                suggestion: suggest(raw),
+            });
+        }
+    }
+    for raw in sel.names.iter().filter(|n| !is_glob(n)) {
+        if !matches_any(raw) {
+            return Err(PlanError::NoMatch {
+                target: target.to_string(),
+                field: "name",
+                pattern: raw.clone(),
+                suggestion: suggest(raw),
+            });
+        }
+    }
+    for id in &sel.ids {
+        if !groups.iter().any(|g| g.id == *id) {
+            return Err(PlanError::NoMatch {
+                target: target.to_string(),
+                field: "id",
+                pattern: id.clone(),
+                suggestion: None,
+            });
+        }
+    }
+    Ok(())
 }
 
 fn describe(sel: &GroupSelector) -> String {
@@ -323,5 +383,37 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(ids(select_groups(&every, &all)), vec!["1", "5"]);
+    }
+
+    // See: #9 — a typo in `exclude` must never widen a selection.
+    #[test]
+    fn patterns_that_match_nothing_are_refused() {
+        let all = vec![g("1", "Stores/North"), g("2", "Stores/Lab")];
+        let sel = |names: &[&str], ex: &[&str]| GroupSelector {
+            names: names.iter().map(|s| s.to_string()).collect(),
+            exclude: ex.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        let err = check_patterns("t", &sel(&["Stores/*"], &["Stores/Labb"]), &all).unwrap_err();
+        assert_eq!(
+            err,
+            PlanError::NoMatch {
+                target: "t".into(),
+                field: "exclude",
+                pattern: "Stores/Labb".into(),
+                suggestion: Some("Stores/Lab".into()),
+            }
+        );
+        assert!(err.help().unwrap().contains("did you mean `Stores/Lab`?"));
+        // A glob exclude that matches nothing is refused too; a glob include is not.
+        assert!(check_patterns("t", &sel(&["Stores/*"], &["Lab/*"]), &all).is_err());
+        assert!(check_patterns("t", &sel(&["Depots/*", "Stores/*"], &[]), &all).is_ok());
+        assert!(check_patterns("t", &sel(&["Stores/Nort"], &[]), &all).is_err());
+        assert!(check_patterns("t", &sel(&["North", "Stores/Lab"], &["Lab"]), &all).is_ok());
+        let by_id = GroupSelector {
+            ids: vec!["9".into()],
+            ..Default::default()
+        };
+        assert!(check_patterns("t", &by_id, &all).is_err());
     }
 }

@@ -16,3 +16,4 @@ mod schedule;
 mod secrets;
 mod support;
 mod tidy;
+mod truthful;
