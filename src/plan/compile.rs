@@ -262,10 +262,33 @@ fn estimate(steps: &[PlanStep], targets: &super::Targets, rate: f64) -> Estimate
             OpTemplate::Request { method, path, .. } => add(&format!("{method} {path}"), n),
         }
     }
-    let total_requests = r.values().sum();
+    let total_requests: u64 = r.values().sum();
+    let seconds = total_requests as f64 / rate;
     Estimate {
         requests: r,
         total_requests,
-        seconds: total_requests as f64 / rate,
+        seconds,
+        max_seconds: seconds + waits_upper_bound(steps),
     }
+}
+
+/// The most time a run can spend waiting rather than sending: each step that waits for
+/// device results may wait up to its timeout once per rollout stage (stages run one after
+/// another, and a stage's tasks wait side by side, since followers hold no write slot).
+/// Summed over steps, which over-counts steps that could overlap: the bound is meant to
+/// be safe to compare with a deadline, not tight.
+fn waits_upper_bound(steps: &[PlanStep]) -> f64 {
+    steps
+        .iter()
+        .filter(|s| s.task_count > 0)
+        .filter_map(|s| match &s.op {
+            OpTemplate::Command {
+                wait_ms: Some(w), ..
+            } => {
+                let stages = s.rollout.as_ref().map_or(1, |r| r.stage_ends.len().max(1));
+                Some(w.as_secs_f64() * stages as f64)
+            }
+            _ => None,
+        })
+        .sum()
 }

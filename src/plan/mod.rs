@@ -338,7 +338,12 @@ pub struct Estimate {
     /// By `METHOD path-template`; polls of commands with `wait` are a lower bound.
     pub requests: BTreeMap<String, u64>,
     pub total_requests: u64,
+    /// The best case: every request at the rate budget, nothing waited for.
     pub seconds: f64,
+    /// The worst case: plus every command wait running to its timeout, stage by stage.
+    /// Older plan files lack it; they read as the best case.
+    #[serde(default)]
+    pub max_seconds: f64,
 }
 
 /// A compiled, frozen job.
