@@ -65,6 +65,7 @@ pub mod mock;
 pub mod plan;
 pub mod progress;
 pub mod report;
+pub mod run;
 pub mod util;
 
 /// Process exit codes; stable, documented in `--help` and the README.
