@@ -204,7 +204,7 @@ impl Output {
     }
 }
 
-/// One run: [`super::run`]'s only argument.
+/// One run: [`super::run()`]'s only argument.
 #[derive(Debug)]
 pub struct RunConfig {
     pub source: Source,
@@ -236,7 +236,7 @@ impl RunConfig {
     }
 }
 
-/// Planning a job without running it: [`super::plan`]'s only argument.
+/// Planning a job without running it: [`super::plan()`]'s only argument.
 #[derive(Debug)]
 pub struct PlanConfig {
     pub job: Job,
@@ -260,5 +260,23 @@ impl PlanConfig {
             },
             notices: Notices::none(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_governor_pauses_at_least_the_pacing_minimum_and_at_most_the_retry_maximum() {
+        let retry = RetrySettings {
+            initial_delay: Duration::from_millis(20),
+            ..RetrySettings::default()
+        };
+        let pacing = Pacing::production();
+        let g = governor_config(&Limits::default(), &retry, &pacing, 5);
+        assert_eq!(g.base_pause, pacing.min_pause);
+        assert_eq!(g.max_pause, retry.max_delay);
+        assert_eq!((g.rate, g.seed, g.jitter), (20.0, 5, pacing.jitter));
     }
 }

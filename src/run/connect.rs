@@ -87,3 +87,78 @@ pub(super) fn client(
     let client = Client::new(conn, settings.client.clone())?.with_throttle(gov.clone());
     Ok((client, gov))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::config::Env;
+
+    fn settings(vars: &'static [(&'static str, &'static str)]) -> ConnectionSettings {
+        ConnectionSettings {
+            env: Env::from_fn(|n| {
+                vars.iter()
+                    .find(|(k, _)| *k == n)
+                    .map(|(_, v)| v.to_string())
+            }),
+            ..ConnectionSettings::from_env()
+        }
+    }
+
+    #[test]
+    fn flags_then_plan_then_job_then_environment() {
+        let env = &[
+            ("ESPER_TENANT", "acme"),
+            ("ESPER_ENTERPRISE_ID", "e-env"),
+            ("ESPER_API_KEY", "k"),
+        ];
+        let job = EsperSettings {
+            base_url: Some("https://job/api".into()),
+            enterprise_id: Some("e-job".into()),
+            api_key: None,
+        };
+        let plan = Server {
+            base_url: "https://plan/api".into(),
+            enterprise_id: "e-plan".into(),
+        };
+        let c = resolve(&settings(env), None, None).unwrap();
+        assert_eq!(
+            (c.base_url.as_str(), c.enterprise_id.as_str()),
+            ("https://acme-api.esper.cloud/api", "e-env")
+        );
+        let c = resolve(&settings(env), Some(&job), None).unwrap();
+        assert_eq!(c.enterprise_id, "e-job");
+        let c = resolve(&settings(env), Some(&job), Some(&plan)).unwrap();
+        assert_eq!(
+            (c.base_url.as_str(), c.enterprise_id.as_str()),
+            ("https://plan/api", "e-plan")
+        );
+        let mut flags = settings(env);
+        flags.tenant = Some("other".into());
+        flags.enterprise_id = Some("e-flag".into());
+        let c = resolve(&flags, Some(&job), Some(&plan)).unwrap();
+        assert_eq!(
+            (c.base_url.as_str(), c.enterprise_id.as_str()),
+            ("https://other-api.esper.cloud/api", "e-flag")
+        );
+    }
+
+    #[test]
+    fn missing_and_empty_keys_are_named() {
+        let job = EsperSettings {
+            base_url: Some("https://job/api".into()),
+            enterprise_id: Some("e".into()),
+            api_key: Some(KeySource::Env("MY_KEY".into())),
+        };
+        let err = resolve(&settings(&[]), Some(&job), None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "no API key: environment variable MY_KEY is not set"
+        );
+        let err = resolve(&settings(&[("MY_KEY", "")]), Some(&job), None).unwrap_err();
+        assert!(matches!(err, RunError::EmptyKey(_)), "{err}");
+        assert!(matches!(
+            resolve(&settings(&[]), None, None),
+            Err(RunError::NoServer)
+        ));
+    }
+}

@@ -1,6 +1,6 @@
 //! `esper-bulk demo`: start the embedded mock Esper with a realistic fleet and realistic
 //! trouble (a 30 req/s server limit, 2% 5xx, 2% commit-then-fail), run a job against it
-//! through the ordinary [`super::run`], and report what the mock saw.
+//! through the ordinary [`super::run()`], and report what the mock saw.
 //!
 //! The run is a real run (lock, run directory, journal, reports); only the server is fake.
 //! The mock's behaviour is [`crate::mock`]'s; printing the outcome is the caller's.

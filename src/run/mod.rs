@@ -6,7 +6,7 @@
 //! nothing), resolve the connection, build the governor and throttled client, plan the job
 //! (or take the saved or resumed plan), write `runs/<id>/plan.json`, run the plan while
 //! journalling every task, then write the report files and metrics. It returns a
-//! [`RunResult`] with the in-memory [`Report`]. [`plan`] is the same up to planning, for
+//! [`RunResult`] with the in-memory [`Report`]. [`plan()`] is the same up to planning, for
 //! `esper-bulk plan`.
 //!
 //! It never prints and never installs signal handlers: notices go to the caller's

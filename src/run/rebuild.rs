@@ -153,3 +153,32 @@ pub fn write_report(dir: &Path, report: &Report, format: Format) -> Result<PathB
     })?;
     Ok(path)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_names_round_trip_to_file_names() {
+        let names: Vec<&str> = ["json", "md", "xml", "junit", "csv", "html"]
+            .iter()
+            .map(|n| n.parse::<Format>().unwrap().file_name())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "report.json",
+                "report.md",
+                "report.xml",
+                "report.xml",
+                "results.csv",
+                "report.html"
+            ]
+        );
+        let err = "pdf".parse::<Format>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown report format `pdf`; use json, md, xml, csv or html"
+        );
+    }
+}
