@@ -8,7 +8,9 @@
 //!   (`esper-bulk mock`, so this process's CPU time is the engine's alone) with a
 //!   server-side limit of 200 req/s, in three scenarios: the engine not told the limit,
 //!   told it, and with 250 ms of server latency. Reports throughput as a share of the
-//!   limit, the share of requests answered 429, and engine CPU per 1,000 requests.
+//!   limit, the share of requests answered 429, and engine CPU per 1,000 requests. Both
+//!   planning and the run go through `esper_bulk::run`, as the CLI's do; the CPU figure
+//!   covers the run with its journal but not report renderings.
 
 use std::time::Instant;
 
@@ -232,10 +234,8 @@ struct Scenario {
 }
 
 async fn bench_run() {
-    use esper_bulk::esper::dispatch::{EsperDispatch, PollSettings};
-    use esper_bulk::esper::{ApiKey, Client, ClientOptions, Connection};
-    use esper_bulk::exec::{self, Governor, GovernorConfig, RunOptions};
-    use std::sync::Arc;
+    use esper_bulk::esper::ApiKey;
+    use esper_bulk::run::{self, ConnectionSettings, Pacing, PlanConfig, RunConfig, Source};
     const R: f64 = 200.0;
     const TASKS: usize = 10_000;
     let scenarios = [
@@ -303,73 +303,37 @@ async fn bench_run() {
         let env = move |n: &str| (n == "ESPER_API_KEY").then(|| key.clone());
         let (job, _) =
             job::load("bench.yaml", &job, &job::Host::env_only(&env)).expect("bench job is valid");
-        let conn = || Connection::new(&mock.base_url, &mock.eid, ApiKey::new(mock.key.clone()));
-        // Planning reads go through their own governor so they do not count below.
-        let plan_gov = Arc::new(Governor::new(GovernorConfig {
-            rate: 150.0,
-            batch: 5,
-            max_in_flight: 5,
-            base_pause: std::time::Duration::from_millis(200),
-            max_pause: std::time::Duration::from_secs(5),
-            max_retry_after: std::time::Duration::from_secs(5),
-            jitter: std::time::Duration::ZERO,
-            seed: 1,
-        }));
-        let planner = Client::new(conn(), ClientOptions::default())
-            .expect("client")
-            .with_throttle(plan_gov);
-        let resolved = plan::resolve(&job, &planner)
+        let conn =
+            || ConnectionSettings::direct(&mock.base_url, &mock.eid, ApiKey::new(mock.key.clone()));
+        // Planning has a governor of its own, so its reads do not count below.
+        let p = run::plan(PlanConfig::new(job, conn()))
             .await
-            .expect("targets resolve");
-        let p = plan::compile(
-            &job,
-            &resolved,
-            Server {
-                base_url: mock.base_url.clone(),
-                enterprise_id: mock.eid.clone(),
-            },
-        )
-        .expect("plan");
+            .expect("the bench job plans");
         assert_eq!(p.task_count as usize, TASKS);
         // Let the server's bucket refill after the planning reads.
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        let gov = Arc::new(Governor::new(GovernorConfig {
-            rate: job.limits.rate,
-            batch: job.limits.batch,
-            max_in_flight: job.limits.max_in_flight,
-            base_pause: job.retry.initial_delay,
-            max_pause: job.retry.max_delay,
-            max_retry_after: job.retry.max_retry_after,
+        let state = tempfile::tempdir().expect("a state directory");
+        let mut cfg = RunConfig::new(
+            Source::Plan(Box::new(p)),
+            conn(),
+            state.path().to_path_buf(),
+        );
+        cfg.pacing = Pacing {
             jitter: std::time::Duration::from_millis(2),
-            seed: 9,
-        }));
-        let client = Client::new(conn(), ClientOptions::default())
-            .expect("client")
-            .with_throttle(gov.clone());
-        let dispatch = EsperDispatch::new(client, PollSettings::default());
+            drain: std::time::Duration::from_secs(5),
+            seed: Some(9),
+            ..Pacing::production()
+        };
+        // Renderings are report formatting, not engine work; the journal is counted.
+        cfg.output.renderings = false;
         let cpu0 = cpu_seconds();
-        let out = exec::run(
-            Arc::new(p),
-            dispatch,
-            RunOptions {
-                deadline: None,
-                drain: std::time::Duration::from_secs(5),
-                seed: 5,
-                prior: Default::default(),
-                reconcile: false,
-            },
-            tokio_util::sync::CancellationToken::new(),
-            |_| {},
-        )
-        .await;
+        let result = run::run(cfg, tokio_util::sync::CancellationToken::new())
+            .await
+            .expect("the bench run starts");
         let cpu = cpu_seconds() - cpu0;
-        let stats = gov.stats();
-        let ok = out
-            .outcomes
-            .iter()
-            .filter(|o| o.status == esper_bulk::exec::TaskStatus::Succeeded)
-            .count();
-        let secs = out.elapsed.as_secs_f64();
+        let stats = &result.report.governor;
+        let ok = result.report.summary.succeeded as usize;
+        let secs = result.report.run.elapsed_ms as f64 / 1000.0;
         let share = ok as f64 / secs / R;
         let limited = stats.rate_limited as f64 / stats.requests as f64;
         println!(

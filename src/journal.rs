@@ -210,69 +210,6 @@ pub fn read(path: &Path) -> Result<Replay, JournalError> {
     Ok(replay)
 }
 
-/// Rebuilds a run's report from its plan and journal alone. Tasks with no recorded
-/// outcome are `not_started`.
-pub fn rebuild_report(
-    run_id: &str,
-    plan: &crate::plan::Plan,
-    replay: &Replay,
-) -> crate::report::Report {
-    let outcomes: Vec<Outcome> = plan
-        .task_ids()
-        .map(|id| {
-            replay.outcomes.get(&id.0).cloned().unwrap_or_else(|| {
-                Outcome::not_run(
-                    id,
-                    TaskStatus::NotStarted,
-                    "not started: no outcome in the journal".into(),
-                    0,
-                )
-            })
-        })
-        .collect();
-    let (started, finished, elapsed, stopped, thresholds, gov) = match &replay.finish {
-        Some(Entry::Finish {
-            started_at,
-            finished_at,
-            elapsed_ms,
-            stopped,
-            thresholds,
-            governor,
-        }) => (
-            started_at.parse().ok(),
-            finished_at.parse().ok(),
-            *elapsed_ms,
-            *stopped,
-            thresholds.clone(),
-            governor.clone(),
-        ),
-        // A run that never finished cleanly (killed) was stopped; say so.
-        _ => (
-            None,
-            None,
-            0,
-            Some(crate::exec::StopReason::Interrupted),
-            Vec::new(),
-            crate::exec::GovernorStats::default(),
-        ),
-    };
-    let out = crate::exec::RunOutput {
-        outcomes,
-        stopped,
-        thresholds,
-        elapsed: Duration::from_millis(elapsed),
-    };
-    let epoch = jiff::Timestamp::UNIX_EPOCH;
-    crate::report::Report::build_at(
-        run_id,
-        plan,
-        &out,
-        gov,
-        started.unwrap_or(epoch),
-        finished.unwrap_or(epoch),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

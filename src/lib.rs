@@ -10,12 +10,16 @@
 //!   ─exec::run(Dispatch, Governor)→ Outcome* ─report::Report::build→ Report ─render→ files
 //! ```
 //!
+//! [`run`] drives that pipeline for one run (lock, run directory, journal, reports);
+//! [`cli`] only turns flags into [`run`]'s settings and prints what comes back.
+//!
 //! - [`job`]: parses and validates a YAML job file into a [`job::Job`]. Pure: text in,
 //!   job or diagnostics out; no network, no clock, no tokio.
 //! - [`plan`]: resolves the job's targets through the [`plan::Inventory`] trait (read-only
 //!   API calls), freezes them and compiles the task graph ([`plan::Plan`]): each step's
-//!   fan-out and operation template; [`plan::Plan::task`] materializes any task on demand.
-//!   Apart from the inventory reads it is pure and sends nothing.
+//!   fan-out and operation template; [`plan::Plan::task`] materializes any task on demand;
+//!   [`plan::plan_text`] is the review text `esper-bulk plan` prints. Apart from the
+//!   inventory reads it is pure and sends nothing.
 //! - [`exec`]: runs a plan: the [`exec::Governor`] (rate ceiling, adaptive send rate,
 //!   adaptive in-flight window, run-wide pause on 429, a gate that closes when the run
 //!   stops), retries with backon, rollout stages, step outputs, and the worker pool. Task
@@ -27,18 +31,31 @@
 //!   the demo and people trying jobs without a tenant.
 //! - [`apk`]: reads package and version code from an APK (or the mock's text "APK") so
 //!   uploads of existing versions are skipped.
+//! - [`run`]: one run end to end, as a library: [`run::run`] takes a [`run::RunConfig`]
+//!   (a job, a saved plan or a run id to resume; connection, pacing, state directory,
+//!   output) and a cancellation token, and returns a [`run::RunResult`] with the report;
+//!   [`run::plan`] stops after planning. It owns the state directory's layout, builds the
+//!   only [`exec::GovernorConfig`] ([`run::governor_config`]), journals every task,
+//!   resumes runs, rebuilds reports from journals and runs the demo. It never prints:
+//!   notices go to the caller's [`run::Notices`], failures to start are [`run::RunError`].
 //! - [`journal`]: the append-only JSON Lines record of task outcomes that `run --resume`
-//!   and report rebuilding read.
+//!   and report rebuilding read. It records; it does not know reports.
 //! - [`lock`]: the run lock (one run of a job per state directory; exit 75 when held).
 //! - [`progress`]: progress bars on a terminal (nothing under cron or a pipe).
 //! - [`util`]: atomic file writes.
-//! - [`cli`]: the command line; the only place that uses `anyhow`.
+//! - [`cli`]: the command line: flags to [`run`]'s settings, results to stdout, notices
+//!   and errors to stderr, exit codes. The only place that uses `anyhow`, and the only
+//!   one that prints run output (the mock's own command prints its address).
 //!
 //! # Invariants
 //!
 //! - **Invariant:** `job` and `plan` never do I/O of their own; `plan` reads the API only
 //!   through [`plan::Inventory`].
 //! - **Invariant:** nothing is sent before the whole job validates and compiles.
+//! - **Invariant:** a run takes its job's lock before it reads the API, and holds it until
+//!   its report is written.
+//! - **Invariant:** the library never prints and never installs signal handlers; a run
+//!   stops only through its cancellation token (or its deadline).
 //! - **Invariant:** every HTTP request the engine makes (writes, reads, retries, pages,
 //!   status polls) passes the client's [`esper::Throttle`] and so takes a rate permit.
 //! - **Invariant:** a create whose result is unknown is never re-sent before a read-back
@@ -65,6 +82,7 @@ pub mod mock;
 pub mod plan;
 pub mod progress;
 pub mod report;
+pub mod run;
 pub mod util;
 
 /// Process exit codes; stable, documented in `--help` and the README.

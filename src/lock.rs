@@ -43,6 +43,8 @@ pub enum LockError {
         "job `{job}` is already running (its lock record is unreadable); wait for it or stop the other esper-bulk process"
     )]
     HeldUnknown { job: String },
+    #[error("stopped while waiting for the lock of job `{job}`")]
+    Stopped { job: String },
     #[error("cannot use the lock file {path}: {source}")]
     Io {
         path: PathBuf,
@@ -91,10 +93,13 @@ fn read_holder(file: &mut File) -> Option<Holder> {
 }
 
 /// Takes the lock of `holder.job` in `state`, waiting up to `wait` for another run to end.
+/// `stop` is asked between waits, so a run cancelled while it waits gives up at once
+/// instead of holding its process for the rest of `wait`.
 pub fn acquire(
     state: &Path,
     holder: &Holder,
     wait: Option<Duration>,
+    stop: &dyn Fn() -> bool,
 ) -> Result<RunLock, LockError> {
     let path = lock_path(state, &holder.job);
     let io = |source| LockError::Io {
@@ -114,6 +119,11 @@ pub fn acquire(
         match file.try_lock() {
             Ok(()) => break,
             Err(std::fs::TryLockError::WouldBlock) => {
+                if stop() {
+                    return Err(LockError::Stopped {
+                        job: holder.job.clone(),
+                    });
+                }
                 if until.is_some_and(|u| Instant::now() < u) {
                     std::thread::sleep(Duration::from_millis(500));
                     continue;
@@ -207,9 +217,9 @@ mod tests {
     #[test]
     fn second_acquire_names_the_holder_and_release_frees() {
         let dir = tempfile::tempdir().unwrap();
-        let first = acquire(dir.path(), &holder("r1"), None).unwrap();
+        let first = acquire(dir.path(), &holder("r1"), None, &|| false).unwrap();
         assert!(first.taken_over.is_none());
-        match acquire(dir.path(), &holder("r2"), None) {
+        match acquire(dir.path(), &holder("r2"), None, &|| false) {
             Err(LockError::Held { holder, .. }) => assert_eq!(holder.run_id, "r1"),
             other => panic!("expected Held, got {other:?}"),
         }
@@ -218,7 +228,7 @@ mod tests {
             Unlock::Running(holder("r1"))
         );
         drop(first);
-        let again = acquire(dir.path(), &holder("r3"), None).unwrap();
+        let again = acquire(dir.path(), &holder("r3"), None, &|| false).unwrap();
         assert!(
             again.taken_over.is_none(),
             "a clean release leaves no record"
@@ -237,7 +247,7 @@ mod tests {
         ));
         assert_eq!(unlock(dir.path(), "dead").unwrap(), Unlock::NotFound);
         std::fs::write(&path, serde_json::to_string(&holder("dead2")).unwrap()).unwrap();
-        let lock = acquire(dir.path(), &holder("new"), None).unwrap();
+        let lock = acquire(dir.path(), &holder("new"), None, &|| false).unwrap();
         assert_eq!(
             lock.taken_over.as_ref().map(|h| h.run_id.as_str()),
             Some("dead2")

@@ -10,6 +10,7 @@
 
 mod compile;
 mod resolve;
+mod show;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -21,6 +22,7 @@ use crate::job::{Amount, Limits, OnExists, RetrySettings, template};
 
 pub use compile::{MAX_DEVICES_PER_COMMAND, MAX_DEVICES_PER_MOVE, compile};
 pub use resolve::{GroupInfo, Inventory, InventoryError, Resolved, resolve, select_groups};
+pub use show::plan_text;
 
 /// The plan file format; bumped on incompatible changes.
 pub const PLAN_FORMAT: u32 = 2;

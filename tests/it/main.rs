@@ -11,6 +11,7 @@ mod jobs;
 mod mock;
 mod ops;
 mod reports;
+mod resume;
 mod scenarios;
 mod schedule;
 mod secrets;

@@ -978,7 +978,7 @@ fn golden_reports_from_a_fixed_journal() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("plan.json")).unwrap()).unwrap();
     let replay = esper_bulk::journal::read(&dir.join("journal.jsonl")).unwrap();
     assert!(replay.finish.is_some() && !replay.torn);
-    let report = esper_bulk::journal::rebuild_report("fixture-run", &plan, &replay);
+    let report = esper_bulk::run::rebuild_report("fixture-run", &plan, &replay);
     assert_eq!(
         (
             report.summary.failed,
@@ -1023,7 +1023,7 @@ fn golden_reports_from_a_fixed_journal() {
     let torn = esper_bulk::journal::read(&tmp.path().join("journal.jsonl")).unwrap();
     assert!(torn.torn);
     assert_eq!(
-        esper_bulk::journal::rebuild_report("fixture-run", &plan, &torn).summary,
+        esper_bulk::run::rebuild_report("fixture-run", &plan, &torn).summary,
         report.summary
     );
 }

@@ -1,15 +1,15 @@
 //! The test harness: start the in-process mock on 127.0.0.1:0, build clients for it, and
-//! run whole jobs through the same pipeline the CLI uses, without touching the disk.
+//! run whole jobs through `esper_bulk::run`, the entry the CLI uses, with test pacing and
+//! a throwaway state directory.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use esper_bulk::esper::dispatch::{EsperDispatch, PollSettings};
+use esper_bulk::esper::dispatch::PollSettings;
 use esper_bulk::esper::{ApiKey, Client, ClientOptions, Connection};
-use esper_bulk::exec::{self, Governor, GovernorConfig, RunOptions};
 use esper_bulk::mock::{CommandBehaviour, MockConfig, MockServer};
-use esper_bulk::plan::{self, Plan, Server};
+use esper_bulk::plan::Plan;
 use esper_bulk::report::Report;
+use esper_bulk::run::{self, ConnectionSettings, Pacing, RunConfig, RunResult, Source};
 use tokio_util::sync::CancellationToken;
 
 /// A small, fast mock: commands finish within a few hundred milliseconds.
@@ -59,51 +59,60 @@ pub async fn run_job_with(
     yaml: &str,
     cancel: CancellationToken,
 ) -> (Plan, Report) {
+    let state = tempfile::tempdir().expect("a temporary state directory");
+    let r = run(
+        run_config(
+            server,
+            Source::Job(Box::new(load(server, yaml))),
+            state.path(),
+        ),
+        cancel,
+    )
+    .await;
+    (r.plan.as_ref().clone(), r.report)
+}
+
+/// Validates a job whose `${ESPER_API_KEY}` is the mock's key.
+pub fn load(server: &MockServer, yaml: &str) -> esper_bulk::job::Job {
     let key = server.api_key().to_string();
     let env = move |n: &str| (n == "ESPER_API_KEY").then(|| key.clone());
-    let (job, _) = esper_bulk::job::load("test.yaml", yaml, &esper_bulk::job::Host::env_only(&env))
-        .unwrap_or_else(|d| panic!("job is valid:\n{d}"));
-    let gov = Arc::new(Governor::new(GovernorConfig {
-        rate: job.limits.rate,
-        batch: job.limits.batch,
-        max_in_flight: job.limits.max_in_flight,
-        base_pause: Duration::from_millis(50),
-        max_pause: Duration::from_secs(2),
-        max_retry_after: job.retry.max_retry_after,
+    esper_bulk::job::load("test.yaml", yaml, &esper_bulk::job::Host::env_only(&env))
+        .unwrap_or_else(|d| panic!("job is valid:\n{d}"))
+        .0
+}
+
+/// Fast pacing for the mock: short pauses and polls, a fixed seed.
+pub fn test_pacing() -> Pacing {
+    Pacing {
+        min_pause: Duration::from_millis(50),
         jitter: Duration::from_millis(5),
-        seed: 1,
-    }));
-    let client = client(server).with_throttle(gov.clone());
-    let server_info = Server {
-        base_url: server.base_url(),
-        enterprise_id: server.enterprise_id().to_string(),
-    };
-    let resolved = plan::resolve(&job, &client).await.expect("targets resolve");
-    let plan = plan::compile(&job, &resolved, server_info).expect("plan compiles");
-    let dispatch = EsperDispatch::new(
-        client,
-        PollSettings {
+        poll: PollSettings {
             initial: Duration::from_millis(50),
             max: Duration::from_millis(200),
         },
+        drain: Duration::from_secs(5),
+        seed: Some(1),
+    }
+}
+
+/// A run of `source` against the mock, with its state in `state`.
+pub fn run_config(server: &MockServer, source: Source, state: &std::path::Path) -> RunConfig {
+    let mut connection = ConnectionSettings::direct(
+        &server.base_url(),
+        server.enterprise_id(),
+        ApiKey::new(server.api_key()),
     );
-    let started = jiff::Timestamp::now();
-    let out = exec::run(
-        Arc::new(plan.clone()),
-        dispatch,
-        RunOptions {
-            deadline: job.deadline.map(|d| tokio::time::Instant::now() + d),
-            drain: Duration::from_secs(5),
-            seed: 3,
-            prior: Default::default(),
-            reconcile: false,
-        },
-        cancel,
-        |_| {},
-    )
-    .await;
-    let report = Report::build("test-run", &plan, &out, gov.stats(), started);
-    (plan, report)
+    connection.client.timeout = Duration::from_secs(5);
+    let mut cfg = RunConfig::new(source, connection, state.to_path_buf());
+    cfg.pacing = test_pacing();
+    cfg
+}
+
+/// Runs `cfg`, which must start and be recorded (task failures are fine).
+pub async fn run(cfg: RunConfig, cancel: CancellationToken) -> RunResult {
+    run::run(cfg, cancel)
+        .await
+        .unwrap_or_else(|e| panic!("the run starts and is recorded: {e}"))
 }
 
 /// A job header pointing at the mock (the base URL and enterprise come from the server).

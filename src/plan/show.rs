@@ -1,0 +1,104 @@
+//! The plan as text, for people reviewing a job before it runs: targets with a sample of
+//! their items, steps with their fan-out and rollout stages, the request estimate and,
+//! on request, every write the plan would send.
+//!
+//! Pure: a [`Plan`] in, a `String` out. Printing it, and deciding when to, is the
+//! command line's business; the JSON form is the plan's own serialization.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use super::{Fanout, ItemKind, Plan};
+
+/// The text `esper-bulk plan` prints; `show_requests` adds every write (method, path,
+/// body) in task order.
+pub fn plan_text(p: &Plan, show_requests: bool) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "plan for job `{}` against {} (enterprise {})",
+        p.job, p.server.base_url, p.server.enterprise_id
+    );
+    for (name, t) in &p.targets {
+        let kind = match t.kind {
+            ItemKind::Group => "groups",
+            ItemKind::Device => "devices",
+        };
+        let sample: Vec<&str> = t.items.iter().take(3).map(|i| i.label()).collect();
+        let more = if t.items.len() > 3 { ", …" } else { "" };
+        let _ = writeln!(
+            out,
+            "target {name}: {} {kind} ({}{more})",
+            t.items.len(),
+            sample.join(", ")
+        );
+    }
+    let _ = writeln!(out, "steps:");
+    for s in &p.steps {
+        let needs = if s.needs.is_empty() {
+            String::new()
+        } else {
+            format!(", after {}", s.needs.join(", "))
+        };
+        let fan = match &s.fanout {
+            Fanout::Single => "once".to_string(),
+            Fanout::PerItem { target } => format!("once per item of {target}"),
+            Fanout::Chunks { target, size } => match p.targets.get(target).map(|t| t.kind) {
+                Some(ItemKind::Device) => format!("one per {size} devices of {target}"),
+                _ => format!("one per group of {target}"),
+            },
+        };
+        let _ = writeln!(
+            out,
+            "  {:<20} {:<15} {:>7} tasks ({fan}{needs})",
+            s.id, s.kind, s.task_count
+        );
+        if let Some(r) = &s.rollout {
+            let stages: Vec<String> = r.stage_ends.iter().map(|e| e.to_string()).collect();
+            let _ = writeln!(
+                out,
+                "  {:<20} rollout: stages end at task {} of {}; stop when failures exceed {}",
+                "",
+                stages.join(", "),
+                s.task_count,
+                r.max_failures
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "requests (estimated; command polls are a lower bound):"
+    );
+    for (route, n) in &p.estimate.requests {
+        let _ = writeln!(out, "  {n:>9}  {route}");
+    }
+    let _ = writeln!(
+        out,
+        "total {} requests, about {} at {}/s{}",
+        p.estimate.total_requests,
+        humantime::format_duration(Duration::from_secs(p.estimate.seconds.ceil() as u64)),
+        p.limits.rate,
+        p.deadline_ms
+            .map(|d| format!(" (deadline {})", humantime::format_duration(d)))
+            .unwrap_or_default()
+    );
+    if show_requests {
+        let _ = writeln!(out, "writes (nothing is sent by `plan`):");
+        for id in p.task_ids() {
+            let Some(t) = p.task(id) else { continue };
+            for w in t.op.writes(&p.server.enterprise_id) {
+                let note = w.note.map(|n| format!("  # {n}")).unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "  {} [{}] {} {} {}{note}",
+                    t.id,
+                    t.step,
+                    w.method,
+                    w.path,
+                    serde_json::to_string(&w.body).unwrap_or_default()
+                );
+            }
+        }
+    }
+    out
+}

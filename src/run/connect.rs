@@ -1,0 +1,164 @@
+//! From settings to a throttled client: resolving where to connect and with which key
+//! (overrides, then a plan's server, then the job, then the environment), and building the
+//! run's governor and the client that every request passes through.
+//!
+//! The key is read here and goes straight into [`ApiKey`], which never prints. What the
+//! client then sends is the executor's and the planner's business.
+
+use std::sync::Arc;
+
+use crate::esper::{ApiKey, Client, Connection};
+use crate::exec::Governor;
+use crate::job::{EsperSettings, KeySource, Limits, RetrySettings};
+use crate::plan::Server;
+
+use super::RunError;
+use super::config::{ConnectionSettings, KeyOverride, Pacing, governor_config};
+
+/// The connection for a run of a job (`job`) or a plan (`plan_server`).
+pub(super) fn resolve(
+    settings: &ConnectionSettings,
+    job: Option<&EsperSettings>,
+    plan_server: Option<&Server>,
+) -> Result<Connection, RunError> {
+    let env = &settings.env;
+    let from_job = job.cloned().unwrap_or_default();
+    let base_url = settings
+        .base_url
+        .clone()
+        .or_else(|| settings.tenant.as_deref().map(Connection::tenant_url))
+        .or_else(|| plan_server.map(|s| s.base_url.clone()))
+        .or(from_job.base_url)
+        .or_else(|| env.get("ESPER_BASE_URL"))
+        .or_else(|| env.get("ESPER_TENANT").map(|t| Connection::tenant_url(&t)))
+        .ok_or(RunError::NoServer)?;
+    let enterprise_id = settings
+        .enterprise_id
+        .clone()
+        .or_else(|| plan_server.map(|s| s.enterprise_id.clone()))
+        .or(from_job.enterprise_id)
+        .or_else(|| env.get("ESPER_ENTERPRISE_ID"))
+        .ok_or(RunError::NoEnterprise)?;
+    let (key, from) = match (&settings.api_key, from_job.api_key) {
+        (Some(KeyOverride::Key(k)), _) => (k.clone(), "the connection settings".to_string()),
+        (Some(KeyOverride::File(f)), _) => {
+            let source = KeySource::File(f.display().to_string());
+            (read_key(&source, settings)?, format!("{source:?}"))
+        }
+        (None, Some(source)) => (read_key(&source, settings)?, format!("{source:?}")),
+        (None, None) => {
+            let source = KeySource::Env("ESPER_API_KEY".into());
+            (read_key(&source, settings)?, format!("{source:?}"))
+        }
+    };
+    if key.is_empty() {
+        return Err(RunError::EmptyKey(from));
+    }
+    Ok(Connection::new(&base_url, &enterprise_id, key))
+}
+
+fn read_key(source: &KeySource, settings: &ConnectionSettings) -> Result<ApiKey, RunError> {
+    let key = match source {
+        KeySource::Env(name) => settings
+            .env
+            .get(name)
+            .ok_or_else(|| RunError::NoKey(name.clone()))?,
+        KeySource::File(f) => std::fs::read_to_string(f)
+            .map_err(|source| RunError::ReadKey {
+                path: f.clone(),
+                source,
+            })?
+            .trim()
+            .to_string(),
+    };
+    Ok(ApiKey::new(key))
+}
+
+/// The governor for a job's limits and a client whose every request passes it.
+pub(super) fn client(
+    conn: Connection,
+    settings: &ConnectionSettings,
+    limits: &Limits,
+    retry: &RetrySettings,
+    pacing: &Pacing,
+    seed: u64,
+) -> Result<(Client, Arc<Governor>), RunError> {
+    let gov = Arc::new(Governor::new(governor_config(limits, retry, pacing, seed)));
+    let client = Client::new(conn, settings.client.clone())?.with_throttle(gov.clone());
+    Ok((client, gov))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::config::Env;
+
+    fn settings(vars: &'static [(&'static str, &'static str)]) -> ConnectionSettings {
+        ConnectionSettings {
+            env: Env::from_fn(|n| {
+                vars.iter()
+                    .find(|(k, _)| *k == n)
+                    .map(|(_, v)| v.to_string())
+            }),
+            ..ConnectionSettings::from_env()
+        }
+    }
+
+    #[test]
+    fn flags_then_plan_then_job_then_environment() {
+        let env = &[
+            ("ESPER_TENANT", "acme"),
+            ("ESPER_ENTERPRISE_ID", "e-env"),
+            ("ESPER_API_KEY", "k"),
+        ];
+        let job = EsperSettings {
+            base_url: Some("https://job/api".into()),
+            enterprise_id: Some("e-job".into()),
+            api_key: None,
+        };
+        let plan = Server {
+            base_url: "https://plan/api".into(),
+            enterprise_id: "e-plan".into(),
+        };
+        let c = resolve(&settings(env), None, None).unwrap();
+        assert_eq!(
+            (c.base_url.as_str(), c.enterprise_id.as_str()),
+            ("https://acme-api.esper.cloud/api", "e-env")
+        );
+        let c = resolve(&settings(env), Some(&job), None).unwrap();
+        assert_eq!(c.enterprise_id, "e-job");
+        let c = resolve(&settings(env), Some(&job), Some(&plan)).unwrap();
+        assert_eq!(
+            (c.base_url.as_str(), c.enterprise_id.as_str()),
+            ("https://plan/api", "e-plan")
+        );
+        let mut flags = settings(env);
+        flags.tenant = Some("other".into());
+        flags.enterprise_id = Some("e-flag".into());
+        let c = resolve(&flags, Some(&job), Some(&plan)).unwrap();
+        assert_eq!(
+            (c.base_url.as_str(), c.enterprise_id.as_str()),
+            ("https://other-api.esper.cloud/api", "e-flag")
+        );
+    }
+
+    #[test]
+    fn missing_and_empty_keys_are_named() {
+        let job = EsperSettings {
+            base_url: Some("https://job/api".into()),
+            enterprise_id: Some("e".into()),
+            api_key: Some(KeySource::Env("MY_KEY".into())),
+        };
+        let err = resolve(&settings(&[]), Some(&job), None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "no API key: environment variable MY_KEY is not set"
+        );
+        let err = resolve(&settings(&[("MY_KEY", "")]), Some(&job), None).unwrap_err();
+        assert!(matches!(err, RunError::EmptyKey(_)), "{err}");
+        assert!(matches!(
+            resolve(&settings(&[]), None, None),
+            Err(RunError::NoServer)
+        ));
+    }
+}

@@ -1,0 +1,193 @@
+//! The state directory: where it is, run ids, `runs/<run id>/` and the files in it that
+//! identify a run (`plan.json`, `journal.jsonl`), saved plan files, and taking or clearing
+//! a job's lock in `locks/`.
+//!
+//! It knows paths and formats, not what a run does: the lock itself is [`crate::lock`],
+//! the journal [`crate::journal`], and writing reports is the parent module's.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::lock::{self, Holder, LockError, RunLock, Unlock};
+use crate::plan::{self, Plan};
+
+use super::RunError;
+use super::config::Env;
+use super::notice::{Notice, Notices};
+
+/// A run's id: `<job>-<UTC time>-<4 hex digits>`, also its directory's name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RunId(String);
+
+impl RunId {
+    /// A fresh id for a run of `job`; the random suffix keeps two runs started in the same
+    /// second apart.
+    pub fn new(job: &str) -> RunId {
+        let ts = jiff::Timestamp::now()
+            .strftime("%Y%m%dT%H%M%SZ")
+            .to_string();
+        let safe = crate::util::file_name_for(job);
+        RunId(format!("{safe}-{ts}-{:04x}", fastrand::u16(..)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Any string names a run; whether it exists is checked when it is used.
+impl From<&str> for RunId {
+    fn from(s: &str) -> RunId {
+        RunId(s.to_string())
+    }
+}
+
+impl From<String> for RunId {
+    fn from(s: String) -> RunId {
+        RunId(s)
+    }
+}
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The state directory: `flag` if given, else `$XDG_STATE_HOME/esper-bulk`, else
+/// `./.esper-bulk`.
+pub fn state_dir(flag: Option<PathBuf>, env: &Env) -> PathBuf {
+    flag.or_else(|| {
+        env.get("XDG_STATE_HOME")
+            .filter(|s| !s.is_empty())
+            .map(|s| PathBuf::from(s).join("esper-bulk"))
+    })
+    .unwrap_or_else(|| PathBuf::from(".esper-bulk"))
+}
+
+/// Where the run `id` keeps its files.
+pub fn run_dir(state: &Path, id: &RunId) -> PathBuf {
+    state.join("runs").join(id.as_str())
+}
+
+/// The run in `state` whose journal was written last: what `--resume latest` resumes.
+pub fn latest_run(state: &Path) -> Result<RunId, RunError> {
+    let runs = state.join("runs");
+    let newest = std::fs::read_dir(&runs)
+        .map_err(|source| RunError::NoRuns {
+            runs: runs.clone(),
+            source,
+        })?
+        .flatten()
+        .filter(|e| e.path().join("plan.json").exists())
+        .max_by_key(|e| {
+            e.path()
+                .join("journal.jsonl")
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+        });
+    newest
+        .map(|e| RunId(e.file_name().to_string_lossy().into_owned()))
+        .ok_or(RunError::NothingToResume { runs })
+}
+
+/// The directory of an existing run, which must hold a `plan.json`.
+pub(super) fn existing_run(state: &Path, id: &RunId) -> Result<PathBuf, RunError> {
+    let dir = run_dir(state, id);
+    if dir.join("plan.json").exists() {
+        Ok(dir)
+    } else {
+        Err(RunError::NoSuchRun {
+            id: id.to_string(),
+            runs: state.join("runs"),
+        })
+    }
+}
+
+/// A run directory's frozen plan. Unlike a saved plan file its format is not checked: the
+/// directory was written by this run.
+pub(super) fn run_plan(dir: &Path) -> Result<Plan, RunError> {
+    let path = dir.join("plan.json");
+    let text = std::fs::read_to_string(&path).map_err(|source| RunError::NotARunDir {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| RunError::NotAPlan {
+        path,
+        message: e.to_string(),
+    })
+}
+
+/// Reads a plan saved by `plan --out`, refusing other plan formats.
+pub fn read_plan(path: &Path) -> Result<Plan, RunError> {
+    let text = std::fs::read_to_string(path).map_err(|source| RunError::ReadPlan {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let plan: Plan = serde_json::from_str(&text).map_err(|e| RunError::NotAPlan {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    if plan.format != plan::PLAN_FORMAT {
+        return Err(RunError::PlanFormat {
+            path: path.to_path_buf(),
+            found: plan.format,
+            expected: plan::PLAN_FORMAT,
+        });
+    }
+    Ok(plan)
+}
+
+/// Writes a plan for review and `run --plan` (atomically: a half-written plan must never
+/// be run).
+pub fn write_plan(path: &Path, plan: &Plan) -> Result<(), RunError> {
+    let text = serde_json::to_string_pretty(plan).unwrap_or_default();
+    crate::util::atomic_write(path, text.as_bytes()).map_err(|source| RunError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Takes the lock of `job` for run `id`, waiting up to `wait` for a holder; gives up when
+/// `stop` says the run was cancelled meanwhile.
+pub(super) fn take_lock(
+    state: &Path,
+    job: &str,
+    id: &RunId,
+    wait: Option<Duration>,
+    stop: &dyn Fn() -> bool,
+    notices: &Notices,
+) -> Result<RunLock, RunError> {
+    let holder = Holder {
+        pid: std::process::id(),
+        host: lock::hostname(),
+        started: jiff::Timestamp::now().to_string(),
+        run_id: id.to_string(),
+        job: job.to_string(),
+    };
+    let lock = lock::acquire(state, &holder, wait, stop).map_err(|e| match e {
+        LockError::Stopped { .. } => RunError::Interrupted,
+        e => RunError::Lock(e),
+    })?;
+    if let Some(prev) = &lock.taken_over {
+        notices.send(Notice::LockTakenOver(prev.clone()));
+    }
+    Ok(lock)
+}
+
+/// Clears the lock record a dead run `run_id` left in `state`, returning whose it was. A
+/// live run's lock is never broken ([`RunError::StillRunning`]).
+pub fn unlock(state: &Path, run_id: &str) -> Result<Holder, RunError> {
+    match lock::unlock(state, run_id)? {
+        Unlock::Cleared(h) => Ok(h),
+        Unlock::Running(h) => Err(RunError::StillRunning {
+            holder: Box::new(h),
+        }),
+        Unlock::NotFound => Err(RunError::NoLock {
+            run_id: run_id.to_string(),
+            locks: state.join("locks"),
+        }),
+    }
+}

@@ -1,0 +1,143 @@
+//! Why a run, a plan or a report could not be made: [`RunError`], one variant per thing
+//! to fix, each message naming the bad value and what to do about it.
+//!
+//! Task failures are not here (they are outcomes in the report); this is for what stops a
+//! run from starting or from being recorded. [`RunError::exit_code`] maps each to the
+//! documented exit codes; printing is the caller's.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::esper::ApiError;
+use crate::exit;
+use crate::journal::JournalError;
+use crate::lock::{Holder, LockError};
+use crate::plan::PlanError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot read job file {}: {source}\n  = help: check the path", path.display())]
+    ReadJob {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The job's diagnostics, rendered with their source lines (they carry their own
+    /// `error:` prefixes).
+    #[error("{rendered}")]
+    InvalidJob { file: String, rendered: String },
+    /// Resolving or compiling failed; rendered as `file: error: …` plus a help line.
+    #[error("{job}: error: {error}{}", help_line(error))]
+    Plan { job: String, error: PlanError },
+    #[error(
+        "no Esper server: set `esper.tenant` in the job, pass --tenant or --base-url, or export ESPER_TENANT"
+    )]
+    NoServer,
+    #[error(
+        "no enterprise id: set `esper.enterprise_id`, pass --enterprise-id or export ESPER_ENTERPRISE_ID"
+    )]
+    NoEnterprise,
+    #[error("no API key: environment variable {0} is not set")]
+    NoKey(String),
+    #[error("reading the API key file {path}: {source}")]
+    ReadKey {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the API key is empty (from {0})")]
+    EmptyKey(String),
+    #[error(transparent)]
+    Client(#[from] ApiError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error("reading plan {}: {source}", path.display())]
+    ReadPlan {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} is not a plan file: {message}", path.display())]
+    NotAPlan { path: PathBuf, message: String },
+    #[error("plan {} has format {found}, this esper-bulk reads format {expected}", path.display())]
+    PlanFormat {
+        path: PathBuf,
+        found: u32,
+        expected: u32,
+    },
+    #[error("no run `{id}` in {}; see the run ids printed by `run`", runs.display())]
+    NoSuchRun { id: String, runs: PathBuf },
+    #[error("no runs in {}: {source}", runs.display())]
+    NoRuns {
+        runs: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("no run to resume in {}", runs.display())]
+    NothingToResume { runs: PathBuf },
+    #[error("{} is not a run directory (no plan.json): {source}", dir.display())]
+    NotARunDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("creating the run directory {}: {source}", path.display())]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("writing {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("unknown report format `{0}`; use json, md, xml, csv or html")]
+    UnknownFormat(String),
+    #[error("--stdout prints one format; give exactly one with --format (got {0})")]
+    StdoutFormats(usize),
+    #[error(
+        "the plan needs about {} at {rate}/s but the deadline is {}\n  help: raise limits.rate (if the tenant allows it) or the deadline, or split the job",
+        humantime::format_duration(*needs),
+        humantime::format_duration(*deadline)
+    )]
+    DeadlineTooShort {
+        needs: Duration,
+        rate: f64,
+        deadline: Duration,
+    },
+    #[error(
+        "{holder} is still running and holds the lock\n  = help: stop it (kill -TERM {}) instead of unlocking; it will finish cleanly",
+        holder.pid
+    )]
+    StillRunning { holder: Box<Holder> },
+    #[error(
+        "no lock of run `{run_id}` in {}\n  = help: check the run id and --state-dir",
+        locks.display()
+    )]
+    NoLock { run_id: String, locks: PathBuf },
+    #[error("starting the mock Esper server: {0}")]
+    Mock(std::io::Error),
+    #[error("interrupted before any task was sent")]
+    Interrupted,
+}
+
+fn help_line(e: &PlanError) -> String {
+    e.help()
+        .map(|h| format!("\n  help: {h}"))
+        .unwrap_or_default()
+}
+
+impl RunError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::Lock(LockError::Held { .. } | LockError::HeldUnknown { .. })
+            | RunError::StillRunning { .. } => exit::LOCKED,
+            RunError::Interrupted => exit::INTERRUPTED,
+            _ => exit::INVALID,
+        }
+    }
+
+    /// Whether the message is already rendered with its own `error:` labels (job
+    /// diagnostics and plan errors), so a printer must not add one.
+    pub fn is_rendered(&self) -> bool {
+        matches!(self, RunError::InvalidJob { .. } | RunError::Plan { .. })
+    }
+}

@@ -1,0 +1,379 @@
+//! Running a job end to end, as a library: everything between "the settings are known" and
+//! "here is the exit code", for the command line, the demo, the tests and the benchmark.
+//!
+//! [`run`] takes one [`RunConfig`] and a cancellation token and does, in this order: take
+//! the job's lock (before anything reads the API, so an overlapping cron slot costs
+//! nothing), resolve the connection, build the governor and throttled client, plan the job
+//! (or take the saved or resumed plan), write `runs/<id>/plan.json`, run the plan while
+//! journalling every task, then write the report files and metrics. It returns a
+//! [`RunResult`] with the in-memory [`Report`]. [`plan()`] is the same up to planning, for
+//! `esper-bulk plan`.
+//!
+//! It never prints and never installs signal handlers: notices go to the caller's
+//! [`Notices`], cancellation comes in as a token ([`cancel_on_signals`] is the binary's
+//! helper). Parsing flags is [`crate::cli`]'s; what happens to each task is
+//! [`crate::exec`]'s; what a report says is [`crate::report`]'s.
+
+mod config;
+mod connect;
+pub mod demo;
+mod dir;
+mod error;
+mod load;
+mod notice;
+mod rebuild;
+mod resume;
+mod signal;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::esper::Client;
+use crate::esper::dispatch::EsperDispatch;
+use crate::exec::{self, Event, Governor, Outcome, RunOptions};
+use crate::job::Job;
+use crate::journal::{self, Entry, Journal, JournalError};
+use crate::plan::{self, Plan, Server};
+use crate::progress::Progress;
+use crate::report::Report;
+
+pub use config::{
+    ConnectionSettings, Env, KeyOverride, Output, Pacing, PlanConfig, RunConfig, Source,
+    governor_config,
+};
+pub use dir::{RunId, latest_run, read_plan, run_dir, state_dir, unlock, write_plan};
+pub use error::RunError;
+pub use load::{LoadedJob, load_job, load_job_text};
+pub use notice::{Notice, Notices};
+pub use rebuild::{Format, rebuild, rebuild_report, write_report};
+pub use signal::cancel_on_signals;
+
+/// How a run ended, as `report.json` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunOutcome {
+    Succeeded,
+    /// Finished, with failed, skipped or unknown tasks.
+    Failed,
+    /// A rollout's `max_failures` stopped it.
+    Stopped,
+    Interrupted,
+    /// Resumable: a deadline, or the journal could not be written.
+    Incomplete,
+}
+
+impl RunOutcome {
+    fn of(report: &Report) -> RunOutcome {
+        match report.run.outcome.as_str() {
+            "succeeded" => RunOutcome::Succeeded,
+            "failed" => RunOutcome::Failed,
+            "stopped" => RunOutcome::Stopped,
+            "interrupted" => RunOutcome::Interrupted,
+            _ => RunOutcome::Incomplete,
+        }
+    }
+}
+
+/// What a run left behind.
+#[derive(Debug)]
+pub struct RunResult {
+    pub run_id: RunId,
+    pub run_dir: PathBuf,
+    /// `report.json` in the run directory.
+    pub report_path: PathBuf,
+    pub report: Report,
+    pub plan: Arc<Plan>,
+    pub outcome: RunOutcome,
+    /// The documented exit code ([`crate::exit`]).
+    pub exit_code: u8,
+    /// Why the journal stopped recording, if it did. The run stopped dispatching then, so
+    /// it is incomplete and must be resumed once the cause (usually a full disk) is fixed.
+    pub journal_error: Option<JournalError>,
+}
+
+/// Resolves `cfg.job`'s targets (read-only, paced like a run) and compiles its plan.
+pub async fn plan(cfg: PlanConfig) -> Result<Plan, RunError> {
+    let conn = connect::resolve(&cfg.connection, Some(&cfg.job.esper), None)?;
+    let seed = cfg.pacing.seed.unwrap_or_else(|| fastrand::u64(..));
+    let (client, _) = connect::client(
+        conn,
+        &cfg.connection,
+        &cfg.job.limits,
+        &cfg.job.retry,
+        &cfg.pacing,
+        seed,
+    )?;
+    make_plan(&cfg.job, &client, &cfg.notices).await
+}
+
+/// Refuses a plan whose estimate does not fit its deadline (`plan` checks this so a job
+/// that cannot finish is fixed before it is scheduled).
+pub fn check_deadline(p: &Plan) -> Result<(), RunError> {
+    match p.deadline_ms {
+        Some(deadline) if p.estimate.seconds > deadline.as_secs_f64() => {
+            Err(RunError::DeadlineTooShort {
+                needs: Duration::from_secs(p.estimate.seconds.ceil() as u64),
+                rate: p.limits.rate,
+                deadline,
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+async fn make_plan(job: &Job, client: &Client, notices: &Notices) -> Result<Plan, RunError> {
+    let server = Server {
+        base_url: client.connection().base_url.clone(),
+        enterprise_id: client.connection().enterprise_id.clone(),
+    };
+    let err = |error| RunError::Plan {
+        job: job.source.clone(),
+        error,
+    };
+    let resolved = plan::resolve(job, client).await.map_err(err)?;
+    for w in &resolved.warnings {
+        notices.send(Notice::PlanWarning(w.clone()));
+    }
+    plan::compile(job, &resolved, server).map_err(err)
+}
+
+/// Runs `cfg.source` to the end (or until `cancel`), writing the run directory.
+///
+/// `Err` means the run could not start or its record could not be written; task failures,
+/// deadlines and interruptions are in the `Ok` result's outcome and exit code.
+pub async fn run(cfg: RunConfig, cancel: CancellationToken) -> Result<RunResult, RunError> {
+    let RunConfig {
+        source,
+        connection,
+        state_dir,
+        deadline,
+        wait_lock,
+        pacing,
+        output,
+    } = cfg;
+    let notices = &output.notices;
+    let stop = || cancel.is_cancelled();
+    let seed = pacing.seed.unwrap_or_else(|| fastrand::u64(..));
+    let lock =
+        |job: &str, id: &RunId| dir::take_lock(&state_dir, job, id, wait_lock, &stop, notices);
+    let ready = match source {
+        Source::Resume(id) => {
+            let r = resume::open(&state_dir, &id, notices)?;
+            let lock = lock(&r.plan.job, &id)?;
+            let conn = connect::resolve(&connection, None, Some(&r.plan.server))?;
+            let (client, gov) = connect::client(
+                conn,
+                &connection,
+                &r.plan.limits,
+                &r.plan.retry,
+                &pacing,
+                seed,
+            )?;
+            Ready {
+                id,
+                dir: r.dir,
+                plan: r.plan,
+                prior: Some(r.prior),
+                client,
+                gov,
+                _lock: lock,
+            }
+        }
+        Source::Job(job) => {
+            let id = RunId::new(&job.name);
+            let lock = lock(&job.name, &id)?;
+            let conn = connect::resolve(&connection, Some(&job.esper), None)?;
+            let (client, gov) =
+                connect::client(conn, &connection, &job.limits, &job.retry, &pacing, seed)?;
+            // Planning only reads, so a cancelled run stops here with nothing to record.
+            let plan = tokio::select! {
+                p = make_plan(&job, &client, notices) => p?,
+                _ = cancel.cancelled() => return Err(RunError::Interrupted),
+            };
+            Ready {
+                dir: dir::run_dir(&state_dir, &id),
+                id,
+                plan,
+                prior: None,
+                client,
+                gov,
+                _lock: lock,
+            }
+        }
+        Source::Plan(plan) => {
+            let id = RunId::new(&plan.job);
+            let lock = lock(&plan.job, &id)?;
+            let conn = connect::resolve(&connection, None, Some(&plan.server))?;
+            let (client, gov) =
+                connect::client(conn, &connection, &plan.limits, &plan.retry, &pacing, seed)?;
+            Ready {
+                dir: dir::run_dir(&state_dir, &id),
+                id,
+                plan: *plan,
+                prior: None,
+                client,
+                gov,
+                _lock: lock,
+            }
+        }
+    };
+    let deadline = deadline.or(ready.plan.deadline_ms);
+    ready
+        .execute(deadline, &pacing, seed, &output, cancel)
+        .await
+}
+
+/// A run that holds its lock and has its client and plan.
+struct Ready {
+    id: RunId,
+    dir: PathBuf,
+    plan: Plan,
+    /// `Some` when resuming: those tasks are kept, the rest are read back first.
+    prior: Option<BTreeMap<u32, Outcome>>,
+    client: Client,
+    gov: Arc<Governor>,
+    /// Held until the report is written; dropping it releases the lock.
+    _lock: crate::lock::RunLock,
+}
+
+impl Ready {
+    async fn execute(
+        self,
+        deadline: Option<Duration>,
+        pacing: &Pacing,
+        seed: u64,
+        output: &Output,
+        cancel: CancellationToken,
+    ) -> Result<RunResult, RunError> {
+        let Ready {
+            id,
+            dir,
+            plan,
+            prior,
+            client,
+            gov,
+            _lock,
+        } = self;
+        let notices = &output.notices;
+        std::fs::create_dir_all(&dir).map_err(|source| RunError::CreateDir {
+            path: dir.clone(),
+            source,
+        })?;
+        write_plan(&dir.join("plan.json"), &plan)?;
+        let started_at = jiff::Timestamp::now();
+        let plan = Arc::new(plan);
+        notices.send(Notice::Started {
+            run_id: id.to_string(),
+            tasks: plan.task_count,
+            dir: dir.clone(),
+        });
+        let drain = pacing.drain;
+        let resumed = prior.is_some();
+        let opts = RunOptions {
+            deadline: deadline
+                .map(|d| tokio::time::Instant::now() + d.saturating_sub(drain.min(d / 10))),
+            drain,
+            seed,
+            prior: prior.unwrap_or_default(),
+            reconcile: resumed,
+        };
+        // Every outcome goes to the journal; if it cannot be written (a full disk), the run
+        // stops dispatching rather than doing work it cannot record.
+        let mut journal = Journal::open(&dir.join("journal.jsonl"))?;
+        journal.append(&Entry::Start {
+            format: journal::JOURNAL_FORMAT,
+            run_id: id.to_string(),
+            job: plan.job.clone(),
+            tasks: plan.task_count,
+            at: started_at.to_string(),
+            resumed,
+        })?;
+        let mut journal_error: Option<JournalError> = None;
+        let stop = cancel.clone();
+        let progress = if output.progress {
+            Progress::new(&plan, gov.clone())
+        } else {
+            None
+        };
+        let step_of: BTreeMap<&str, usize> = plan
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.as_str(), i))
+            .collect();
+        let dispatch = EsperDispatch::new(client, pacing.poll.clone());
+        let out = exec::run(plan.clone(), dispatch, opts, cancel, |event| {
+            let entry = match event {
+                Event::Dispatched(t) => Entry::Intent { task: t.0 },
+                Event::Finished(o) => {
+                    tracing::info!(task = %o.task, status = o.status.as_str(), "task finished");
+                    if let Some(p) = &progress {
+                        p.task_done(step_of[plan.step_of(o.task).id.as_str()], o);
+                    }
+                    Entry::Outcome(o.clone())
+                }
+            };
+            if journal_error.is_none()
+                && let Err(e) = journal.append(&entry)
+            {
+                tracing::error!(error = %e, "cannot record the run; stopping it");
+                journal_error = Some(e);
+                stop.cancel();
+            }
+        })
+        .await;
+        if let Some(p) = &progress {
+            p.finish();
+        }
+        let gov_stats = gov.stats();
+        let finish = Entry::Finish {
+            started_at: started_at.to_string(),
+            finished_at: jiff::Timestamp::now().to_string(),
+            elapsed_ms: out.elapsed.as_millis() as u64,
+            stopped: out.stopped,
+            thresholds: out.thresholds.clone(),
+            governor: gov_stats.clone(),
+        };
+        if let Err(e) = journal.append(&finish).and_then(|_| journal.sync()) {
+            journal_error.get_or_insert(e);
+        }
+        let report = Report::build(id.as_str(), &plan, &out, gov_stats, started_at);
+        let report_path = write_report(&dir, &report, Format::Json)?;
+        if output.renderings {
+            for f in &Format::ALL[1..] {
+                // report.json is the record; a failure here costs a rendering, not the run.
+                if let Err(RunError::Write { path, source }) = write_report(&dir, &report, *f) {
+                    notices.send(Notice::RenderingNotWritten {
+                        path,
+                        error: source.to_string(),
+                    });
+                }
+            }
+        }
+        if let Some(p) = &output.metrics_file
+            && let Err(e) = crate::util::atomic_write(p, report.prometheus().as_bytes())
+        {
+            notices.send(Notice::MetricsNotWritten {
+                path: p.clone(),
+                error: e.to_string(),
+            });
+        }
+        let (outcome, exit_code) = match journal_error {
+            Some(_) => (RunOutcome::Incomplete, crate::exit::INCOMPLETE),
+            None => (RunOutcome::of(&report), report.run.exit_code),
+        };
+        Ok(RunResult {
+            run_id: id,
+            run_dir: dir,
+            report_path,
+            report,
+            plan,
+            outcome,
+            exit_code,
+            journal_error,
+        })
+    }
+}

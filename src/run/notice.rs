@@ -1,0 +1,132 @@
+//! Notices: what a run tells the person watching it while it goes (warnings, "resuming
+//! …", where the report will be), as typed values.
+//!
+//! The library never prints; it hands each [`Notice`] to the caller's [`Notices`] sink.
+//! Its `Display` is the exact line the command line prints on stderr, so the wording lives
+//! next to the facts. Results (the summary, the report path) are not notices: they come
+//! back in [`super::RunResult`].
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::lock::Holder;
+
+/// Something worth telling a person, as it happens.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Notice {
+    /// A job warning, rendered with its source line.
+    JobWarning(String),
+    /// A warning from resolving targets (e.g. CSV serials that are not in the fleet).
+    PlanWarning(String),
+    /// The previous holder of the job's lock died without releasing it.
+    LockTakenOver(Holder),
+    /// The journal's last line was cut short; that task is read back like any other.
+    TornJournal,
+    /// Tasks that had started but recorded no outcome when the resumed run stopped.
+    InFlight(usize),
+    Resuming {
+        run_id: String,
+        succeeded: usize,
+        tasks: u32,
+    },
+    Started {
+        run_id: String,
+        tasks: u32,
+        dir: PathBuf,
+    },
+    /// A report rendering (not `report.json`, the record) could not be written.
+    RenderingNotWritten {
+        path: PathBuf,
+        error: String,
+    },
+    MetricsNotWritten {
+        path: PathBuf,
+        error: String,
+    },
+    /// The demo's mock server is up.
+    MockStarted {
+        base_url: String,
+        groups: usize,
+        devices_per_group: usize,
+    },
+    /// The first SIGINT/SIGTERM: the run drains.
+    Stopping,
+    /// The second one: the process exits now.
+    StoppedAtOnce,
+}
+
+impl fmt::Display for Notice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Notice::JobWarning(w) => f.write_str(w.trim_end()),
+            Notice::PlanWarning(w) => write!(f, "warning: {w}"),
+            Notice::LockTakenOver(h) => write!(
+                f,
+                "warning: {h} ended without releasing its lock (crashed or killed); taking it over"
+            ),
+            Notice::TornJournal => f.write_str(
+                "warning: the journal's last line was cut short (a crash mid-write); that task will be read back",
+            ),
+            Notice::InFlight(n) => write!(
+                f,
+                "{n} tasks were in flight when the run stopped; like every unfinished task they are read back before anything is sent"
+            ),
+            Notice::Resuming {
+                run_id,
+                succeeded,
+                tasks,
+            } => write!(
+                f,
+                "resuming run {run_id}: {succeeded} of {tasks} tasks already succeeded; every other task is read back before it writes"
+            ),
+            Notice::Started { run_id, tasks, dir } => {
+                write!(f, "run {run_id}: {tasks} tasks; report in {}", dir.display())
+            }
+            Notice::RenderingNotWritten { path, error } => {
+                write!(f, "warning: cannot write {}: {error}", path.display())
+            }
+            Notice::MetricsNotWritten { path, error } => {
+                write!(f, "warning: cannot write metrics to {}: {error}", path.display())
+            }
+            Notice::MockStarted {
+                base_url,
+                groups,
+                devices_per_group,
+            } => write!(
+                f,
+                "mock Esper at {base_url} ({groups} store groups x {devices_per_group} devices; server limit 30 req/s, 2% 5xx, 2% commit-then-fail)"
+            ),
+            Notice::Stopping => f.write_str(
+                "stopping: finishing in-flight requests (signal again to stop at once)",
+            ),
+            Notice::StoppedAtOnce => f.write_str("stopped at once"),
+        }
+    }
+}
+
+/// Where notices go: a callback, shared by everything a run spawns.
+#[derive(Clone)]
+pub struct Notices(Arc<dyn Fn(&Notice) + Send + Sync>);
+
+impl Notices {
+    /// Drops every notice.
+    pub fn none() -> Notices {
+        Notices(Arc::new(|_| {}))
+    }
+
+    pub fn new(f: impl Fn(&Notice) + Send + Sync + 'static) -> Notices {
+        Notices(Arc::new(f))
+    }
+
+    pub fn send(&self, n: Notice) {
+        (self.0)(&n)
+    }
+}
+
+impl fmt::Debug for Notices {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Notices(..)")
+    }
+}

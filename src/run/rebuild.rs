@@ -1,0 +1,184 @@
+//! Reports from a run directory alone: rebuilding a [`Report`] from the frozen plan and
+//! the journal (`esper-bulk report`), and the report files ([`Format`]) that both a run
+//! and a rebuild write.
+//!
+//! The journal only records; what a missing outcome or a missing `finish` line means for
+//! a report is decided here. Building and rendering reports is [`crate::report`]'s.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::exec::{GovernorStats, Outcome, RunOutput, StopReason, TaskStatus};
+use crate::journal::{self, Entry, Replay};
+use crate::plan::Plan;
+use crate::report::{Report, render};
+
+use super::RunError;
+
+/// Rebuilds a run's report from its plan and journal alone. Tasks with no recorded
+/// outcome are `not_started`.
+pub fn rebuild_report(run_id: &str, plan: &Plan, replay: &Replay) -> Report {
+    let outcomes: Vec<Outcome> = plan
+        .task_ids()
+        .map(|id| {
+            replay.outcomes.get(&id.0).cloned().unwrap_or_else(|| {
+                Outcome::not_run(
+                    id,
+                    TaskStatus::NotStarted,
+                    "not started: no outcome in the journal".into(),
+                    0,
+                )
+            })
+        })
+        .collect();
+    let (started, finished, elapsed, stopped, thresholds, gov) = match &replay.finish {
+        Some(Entry::Finish {
+            started_at,
+            finished_at,
+            elapsed_ms,
+            stopped,
+            thresholds,
+            governor,
+        }) => (
+            started_at.parse().ok(),
+            finished_at.parse().ok(),
+            *elapsed_ms,
+            *stopped,
+            thresholds.clone(),
+            governor.clone(),
+        ),
+        // A run that never finished cleanly (killed) was stopped; say so.
+        _ => (
+            None,
+            None,
+            0,
+            Some(StopReason::Interrupted),
+            Vec::new(),
+            GovernorStats::default(),
+        ),
+    };
+    let out = RunOutput {
+        outcomes,
+        stopped,
+        thresholds,
+        elapsed: Duration::from_millis(elapsed),
+    };
+    let epoch = jiff::Timestamp::UNIX_EPOCH;
+    Report::build_at(
+        run_id,
+        plan,
+        &out,
+        gov,
+        started.unwrap_or(epoch),
+        finished.unwrap_or(epoch),
+    )
+}
+
+/// Rebuilds the report of the run in `dir` (a `runs/<run id>` directory).
+pub fn rebuild(dir: &Path) -> Result<Report, RunError> {
+    let plan = super::dir::run_plan(dir)?;
+    let replay = journal::read(&dir.join("journal.jsonl"))?;
+    let id = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(rebuild_report(&id, &plan, &replay))
+}
+
+/// A report file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `report.json`, the record; the others are renderings of it.
+    Json,
+    Markdown,
+    Junit,
+    Csv,
+    Html,
+}
+
+impl Format {
+    pub const ALL: [Format; 5] = [
+        Format::Json,
+        Format::Markdown,
+        Format::Junit,
+        Format::Csv,
+        Format::Html,
+    ];
+
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Format::Json => "report.json",
+            Format::Markdown => "report.md",
+            Format::Junit => "report.xml",
+            Format::Csv => "results.csv",
+            Format::Html => "report.html",
+        }
+    }
+
+    pub fn render(self, r: &Report) -> String {
+        match self {
+            Format::Json => r.to_json(),
+            Format::Markdown => render::markdown(r),
+            Format::Junit => render::junit(r),
+            Format::Csv => render::csv(r),
+            Format::Html => render::html(r),
+        }
+    }
+}
+
+/// `json`, `md`, `xml` (or `junit`), `csv`, `html`: the names `--format` takes.
+impl FromStr for Format {
+    type Err = RunError;
+    fn from_str(s: &str) -> Result<Format, RunError> {
+        Ok(match s {
+            "json" => Format::Json,
+            "md" => Format::Markdown,
+            "xml" | "junit" => Format::Junit,
+            "csv" => Format::Csv,
+            "html" => Format::Html,
+            other => return Err(RunError::UnknownFormat(other.to_string())),
+        })
+    }
+}
+
+/// Writes one report file into `dir` atomically, returning its path.
+pub fn write_report(dir: &Path, report: &Report, format: Format) -> Result<PathBuf, RunError> {
+    let path = dir.join(format.file_name());
+    crate::util::atomic_write(&path, format.render(report).as_bytes()).map_err(|source| {
+        RunError::Write {
+            path: path.clone(),
+            source,
+        }
+    })?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_names_round_trip_to_file_names() {
+        let names: Vec<&str> = ["json", "md", "xml", "junit", "csv", "html"]
+            .iter()
+            .map(|n| n.parse::<Format>().unwrap().file_name())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "report.json",
+                "report.md",
+                "report.xml",
+                "report.xml",
+                "results.csv",
+                "report.html"
+            ]
+        );
+        let err = "pdf".parse::<Format>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown report format `pdf`; use json, md, xml, csv or html"
+        );
+    }
+}

@@ -1,0 +1,50 @@
+//! Picking up an earlier run: its frozen plan and what its journal says, turned into the
+//! outcomes a resumption keeps.
+//!
+//! Only recorded successes are kept; every other task runs again with read-back first
+//! (the executor's `reconcile`), because a crash can lose the record of a write but a
+//! read by natural key cannot be fooled by that. Locking and running are the parent
+//! module's; reading the journal is [`crate::journal`]'s.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::exec::Outcome;
+use crate::journal::{self, JournalError, Replay};
+use crate::plan::Plan;
+
+use super::notice::{Notice, Notices};
+use super::{RunError, RunId, dir};
+
+/// An earlier run, ready to continue.
+pub(super) struct Resumed {
+    pub dir: PathBuf,
+    pub plan: Plan,
+    /// The tasks that already succeeded, kept as they are.
+    pub prior: BTreeMap<u32, Outcome>,
+}
+
+/// Opens run `id` in `state` and tells the person what will happen to it.
+pub(super) fn open(state: &Path, id: &RunId, notices: &Notices) -> Result<Resumed, RunError> {
+    let dir = dir::existing_run(state, id)?;
+    let plan = dir::run_plan(&dir)?;
+    // A run killed before its first journal line has nothing to keep, which is not an error.
+    let replay = match journal::read(&dir.join("journal.jsonl")) {
+        Ok(r) => r,
+        Err(JournalError::Read { .. }) => Replay::default(),
+        Err(e) => return Err(e.into()),
+    };
+    if replay.torn {
+        notices.send(Notice::TornJournal);
+    }
+    let prior = replay.succeeded();
+    if !replay.in_flight.is_empty() {
+        notices.send(Notice::InFlight(replay.in_flight.len()));
+    }
+    notices.send(Notice::Resuming {
+        run_id: id.to_string(),
+        succeeded: prior.len(),
+        tasks: plan.task_count,
+    });
+    Ok(Resumed { dir, plan, prior })
+}
