@@ -363,7 +363,9 @@ async fn plan_cmd(a: PlanArgs, env: &Env) -> Result<u8> {
         }
         eprintln!("plan written to {}", out.display());
     }
-    Ok(run::check_deadline(&p).err().map_or(exit::OK, |e| fail(&e)))
+    Ok(run::check_deadline(&p, &stderr_notices())
+        .err()
+        .map_or(exit::OK, |e| fail(&e)))
 }
 
 async fn run_cmd(a: RunArgs, env: &Env) -> u8 {

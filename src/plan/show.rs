@@ -76,7 +76,7 @@ pub fn plan_text(p: &Plan, show_requests: bool) -> String {
         out,
         "total {} requests, about {} at {}/s{}",
         p.estimate.total_requests,
-        humantime::format_duration(Duration::from_secs(p.estimate.seconds.ceil() as u64)),
+        time_range(&p.estimate),
         p.limits.rate,
         p.deadline_ms
             .map(|d| format!(" (deadline {})", humantime::format_duration(d)))
@@ -101,4 +101,20 @@ pub fn plan_text(p: &Plan, show_requests: bool) -> String {
         }
     }
     out
+}
+
+/// `about 40s`, or `40s to 10m 40s` when command waits may add time: the best case sends
+/// every request at the rate budget, the worst lets every wait run to its timeout.
+fn time_range(e: &super::Estimate) -> String {
+    let best = Duration::from_secs(e.seconds.ceil() as u64);
+    let worst = Duration::from_secs(e.max_seconds.ceil() as u64);
+    if worst > best {
+        format!(
+            "{} to {} (waiting for devices)",
+            humantime::format_duration(best),
+            humantime::format_duration(worst)
+        )
+    } else {
+        humantime::format_duration(best).to_string()
+    }
 }

@@ -109,19 +109,29 @@ pub async fn plan(cfg: PlanConfig) -> Result<Plan, RunError> {
     make_plan(&cfg.job, &client, &cfg.notices).await
 }
 
-/// Refuses a plan whose estimate does not fit its deadline (`plan` checks this so a job
-/// that cannot finish is fixed before it is scheduled).
-pub fn check_deadline(p: &Plan) -> Result<(), RunError> {
-    match p.deadline_ms {
-        Some(deadline) if p.estimate.seconds > deadline.as_secs_f64() => {
-            Err(RunError::DeadlineTooShort {
-                needs: Duration::from_secs(p.estimate.seconds.ceil() as u64),
-                rate: p.limits.rate,
-                deadline,
-            })
-        }
-        _ => Ok(()),
+/// Refuses a plan whose best case does not fit its deadline (`plan` checks this so a job
+/// that cannot finish is fixed before it is scheduled). When only the worst case (every
+/// command wait running to its timeout) passes the deadline, the run may still finish, so
+/// it is allowed with a [`Notice::DeadlineMayPass`].
+pub fn check_deadline(p: &Plan, notices: &Notices) -> Result<(), RunError> {
+    let Some(deadline) = p.deadline_ms else {
+        return Ok(());
+    };
+    let secs = |s: f64| Duration::from_secs(s.ceil() as u64);
+    if p.estimate.seconds > deadline.as_secs_f64() {
+        return Err(RunError::DeadlineTooShort {
+            needs: secs(p.estimate.seconds),
+            rate: p.limits.rate,
+            deadline,
+        });
     }
+    if p.estimate.max_seconds > deadline.as_secs_f64() {
+        notices.send(Notice::DeadlineMayPass {
+            worst: secs(p.estimate.max_seconds),
+            deadline,
+        });
+    }
+    Ok(())
 }
 
 async fn make_plan(job: &Job, client: &Client, notices: &Notices) -> Result<Plan, RunError> {

@@ -51,6 +51,11 @@ pub enum Notice {
         groups: usize,
         devices_per_group: usize,
     },
+    /// The plan fits its deadline only if command waits end before their timeouts.
+    DeadlineMayPass {
+        worst: std::time::Duration,
+        deadline: std::time::Duration,
+    },
     /// The first SIGINT/SIGTERM: the run drains.
     Stopping,
     /// The second one: the process exits now.
@@ -97,6 +102,12 @@ impl fmt::Display for Notice {
             } => write!(
                 f,
                 "mock Esper at {base_url} ({groups} store groups x {devices_per_group} devices; server limit 30 req/s, 2% 5xx, 2% commit-then-fail)"
+            ),
+            Notice::DeadlineMayPass { worst, deadline } => write!(
+                f,
+                "warning: if every command wait runs to its timeout the run needs {}, more than the deadline of {}; what is left then stops as resumable (exit 4)",
+                humantime::format_duration(*worst),
+                humantime::format_duration(*deadline)
             ),
             Notice::Stopping => f.write_str(
                 "stopping: finishing in-flight requests (signal again to stop at once)",

@@ -71,3 +71,42 @@ async fn an_exclude_that_matches_nothing_is_refused() {
         String::from_utf8_lossy(&out.stderr).contains("name `Nowhere/At/All` matches no group")
     );
 }
+
+// See: #9 — the estimate includes waiting, and only the best case can refuse a deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plan_shows_a_time_range_and_warns_when_waits_may_pass_the_deadline() {
+    let server = start(small(92)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let job = |deadline: &str| {
+        let p = dir.path().join("ping.yaml");
+        std::fs::write(
+            &p,
+            format!(
+                "version: 1\nname: ping-stores\nesper: {{ api_key: \"${{ESPER_API_KEY}}\" }}\nlimits: {{ rate: 50/s }}\ndeadline: {deadline}\ntargets:\n  stores: {{ groups: {{ name: \"**\" }} }}\nsteps:\n  - id: ping\n    command: {{ name: UPDATE_HEARTBEAT, to: stores, wait: {{ timeout: 10m }} }}\n  - id: reboot\n    needs: [ping]\n    command: {{ name: REBOOT, to: stores, wait: {{ timeout: 5m }} }}\n"
+            ),
+        )
+        .unwrap();
+        p
+    };
+    // Requests fit in seconds; the waits may take 15 minutes: allowed, with a warning.
+    let out = bin(&server).arg("plan").arg(job("5m")).output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains(" to 15m "), "{stdout}");
+    assert!(
+        stderr.contains("if every command wait runs to its timeout the run needs 15m")
+            && stderr.contains("deadline of 5m"),
+        "{stderr}"
+    );
+    // A deadline beyond the worst case: no warning.
+    let out = bin(&server).arg("plan").arg(job("1h")).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"));
+    // Even the best case does not fit: refused.
+    let out = bin(&server).arg("plan").arg(job("1ms")).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(server.snapshot().commands.is_empty());
+}
