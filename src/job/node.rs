@@ -3,7 +3,7 @@
 //!
 //! Syntax checking is done first by yaml_serde (which also rejects duplicate keys and alias
 //! bombs); this file then builds the spanned tree from saphyr's marked parse. It owns no
-//! meaning: the checker in `check.rs` decides what the nodes must be.
+//! meaning: the checker in `check/` decides what the nodes must be.
 
 use saphyr::{LoadableYamlNode, MarkedYamlOwned, ScalarOwned, YamlDataOwned};
 use serde_json::Value;

@@ -1,10 +1,10 @@
 //! The job language's shape, written once: which keys each map takes, their types, which
 //! are required and what they mean.
 //!
-//! The checker uses these tables for unknown keys (with did-you-mean), missing keys and
-//! type errors, and `esper-bulk schema` turns the same tables into a JSON Schema for
-//! editors, so the two cannot drift. Meaning beyond shape (references, cycles, value
-//! ranges) is checked in `check.rs`.
+//! The checker's shape pass (`check/shape_pass.rs`) uses these tables for unknown keys
+//! (with did-you-mean), missing keys and type errors, and `esper-bulk schema` turns the
+//! same tables into a JSON Schema for editors, so the two cannot drift. Meaning beyond
+//! shape (references, cycles, value ranges) is checked by the other passes in `check/`.
 
 use serde_json::{Map, Value, json};
 
