@@ -268,7 +268,10 @@ fn estimate(steps: &[PlanStep], targets: &super::Targets, rate: f64) -> Estimate
         requests: r,
         total_requests,
         seconds,
-        max_seconds: seconds + waits_upper_bound(steps),
+        max_seconds: match waits_upper_bound(steps) {
+            0.0 => 0.0,
+            waits => seconds + waits,
+        },
     }
 }
 

@@ -343,9 +343,14 @@ pub struct Estimate {
     /// The best case: every request at the rate budget, nothing waited for.
     pub seconds: f64,
     /// The worst case: plus every command wait running to its timeout, stage by stage.
-    /// Older plan files lack it; they read as the best case.
-    #[serde(default)]
+    /// Older plan files lack it (read as 0, meaning "no more than the best case"); it is
+    /// left out when 0 so their hashes stay the same.
+    #[serde(default, skip_serializing_if = "no_waits")]
     pub max_seconds: f64,
+}
+
+fn no_waits(max_seconds: &f64) -> bool {
+    *max_seconds == 0.0
 }
 
 /// A compiled, frozen job.
