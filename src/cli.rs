@@ -920,7 +920,7 @@ async fn execute(
                 if let Some(p) = &progress {
                     p.task_done(step_of[plan.step_of(o.task).id.as_str()], o);
                 }
-                crate::journal::Entry::Outcome(o.clone())
+                crate::journal::Entry::Outcome(o.into())
             }
         };
         if journal_error.is_none()
@@ -936,14 +936,12 @@ async fn execute(
         p.finish();
     }
     let gov_stats = gov.stats();
-    let finish = crate::journal::Entry::Finish {
-        started_at: started_at.to_string(),
-        finished_at: jiff::Timestamp::now().to_string(),
-        elapsed_ms: out.elapsed.as_millis() as u64,
-        stopped: out.stopped,
-        thresholds: out.thresholds.clone(),
-        governor: gov_stats.clone(),
-    };
+    let finish = crate::journal::Entry::Finish(crate::journal::FinishRecord::of_run(
+        started_at.to_string(),
+        jiff::Timestamp::now().to_string(),
+        &out,
+        &gov_stats,
+    ));
     if let Err(e) = journal.append(&finish).and_then(|_| journal.sync()) {
         journal_error.get_or_insert(e.to_string());
     }

@@ -55,6 +55,7 @@
 //! - **Invariant:** `mock` imports nothing from the engine.
 
 pub mod apk;
+pub mod base;
 pub mod cli;
 pub mod esper;
 pub mod exec;
