@@ -401,7 +401,7 @@ impl Client {
                     path: shown.clone(),
                     kind: ErrorKind::Decode(e),
                 };
-                let page = page::decode(style, body).map_err(decode_err)?;
+                let page = page::decode(style, body).map_err(|e| decode_err(e.to_string()))?;
                 let items = page
                     .items
                     .into_iter()

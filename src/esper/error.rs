@@ -351,4 +351,64 @@ mod tests {
         assert!(ErrorBody::parse(b"<html>bad gateway</html>").is_none());
         assert!(ErrorBody::parse(b"{}").is_none());
     }
+
+    #[test]
+    fn display_says_what_and_the_hint_says_how_to_fix() {
+        use crate::base::{Hint, one_line};
+        let body = ErrorBody::parse(br#"{"message":"invalid token","code":401}"#).map(Box::new);
+        let e = ApiError {
+            method: "GET".into(),
+            path: "/v1/enterprise/e/application/".into(),
+            kind: ErrorKind::Status {
+                status: 401,
+                body,
+                raw: String::new(),
+                retry_after: None,
+            },
+        };
+        assert_eq!(
+            e.description(),
+            "GET /v1/enterprise/e/application/ answered 401"
+        );
+        assert_eq!(e.server_message().as_deref(), Some("invalid token"));
+        assert_eq!(
+            e.to_string(),
+            "GET /v1/enterprise/e/application/ answered 401: invalid token"
+        );
+        assert_eq!(
+            one_line(&e),
+            "GET /v1/enterprise/e/application/ answered 401: invalid token (check ESPER_API_KEY and that the key belongs to this tenant)"
+        );
+        let bare = ApiError {
+            kind: ErrorKind::Status {
+                status: 502,
+                body: None,
+                raw: "<html>bad gateway</html>".into(),
+                retry_after: None,
+            },
+            ..e.clone()
+        };
+        assert_eq!(
+            bare.server_message(),
+            None,
+            "an HTML page is not Esper's message"
+        );
+        assert!(
+            bare.to_string()
+                .ends_with("answered 502: <html>bad gateway</html>")
+        );
+        assert_eq!(bare.hint(), None);
+        let refused = ApiError {
+            kind: ErrorKind::Connect("connection refused".into()),
+            ..e
+        };
+        assert_eq!(
+            refused.to_string(),
+            "GET /v1/enterprise/e/application/: cannot connect: connection refused"
+        );
+        assert_eq!(
+            refused.hint().as_deref(),
+            Some("check the base URL, proxy settings and network")
+        );
+    }
 }

@@ -1220,3 +1220,71 @@ fn a_task_over_several_devices_gets_a_csv_row_per_device() {
         "{text}"
     );
 }
+
+/// 156 tasks refused with a 400 whose messages name 24 different versions, and 2 with a
+/// 404: two causes, not 26 ways, and the advice counts them from the statuses.
+#[test]
+fn failures_group_by_cause_not_by_message_text() {
+    let mut r = clean();
+    r.tasks.clear();
+    let refused = |k: u32| FailureReport {
+        class: FailureClass::Client,
+        http_status: Some(400),
+        esper_message: Some(format!("Invalid app version \"4.{}\"", k % 24)),
+        hint: None,
+        description: "POST /commands/v0/commands/ answered 400".into(),
+        maybe_processed: false,
+    };
+    for k in 0..158 {
+        let failure = if k < 156 {
+            refused(k)
+        } else {
+            http(
+                FailureClass::NotFound,
+                404,
+                "GET /v1/enterprise/e/application/ answered 404",
+                "Not found.",
+                Some("check the enterprise id, the tenant and the ids in the job"),
+            )
+        };
+        r.tasks.push(task(
+            k,
+            "install",
+            &format!("POS-{k:04}"),
+            TaskStatus::Failed,
+            failed(failure.clone(), None),
+            vec![attempt(1, 10, 20, Some(failure), None)],
+            None,
+        ));
+    }
+    r.summary = Summary {
+        tasks: 158,
+        failed: 158,
+        ..Summary::default()
+    };
+    r.steps = vec![StepReport {
+        id: "install".into(),
+        kind: "command".into(),
+        tasks: 158,
+        by_status: BTreeMap::from([("failed".to_string(), 158)]),
+    }];
+    r.run.outcome = RunOutcome::FailedTasks;
+    r.run.exit_code = RunOutcome::FailedTasks.exit_code();
+    let md = render::markdown(&r);
+    let rows: Vec<&str> = md
+        .lines()
+        .filter(|l| l.starts_with("| 156 ") || l.starts_with("| 2 "))
+        .collect();
+    assert_eq!(rows.len(), 2, "{md}");
+    assert!(
+        rows[0].contains("answered 400") && rows[0].contains("and 23 other messages"),
+        "{}",
+        rows[0]
+    );
+    assert!(rows[1].contains("answered 404"), "{}", rows[1]);
+    assert!(md.contains("158 tasks failed in 2 distinct ways"), "{md}");
+    assert!(md.contains("2 tasks failed with 404"), "{md}");
+    let page = render::html(&r);
+    check_page(&page, 1);
+    assert_eq!(page.matches("<td class=\"n\">156</td>").count(), 1);
+}
