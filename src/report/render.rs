@@ -16,7 +16,8 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use super::{
-    AttemptReport, DeviceCountsReport, ReasonReport, Report, SampleReport, StopReport, TaskReport,
+    AttemptReport, DeviceCountsReport, FailureReport, ReasonReport, Report, RunOutcome,
+    SampleReport, StopReport, TaskReport,
 };
 use crate::base::FailureClass;
 use crate::exec::{DeviceState, StopReason, TaskStatus};
@@ -1345,7 +1346,7 @@ fn advice(r: &Report, groups: &[Group]) -> Vec<Vec<Frag>> {
         .iter()
         .filter(|t| matches!(t.status, TaskStatus::Failed | TaskStatus::Unknown))
         .collect();
-    let failing = |is: &dyn Fn(&super::FailureReport) -> bool| {
+    let failing = |is: &dyn Fn(&FailureReport) -> bool| {
         bad.iter().filter(|t| t.failure().is_some_and(is)).count() as u64
     };
     let with_status = |code: u16| failing(&|f| f.http_status == Some(code));
@@ -1530,19 +1531,19 @@ fn advice(r: &Report, groups: &[Group]) -> Vec<Vec<Frag>> {
             "{} not started: re-run the job to finish them",
             tasks_word(s.not_started)
         ))];
-        if why(StopReason::Deadline) || r.run.outcome == super::RunOutcome::Deadline {
+        if why(StopReason::Deadline) || r.run.outcome == RunOutcome::Deadline {
             line.extend([
                 t("; the run reached its deadline, so if that keeps happening raise "),
                 c("deadline"),
                 t(" or split the job"),
             ]);
-        } else if why(StopReason::Interrupted) || r.run.outcome == super::RunOutcome::Interrupted {
+        } else if why(StopReason::Interrupted) || r.run.outcome == RunOutcome::Interrupted {
             line.push(t("; the run was interrupted"));
         }
         line.push(t("."));
         out.push(line);
     }
-    let clean = r.run.outcome == super::RunOutcome::Succeeded;
+    let clean = r.run.outcome == RunOutcome::Succeeded;
     if out.is_empty() {
         out.push(vec![t(if clean {
             "Nothing: every task succeeded."
