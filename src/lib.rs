@@ -20,13 +20,19 @@
 //!   fan-out and operation template; [`plan::Plan::task`] materializes any task on demand;
 //!   [`plan::plan_text`] is the review text `esper-bulk plan` prints. Apart from the
 //!   inventory reads it is pure and sends nothing.
+//! - [`base`]: the vocabulary the layers share and none owns: request kinds, observations,
+//!   the [`base::Throttle`] gate, [`base::FailureClass`], and the [`base::Hint`] convention
+//!   for advice on errors. A leaf: it imports nothing from the crate.
 //! - [`exec`]: runs a plan: the [`exec::Governor`] (rate ceiling, adaptive send rate,
 //!   adaptive in-flight window, run-wide pause on 429, a gate that closes when the run
 //!   stops), retries with backon, rollout stages, step outputs, and the worker pool. Task
-//!   failures are data ([`exec::Outcome`]), never `Err`.
-//! - [`esper`]: the typed Esper client (one attempt per call) and the adapter that lets the
-//!   executor drive it ([`esper::dispatch`]).
-//! - [`report`]: folds outcomes into a [`report::Report`] and renders it.
+//!   failures are data ([`exec::Outcome`] with a typed [`exec::Reason`] and
+//!   [`exec::Failure`]), never `Err`.
+//! - [`esper`]: the typed Esper client (one attempt per call, its own
+//!   [`esper::ErrorClass`]) and the adapter that lets the executor drive it
+//!   ([`esper::dispatch`]), which maps client errors onto executor failures.
+//! - [`report`]: folds outcomes into a [`report::Report`] (its own schema types, the
+//!   [`report::RunOutcome`] and its exit code) and renders it.
 //! - [`mock`]: an embedded, stateful fake of Esper with fault injection, used by tests,
 //!   the demo and people trying jobs without a tenant.
 //! - [`apk`]: reads package and version code from an APK (or the mock's text "APK") so
@@ -39,13 +45,29 @@
 //!   resumes runs, rebuilds reports from journals and runs the demo. It never prints:
 //!   notices go to the caller's [`run::Notices`], failures to start are [`run::RunError`].
 //! - [`journal`]: the append-only JSON Lines record of task outcomes that `run --resume`
-//!   and report rebuilding read. It records; it does not know reports.
+//!   and report rebuilding read, in its own versioned record types. It records; it does
+//!   not know reports.
 //! - [`lock`]: the run lock (one run of a job per state directory; exit 75 when held).
 //! - [`progress`]: progress bars on a terminal (nothing under cron or a pipe).
 //! - [`util`]: atomic file writes.
 //! - [`cli`]: the command line: flags to [`run`]'s settings, results to stdout, notices
 //!   and errors to stderr, exit codes. The only place that uses `anyhow`, and the only
 //!   one that prints run output (the mock's own command prints its address).
+//!
+//! Dependencies point one way: `exec` and the Esper client (`esper::{client, error, model,
+//! page}`) both use `base` and never each other; only the adapter `esper::dispatch`
+//! imports `exec` (it implements [`exec::Dispatch`]). `journal` and `report` read `exec`'s
+//! types and write their own.
+//!
+//! # Errors and advice
+//!
+//! Library errors derive `thiserror::Error`. `Display` says what went wrong: lowercase, no
+//! trailing period, naming the bad value. How to fix it is never part of `Display`: an
+//! error with advice implements [`base::Hint`] (`fn hint(&self) -> Option<String>`), and
+//! advice is rendered in exactly two shapes, [`base::render_error`] (`error: …` then
+//! `  = help: …`, for the terminal) and [`base::one_line`] (`… (hint)`, for report cells
+//! and errors kept as one line of text). Task failures carry the hint as data
+//! ([`exec::Failure::hint`]) so reports can show it.
 //!
 //! # Invariants
 //!
@@ -57,21 +79,25 @@
 //! - **Invariant:** the library never prints and never installs signal handlers; a run
 //!   stops only through its cancellation token (or its deadline).
 //! - **Invariant:** every HTTP request the engine makes (writes, reads, retries, pages,
-//!   status polls) passes the client's [`esper::Throttle`] and so takes a rate permit.
+//!   status polls) passes the client's [`base::Throttle`] and so takes a rate permit.
 //! - **Invariant:** a create whose result is unknown is never re-sent before a read-back
 //!   by its natural key found nothing.
 //! - **Invariant:** once a run stops, no request that has not started is sent; tasks
 //!   that sent nothing are `not_started`, never `unknown`.
 //! - **Invariant:** `Plan::task(id)` is deterministic: the same plan always yields the same
 //!   requests, so a reviewed plan file is exactly what runs.
-//! - **Invariant:** the journal is append-only and versioned; resuming treats every task
-//!   without a recorded success as uncertain (read back before any write).
+//! - **Invariant:** the journal is append-only and versioned, and every older format stays
+//!   readable; resuming treats every task without a recorded success as uncertain (read
+//!   back before any write).
+//! - **Invariant:** failures stay typed from the dispatch to every renderer: nothing
+//!   downstream of `exec` parses message text to group, count or advise.
 //! - **Invariant:** reports list tasks in plan order (by `TaskId`), never completion order.
 //! - **Invariant:** the API key lives in [`esper::ApiKey`]; it is never printed by `Debug`,
 //!   logs, errors, plans or reports.
 //! - **Invariant:** `mock` imports nothing from the engine.
 
 pub mod apk;
+pub mod base;
 pub mod cli;
 pub mod esper;
 pub mod exec;

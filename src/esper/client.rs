@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::future::BoxFuture;
 use futures::{Stream, TryStreamExt};
 use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
@@ -22,6 +21,7 @@ use serde_json::Value;
 use super::error::{ApiError, ErrorBody, ErrorKind, parse_retry_after};
 use super::model::*;
 use super::page::{self, Next, PageStyle};
+use crate::base::{Observation, RequestKind, Throttle};
 
 /// The API key. `Debug` and `Display` never show it; [`ApiKey::expose`] is called in exactly
 /// one place, when the `Authorization` header is built.
@@ -92,32 +92,6 @@ impl Default for ClientOptions {
             ca_cert: None,
         }
     }
-}
-
-/// What a request is for, so a throttle can prioritise writes over status polls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RequestKind {
-    Read,
-    Write,
-    Poll,
-}
-
-/// What came back from one request, for rate adaptation.
-#[derive(Debug, Clone, Copy)]
-pub struct Observation {
-    pub status: Option<u16>,
-    pub retry_after: Option<Duration>,
-    pub latency: Duration,
-}
-
-/// A gate every request passes: `acquire` before sending, `observe` after.
-pub trait Throttle: Send + Sync {
-    /// Waits for permission to send; the returned guard is held until the response is in.
-    /// `None` means the run is stopping: the request must not be sent.
-    fn acquire(&self, kind: RequestKind) -> BoxFuture<'_, Option<Box<dyn Send + '_>>>;
-    fn observe(&self, kind: RequestKind, observation: Observation);
-    /// The run is stopping: refuse to start further requests.
-    fn close(&self) {}
 }
 
 /// A successful response of the raw escape hatch.
@@ -427,7 +401,7 @@ impl Client {
                     path: shown.clone(),
                     kind: ErrorKind::Decode(e),
                 };
-                let page = page::decode(style, body).map_err(decode_err)?;
+                let page = page::decode(style, body).map_err(|e| decode_err(e.to_string()))?;
                 let items = page
                     .items
                     .into_iter()

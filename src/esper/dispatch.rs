@@ -1,12 +1,13 @@
-//! The adapter between the engine and the client: the executor's [`Dispatch`], the
-//! planner's [`Inventory`], and the governor as the client's [`Throttle`].
+//! The adapter between the engine and the client: the executor's [`Dispatch`] and the
+//! planner's [`Inventory`]. It is the one place that knows both sides: it maps the client's
+//! [`ApiError`] (and its [`ErrorClass`]) onto the executor's [`Failure`] and Esper's
+//! command states onto [`DeviceState`]s.
 //!
 //! This is where "never create a duplicate" is implemented: alarm rules are always looked
 //! up by name before a write, and a command request whose create had an unknown outcome is
 //! searched for (same command, arguments, devices and groups, created since the task
 //! started) before it is posted again.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -15,45 +16,62 @@ use futures::{FutureExt, TryStreamExt};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::client::{CommandFilter, DeviceFilter, Observation, RequestKind, Throttle};
+use super::client::{CommandFilter, DeviceFilter};
 use super::model::{AlarmRule, CommandRequest, CommandState};
-use super::{ApiError, Client};
-use crate::exec::{AttemptCx, Dispatch, Done, Failure, FailureClass, Followed, Governor};
+use super::{ApiError, Client, ErrorClass};
+use crate::base::{FailureClass, Hint};
+use crate::exec::{
+    AttemptCx, DeviceCounts, DeviceResult, DeviceState, Dispatch, Done, Failure, Followed,
+};
 use crate::job::{DeviceSelector, OnExists};
 use crate::plan::{GroupInfo, Inventory, InventoryError, Item, ItemKind, Operation, Task};
+
+/// The executor's class for a client error class: the same names, one vocabulary each.
+fn failure_class(c: ErrorClass) -> FailureClass {
+    match c {
+        ErrorClass::RateLimited => FailureClass::RateLimited,
+        ErrorClass::Server => FailureClass::Server,
+        ErrorClass::Auth => FailureClass::Auth,
+        ErrorClass::NotFound => FailureClass::NotFound,
+        ErrorClass::Client => FailureClass::Client,
+        ErrorClass::Connect => FailureClass::Connect,
+        ErrorClass::Timeout => FailureClass::Timeout,
+        ErrorClass::Transport => FailureClass::Transport,
+        ErrorClass::Decode => FailureClass::Decode,
+        ErrorClass::Build => FailureClass::Build,
+        ErrorClass::Stopped => FailureClass::Stopped,
+    }
+}
 
 impl From<&ApiError> for Failure {
     fn from(e: &ApiError) -> Failure {
         Failure {
-            class: e.class(),
-            status: e.status(),
-            message: e.to_string(),
+            class: failure_class(e.class()),
+            http_status: e.status(),
+            esper_message: e.server_message(),
+            hint: e.hint(),
+            description: e.description(),
             retry_after: e.retry_after(),
             maybe_processed: e.maybe_processed(),
         }
     }
 }
 
+/// Where a device ended up, in the executor's terms. States that are not final
+/// (queued, in progress, scheduled, unknown ones) are pending.
+fn device_state(s: &CommandState) -> DeviceState {
+    match s {
+        CommandState::Success => DeviceState::Succeeded,
+        CommandState::Failure => DeviceState::Failed,
+        CommandState::TimeOut => DeviceState::TimedOut,
+        CommandState::Cancelled => DeviceState::Cancelled,
+        _ => DeviceState::Pending,
+    }
+}
+
 /// `ApiError` to `Failure`, for `map_err`.
 fn fail(e: ApiError) -> Failure {
     Failure::from(&e)
-}
-
-impl Throttle for Governor {
-    fn acquire(&self, kind: RequestKind) -> BoxFuture<'_, Option<Box<dyn Send + '_>>> {
-        async move {
-            Governor::acquire(self, kind)
-                .await
-                .map(|s| Box::new(s) as Box<dyn Send + '_>)
-        }
-        .boxed()
-    }
-    fn observe(&self, _kind: RequestKind, o: Observation) {
-        Governor::observe(self, o.status, o.retry_after, o.latency);
-    }
-    fn close(&self) {
-        Governor::close(self);
-    }
 }
 
 /// How command tracking polls.
@@ -125,14 +143,14 @@ impl EsperDispatch {
                     true,
                 )),
                 OnExists::Fail => Err(Failure {
-                    class: FailureClass::Conflict,
-                    status: None,
-                    message: format!(
-                        "alarm rule `{name}` already exists (id {}) and on_exists is `fail`",
-                        rule.id
-                    ),
-                    retry_after: None,
-                    maybe_processed: false,
+                    hint: Some("set on_exists to `update` or `skip` to keep it".into()),
+                    ..Failure::local(
+                        FailureClass::Conflict,
+                        format!(
+                            "alarm rule `{name}` already exists (id {}) and on_exists is `fail`",
+                            rule.id
+                        ),
+                    )
                 }),
                 OnExists::Update if same => Ok(done(
                     format!("alarm rule {} is up to date", rule.id),
@@ -192,13 +210,7 @@ impl EsperDispatch {
         package: Option<&str>,
         version_code: Option<&str>,
     ) -> Result<Done, Failure> {
-        let local = |m: String| Failure {
-            class: FailureClass::Build,
-            status: None,
-            message: m,
-            retry_after: None,
-            maybe_processed: false,
-        };
+        let local = |m: String| Failure::local(FailureClass::Build, m);
         let (package, code) = match (package, version_code) {
             (Some(p), Some(c)) => (p.to_string(), c.to_string()),
             _ => {
@@ -237,11 +249,11 @@ impl EsperDispatch {
             .or(app.versions.first())
             .map(|v| v.id.clone())
             .ok_or_else(|| Failure {
-                class: FailureClass::Decode,
-                status: None,
-                message: format!("the upload of {file} answered without a version"),
-                retry_after: None,
                 maybe_processed: true,
+                ..Failure::local(
+                    FailureClass::Decode,
+                    format!("the upload of {file} answered without a version"),
+                )
             })?;
         Ok(done(
             format!("uploaded {package} {code} (version {version})"),
@@ -269,13 +281,7 @@ impl EsperDispatch {
             .unwrap_or_else(|| file.to_string());
         let size = tokio::fs::metadata(path)
             .await
-            .map_err(|e| Failure {
-                class: FailureClass::Build,
-                status: None,
-                message: format!("cannot read {file}: {e}"),
-                retry_after: None,
-                maybe_processed: false,
-            })?
+            .map_err(|e| Failure::local(FailureClass::Build, format!("cannot read {file}: {e}")))?
             .len();
         let found: Vec<super::model::Content> = self
             .client
@@ -495,11 +501,8 @@ impl Dispatch for EsperDispatch {
                 Operation::Request { method, path, query, body } => {
                     if cx.uncertain && method.eq_ignore_ascii_case("POST") {
                         return Err(Failure {
-                            class: FailureClass::Conflict,
-                            status: None,
-                            message: format!("the outcome of POST {path} is unknown and a raw request cannot be read back; not sending it again"),
-                            retry_after: None,
                             maybe_processed: true,
+                            ..Failure::local(FailureClass::Conflict, format!("the outcome of POST {path} is unknown and a raw request cannot be read back; not sending it again"))
                         });
                     }
                     let q: Vec<(String, String)> = query.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -529,7 +532,9 @@ impl Dispatch for EsperDispatch {
                         break;
                     }
                     Ok(_) => {}
-                    Err(e) => tracing::debug!(command = id, error = %e, "status poll failed; polling on"),
+                    Err(e) => {
+                        tracing::debug!(command = id, error = %e, "status poll failed; polling on")
+                    }
                 }
                 let now = tokio::time::Instant::now();
                 if now >= until || stop.is_cancelled() {
@@ -544,43 +549,53 @@ impl Dispatch for EsperDispatch {
             // One pass over the per-device rows for the report, tolerant of transient errors.
             let mut rows = None;
             for _ in 0..5 {
-                match self.client.command_statuses(id, None).try_collect::<Vec<_>>().await {
+                match self
+                    .client
+                    .command_statuses(id, None)
+                    .try_collect::<Vec<_>>()
+                    .await
+                {
                     Ok(r) => {
                         rows = Some(r);
                         break;
                     }
-                    Err(e) if e.class() == FailureClass::RateLimited || e.class() == FailureClass::Server || e.maybe_processed() => {
+                    Err(e)
+                        if e.class() == ErrorClass::RateLimited
+                            || e.class() == ErrorClass::Server
+                            || e.maybe_processed() =>
+                    {
                         tokio::time::sleep(self.poll.initial).await;
                     }
                     Err(_) => break,
                 }
             }
             let Some(rows) = rows else {
-                return Followed { result: json!({"command": id, "error": "per-device status could not be read"}), failed_devices: 0, summary: "per-device status could not be read".into() };
+                tracing::warn!(command = id, "per-device status could not be read");
+                return Followed {
+                    command: id.to_string(),
+                    finished,
+                    counts: None,
+                    devices: Vec::new(),
+                };
             };
-            let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-            let mut failed = Vec::new();
-            let mut pending = Vec::new();
+            let mut counts = DeviceCounts::default();
+            let mut devices = Vec::new();
             for r in &rows {
-                *counts.entry(r.state.as_str().to_string()).or_default() += 1;
-                match r.state {
-                    CommandState::Failure | CommandState::TimeOut | CommandState::Cancelled => {
-                        failed.push(json!({"device": r.device, "state": r.state.as_str(), "reason": r.reason}));
-                    }
-                    ref s if !s.is_final() => pending.push(Value::String(r.device.clone())),
-                    _ => {}
+                let state = device_state(&r.state);
+                counts.add(state);
+                if state != DeviceState::Succeeded {
+                    devices.push(DeviceResult {
+                        id: r.device.clone(),
+                        state,
+                        reason: r.reason.clone(),
+                    });
                 }
             }
-            let failed_devices = failed.len() as u64;
-            let summary = match (failed_devices, pending.len(), finished) {
-                (0, 0, _) => format!("all {} devices succeeded", rows.len()),
-                (0, p, _) => format!("{p} of {} devices still queued (offline?) when the wait ended", rows.len()),
-                (f, p, _) => format!("{f} of {} devices failed, {p} still pending", rows.len()),
-            };
             Followed {
-                result: json!({"command": id, "finished": finished, "counts": counts, "failed": failed, "pending": pending}),
-                failed_devices,
-                summary,
+                command: id.to_string(),
+                finished,
+                counts: Some(counts),
+                devices,
             }
         }
         .boxed()
@@ -591,7 +606,11 @@ impl Dispatch for EsperDispatch {
 const ROOT_GROUP: &str = "All devices";
 
 fn inv_err(e: ApiError) -> InventoryError {
-    InventoryError(format!("reading targets failed: {e}"))
+    // The inventory error is one line of text, so the hint goes inline.
+    InventoryError(format!(
+        "reading targets failed: {}",
+        crate::base::one_line(&e)
+    ))
 }
 
 /// Retries an idempotent read (a whole listing, restarted from its first page) on 429,

@@ -1,8 +1,10 @@
 //! The client's typed error: what was asked, what came back, and how it failed.
 //!
 //! It decodes all three Esper error body shapes and the `Retry-After` header, and it classes
-//! the failure (connect, timeout, decode, status) so the executor can decide about retries
-//! without knowing HTTP. It never holds the API key: only method, path and bodies.
+//! the failure (connect, timeout, decode, status) in its own [`ErrorClass`], which the
+//! adapter maps to the executor's classes. `Display` says what happened (with Esper's own
+//! message); how to fix it is the error's [`Hint`](crate::base::Hint). It never holds the
+//! API key: only method, path and bodies.
 
 use std::fmt;
 use std::time::Duration;
@@ -127,8 +129,41 @@ pub enum ErrorKind {
     Stopped,
 }
 
-/// The coarse class of a failure; the executor's retry vocabulary.
-pub use crate::exec::FailureClass as ErrorClass;
+/// The coarse class of a failed call, in the client's terms. The adapter
+/// (`esper::dispatch`) maps it to the executor's `FailureClass`; the client itself does not
+/// know how the executor retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    RateLimited,
+    Server,
+    Auth,
+    NotFound,
+    Client,
+    Connect,
+    Timeout,
+    Transport,
+    Decode,
+    Build,
+    Stopped,
+}
+
+impl ErrorClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::RateLimited => "rate_limited",
+            ErrorClass::Server => "server",
+            ErrorClass::Auth => "auth",
+            ErrorClass::NotFound => "not_found",
+            ErrorClass::Client => "client",
+            ErrorClass::Connect => "connect",
+            ErrorClass::Timeout => "timeout",
+            ErrorClass::Transport => "transport",
+            ErrorClass::Decode => "decode",
+            ErrorClass::Build => "build",
+            ErrorClass::Stopped => "stopped",
+        }
+    }
+}
 
 /// A failed Esper call: the method and path asked for, and what went wrong.
 #[derive(Debug, Clone)]
@@ -180,6 +215,40 @@ impl ApiError {
         }
     }
 
+    /// What Esper itself said: the error body's message and field errors, when it sent
+    /// an Esper error body with any text in it.
+    pub fn server_message(&self) -> Option<String> {
+        self.body()
+            .map(ErrorBody::summary)
+            .filter(|s| !s.is_empty())
+    }
+
+    /// What happened, in our words and without Esper's message: `POST /x/ answered 400`,
+    /// `GET /y/: cannot connect: …`. A status answer without an Esper message says what
+    /// came instead (the start of the body, or that there was none).
+    pub fn description(&self) -> String {
+        let (m, p) = (&self.method, &self.path);
+        match &self.kind {
+            ErrorKind::Status { status, raw, .. } => {
+                if self.server_message().is_some() {
+                    format!("{m} {p} answered {status}")
+                } else if !raw.is_empty() {
+                    format!("{m} {p} answered {status}: {raw}")
+                } else {
+                    format!("{m} {p} answered {status}: no error body")
+                }
+            }
+            ErrorKind::Connect(e) => format!("{m} {p}: cannot connect: {e}"),
+            ErrorKind::Timeout => format!("{m} {p}: timed out waiting for the server"),
+            ErrorKind::Transport(e) => {
+                format!("{m} {p}: connection failed after the request was sent: {e}")
+            }
+            ErrorKind::Decode(e) => format!("{m} {p}: unexpected response body: {e}"),
+            ErrorKind::Build(e) => format!("{m} {p}: cannot build the request: {e}"),
+            ErrorKind::Stopped => format!("{m} {p}: not sent: the run is stopping"),
+        }
+    }
+
     /// Whether the server may have acted on the request. A create that fails this way has
     /// an unknown outcome and must be read back before it is sent again.
     pub fn maybe_processed(&self) -> bool {
@@ -189,53 +258,33 @@ impl ApiError {
             ErrorKind::Connect(_) | ErrorKind::Build(_) | ErrorKind::Stopped => false,
         }
     }
+}
 
-    /// The short reason recorded on an attempt: `429`, `503`, `connect`, `timeout`, ….
-    pub fn short(&self) -> String {
-        match &self.kind {
-            ErrorKind::Status { status, .. } => status.to_string(),
-            _ => self.class().as_str().to_string(),
-        }
+impl crate::base::Hint for ApiError {
+    fn hint(&self) -> Option<String> {
+        let h = match &self.kind {
+            ErrorKind::Status { status, .. } => match status {
+                401 => "check ESPER_API_KEY and that the key belongs to this tenant",
+                403 => "the API key lacks the scope for this call",
+                404 => "check the enterprise id, the tenant and the ids in the job",
+                429 => "rate limited: lower limits.rate",
+                _ => return None,
+            },
+            ErrorKind::Connect(_) => "check the base URL, proxy settings and network",
+            ErrorKind::Timeout => "raise --timeout or lower limits.rate",
+            _ => return None,
+        };
+        Some(h.to_string())
     }
 }
 
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (m, p) = (&self.method, &self.path);
-        match &self.kind {
-            ErrorKind::Status {
-                status, body, raw, ..
-            } => {
-                let hint = match status {
-                    401 => " (check ESPER_API_KEY and that the key belongs to this tenant)",
-                    403 => " (the API key lacks the scope for this call)",
-                    404 => " (check the enterprise id, the tenant and the ids in the job)",
-                    429 => " (rate limited: lower limits.rate)",
-                    _ => "",
-                };
-                let detail = match body {
-                    Some(b) if !b.summary().is_empty() => b.summary(),
-                    _ if !raw.is_empty() => raw.clone(),
-                    _ => "no error body".to_string(),
-                };
-                write!(f, "{m} {p} answered {status}: {detail}{hint}")
-            }
-            ErrorKind::Connect(e) => write!(
-                f,
-                "{m} {p}: cannot connect: {e} (check the base URL, proxy settings and network)"
-            ),
-            ErrorKind::Timeout => write!(
-                f,
-                "{m} {p}: timed out waiting for the server (raise --timeout or lower limits.rate)"
-            ),
-            ErrorKind::Transport(e) => write!(
-                f,
-                "{m} {p}: connection failed after the request was sent: {e}"
-            ),
-            ErrorKind::Decode(e) => write!(f, "{m} {p}: unexpected response body: {e}"),
-            ErrorKind::Build(e) => write!(f, "{m} {p}: cannot build the request: {e}"),
-            ErrorKind::Stopped => write!(f, "{m} {p}: not sent: the run is stopping"),
+        f.write_str(&self.description())?;
+        if let Some(m) = self.server_message() {
+            write!(f, ": {m}")?;
         }
+        Ok(())
     }
 }
 
@@ -301,5 +350,65 @@ mod tests {
         assert_eq!(custom.code, Some(404));
         assert!(ErrorBody::parse(b"<html>bad gateway</html>").is_none());
         assert!(ErrorBody::parse(b"{}").is_none());
+    }
+
+    #[test]
+    fn display_says_what_and_the_hint_says_how_to_fix() {
+        use crate::base::{Hint, one_line};
+        let body = ErrorBody::parse(br#"{"message":"invalid token","code":401}"#).map(Box::new);
+        let e = ApiError {
+            method: "GET".into(),
+            path: "/v1/enterprise/e/application/".into(),
+            kind: ErrorKind::Status {
+                status: 401,
+                body,
+                raw: String::new(),
+                retry_after: None,
+            },
+        };
+        assert_eq!(
+            e.description(),
+            "GET /v1/enterprise/e/application/ answered 401"
+        );
+        assert_eq!(e.server_message().as_deref(), Some("invalid token"));
+        assert_eq!(
+            e.to_string(),
+            "GET /v1/enterprise/e/application/ answered 401: invalid token"
+        );
+        assert_eq!(
+            one_line(&e),
+            "GET /v1/enterprise/e/application/ answered 401: invalid token (check ESPER_API_KEY and that the key belongs to this tenant)"
+        );
+        let bare = ApiError {
+            kind: ErrorKind::Status {
+                status: 502,
+                body: None,
+                raw: "<html>bad gateway</html>".into(),
+                retry_after: None,
+            },
+            ..e.clone()
+        };
+        assert_eq!(
+            bare.server_message(),
+            None,
+            "an HTML page is not Esper's message"
+        );
+        assert!(
+            bare.to_string()
+                .ends_with("answered 502: <html>bad gateway</html>")
+        );
+        assert_eq!(bare.hint(), None);
+        let refused = ApiError {
+            kind: ErrorKind::Connect("connection refused".into()),
+            ..e
+        };
+        assert_eq!(
+            refused.to_string(),
+            "GET /v1/enterprise/e/application/: cannot connect: connection refused"
+        );
+        assert_eq!(
+            refused.hint().as_deref(),
+            Some("check the base URL, proxy settings and network")
+        );
     }
 }

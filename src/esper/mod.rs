@@ -1,9 +1,12 @@
 //! The typed Esper REST client: connection settings, models, pagination and errors.
 //!
 //! Each call makes exactly one HTTP attempt; deciding whether and when to retry belongs to
-//! the executor. Every request passes the optional [`Throttle`] hook first, which is how the
-//! executor's rate limiter sees pages, polls and read-backs as well as writes. The adapter
-//! that maps plan operations onto these calls lives in [`dispatch`].
+//! the executor. Every request passes the optional [`Throttle`](crate::base::Throttle) hook first, which is how the
+//! executor's rate limiter sees pages, polls and read-backs as well as writes. The client
+//! (`client`, `error`, `model`, `page`) knows nothing of the executor: it speaks the shared
+//! vocabulary of [`crate::base`]. The adapter that maps plan operations onto these calls,
+//! and client errors onto executor failures, lives in [`dispatch`]; it is the only part of
+//! this module that imports `exec`.
 
 mod client;
 pub mod dispatch;
@@ -12,8 +15,7 @@ pub mod model;
 pub mod page;
 
 pub use client::{
-    ApiKey, Client, ClientOptions, CommandFilter, Connection, DeviceFilter, Observation,
-    RawResponse, RequestKind, Throttle,
+    ApiKey, Client, ClientOptions, CommandFilter, Connection, DeviceFilter, RawResponse,
 };
 pub use error::{ApiError, ErrorBody, ErrorClass, ErrorKind};
 pub use page::PageStyle;

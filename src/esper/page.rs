@@ -37,37 +37,44 @@ pub struct Page {
     pub count: Option<u64>,
 }
 
+/// A page body without the shape its style promises.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected {expected}, found {found}")]
+pub struct PageError {
+    /// What the page should have held there, e.g. "`results` to be a list".
+    pub expected: &'static str,
+    /// What it held instead, e.g. "a string".
+    pub found: &'static str,
+}
+
+fn shape(expected: &'static str, found: &Value) -> PageError {
+    PageError {
+        expected,
+        found: kind(found),
+    }
+}
+
 /// Decodes a page body in the given style.
-pub fn decode(style: PageStyle, body: Value) -> Result<Page, String> {
+pub fn decode(style: PageStyle, body: Value) -> Result<Page, PageError> {
     let obj = match style {
         PageStyle::Drf => body,
         PageStyle::Envelope | PageStyle::Cursor => match body {
             Value::Object(mut map) => match map.remove("content") {
                 Some(content @ Value::Object(_)) => content,
-                Some(other) => {
-                    return Err(format!(
-                        "expected `content` to be an object, found {}",
-                        kind(&other)
-                    ));
-                }
+                Some(other) => return Err(shape("`content` to be an object", &other)),
                 // Some service lists are not wrapped; accept a bare page too.
                 None => Value::Object(map),
             },
-            other => return Err(format!("expected an object, found {}", kind(&other))),
+            other => return Err(shape("an object", &other)),
         },
     };
     let Value::Object(mut map) = obj else {
-        return Err(format!("expected a page object, found {}", kind(&obj)));
+        return Err(shape("a page object", &obj));
     };
     let items = match map.remove("results") {
         Some(Value::Array(items)) => items,
         Some(Value::Null) | None => Vec::new(),
-        Some(other) => {
-            return Err(format!(
-                "expected `results` to be a list, found {}",
-                kind(&other)
-            ));
-        }
+        Some(other) => return Err(shape("`results` to be a list", &other)),
     };
     let count = map
         .get("count")

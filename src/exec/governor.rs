@@ -15,12 +15,15 @@ use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use governor::clock::Clock;
 use governor::{Quota, RateLimiter};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::adaptive::AdaptiveRate;
+use crate::base::{Observation, RequestKind, Throttle};
 
 /// Tokio's clock as a governor clock: time since the governor was made.
 #[derive(Clone, Debug)]
@@ -42,9 +45,6 @@ type Ceiling = RateLimiter<
     governor::middleware::NoOpMiddleware<Duration>,
 >;
 
-/// The kind of request asking for a permit; polls yield to writes.
-pub use crate::esper::RequestKind;
-
 /// Settings for a governor.
 #[derive(Debug, Clone)]
 pub struct GovernorConfig {
@@ -63,8 +63,8 @@ pub struct GovernorConfig {
     pub seed: u64,
 }
 
-/// Counters for the report.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+/// Counters for the report (which, like the journal, keeps its own serialized copy).
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct GovernorStats {
     pub requests: u64,
     pub by_status: BTreeMap<String, u64>,
@@ -76,22 +76,19 @@ pub struct GovernorStats {
     /// Total time the run spent paused after 429s.
     pub paused_ms: u64,
     /// The adaptive send rate at the end (absent when the API never throttled).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adaptive_rate: Option<f64>,
     /// One sample per second of the run, for charts.
-    #[serde(default)]
     pub timeline: Vec<Sample>,
 }
 
 /// One second of a run.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Sample {
     /// Seconds since the governor started.
     pub t: u32,
     pub requests: u32,
     pub rate_limited: u32,
     pub window: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<f64>,
 }
 
@@ -437,6 +434,25 @@ fn effective_window(st: &State, cfg: &GovernorConfig) -> u32 {
     let rate = st.adaptive.rate().unwrap_or(cfg.rate);
     let needed = (rate * st.latency * 1.5).ceil() as u32;
     st.window.max(needed).clamp(1, cfg.max_in_flight.max(1))
+}
+
+/// The governor is the throttle of the run's client: every request the client sends takes
+/// a permit here and reports its answer back.
+impl Throttle for Governor {
+    fn acquire(&self, kind: RequestKind) -> BoxFuture<'_, Option<Box<dyn Send + '_>>> {
+        async move {
+            Governor::acquire(self, kind)
+                .await
+                .map(|s| Box::new(s) as Box<dyn Send + '_>)
+        }
+        .boxed()
+    }
+    fn observe(&self, _kind: RequestKind, o: Observation) {
+        Governor::observe(self, o.status, o.retry_after, o.latency);
+    }
+    fn close(&self) {
+        Governor::close(self);
+    }
 }
 
 #[cfg(test)]

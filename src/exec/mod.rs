@@ -1,9 +1,11 @@
 //! The executor: runs a plan's tasks on a bounded tokio pool under the [`Governor`],
 //! retrying with backon, skipping dependents of failed steps, and stopping cleanly.
 //!
-//! It knows nothing about Esper's URLs or JSON: it drives a [`Dispatch`] implementation
-//! (the Esper adapter in `esper::dispatch`, or a fake in tests) and turns everything that
-//! happens into [`Outcome`]s. `run` returns `Err` never; failures are outcomes.
+//! It knows nothing about Esper's URLs or JSON and imports nothing from `esper`: it drives
+//! a [`Dispatch`] implementation (the Esper adapter in `esper::dispatch`, or a fake in
+//! tests) and turns everything that happens into [`Outcome`]s, whose [`Reason`]s and
+//! [`Failure`]s are typed all the way to the report. `run` returns `Err` never; failures
+//! are outcomes.
 
 mod adaptive;
 mod governor;
@@ -22,12 +24,16 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::base::FailureClass;
 use crate::plan::{Plan, Task, TaskId};
 
 pub use adaptive::AdaptiveRate;
 pub use governor::{Governor, GovernorConfig, GovernorStats, Sample, Slot, TokioClock};
-pub use outcome::{Attempt, Outcome, TaskStatus};
-pub use retry::{Failure, FailureClass, RetryBudget, next_delay};
+pub use outcome::{
+    Attempt, DeviceCounts, DeviceResult, DeviceState, Followed, GaveUp, Outcome, Reason,
+    RolloutStop, Shortfall, StopReason, TaskStatus,
+};
+pub use retry::{Failure, RetryBudget, next_delay};
 
 /// Context of one attempt.
 #[derive(Debug, Clone)]
@@ -50,16 +56,6 @@ pub struct Done {
     pub follow: Option<String>,
     /// True when the task found its work already done (read-back or `on_exists: skip`).
     pub reconciled: bool,
-}
-
-/// What following a command found.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Followed {
-    /// Per-device results and counts, for the report.
-    pub result: Value,
-    /// Devices that ended in failure or timeout.
-    pub failed_devices: u64,
-    pub summary: String,
 }
 
 /// How the executor reaches the API. Implementations make their requests through a
@@ -85,14 +81,6 @@ pub trait Dispatch: Send + Sync + 'static {
     fn stop(&self) {}
 }
 
-/// Why a run stopped before finishing every task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StopReason {
-    Interrupted,
-    Deadline,
-}
-
 /// Settings of one run.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -116,8 +104,8 @@ pub struct RunOutput {
     /// One outcome per task, in plan order.
     pub outcomes: Vec<Outcome>,
     pub stopped: Option<StopReason>,
-    /// Rollouts stopped by `max_failures`, one message each.
-    pub thresholds: Vec<String>,
+    /// Rollouts stopped by `max_failures`.
+    pub rollout_stops: Vec<RolloutStop>,
     pub elapsed: Duration,
 }
 
@@ -132,18 +120,10 @@ pub enum Event<'a> {
 
 /// Failure units of an outcome: devices when a command was followed, else the task.
 fn units(o: &Outcome) -> (u64, u64) {
-    if let Some(devs) = o.result.as_ref().and_then(|r| r.get("devices")) {
-        let failed = devs
-            .get("failed")
-            .and_then(Value::as_array)
-            .map_or(0, |a| a.len() as u64);
-        let total: u64 = devs
-            .get("counts")
-            .and_then(Value::as_object)
-            .map_or(0, |m| m.values().filter_map(Value::as_u64).sum());
-        if total > 0 {
-            return (failed, total);
-        }
+    if let Some(c) = o.followed.as_ref().and_then(|f| f.counts)
+        && c.total() > 0
+    {
+        return (c.unsuccessful(), c.total());
     }
     (u64::from(o.status != TaskStatus::Succeeded), 1)
 }
@@ -160,8 +140,32 @@ struct StepState {
     total_units: u64,
 }
 
+/// Why a task's `${{ steps.… }}` references could not be filled in.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OutputError {
+    /// A referenced output has no value (the step produced no such field).
+    #[error("step output missing: {0}")]
+    Missing(String),
+    /// The filled-in operation no longer has the operation's shape.
+    #[error("step output has the wrong shape: {0}")]
+    Shape(String),
+}
+
+impl crate::base::Hint for OutputError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            OutputError::Missing(_) => {
+                "check that the needed step produces this output (see the step's outputs in the docs)".into()
+            }
+            OutputError::Shape(_) => {
+                "check that the output referenced here has the type the field expects".into()
+            }
+        })
+    }
+}
+
 /// Fills `${{ steps.<id>.<output>… }}` from the outputs of finished steps.
-fn fill_outputs(task: &mut Task, outputs: &BTreeMap<String, Value>) -> Result<(), String> {
+fn fill_outputs(task: &mut Task, outputs: &BTreeMap<String, Value>) -> Result<(), OutputError> {
     let lookup = |r: &[String]| -> Option<Value> {
         if r.first().map(String::as_str) != Some("steps") {
             return None;
@@ -175,11 +179,9 @@ fn fill_outputs(task: &mut Task, outputs: &BTreeMap<String, Value>) -> Result<()
         }
         Some(v.clone())
     };
-    let op = serde_json::to_value(&task.op).map_err(|e| e.to_string())?;
-    let filled = crate::job::template::render_value(&op, &lookup)
-        .map_err(|e| format!("step output missing: {e}"))?;
-    task.op = serde_json::from_value(filled)
-        .map_err(|e| format!("step output has the wrong shape: {e}"))?;
+    let op = serde_json::to_value(&task.op).map_err(|e| OutputError::Shape(e.to_string()))?;
+    let filled = crate::job::template::render_value(&op, &lookup).map_err(OutputError::Missing)?;
+    task.op = serde_json::from_value(filled).map_err(|e| OutputError::Shape(e.to_string()))?;
     Ok(())
 }
 
@@ -214,7 +216,7 @@ pub async fn run(
         .collect();
     let mut st: Vec<StepState> = vec![StepState::default(); plan.steps.len()];
     let mut outputs: BTreeMap<String, Value> = BTreeMap::new();
-    let mut thresholds: Vec<String> = Vec::new();
+    let mut rollout_stops: Vec<RolloutStop> = Vec::new();
     let mut queue: VecDeque<TaskId> = VecDeque::new();
     let mut running: JoinSet<Outcome> = JoinSet::new();
     let mut in_flight: std::collections::BTreeSet<u32> = Default::default();
@@ -261,17 +263,20 @@ pub async fn run(
                     }
                     st[si].started = true;
                     changed = true;
-                    let failed: Vec<String> = needs
+                    let failed: Vec<Shortfall> = needs
                         .iter()
                         .filter(|&&d| st[d].bad > 0)
-                        .map(|&d| format!("`{}` ({} not succeeded)", plan.steps[d].id, st[d].bad))
+                        .map(|&d| Shortfall {
+                            step: plan.steps[d].id.clone(),
+                            not_succeeded: st[d].bad,
+                        })
                         .collect();
                     if !failed.is_empty() || step.task_count == 0 {
-                        let why =
-                            format!("skipped: needed step {} did not succeed", failed.join(", "));
                         if !failed.is_empty() {
-                            tracing::warn!(step = %step.id, "{why}");
+                            let needs: Vec<&str> = failed.iter().map(|f| f.step.as_str()).collect();
+                            tracing::warn!(step = %step.id, ?needs, "skipped: needed steps did not succeed");
                         }
+                        let why = Reason::NeedsFailed(failed);
                         for t in step.tasks() {
                             let o = Outcome::not_run(t, TaskStatus::Skipped, why.clone(), ms());
                             on_event(Event::Finished(&o));
@@ -306,9 +311,17 @@ pub async fn run(
                         continue;
                     };
                     if task.op.needs_outputs()
-                        && let Err(why) = fill_outputs(&mut task, &outputs)
+                        && let Err(e) = fill_outputs(&mut task, &outputs)
                     {
                         drop(permit);
+                        let failure = Failure {
+                            hint: crate::base::Hint::hint(&e),
+                            ..Failure::local(FailureClass::Build, e.to_string())
+                        };
+                        let why = Reason::Failed {
+                            failure,
+                            gave_up: None,
+                        };
                         let o = Outcome::not_run(tid, TaskStatus::Failed, why, ms());
                         running.spawn(async move { o });
                         continue;
@@ -384,8 +397,13 @@ pub async fn run(
                 }
             }
         }
-        for o in finished {
+        for mut o in finished {
             in_flight.remove(&o.task.0);
+            // A task refused by the closing gate does not know why the run stopped; the
+            // loop does.
+            if let Some(Reason::NotStarted(by @ None)) = &mut o.reason {
+                *by = stopped;
+            }
             let si = step_index[plan.step_of(o.task).id.as_str()];
             let step = &plan.steps[si];
             if o.status == TaskStatus::Succeeded
@@ -413,29 +431,37 @@ pub async fn run(
             if let Some(r) = &step.rollout {
                 let allowed = r.max_failures.of(s.total_units);
                 if s.failed_units > allowed {
-                    let msg = format!(
-                        "rollout of step `{}` stopped after stage {} of {}: {} failures exceed max_failures {} ({allowed} of {})",
-                        step.id,
-                        stage + 1,
-                        r.stage_ends.len(),
-                        s.failed_units,
-                        r.max_failures,
-                        s.total_units
+                    let stop = RolloutStop {
+                        step: step.id.clone(),
+                        stage: stage + 1,
+                        stages: r.stage_ends.len(),
+                        failed: s.failed_units,
+                        allowed,
+                        total: s.total_units,
+                    };
+                    tracing::warn!(
+                        step = %step.id,
+                        stage = stop.stage,
+                        stages = stop.stages,
+                        failed = stop.failed,
+                        allowed,
+                        total = stop.total,
+                        max_failures = %r.max_failures,
+                        "rollout stopped at its max_failures threshold"
                     );
-                    tracing::warn!("{msg}");
                     let (a, _) = stage_range(si, stage + 1);
                     for t in a..step.first_task + step.task_count {
                         let o = Outcome::not_run(
                             TaskId(t),
                             TaskStatus::Skipped,
-                            format!("skipped: {msg}"),
+                            Reason::RolloutStopped(stop.clone()),
                             ms(),
                         );
                         on_event(Event::Finished(&o));
                         outcomes[t as usize] = Some(o);
                         s.bad += 1;
                     }
-                    thresholds.push(msg);
+                    rollout_stops.push(stop);
                     s.done = true;
                     continue;
                 }
@@ -458,15 +484,6 @@ pub async fn run(
     }
     running.abort_all();
     let now = ms();
-    let why = match stopped {
-        Some(StopReason::Interrupted) => {
-            "not started: the run was interrupted; resume it to continue"
-        }
-        Some(StopReason::Deadline) => {
-            "not started: the deadline was reached; resume it to continue"
-        }
-        None => "not started",
-    };
     let outcomes = outcomes
         .into_iter()
         .enumerate()
@@ -476,14 +493,14 @@ pub async fn run(
                     Outcome::not_run(
                         TaskId(i as u32),
                         TaskStatus::Unknown,
-                        "abandoned while in flight: check the tenant before resuming".into(),
+                        Reason::Abandoned,
                         now,
                     )
                 } else {
                     Outcome::not_run(
                         TaskId(i as u32),
                         TaskStatus::NotStarted,
-                        why.to_string(),
+                        Reason::NotStarted(stopped),
                         now,
                     )
                 }
@@ -493,7 +510,7 @@ pub async fn run(
     RunOutput {
         outcomes,
         stopped,
-        thresholds,
+        rollout_stops,
         elapsed: t0.elapsed(),
     }
 }
@@ -532,8 +549,8 @@ async fn run_task(
         let began = Instant::now();
         let r = dispatch.attempt(&task, &cx).await;
         let (result, note) = match &r {
-            Ok(d) => ("ok".to_string(), d.reconciled.then(|| d.summary.clone())),
-            Err(f) => (f.short(), Some(f.message.clone())),
+            Ok(d) => (Ok(()), d.reconciled.then(|| d.summary.clone())),
+            Err(f) => (Err(f.clone()), None),
         };
         if let Err(f) = &r
             && f.maybe_processed
@@ -566,19 +583,27 @@ async fn run_task(
             step.map(|s| next_delay(f, s, retry.max_retry_after, &mut rng.lock().unwrap_or_else(|e| e.into_inner())))
         })
         .notify(|f: &Failure, wait: Duration| {
-            tracing::debug!(task = %task.id, error = %f.message, wait_ms = wait.as_millis() as u64, "retrying");
+            tracing::debug!(task = %task.id, error = %f, wait_ms = wait.as_millis() as u64, "retrying");
             if let Some(last) = attempts.lock().unwrap_or_else(|e| e.into_inner()).last_mut() {
                 last.wait_ms = Some(wait.as_millis() as u64);
             }
         })
         .await;
     drop(permit);
+    let outcome = |status, reason, result, followed| Outcome {
+        task: task.id,
+        status,
+        attempts: lock(&attempts),
+        reason,
+        result,
+        followed,
+        started_ms,
+        finished_ms: ms(),
+    };
     match result {
         Ok(done) => {
             budget.refund();
-            let mut result = done.result.clone();
-            let mut status = TaskStatus::Succeeded;
-            let mut error = None;
+            let (mut status, mut reason, mut followed) = (TaskStatus::Succeeded, None, None);
             if let (
                 Some(cmd),
                 crate::plan::Operation::Command {
@@ -588,66 +613,46 @@ async fn run_task(
             ) = (&done.follow, &task.op)
             {
                 let f = dispatch.follow(&task, cmd, *wait, &stop_followers).await;
-                if f.failed_devices > 0 {
+                if let Some(c) = f.counts
+                    && c.unsuccessful() > 0
+                {
                     status = TaskStatus::Failed;
-                    error = Some(f.summary.clone());
+                    reason = Some(Reason::DeviceFailures(c));
                 }
-                if let Value::Object(map) = &mut result {
-                    map.insert("devices".into(), f.result);
-                }
+                followed = Some(f);
             }
-            Outcome {
-                task: task.id,
-                status,
-                attempts: lock(&attempts),
-                error,
-                result: Some(result),
-                started_ms,
-                finished_ms: ms(),
-            }
+            outcome(status, reason, Some(done.result), followed)
         }
         Err(f) if f.class == FailureClass::Stopped && !uncertain.load(Ordering::SeqCst) => {
             // Nothing was written: the stop came before this task's write went out.
-            Outcome {
-                task: task.id,
-                status: TaskStatus::NotStarted,
-                attempts: lock(&attempts),
-                error: Some("not started: the run stopped before this task's write was sent; resume it to continue".into()),
-                result: None,
-                started_ms,
-                finished_ms: ms(),
-            }
+            outcome(
+                TaskStatus::NotStarted,
+                Some(Reason::NotStarted(None)),
+                None,
+                None,
+            )
         }
-        Err(f) => {
+        Err(failure) => {
             let status = if uncertain.load(Ordering::SeqCst) {
                 TaskStatus::Unknown
             } else {
                 TaskStatus::Failed
             };
             let n = counter.load(Ordering::SeqCst);
-            let why = if f.retryable() && n < retry.attempts && !stop_followers.is_cancelled() {
-                format!("{} (retry budget exhausted after {n} attempts)", f.message)
-            } else if f.retryable() && n >= retry.attempts {
-                format!("{} (gave up after {n} attempts)", f.message)
-            } else {
-                f.message.clone()
-            };
-            let why = if status == TaskStatus::Unknown {
-                format!(
-                    "{why}; an earlier attempt may have been applied and no read-back confirmed it"
-                )
-            } else {
-                why
-            };
-            Outcome {
-                task: task.id,
+            let gave_up =
+                if failure.retryable() && n < retry.attempts && !stop_followers.is_cancelled() {
+                    Some(GaveUp::Budget)
+                } else if failure.retryable() && n >= retry.attempts {
+                    Some(GaveUp::Attempts)
+                } else {
+                    None
+                };
+            outcome(
                 status,
-                attempts: lock(&attempts),
-                error: Some(why),
-                result: None,
-                started_ms,
-                finished_ms: ms(),
-            }
+                Some(Reason::Failed { failure, gave_up }),
+                None,
+                None,
+            )
         }
     }
 }
@@ -678,9 +683,10 @@ mod tests {
         ) -> BoxFuture<'a, Followed> {
             async move {
                 Followed {
-                    result: Value::Null,
-                    failed_devices: 0,
-                    summary: String::new(),
+                    command: String::new(),
+                    finished: true,
+                    counts: None,
+                    devices: Vec::new(),
                 }
             }
             .boxed()
@@ -702,16 +708,15 @@ mod tests {
     }
 
     fn failure(status: u16, retry_after: Option<Duration>) -> Failure {
+        let class = if status == 429 {
+            FailureClass::RateLimited
+        } else {
+            FailureClass::Server
+        };
         Failure {
-            class: if status == 429 {
-                FailureClass::RateLimited
-            } else {
-                FailureClass::Server
-            },
-            status: Some(status),
-            message: format!("{status}"),
+            http_status: Some(status),
             retry_after,
-            maybe_processed: false,
+            ..Failure::local(class, format!("GET /x/ answered {status}"))
         }
     }
 
@@ -744,10 +749,13 @@ mod tests {
         assert_eq!(o.status, TaskStatus::Failed);
         assert_eq!(o.attempts.len(), 6, "retry.attempts counts the first try");
         assert!(
-            o.error
-                .as_deref()
-                .unwrap()
-                .contains("gave up after 6 attempts")
+            matches!(
+                &o.reason,
+                Some(Reason::Failed { failure, gave_up: Some(GaveUp::Attempts) })
+                    if failure.http_status == Some(503)
+            ),
+            "{:?}",
+            o.reason
         );
         let waits: Vec<u64> = o.attempts.iter().filter_map(|a| a.wait_ms).collect();
         assert_eq!(waits.len(), 5);
@@ -780,20 +788,29 @@ mod tests {
             vec![5000, 5000],
             "a 10-minute Retry-After is capped at max_retry_after"
         );
-        assert!(o.attempts.iter().all(|a| a.result == "429"));
+        assert!(
+            o.attempts
+                .iter()
+                .all(|a| matches!(&a.result, Err(f) if f.http_status == Some(429)))
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn client_errors_are_not_retried() {
         let f = Failure {
-            class: FailureClass::Client,
-            status: Some(400),
-            message: "bad".into(),
-            retry_after: None,
-            maybe_processed: false,
+            http_status: Some(400),
+            ..Failure::local(FailureClass::Client, "bad")
         };
-        let (o, _) = run_one(plan("{ attempts: 5 }"), f).await;
+        let (o, _) = run_one(plan("{ attempts: 5 }"), f.clone()).await;
         assert_eq!(o.attempts.len(), 1);
         assert_eq!(o.status, TaskStatus::Failed);
+        assert_eq!(
+            o.reason,
+            Some(Reason::Failed {
+                failure: f,
+                gave_up: None
+            }),
+            "a failure that is not retried did not give up on anything"
+        );
     }
 }

@@ -1,11 +1,19 @@
-//! Task outcomes: what happened to each task, attempt by attempt. These are data, never
-//! errors, and they are what journals and reports are made of.
+//! Task outcomes: what happened to each task, attempt by attempt, and why a task that did
+//! not succeed did not. These are data, never errors, and every field is typed: the
+//! journal and the report turn them into their own serialized records and never parse
+//! text back out of them.
+//!
+//! The small enums ([`TaskStatus`], [`StopReason`], [`DeviceState`], [`GaveUp`]) carry
+//! serde names because both formats use them as they are; the structs do not, since their
+//! serialized shape belongs to `journal` and `report`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::Failure;
 use crate::plan::TaskId;
 
+/// A task's final state. The snake_case names are part of the journal and report formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {
@@ -33,45 +41,174 @@ impl TaskStatus {
     }
 }
 
+/// Why a run stopped before finishing every task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    Interrupted,
+    Deadline,
+}
+
 /// One try of a task's operation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Attempt {
     pub n: u32,
     /// Milliseconds since the run started.
     pub at_ms: u64,
     pub took_ms: u64,
-    /// `ok`, an HTTP status (`429`) or a failure class (`timeout`).
-    pub result: String,
+    /// Accepted, or how it failed.
+    pub result: Result<(), Failure>,
     /// How long the task waited before the next attempt, if there was one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait_ms: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// What a read-back found when it made the write unnecessary.
     pub note: Option<String>,
 }
 
+/// Why a task gave up retrying a retryable failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GaveUp {
+    /// Every attempt `retry.attempts` allows was used.
+    Attempts,
+    /// The run-wide retry budget ran dry first.
+    Budget,
+}
+
+/// A needed step that did not succeed, and how many of its tasks did not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shortfall {
+    pub step: String,
+    pub not_succeeded: u32,
+}
+
+/// A rollout stopped by its `max_failures` threshold after a stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolloutStop {
+    pub step: String,
+    /// The stage that completed before the stop, 1-based.
+    pub stage: usize,
+    pub stages: usize,
+    /// Failure units (devices of followed commands, else tasks) so far, and how many
+    /// `max_failures` allows of the `total` units so far.
+    pub failed: u64,
+    pub allowed: u64,
+    pub total: u64,
+}
+
+/// Where a device ended up for a followed command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceState {
+    Succeeded,
+    Failed,
+    TimedOut,
+    Cancelled,
+    /// Not in a final state when the wait ended (queued, offline, in progress).
+    Pending,
+}
+
+/// Devices of a followed command by final state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeviceCounts {
+    pub succeeded: u64,
+    pub failed: u64,
+    pub timed_out: u64,
+    pub cancelled: u64,
+    pub pending: u64,
+}
+
+impl DeviceCounts {
+    pub fn add(&mut self, state: DeviceState) {
+        let n = match state {
+            DeviceState::Succeeded => &mut self.succeeded,
+            DeviceState::Failed => &mut self.failed,
+            DeviceState::TimedOut => &mut self.timed_out,
+            DeviceState::Cancelled => &mut self.cancelled,
+            DeviceState::Pending => &mut self.pending,
+        };
+        *n += 1;
+    }
+
+    pub fn total(&self) -> u64 {
+        self.succeeded + self.failed + self.timed_out + self.cancelled + self.pending
+    }
+
+    /// Devices that ended without success (failed, timed out or cancelled): what counts
+    /// against a rollout and fails the task.
+    pub fn unsuccessful(&self) -> u64 {
+        self.failed + self.timed_out + self.cancelled
+    }
+}
+
+/// One device that did not succeed, with the reason the device gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceResult {
+    pub id: String,
+    pub state: DeviceState,
+    pub reason: Option<String>,
+}
+
+/// What following an asynchronous command found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Followed {
+    pub command: String,
+    /// Every device reached a final state before the wait ended.
+    pub finished: bool,
+    /// Devices per state; `None` when the per-device status could not be read.
+    pub counts: Option<DeviceCounts>,
+    /// The devices that did not succeed (pending ones included), in the order Esper listed them.
+    pub devices: Vec<DeviceResult>,
+}
+
+/// Why a task did not run, or did not succeed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reason {
+    /// The write failed for good (status `failed`, or `unknown` when an earlier attempt
+    /// may have been applied).
+    Failed {
+        failure: Failure,
+        /// Set when the failure was retryable and retrying stopped.
+        gave_up: Option<GaveUp>,
+    },
+    /// Skipped: needed steps did not succeed.
+    NeedsFailed(Vec<Shortfall>),
+    /// Skipped: the step's rollout stopped at its threshold before this task's stage.
+    RolloutStopped(RolloutStop),
+    /// Not started because the run stopped (`None`: the cause was not recorded).
+    NotStarted(Option<StopReason>),
+    /// No outcome was recorded for the task (a report rebuilt from a journal without one).
+    NotRecorded,
+    /// In flight when the run stopped, and not finished within the drain time.
+    Abandoned,
+    /// The command was accepted but devices failed, timed out or were cancelled.
+    DeviceFailures(DeviceCounts),
+}
+
 /// The final record of a task.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
     pub task: TaskId,
     pub status: TaskStatus,
     pub attempts: Vec<Attempt>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// What the task produced: ids created, per-device command results, ….
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Why the task did not succeed; `None` when it did.
+    pub reason: Option<Reason>,
+    /// What the write produced: ids created, the answer of a raw request, ….
     pub result: Option<Value>,
+    /// What following the task's command found, when it was followed.
+    pub followed: Option<Followed>,
     pub started_ms: u64,
     pub finished_ms: u64,
 }
 
 impl Outcome {
-    pub fn not_run(task: TaskId, status: TaskStatus, why: String, at_ms: u64) -> Outcome {
+    pub fn not_run(task: TaskId, status: TaskStatus, reason: Reason, at_ms: u64) -> Outcome {
         Outcome {
             task,
             status,
             attempts: Vec::new(),
-            error: Some(why),
+            reason: Some(reason),
             result: None,
+            followed: None,
             started_ms: at_ms,
             finished_ms: at_ms,
         }

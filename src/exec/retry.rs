@@ -1,68 +1,51 @@
 //! Retry policy: which failures are retried, how long to wait, and the run-wide budget
 //! that keeps a dead API from turning into an endless retry loop.
 //!
-//! The classification table lives here next to [`FailureClass`]; the waiting itself is
+//! The classification table lives here ([`Failure::retryable`]); the waiting itself is
 //! done by backon in the run loop. Delays use full jitter (a uniform draw between zero and
 //! the exponential step, as the AWS SDKs do) from a seeded RNG, and a server's
 //! `Retry-After` is honoured up to `max_retry_after`.
 
+use std::fmt;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use crate::base::FailureClass;
 
-/// The coarse class of a failed request or attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FailureClass {
-    RateLimited,
-    Server,
-    Auth,
-    NotFound,
-    Client,
-    Connect,
-    Timeout,
-    Transport,
-    Decode,
-    Build,
-    /// The operation refused to act (e.g. `on_exists: fail` found the rule).
-    Conflict,
-    /// The run stopped before the request was sent.
-    Stopped,
-}
-
-impl FailureClass {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailureClass::RateLimited => "rate_limited",
-            FailureClass::Server => "server",
-            FailureClass::Auth => "auth",
-            FailureClass::NotFound => "not_found",
-            FailureClass::Client => "client",
-            FailureClass::Connect => "connect",
-            FailureClass::Timeout => "timeout",
-            FailureClass::Transport => "transport",
-            FailureClass::Decode => "decode",
-            FailureClass::Build => "build",
-            FailureClass::Conflict => "conflict",
-            FailureClass::Stopped => "stopped",
-        }
-    }
-}
-
-/// A failed attempt, as data.
+/// A failed attempt or task, as data. Everything a report needs to group, explain and
+/// advise on it is a field; nothing downstream parses text.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Failure {
     pub class: FailureClass,
-    pub status: Option<u16>,
-    /// What went wrong, with Esper's own error message when there was one.
-    pub message: String,
+    pub http_status: Option<u16>,
+    /// The server's own message text (Esper's error body), when there was one.
+    pub esper_message: Option<String>,
+    /// How to fix it, when that is known (see [`crate::base::Hint`]).
+    pub hint: Option<String>,
+    /// What happened, in our words, one line: `POST /x/ answered 400`,
+    /// `GET /y/: cannot connect: connection refused`,
+    /// `step output missing: steps.upload.version_id has no value`.
+    pub description: String,
+    /// How long the server asked us to wait; used for the next attempt, never recorded.
     pub retry_after: Option<Duration>,
     /// The server may have acted on a write: re-sending needs a read-back first.
     pub maybe_processed: bool,
 }
 
 impl Failure {
+    /// A failure decided here, without an answer from a server.
+    pub fn local(class: FailureClass, description: impl Into<String>) -> Failure {
+        Failure {
+            class,
+            http_status: None,
+            esper_message: None,
+            hint: None,
+            description: description.into(),
+            retry_after: None,
+            maybe_processed: false,
+        }
+    }
+
     /// The retry table: 429, 500/502/503/504 (and 408), connect errors, timeouts and broken
     /// connections are retried; other 4xx, 501, bad bodies the server accepted and local
     /// problems are not.
@@ -72,22 +55,34 @@ impl Failure {
             | FailureClass::Connect
             | FailureClass::Timeout
             | FailureClass::Transport => true,
-            FailureClass::Server => self.status != Some(501),
+            FailureClass::Server => self.http_status != Some(501),
             FailureClass::Decode => self.maybe_processed,
             FailureClass::Auth
             | FailureClass::NotFound
             | FailureClass::Client
             | FailureClass::Build
             | FailureClass::Conflict
-            | FailureClass::Stopped => false,
+            | FailureClass::Stopped
+            | FailureClass::Unclassified => false,
         }
     }
+}
 
-    /// What attempts record: the status, or the class for failures without one.
-    pub fn short(&self) -> String {
-        self.status
-            .map(|s| s.to_string())
-            .unwrap_or_else(|| self.class.as_str().to_string())
+/// The description, then Esper's message; the hint is separate ([`crate::base::one_line`]
+/// puts both on one line).
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.description)?;
+        if let Some(m) = &self.esper_message {
+            write!(f, ": {m}")?;
+        }
+        Ok(())
+    }
+}
+
+impl crate::base::Hint for Failure {
+    fn hint(&self) -> Option<String> {
+        self.hint.clone()
     }
 }
 
@@ -166,11 +161,8 @@ mod tests {
 
     fn fail(class: FailureClass, status: Option<u16>) -> Failure {
         Failure {
-            class,
-            status,
-            message: String::new(),
-            retry_after: None,
-            maybe_processed: false,
+            http_status: status,
+            ..Failure::local(class, "")
         }
     }
 
@@ -193,6 +185,7 @@ mod tests {
             (Conflict, None, false),
             (Build, None, false),
             (Decode, None, false),
+            (Unclassified, None, false),
         ];
         for (class, status, want) in rows {
             assert_eq!(

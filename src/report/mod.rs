@@ -2,28 +2,39 @@
 //!
 //! A report reads outcomes, the plan and the governor's counters only; it never runs
 //! anything. Tasks are listed in plan order. `report.json` is versioned
-//! ([`REPORT_FORMAT`]); the text summary is what a person sees at the end of a run.
+//! ([`REPORT_FORMAT`]) and made of this module's own schema types ([`TaskReport`],
+//! [`AttemptReport`], [`FailureReport`], [`ReasonReport`], [`GovernorReport`], …), filled
+//! from the executor's typed outcomes: failures stay typed all the way to the renderers,
+//! which group and advise on classes and statuses, never on message text. The one-line
+//! text of a task's problem is made in one place, [`TaskReport::error_text`]; the run's
+//! outcome and its exit code in another, [`RunOutcome`]. The text summary is what a person
+//! sees at the end of a run.
 
 pub mod render;
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::exec::{Attempt, GovernorStats, Outcome, RunOutput, StopReason, TaskStatus};
+use crate::base::{FailureClass, Hint};
+use crate::exec::{
+    Attempt, DeviceCounts, DeviceState, Failure, Followed, GaveUp, GovernorStats, Outcome, Reason,
+    RolloutStop, RunOutput, Sample, StopReason, TaskStatus,
+};
 use crate::plan::Plan;
 
-/// The `report.json` schema version.
-pub const REPORT_FORMAT: u32 = 1;
+/// The `report.json` schema version. 2: failures, reasons, rollout stops, followed
+/// commands and the run outcome are typed records instead of text.
+pub const REPORT_FORMAT: u32 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Report {
     pub format: u32,
     pub run: RunInfo,
     pub summary: Summary,
-    pub governor: GovernorStats,
+    pub governor: GovernorReport,
     pub steps: Vec<StepReport>,
     pub tasks: Vec<TaskReport>,
 }
@@ -40,12 +51,101 @@ pub struct RunInfo {
     pub started_at: String,
     pub finished_at: String,
     pub elapsed_ms: u64,
-    /// `succeeded`, `failed`, `stopped` (a rollout threshold), `interrupted` or `incomplete`.
-    pub outcome: String,
+    pub outcome: RunOutcome,
+    /// `outcome.exit_code()`, for readers of the JSON.
     pub exit_code: u8,
     /// Rollouts stopped by `max_failures`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub thresholds: Vec<String>,
+    pub rollout_stops: Vec<StopReport>,
+}
+
+/// How a run ended, and the process exit code that says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RunOutcome {
+    /// Every task succeeded.
+    #[serde(rename = "succeeded")]
+    Succeeded,
+    /// The run finished, but tasks failed, ended unknown or were skipped.
+    #[serde(rename = "failed")]
+    FailedTasks,
+    /// A rollout's `max_failures` threshold stopped a step.
+    #[serde(rename = "stopped")]
+    Threshold,
+    /// A signal stopped the run.
+    #[serde(rename = "interrupted")]
+    Interrupted,
+    /// The deadline stopped the run; resumable.
+    #[serde(rename = "deadline")]
+    Deadline,
+    /// The run ended with tasks not started, without a recorded stop; resumable.
+    #[serde(rename = "incomplete")]
+    Incomplete,
+}
+
+impl RunOutcome {
+    pub const ALL: [RunOutcome; 6] = [
+        RunOutcome::Succeeded,
+        RunOutcome::FailedTasks,
+        RunOutcome::Threshold,
+        RunOutcome::Interrupted,
+        RunOutcome::Deadline,
+        RunOutcome::Incomplete,
+    ];
+
+    /// The outcome of a run with these counts: a stop beats a threshold, which beats
+    /// failed tasks, which beat tasks never started.
+    pub fn of(s: &Summary, stopped: Option<StopReason>, threshold: bool) -> RunOutcome {
+        match stopped {
+            Some(StopReason::Interrupted) => RunOutcome::Interrupted,
+            Some(StopReason::Deadline) => RunOutcome::Deadline,
+            None if threshold => RunOutcome::Threshold,
+            None if s.failed + s.unknown + s.skipped > 0 => RunOutcome::FailedTasks,
+            None if s.not_started > 0 => RunOutcome::Incomplete,
+            None => RunOutcome::Succeeded,
+        }
+    }
+
+    /// The process exit code (see [`crate::exit`]); the only mapping from outcomes to codes.
+    pub fn exit_code(self) -> u8 {
+        use crate::exit;
+        match self {
+            RunOutcome::Succeeded => exit::OK,
+            RunOutcome::FailedTasks => exit::FAILED_TASKS,
+            RunOutcome::Threshold => exit::THRESHOLD,
+            RunOutcome::Interrupted => exit::INTERRUPTED,
+            RunOutcome::Deadline | RunOutcome::Incomplete => exit::INCOMPLETE,
+        }
+    }
+
+    /// The word people and dashboards see: `succeeded`, `failed`, `stopped`,
+    /// `interrupted` or `incomplete` (both resumable outcomes).
+    pub fn word(self) -> &'static str {
+        match self {
+            RunOutcome::Succeeded => "succeeded",
+            RunOutcome::FailedTasks => "failed",
+            RunOutcome::Threshold => "stopped",
+            RunOutcome::Interrupted => "interrupted",
+            RunOutcome::Deadline | RunOutcome::Incomplete => "incomplete",
+        }
+    }
+
+    /// What the exit code means, for the report's first line.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            RunOutcome::Succeeded => "every task succeeded",
+            RunOutcome::FailedTasks => "the run finished with failed tasks",
+            RunOutcome::Threshold => "a rollout's max_failures threshold stopped the run",
+            RunOutcome::Interrupted => "interrupted by a signal",
+            RunOutcome::Deadline => "incomplete but resumable: the deadline was reached",
+            RunOutcome::Incomplete => "incomplete but resumable: some tasks were not started",
+        }
+    }
+}
+
+impl fmt::Display for RunOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.word())
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -66,6 +166,38 @@ pub struct Summary {
     pub peak_rate: f64,
 }
 
+/// The governor's counters as the report records them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct GovernorReport {
+    pub requests: u64,
+    pub by_status: BTreeMap<String, u64>,
+    pub rate_limited: u64,
+    pub window: u32,
+    pub window_max: u32,
+    pub window_min: u32,
+    pub window_changes: u64,
+    /// Total time the run spent paused after 429s.
+    pub paused_ms: u64,
+    /// The adaptive send rate at the end (absent when the API never throttled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adaptive_rate: Option<f64>,
+    /// One sample per second of the run, for charts.
+    #[serde(default)]
+    pub timeline: Vec<SampleReport>,
+}
+
+/// One second of a run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct SampleReport {
+    /// Seconds since the governor started.
+    pub t: u32,
+    pub requests: u32,
+    pub rate_limited: u32,
+    pub window: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StepReport {
     pub id: String,
@@ -80,11 +212,15 @@ pub struct TaskReport {
     pub step: String,
     pub target: String,
     pub status: TaskStatus,
+    /// Why the task did not succeed; absent when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    pub attempts: Vec<Attempt>,
+    pub reason: Option<ReasonReport>,
+    pub attempts: Vec<AttemptReport>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<Value>,
+    /// What following the task's command found, per device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub followed: Option<FollowedReport>,
     /// The devices of a task that covers several (a command to a device list, a move),
     /// so `results.csv` can give each its own row.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -96,6 +232,386 @@ pub struct TaskReport {
 pub struct DeviceRef {
     pub id: String,
     pub name: String,
+}
+
+/// One try of a task's operation.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AttemptReport {
+    pub n: u32,
+    /// Milliseconds since the run started.
+    pub at_ms: u64,
+    pub took_ms: u64,
+    /// Absent when the attempt was accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<FailureReport>,
+    /// How long the task waited before the next attempt, if there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_ms: Option<u64>,
+    /// What a read-back found when it made the write unnecessary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl AttemptReport {
+    /// The attempt's answer in a word: `ok`, the HTTP status (`429`), or the failure class
+    /// for failures without one (`timeout`).
+    pub fn short(&self) -> String {
+        match &self.failure {
+            None => "ok".into(),
+            Some(f) => f
+                .http_status
+                .map_or_else(|| f.class.as_str().to_string(), |s| s.to_string()),
+        }
+    }
+}
+
+/// A failed request or task.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FailureReport {
+    pub class: FailureClass,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    /// The server's own message text, when there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub esper_message: Option<String>,
+    /// How to fix it, when that is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+    /// What happened, in the engine's words.
+    pub description: String,
+    /// The server may have acted on the write.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub maybe_processed: bool,
+}
+
+/// The description, then Esper's message.
+impl fmt::Display for FailureReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.description)?;
+        if let Some(m) = &self.esper_message {
+            write!(f, ": {m}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Hint for FailureReport {
+    fn hint(&self) -> Option<String> {
+        self.hint.clone()
+    }
+}
+
+/// Why a task did not run, or did not succeed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ReasonReport {
+    /// The write failed for good.
+    Failed {
+        failure: FailureReport,
+        /// Set when the failure was retryable and retrying stopped.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gave_up: Option<GaveUp>,
+    },
+    /// Skipped: needed steps did not succeed.
+    NeedsFailed { needs: Vec<NeedReport> },
+    /// Skipped: the step's rollout stopped before this task's stage.
+    RolloutStopped { stop: StopReport },
+    /// Not started because the run stopped.
+    NotStarted {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stopped: Option<StopReason>,
+    },
+    /// No outcome was recorded for the task.
+    NotRecorded,
+    /// In flight when the run stopped, and not finished within the drain time.
+    Abandoned,
+    /// The command was accepted but devices failed, timed out or were cancelled.
+    DeviceFailures { counts: DeviceCountsReport },
+}
+
+/// A needed step that did not succeed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NeedReport {
+    pub step: String,
+    pub not_succeeded: u32,
+}
+
+/// A rollout stopped by `max_failures` after stage `stage` (1-based) of `stages`:
+/// `failed` failure units of `total` so far, `allowed` allowed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StopReport {
+    pub step: String,
+    pub stage: usize,
+    pub stages: usize,
+    pub failed: u64,
+    pub allowed: u64,
+    pub total: u64,
+}
+
+impl fmt::Display for StopReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "rollout of step `{}` stopped after stage {} of {}: {} failures exceed max_failures ({} of {} allowed)",
+            self.step, self.stage, self.stages, self.failed, self.allowed, self.total
+        )
+    }
+}
+
+/// Devices of a followed command by final state.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeviceCountsReport {
+    pub succeeded: u64,
+    pub failed: u64,
+    pub timed_out: u64,
+    pub cancelled: u64,
+    pub pending: u64,
+}
+
+impl DeviceCountsReport {
+    pub fn total(&self) -> u64 {
+        self.succeeded + self.failed + self.timed_out + self.cancelled + self.pending
+    }
+
+    /// Failed, timed out or cancelled.
+    pub fn unsuccessful(&self) -> u64 {
+        self.failed + self.timed_out + self.cancelled
+    }
+
+    fn add(&mut self, o: &DeviceCountsReport) {
+        self.succeeded += o.succeeded;
+        self.failed += o.failed;
+        self.timed_out += o.timed_out;
+        self.cancelled += o.cancelled;
+        self.pending += o.pending;
+    }
+}
+
+impl fmt::Display for DeviceCountsReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} of {} devices failed, {} still pending",
+            self.unsuccessful(),
+            self.total(),
+            self.pending
+        )
+    }
+}
+
+/// What following a command found.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FollowedReport {
+    pub command: String,
+    /// Every device reached a final state before the wait ended.
+    pub finished: bool,
+    /// Absent when the per-device status could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counts: Option<DeviceCountsReport>,
+    /// The devices that did not succeed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<DeviceResultReport>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeviceResultReport {
+    pub id: String,
+    pub state: DeviceState,
+    /// The reason the device gave.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl TaskReport {
+    /// The failure behind the task, when it failed on a request (or a local check).
+    pub fn failure(&self) -> Option<&FailureReport> {
+        match &self.reason {
+            Some(ReasonReport::Failed { failure, .. }) => Some(failure),
+            _ => None,
+        }
+    }
+
+    /// The task's problem as one line: what every renderer shows as its error, from the
+    /// typed reason. `None` for a task that succeeded.
+    pub fn error_text(&self) -> Option<String> {
+        let reason = self.reason.as_ref()?;
+        Some(match reason {
+            ReasonReport::Failed { failure, gave_up } => {
+                let mut text = crate::base::one_line(failure);
+                let n = self.attempts.len();
+                match gave_up {
+                    Some(GaveUp::Attempts) => {
+                        let _ = write!(text, " (gave up after {n} attempts)");
+                    }
+                    Some(GaveUp::Budget) => {
+                        let _ = write!(text, " (retry budget exhausted after {n} attempts)");
+                    }
+                    None => {}
+                }
+                if self.status == TaskStatus::Unknown {
+                    text.push_str(
+                        "; an earlier attempt may have been applied and no read-back confirmed it",
+                    );
+                }
+                text
+            }
+            ReasonReport::NeedsFailed { needs } => {
+                let list: Vec<String> = needs
+                    .iter()
+                    .map(|n| format!("`{}` ({} not succeeded)", n.step, n.not_succeeded))
+                    .collect();
+                let steps = if needs.len() == 1 { "step" } else { "steps" };
+                format!(
+                    "skipped: needed {steps} {} did not succeed",
+                    list.join(", ")
+                )
+            }
+            ReasonReport::RolloutStopped { stop } => format!("skipped: {stop}"),
+            ReasonReport::NotStarted { stopped } => match stopped {
+                Some(StopReason::Interrupted) => {
+                    "not started: the run was interrupted; resume it to continue".into()
+                }
+                Some(StopReason::Deadline) => {
+                    "not started: the deadline was reached; resume it to continue".into()
+                }
+                None => "not started: the run stopped; resume it to continue".into(),
+            },
+            ReasonReport::NotRecorded => "not started: no outcome in the journal".into(),
+            ReasonReport::Abandoned => {
+                "abandoned while in flight: check the tenant before resuming".into()
+            }
+            ReasonReport::DeviceFailures { counts } => counts.to_string(),
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// From the executor's types.
+
+impl From<&Failure> for FailureReport {
+    fn from(f: &Failure) -> FailureReport {
+        FailureReport {
+            class: f.class,
+            http_status: f.http_status,
+            esper_message: f.esper_message.clone(),
+            hint: f.hint.clone(),
+            description: f.description.clone(),
+            maybe_processed: f.maybe_processed,
+        }
+    }
+}
+
+impl From<&RolloutStop> for StopReport {
+    fn from(s: &RolloutStop) -> StopReport {
+        StopReport {
+            step: s.step.clone(),
+            stage: s.stage,
+            stages: s.stages,
+            failed: s.failed,
+            allowed: s.allowed,
+            total: s.total,
+        }
+    }
+}
+
+impl From<DeviceCounts> for DeviceCountsReport {
+    fn from(c: DeviceCounts) -> DeviceCountsReport {
+        DeviceCountsReport {
+            succeeded: c.succeeded,
+            failed: c.failed,
+            timed_out: c.timed_out,
+            cancelled: c.cancelled,
+            pending: c.pending,
+        }
+    }
+}
+
+impl From<&Reason> for ReasonReport {
+    fn from(r: &Reason) -> ReasonReport {
+        match r {
+            Reason::Failed { failure, gave_up } => ReasonReport::Failed {
+                failure: failure.into(),
+                gave_up: *gave_up,
+            },
+            Reason::NeedsFailed(needs) => ReasonReport::NeedsFailed {
+                needs: needs
+                    .iter()
+                    .map(|n| NeedReport {
+                        step: n.step.clone(),
+                        not_succeeded: n.not_succeeded,
+                    })
+                    .collect(),
+            },
+            Reason::RolloutStopped(s) => ReasonReport::RolloutStopped { stop: s.into() },
+            Reason::NotStarted(stopped) => ReasonReport::NotStarted { stopped: *stopped },
+            Reason::NotRecorded => ReasonReport::NotRecorded,
+            Reason::Abandoned => ReasonReport::Abandoned,
+            Reason::DeviceFailures(c) => ReasonReport::DeviceFailures {
+                counts: (*c).into(),
+            },
+        }
+    }
+}
+
+impl From<&Attempt> for AttemptReport {
+    fn from(a: &Attempt) -> AttemptReport {
+        AttemptReport {
+            n: a.n,
+            at_ms: a.at_ms,
+            took_ms: a.took_ms,
+            failure: a.result.as_ref().err().map(FailureReport::from),
+            wait_ms: a.wait_ms,
+            note: a.note.clone(),
+        }
+    }
+}
+
+impl From<&Followed> for FollowedReport {
+    fn from(f: &Followed) -> FollowedReport {
+        FollowedReport {
+            command: f.command.clone(),
+            finished: f.finished,
+            counts: f.counts.map(DeviceCountsReport::from),
+            devices: f
+                .devices
+                .iter()
+                .map(|d| DeviceResultReport {
+                    id: d.id.clone(),
+                    state: d.state,
+                    reason: d.reason.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<&Sample> for SampleReport {
+    fn from(s: &Sample) -> SampleReport {
+        SampleReport {
+            t: s.t,
+            requests: s.requests,
+            rate_limited: s.rate_limited,
+            window: s.window,
+            rate: s.rate,
+        }
+    }
+}
+
+impl From<&GovernorStats> for GovernorReport {
+    fn from(g: &GovernorStats) -> GovernorReport {
+        GovernorReport {
+            requests: g.requests,
+            by_status: g.by_status.clone(),
+            rate_limited: g.rate_limited,
+            window: g.window,
+            window_max: g.window_max,
+            window_min: g.window_min,
+            window_changes: g.window_changes,
+            paused_ms: g.paused_ms,
+            adaptive_rate: g.adaptive_rate,
+            timeline: g.timeline.iter().map(SampleReport::from).collect(),
+        }
+    }
 }
 
 impl Report {
@@ -145,7 +661,7 @@ impl Report {
             .map(|w| w[0].requests as f64 / f64::from(w[1].t.saturating_sub(w[0].t).max(1)))
             .chain(gov.timeline.last().map(|l| l.requests as f64))
             .fold(0.0, f64::max);
-        let (outcome, exit_code) = verdict(&s, out.stopped, !out.thresholds.is_empty());
+        let outcome = RunOutcome::of(&s, out.stopped, !out.rollout_stops.is_empty());
         let steps = plan
             .steps
             .iter()
@@ -176,12 +692,12 @@ impl Report {
                 started_at: started_at.to_string(),
                 finished_at: finished_at.to_string(),
                 elapsed_ms: out.elapsed.as_millis() as u64,
-                outcome: outcome.to_string(),
-                exit_code,
-                thresholds: out.thresholds.clone(),
+                outcome,
+                exit_code: outcome.exit_code(),
+                rollout_stops: out.rollout_stops.iter().map(StopReport::from).collect(),
             },
             summary: s,
-            governor: gov,
+            governor: GovernorReport::from(&gov),
             steps,
             tasks,
         }
@@ -237,8 +753,8 @@ impl Report {
             .iter()
             .filter(|t| !matches!(t.status, TaskStatus::Succeeded | TaskStatus::NotStarted))
             .collect();
-        for t in &self.run.thresholds {
-            let _ = writeln!(out, "  {t}");
+        for stop in &self.run.rollout_stops {
+            let _ = writeln!(out, "  {stop}");
         }
         for t in bad.iter().take(10) {
             let _ = writeln!(
@@ -247,7 +763,7 @@ impl Report {
                 t.status.as_str(),
                 t.target,
                 t.step,
-                t.error.as_deref().unwrap_or("-")
+                t.error_text().as_deref().unwrap_or("-")
             );
         }
         if bad.len() > 10 {
@@ -312,7 +828,7 @@ impl Report {
                 .map(|o| {
                     (
                         format!(",outcome=\"{o}\""),
-                        f64::from(u8::from(self.run.outcome == *o)),
+                        f64::from(u8::from(self.run.outcome.word() == *o)),
                     )
                 })
                 .collect(),
@@ -366,9 +882,10 @@ fn task_report(plan: &Plan, o: &Outcome) -> TaskReport {
         step,
         target,
         status: o.status,
-        error: o.error.clone(),
-        attempts: o.attempts.clone(),
+        reason: o.reason.as_ref().map(ReasonReport::from),
+        attempts: o.attempts.iter().map(AttemptReport::from).collect(),
         result: o.result.clone(),
+        followed: o.followed.as_ref().map(FollowedReport::from),
         devices: plan
             .task_devices(o.task)
             .into_iter()
@@ -389,40 +906,58 @@ pub fn plan_hash(plan: &Plan) -> String {
     format!("sha256:{hex}")
 }
 
-/// The run's outcome word and exit code.
-pub fn verdict(s: &Summary, stopped: Option<StopReason>, threshold: bool) -> (&'static str, u8) {
-    use crate::exit;
-    match stopped {
-        Some(StopReason::Interrupted) => ("interrupted", exit::INTERRUPTED),
-        Some(StopReason::Deadline) => ("incomplete", exit::INCOMPLETE),
-        None if threshold => ("stopped", exit::THRESHOLD),
-        None if s.failed + s.unknown + s.skipped > 0 => ("failed", exit::FAILED_TASKS),
-        None if s.not_started > 0 => ("incomplete", exit::INCOMPLETE),
-        None => ("succeeded", exit::OK),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn verdicts() {
+    fn outcomes_and_exit_codes() {
         let ok = Summary {
             tasks: 3,
             succeeded: 3,
             ..Default::default()
         };
-        assert_eq!(verdict(&ok, None, false), ("succeeded", 0));
+        assert_eq!(RunOutcome::of(&ok, None, false), RunOutcome::Succeeded);
         let bad = Summary {
             tasks: 3,
             succeeded: 2,
             failed: 1,
             ..Default::default()
         };
-        assert_eq!(verdict(&bad, None, false), ("failed", 1));
-        assert_eq!(verdict(&bad, None, true), ("stopped", 3));
-        assert_eq!(verdict(&ok, Some(StopReason::Interrupted), true).1, 130);
-        assert_eq!(verdict(&ok, Some(StopReason::Deadline), false).1, 4);
+        assert_eq!(RunOutcome::of(&bad, None, false), RunOutcome::FailedTasks);
+        assert_eq!(RunOutcome::of(&bad, None, true), RunOutcome::Threshold);
+        assert_eq!(
+            RunOutcome::of(&ok, Some(StopReason::Interrupted), true),
+            RunOutcome::Interrupted
+        );
+        assert_eq!(
+            RunOutcome::of(&ok, Some(StopReason::Deadline), false),
+            RunOutcome::Deadline
+        );
+        let idle = Summary {
+            tasks: 3,
+            not_started: 3,
+            ..Default::default()
+        };
+        assert_eq!(RunOutcome::of(&idle, None, false), RunOutcome::Incomplete);
+        let codes: Vec<(&str, u8)> = RunOutcome::ALL
+            .iter()
+            .map(|o| (o.word(), o.exit_code()))
+            .collect();
+        assert_eq!(
+            codes,
+            [
+                ("succeeded", 0),
+                ("failed", 1),
+                ("stopped", 3),
+                ("interrupted", 130),
+                ("incomplete", 4),
+                ("incomplete", 4)
+            ]
+        );
+        for o in RunOutcome::ALL {
+            let json = serde_json::to_string(&o).unwrap();
+            assert_eq!(serde_json::from_str::<RunOutcome>(&json).unwrap(), o);
+        }
     }
 }

@@ -5,17 +5,22 @@
 //! Every renderer is a pure function from the report to text: no I/O, no clock, no
 //! environment, so one report always renders to the same bytes (the golden tests rely on
 //! it). Building the report is [`super::Report::build`]'s job; deciding which files to write
-//! and writing them atomically is the caller's. The advice under "What to do next" is
-//! derived from the report's data alone, and every text that came from a server, a job
-//! file or a tenant is escaped for the format it lands in.
+//! and writing them atomically is the caller's. Failures are grouped, and the advice under
+//! "What to do next" is derived, from the report's typed data alone (status, failure
+//! class, HTTP status, step, reason), never from message text; every text that came from a
+//! server, a job file or a tenant is escaped for the format it lands in.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::{Report, TaskReport};
-use crate::exec::{Attempt, Sample, TaskStatus};
+use super::{
+    AttemptReport, DeviceCountsReport, FailureReport, ReasonReport, Report, RunOutcome,
+    SampleReport, StopReport, TaskReport,
+};
+use crate::base::FailureClass;
+use crate::exec::{DeviceState, StopReason, TaskStatus};
 
 /// Example targets shown per group of failures; the full list is in `results.csv`.
 const EXAMPLES: usize = 5;
@@ -36,15 +41,15 @@ pub fn markdown(r: &Report) -> String {
         out,
         "# {}: {}\n",
         md_text(&r.run.job),
-        md_text(&r.run.outcome)
+        md_text(r.run.outcome.word())
     );
     let _ = writeln!(
         out,
         "**{}**: job {} exited {} ({}) after {} against {}.\n",
-        md_text(&r.run.outcome),
+        md_text(r.run.outcome.word()),
         code(&r.run.job, false),
         r.run.exit_code,
-        exit_meaning(r.run.exit_code),
+        r.run.outcome.meaning(),
         duration(r.run.elapsed_ms),
         code(&r.run.server, false)
     );
@@ -63,10 +68,10 @@ pub fn markdown(r: &Report) -> String {
         let _ = writeln!(out, "| {label} | {} |", md_text(&value));
     }
 
-    if !r.run.thresholds.is_empty() {
+    if !r.run.rollout_stops.is_empty() {
         out.push_str("\n## Rollout stops\n\n");
         for stop in stops(r) {
-            let _ = writeln!(out, "- {}", md_ticks(stop.message));
+            let _ = writeln!(out, "- {}", md_line(&stop_line(stop.stop)));
             for t in stop.tasks.iter().take(CANARIES) {
                 let _ = writeln!(
                     out,
@@ -74,7 +79,7 @@ pub fn markdown(r: &Report) -> String {
                     code(&t.target, false),
                     t.id,
                     t.status.as_str(),
-                    md_text(t.error.as_deref().unwrap_or("no error recorded"))
+                    md_text(&error_of(t))
                 );
             }
             if stop.tasks.len() > CANARIES {
@@ -194,26 +199,6 @@ fn code(s: &str, in_table: bool) -> String {
     }
 }
 
-/// Free text whose `backquoted` words (the engine's own messages quote step ids that way)
-/// become code spans; unbalanced backquotes are plain text.
-fn md_ticks(s: &str) -> String {
-    ticks(s, md_text, |w| code(w, false))
-}
-
-fn esc_ticks(s: &str) -> String {
-    ticks(s, esc, |w| format!("<code>{}</code>", esc(w)))
-}
-
-fn ticks(s: &str, text: impl Fn(&str) -> String, word: impl Fn(&str) -> String) -> String {
-    if !s.matches('`').count().is_multiple_of(2) {
-        return text(s);
-    }
-    s.split('`')
-        .enumerate()
-        .map(|(i, part)| if i % 2 == 1 { word(part) } else { text(part) })
-        .collect()
-}
-
 fn md_line(line: &[Frag]) -> String {
     line.iter()
         .map(|f| match f {
@@ -273,7 +258,7 @@ pub fn junit(r: &Report) -> String {
             ("kind", row.kind.as_str()),
             ("run", r.run.id.as_str()),
             ("server", r.run.server.as_str()),
-            ("outcome", r.run.outcome.as_str()),
+            ("outcome", r.run.outcome.word()),
         ] {
             let _ = writeln!(
                 out,
@@ -289,12 +274,13 @@ pub fn junit(r: &Report) -> String {
                 xml(&format!("{} #{}", t.target, t.id)),
                 seconds(span_ms(&t.attempts).map_or(0, |(a, b)| b - a))
             );
-            let error = t.error.as_deref().unwrap_or("no error recorded");
+            let error = error_of(t);
+            let error = error.as_str();
             // The last attempt's answer (`400`, `timeout`); a task whose write was accepted
             // but failed afterwards (devices failing a command) is just `failed`.
             let kind = match t.attempts.last() {
-                Some(a) if a.result != "ok" => a.result.as_str(),
-                _ => t.status.as_str(),
+                Some(a) if a.failure.is_some() => a.short(),
+                _ => t.status.as_str().to_string(),
             };
             match t.status {
                 TaskStatus::Succeeded => {
@@ -310,7 +296,7 @@ pub fn junit(r: &Report) -> String {
                         out,
                         "{head}>\n      <{tag} message=\"{}\" type=\"{}\">{}</{tag}>\n    </testcase>",
                         xml(error),
-                        xml(kind),
+                        xml(&kind),
                         xml_text(&failure_body(t, error))
                     );
                 }
@@ -323,10 +309,10 @@ pub fn junit(r: &Report) -> String {
                 }
             }
         }
-        let mine: Vec<&str> = stops
+        let mine: Vec<String> = stops
             .iter()
-            .filter(|s| s.step == Some(row.id.as_str()))
-            .map(|s| s.message)
+            .filter(|s| s.stop.step == row.id)
+            .map(|s| s.stop.to_string())
             .collect();
         if !mine.is_empty() {
             let _ = writeln!(
@@ -354,13 +340,18 @@ fn failure_body(t: &TaskReport, error: &str) -> String {
             "\n  {}. at {}s: {} after {} ms",
             a.n,
             seconds(a.at_ms),
-            a.result,
+            a.short(),
             a.took_ms
         );
         if let Some(w) = a.wait_ms {
             let _ = write!(body, ", waited {w} ms");
         }
-        if let Some(n) = &a.note {
+        let note = a
+            .failure
+            .as_ref()
+            .map(crate::base::one_line)
+            .or(a.note.clone());
+        if let Some(n) = note {
             let _ = write!(body, " ({n})");
         }
     }
@@ -431,40 +422,31 @@ pub fn csv(r: &Report) -> String {
             out.push_str(&fields.join(","));
             out.push('\n');
         };
+        let error = t.error_text().unwrap_or_default();
         if t.devices.is_empty() {
-            row(
-                &t.target,
-                t.status.as_str(),
-                t.error.as_deref().unwrap_or(""),
-            );
+            row(&t.target, t.status.as_str(), &error);
             continue;
         }
         // Per-device command results, when the command was followed to its end.
-        let followed = t.result.as_ref().and_then(|r| r.get("devices"));
+        let followed = t.followed.as_ref().map_or(&[][..], |f| &f.devices[..]);
         for d in &t.devices {
-            let failed = followed
-                .and_then(|f| f.get("failed"))
-                .and_then(|f| f.as_array())
-                .and_then(|a| {
-                    a.iter()
-                        .find(|x| x.get("device").and_then(|v| v.as_str()) == Some(d.id.as_str()))
-                });
-            let pending = followed
-                .and_then(|f| f.get("pending"))
-                .and_then(|p| p.as_array())
-                .is_some_and(|a| a.iter().any(|x| x.as_str() == Some(d.id.as_str())));
-            match (failed, pending) {
-                (Some(f), _) => {
-                    let state = f.get("state").and_then(|v| v.as_str()).unwrap_or("failed");
-                    let reason = f.get("reason").and_then(|v| v.as_str()).unwrap_or("");
-                    row(&d.name, "failed", &format!("{state}: {reason}"));
-                }
-                (None, true) => row(
+            let found = followed.iter().find(|x| x.id == d.id);
+            match found.map(|x| (x.state, x.reason.as_deref())) {
+                Some((DeviceState::Pending, _)) => row(
                     &d.name,
                     "pending",
                     "still queued when the wait ended (offline?)",
                 ),
-                (None, false) => row(&d.name, t.status.as_str(), t.error.as_deref().unwrap_or("")),
+                Some((state, reason)) if state != DeviceState::Succeeded => {
+                    let what = match state {
+                        DeviceState::TimedOut => "command timed out",
+                        DeviceState::Cancelled => "command cancelled",
+                        _ => "command failed",
+                    };
+                    let text = reason.map_or_else(|| what.to_string(), |r| format!("{what}: {r}"));
+                    row(&d.name, "failed", &text);
+                }
+                _ => row(&d.name, t.status.as_str(), &error),
             }
         }
     }
@@ -544,20 +526,20 @@ pub fn html(r: &Report) -> String {
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"/>\n\
          <title>{} {}: esper-bulk report</title>\n<style>\n{STYLE}</style>\n</head>\n<body>\n",
         esc(&r.run.job),
-        esc(&r.run.outcome)
+        esc(r.run.outcome.word())
     );
     let _ = writeln!(
         out,
         "<header>\n<h1>{} <span class=\"badge {}\">{}</span></h1>",
         esc(&r.run.job),
-        esc(&r.run.outcome),
-        esc(&r.run.outcome)
+        esc(r.run.outcome.word()),
+        esc(r.run.outcome.word())
     );
     let _ = writeln!(
         out,
         "<p>Exit code <b>{}</b>: {} · {} · <code>{}</code></p>",
         r.run.exit_code,
-        esc(exit_meaning(r.run.exit_code)),
+        esc(r.run.outcome.meaning()),
         esc(&duration(r.run.elapsed_ms)),
         esc(&r.run.server)
     );
@@ -619,13 +601,13 @@ pub fn html(r: &Report) -> String {
     }
     out.push_str("</div>\n");
 
-    if !r.run.thresholds.is_empty() {
+    if !r.run.rollout_stops.is_empty() {
         out.push_str("<h2>Rollout stops</h2>\n");
         for stop in stops(r) {
             let _ = writeln!(
                 out,
                 "<div class=\"alert\">\n<p>{}</p>",
-                esc_ticks(stop.message)
+                html_line(&stop_line(stop.stop))
             );
             if !stop.tasks.is_empty() {
                 out.push_str("<ul>\n");
@@ -637,7 +619,7 @@ pub fn html(r: &Report) -> String {
                         t.id,
                         t.status.as_str(),
                         t.status.as_str(),
-                        esc(t.error.as_deref().unwrap_or("no error recorded"))
+                        esc(&error_of(t))
                     );
                 }
                 if stop.tasks.len() > CANARIES {
@@ -651,16 +633,7 @@ pub fn html(r: &Report) -> String {
 
     out.push_str("<h2>What to do next</h2>\n<ul>\n");
     for line in advice(r, &groups) {
-        out.push_str("<li>");
-        for f in &line {
-            match f {
-                Frag::Text(t) => out.push_str(&esc(t)),
-                Frag::Code(c) => {
-                    let _ = write!(out, "<code>{}</code>", esc(c));
-                }
-            }
-        }
-        out.push_str("</li>\n");
+        let _ = writeln!(out, "<li>{}</li>", html_line(&line));
     }
     out.push_str("</ul>\n");
 
@@ -758,6 +731,15 @@ pub fn html(r: &Report) -> String {
     out
 }
 
+fn html_line(line: &[Frag]) -> String {
+    line.iter()
+        .map(|f| match f {
+            Frag::Text(t) => esc(t),
+            Frag::Code(c) => format!("<code>{}</code>", esc(c)),
+        })
+        .collect()
+}
+
 fn card(out: &mut String, class: &str, value: &str, label: &str) {
     let _ = writeln!(
         out,
@@ -798,7 +780,7 @@ const BOTTOM: f64 = 34.0;
 /// in red, the in-flight window as a step line on the right axis, and the adaptive send
 /// rate (when the API throttled) as a dashed step line on the left axis. One `req` bar per
 /// sample, so the number of data points can be checked.
-fn chart(timeline: &[Sample]) -> String {
+fn chart(timeline: &[SampleReport]) -> String {
     let mut out = String::new();
     let (pw, ph) = (W - LEFT - RIGHT, H - TOP - BOTTOM);
     if timeline.is_empty() {
@@ -1014,20 +996,6 @@ fn clock(t: u64) -> String {
 // ---------------------------------------------------------------------------------------
 // What every format shares: derived facts and advice.
 
-fn exit_meaning(code: u8) -> &'static str {
-    use crate::exit;
-    match code {
-        exit::OK => "every task succeeded",
-        exit::FAILED_TASKS => "the run finished with failed tasks",
-        exit::INVALID => "invalid job, plan or usage; nothing was sent",
-        exit::THRESHOLD => "a rollout's max_failures threshold stopped the run",
-        exit::INCOMPLETE => "incomplete but resumable: the deadline or the retry budget ran out",
-        exit::LOCKED => "another run holds the lock",
-        exit::INTERRUPTED => "interrupted by a signal",
-        _ => "an exit code this version does not know",
-    }
-}
-
 /// A run's start or end for people: to the second, as the engine records nanoseconds.
 /// Text that is not a timestamp is shown as it is.
 fn moment(s: &str) -> String {
@@ -1068,7 +1036,7 @@ fn tasks_word(n: u64) -> String {
 }
 
 /// From the first attempt's start to the last attempt's end, in ms since the run started.
-fn span_ms(attempts: &[Attempt]) -> Option<(u64, u64)> {
+fn span_ms(attempts: &[AttemptReport]) -> Option<(u64, u64)> {
     let start = attempts.iter().map(|a| a.at_ms).min()?;
     let end = attempts.iter().map(|a| a.at_ms + a.took_ms).max()?;
     Some((start, end.max(start)))
@@ -1181,20 +1149,45 @@ fn step_rows(r: &Report) -> Vec<StepRow> {
     rows
 }
 
-/// Tasks that did not succeed for the same reason.
+/// Tasks that did not succeed for the same cause: one status, one step, and one failure
+/// class and HTTP status (or one kind of reason for tasks that did not run).
 struct Group<'a> {
     status: TaskStatus,
-    /// The error text with ids masked, so one cause over a thousand groups is one group.
+    /// What the group's tasks have in common, for people: the first task's error with
+    /// ids masked, or the devices of every task added up.
     error: String,
     steps: Vec<&'a str>,
     tasks: Vec<&'a TaskReport>,
 }
 
-/// Failed, unknown and skipped tasks grouped by status and error text: failed first, then
-/// unknown, then skipped; the largest groups first, ties in plan order.
+/// The kind of a task's reason, with the failure's class and HTTP status: what groups it.
+fn cause(t: &TaskReport) -> (u8, Option<FailureClass>, Option<u16>) {
+    match &t.reason {
+        Some(ReasonReport::Failed { failure, .. }) => (0, Some(failure.class), failure.http_status),
+        Some(ReasonReport::DeviceFailures { .. }) => (1, None, None),
+        Some(ReasonReport::NeedsFailed { .. }) => (2, None, None),
+        Some(ReasonReport::RolloutStopped { .. }) => (3, None, None),
+        Some(ReasonReport::NotStarted { .. }) => (4, None, None),
+        Some(ReasonReport::NotRecorded) => (5, None, None),
+        Some(ReasonReport::Abandoned) => (6, None, None),
+        None => (7, None, None),
+    }
+}
+
+/// A task's error for people, or a placeholder when none was recorded.
+fn error_of(t: &TaskReport) -> String {
+    t.error_text()
+        .unwrap_or_else(|| "no error recorded".to_string())
+}
+
+/// Failed, unknown and skipped tasks grouped by status, step and cause (failure class and
+/// HTTP status, or the kind of reason): failed first, then unknown, then skipped; the
+/// largest groups first, ties in plan order. Message text never splits a group: the
+/// group shows its first message and says how many others there are.
 fn failure_groups(r: &Report) -> Vec<Group<'_>> {
-    let mut groups: Vec<Group> = Vec::new();
-    let mut index: BTreeMap<(TaskStatus, String), usize> = BTreeMap::new();
+    type Key<'a> = (TaskStatus, &'a str, (u8, Option<FailureClass>, Option<u16>));
+    let mut members: Vec<(Key, Vec<&TaskReport>)> = Vec::new();
+    let mut index: BTreeMap<Key, usize> = BTreeMap::new();
     for t in &r.tasks {
         if !matches!(
             t.status,
@@ -1202,22 +1195,22 @@ fn failure_groups(r: &Report) -> Vec<Group<'_>> {
         ) {
             continue;
         }
-        let error = mask_ids(t.error.as_deref().unwrap_or("no error recorded"));
-        let i = *index.entry((t.status, error.clone())).or_insert_with(|| {
-            groups.push(Group {
-                status: t.status,
-                error,
-                steps: Vec::new(),
-                tasks: Vec::new(),
-            });
-            groups.len() - 1
+        let key = (t.status, t.step.as_str(), cause(t));
+        let i = *index.entry(key).or_insert_with(|| {
+            members.push((key, Vec::new()));
+            members.len() - 1
         });
-        let g = &mut groups[i];
-        if !g.steps.contains(&t.step.as_str()) {
-            g.steps.push(&t.step);
-        }
-        g.tasks.push(t);
+        members[i].1.push(t);
     }
+    let mut groups: Vec<Group> = members
+        .into_iter()
+        .map(|((status, step, _), tasks)| Group {
+            status,
+            error: group_error(&tasks),
+            steps: vec![step],
+            tasks,
+        })
+        .collect();
     let rank = |s: TaskStatus| match s {
         TaskStatus::Failed => 0,
         TaskStatus::Unknown => 1,
@@ -1227,8 +1220,43 @@ fn failure_groups(r: &Report) -> Vec<Group<'_>> {
     groups
 }
 
+/// What a group's tasks share, in words: their devices added up for device failures,
+/// else the first message (ids masked) and how many other messages there are.
+fn group_error(tasks: &[&TaskReport]) -> String {
+    let counts: Vec<&DeviceCountsReport> = tasks
+        .iter()
+        .filter_map(|t| match &t.reason {
+            Some(ReasonReport::DeviceFailures { counts }) => Some(counts),
+            _ => None,
+        })
+        .collect();
+    if !counts.is_empty() && counts.len() == tasks.len() {
+        let mut sum = DeviceCountsReport::default();
+        for c in counts {
+            sum.add(c);
+        }
+        return sum.to_string();
+    }
+    let mut messages: Vec<String> = Vec::new();
+    for t in tasks {
+        let m = mask_ids(&error_of(t));
+        if !messages.contains(&m) {
+            messages.push(m);
+        }
+    }
+    let mut error = messages.first().cloned().unwrap_or_default();
+    match messages.len() {
+        0 | 1 => {}
+        2 => error.push_str(" (and 1 other message in results.csv)"),
+        n => {
+            let _ = write!(error, " (and {} other messages in results.csv)", n - 1);
+        }
+    }
+    error
+}
+
 /// Replaces UUIDs (Esper's group, device, app and enterprise ids, which appear in request
-/// paths) with `<id>`.
+/// paths) with `<id>`, so tasks that differ only in their ids show one message.
 fn mask_ids(s: &str) -> String {
     fn is_uuid(b: &[u8]) -> bool {
         b.iter().enumerate().all(|(k, c)| {
@@ -1259,35 +1287,39 @@ fn mask_ids(s: &str) -> String {
 
 /// A rollout stop and the tasks of its step that failed before it.
 struct Stop<'a> {
-    message: &'a str,
-    step: Option<&'a str>,
+    stop: &'a StopReport,
     tasks: Vec<&'a TaskReport>,
 }
 
-/// The rollout stops with their failing canary tasks. The stop names its step only in its
-/// message (`rollout of step `x` stopped …`), so the step is read from the first
-/// backquoted word; without one the stop is listed without tasks.
+/// The rollout stops with their failing canary tasks.
 fn stops(r: &Report) -> Vec<Stop<'_>> {
     r.run
-        .thresholds
+        .rollout_stops
         .iter()
-        .map(|m| {
-            let step = m.split('`').nth(1).filter(|_| m.matches('`').count() >= 2);
-            let tasks = r
+        .map(|stop| Stop {
+            stop,
+            tasks: r
                 .tasks
                 .iter()
                 .filter(|t| {
-                    Some(t.step.as_str()) == step
+                    t.step == stop.step
                         && matches!(t.status, TaskStatus::Failed | TaskStatus::Unknown)
                 })
-                .collect();
-            Stop {
-                message: m,
-                step,
-                tasks,
-            }
+                .collect(),
         })
         .collect()
+}
+
+/// A rollout stop as a line, its step as code.
+fn stop_line(s: &StopReport) -> Vec<Frag> {
+    vec![
+        t("rollout of step "),
+        c(s.step.clone()),
+        t(format!(
+            " stopped after stage {} of {}: {} failures exceed max_failures ({} of {} allowed)",
+            s.stage, s.stages, s.failed, s.allowed, s.total
+        )),
+    ]
 }
 
 /// A piece of advice text: prose, or an identifier/command shown as code.
@@ -1304,19 +1336,6 @@ fn c(s: impl Into<String>) -> Frag {
     Frag::Code(s.into())
 }
 
-/// The HTTP statuses an error text reports (`… answered 401: …`).
-fn answered(error: &str) -> impl Iterator<Item = u16> + '_ {
-    error.match_indices("answered ").filter_map(|(i, m)| {
-        let rest = &error[i + m.len()..];
-        let digits = rest.get(..3)?;
-        let after = rest[3..].chars().next();
-        if after.is_some_and(|c| c.is_ascii_digit()) {
-            return None;
-        }
-        digits.parse().ok()
-    })
-}
-
 /// Concrete next steps, most urgent first, each derived from the report's data.
 fn advice(r: &Report, groups: &[Group]) -> Vec<Vec<Frag>> {
     let s = &r.summary;
@@ -1327,16 +1346,11 @@ fn advice(r: &Report, groups: &[Group]) -> Vec<Vec<Frag>> {
         .iter()
         .filter(|t| matches!(t.status, TaskStatus::Failed | TaskStatus::Unknown))
         .collect();
-    let with_status = |lo: u16, hi: u16| {
-        bad.iter()
-            .filter(|t| answered(t.error.as_deref().unwrap_or("")).any(|s| (lo..=hi).contains(&s)))
-            .count() as u64
+    let failing = |is: &dyn Fn(&FailureReport) -> bool| {
+        bad.iter().filter(|t| t.failure().is_some_and(is)).count() as u64
     };
-    let with_text = |needle: &str| {
-        bad.iter()
-            .filter(|t| t.error.as_deref().unwrap_or("").contains(needle))
-            .count() as u64
-    };
+    let with_status = |code: u16| failing(&|f| f.http_status == Some(code));
+    let with_class = |class: FailureClass| failing(&|f| f.class == class);
     let examples = |tasks: &[&TaskReport]| -> Vec<Frag> {
         let mut v = Vec::new();
         for (i, t) in tasks.iter().take(EXAMPLES).enumerate() {
@@ -1369,10 +1383,10 @@ fn advice(r: &Report, groups: &[Group]) -> Vec<Vec<Frag>> {
         out.push(line);
     }
     for stop in stops(r) {
-        let mut line = vec![t("A rollout stopped at its threshold")];
-        if let Some(step) = stop.step {
-            line.extend([t(" in step "), c(step)]);
-        }
+        let mut line = vec![
+            t("A rollout stopped at its threshold in step "),
+            c(stop.stop.step.clone()),
+        ];
         line.push(t(
             ": investigate the failing canary devices listed under Rollout stops before you re-run the job; \
              its later stages were skipped and nothing was sent to them",
@@ -1381,7 +1395,7 @@ fn advice(r: &Report, groups: &[Group]) -> Vec<Vec<Frag>> {
         line.push(t("."));
         out.push(line);
     }
-    let auth = with_status(401, 401).max(g.by_status.get("401").copied().unwrap_or(0));
+    let auth = with_status(401).max(g.by_status.get("401").copied().unwrap_or(0));
     if auth > 0 {
         out.push(vec![
             t(format!(
@@ -1396,14 +1410,14 @@ fn advice(r: &Report, groups: &[Group]) -> Vec<Vec<Frag>> {
             t(", then re-run the job."),
         ]);
     }
-    let forbidden = with_status(403, 403);
+    let forbidden = with_status(403);
     if forbidden > 0 {
         out.push(vec![t(format!(
             "{} failed with 403: the API key lacks the permission for these calls; widen its scope in the Esper console.",
             tasks_word(forbidden)
         ))]);
     }
-    let missing = with_status(404, 404);
+    let missing = with_status(404);
     if missing > 0 {
         out.push(vec![
             t(format!(
@@ -1436,7 +1450,7 @@ fn advice(r: &Report, groups: &[Group]) -> Vec<Vec<Frag>> {
             t(", the rate the server actually sustained."),
         ]);
     }
-    let timeouts = with_text("timed out");
+    let timeouts = with_class(FailureClass::Timeout);
     if timeouts > 0 {
         out.push(vec![
             t(format!("{} timed out: raise ", tasks_word(timeouts))),
@@ -1446,7 +1460,7 @@ fn advice(r: &Report, groups: &[Group]) -> Vec<Vec<Frag>> {
             t("."),
         ]);
     }
-    let connect = with_text("cannot connect");
+    let connect = with_class(FailureClass::Connect);
     if connect > 0 {
         out.push(vec![
             t(format!(
@@ -1463,7 +1477,9 @@ fn advice(r: &Report, groups: &[Group]) -> Vec<Vec<Frag>> {
         .iter()
         .filter(|t| {
             t.status == TaskStatus::Failed
-                && answered(t.error.as_deref().unwrap_or("")).any(|s| s >= 500)
+                && t.failure()
+                    .and_then(|f| f.http_status)
+                    .is_some_and(|s| s >= 500)
         })
         .count() as u64;
     if server > 0 {
@@ -1473,14 +1489,15 @@ fn advice(r: &Report, groups: &[Group]) -> Vec<Vec<Frag>> {
         ))]);
     }
     if s.failed > 0 {
+        let ways = groups
+            .iter()
+            .filter(|g| g.status == TaskStatus::Failed)
+            .count();
         out.push(vec![
             t(format!(
-                "{} failed in {} distinct ways (see What failed and why; every task is in ",
+                "{} failed in {ways} distinct {} (see What failed and why; every task is in ",
                 tasks_word(s.failed),
-                groups
-                    .iter()
-                    .filter(|g| g.status == TaskStatus::Failed)
-                    .count()
+                if ways == 1 { "way" } else { "ways" }
             )),
             c("results.csv"),
             t("): fix the cause, in the job or on the devices, then re-run the job."),
@@ -1491,9 +1508,7 @@ fn advice(r: &Report, groups: &[Group]) -> Vec<Vec<Frag>> {
         .iter()
         .filter(|t| {
             t.status == TaskStatus::Skipped
-                && t.error
-                    .as_deref()
-                    .is_some_and(|e| e.starts_with("skipped: needed step"))
+                && matches!(t.reason, Some(ReasonReport::NeedsFailed { .. }))
         })
         .count() as u64;
     if needs > 0 {
@@ -1503,29 +1518,32 @@ fn advice(r: &Report, groups: &[Group]) -> Vec<Vec<Frag>> {
         ))]);
     }
     if s.not_started > 0 {
-        let why = |needle: &str| {
+        let why = |stop: StopReason| {
             r.tasks.iter().any(|t| {
                 t.status == TaskStatus::NotStarted
-                    && t.error.as_deref().is_some_and(|e| e.contains(needle))
+                    && t.reason
+                        == Some(ReasonReport::NotStarted {
+                            stopped: Some(stop),
+                        })
             })
         };
         let mut line = vec![t(format!(
             "{} not started: re-run the job to finish them",
             tasks_word(s.not_started)
         ))];
-        if why("deadline") {
+        if why(StopReason::Deadline) || r.run.outcome == RunOutcome::Deadline {
             line.extend([
                 t("; the run reached its deadline, so if that keeps happening raise "),
                 c("deadline"),
                 t(" or split the job"),
             ]);
-        } else if why("interrupted") || r.run.outcome == "interrupted" {
+        } else if why(StopReason::Interrupted) || r.run.outcome == RunOutcome::Interrupted {
             line.push(t("; the run was interrupted"));
         }
         line.push(t("."));
         out.push(line);
     }
-    let clean = r.run.outcome == "succeeded";
+    let clean = r.run.outcome == RunOutcome::Succeeded;
     if out.is_empty() {
         out.push(vec![t(if clean {
             "Nothing: every task succeeded."

@@ -40,6 +40,7 @@ use crate::journal::{self, Entry, Journal, JournalError};
 use crate::plan::{self, Plan, Server};
 use crate::progress::Progress;
 use crate::report::Report;
+pub use crate::report::RunOutcome;
 
 pub use config::{
     ConnectionSettings, Env, KeyOverride, Output, Pacing, PlanConfig, RunConfig, Source,
@@ -51,31 +52,6 @@ pub use load::{LoadedJob, load_job, load_job_text};
 pub use notice::{Notice, Notices};
 pub use rebuild::{Format, rebuild, rebuild_report, write_report};
 pub use signal::cancel_on_signals;
-
-/// How a run ended, as `report.json` names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunOutcome {
-    Succeeded,
-    /// Finished, with failed, skipped or unknown tasks.
-    Failed,
-    /// A rollout's `max_failures` stopped it.
-    Stopped,
-    Interrupted,
-    /// Resumable: a deadline, or the journal could not be written.
-    Incomplete,
-}
-
-impl RunOutcome {
-    fn of(report: &Report) -> RunOutcome {
-        match report.run.outcome.as_str() {
-            "succeeded" => RunOutcome::Succeeded,
-            "failed" => RunOutcome::Failed,
-            "stopped" => RunOutcome::Stopped,
-            "interrupted" => RunOutcome::Interrupted,
-            _ => RunOutcome::Incomplete,
-        }
-    }
-}
 
 /// What a run left behind.
 #[derive(Debug)]
@@ -323,7 +299,7 @@ impl Ready {
                     if let Some(p) = &progress {
                         p.task_done(step_of[plan.step_of(o.task).id.as_str()], o);
                     }
-                    Entry::Outcome(o.clone())
+                    Entry::Outcome(o.into())
                 }
             };
             if journal_error.is_none()
@@ -339,14 +315,12 @@ impl Ready {
             p.finish();
         }
         let gov_stats = gov.stats();
-        let finish = Entry::Finish {
-            started_at: started_at.to_string(),
-            finished_at: jiff::Timestamp::now().to_string(),
-            elapsed_ms: out.elapsed.as_millis() as u64,
-            stopped: out.stopped,
-            thresholds: out.thresholds.clone(),
-            governor: gov_stats.clone(),
-        };
+        let finish = Entry::Finish(crate::journal::FinishRecord::of_run(
+            started_at.to_string(),
+            jiff::Timestamp::now().to_string(),
+            &out,
+            &gov_stats,
+        ));
         if let Err(e) = journal.append(&finish).and_then(|_| journal.sync()) {
             journal_error.get_or_insert(e);
         }
@@ -373,7 +347,7 @@ impl Ready {
         }
         let (outcome, exit_code) = match journal_error {
             Some(_) => (RunOutcome::Incomplete, crate::exit::INCOMPLETE),
-            None => (RunOutcome::of(&report), report.run.exit_code),
+            None => (report.run.outcome, report.run.exit_code),
         };
         Ok(RunResult {
             run_id: id,

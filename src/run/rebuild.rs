@@ -9,47 +9,43 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::exec::{GovernorStats, Outcome, RunOutput, StopReason, TaskStatus};
-use crate::journal::{self, Entry, Replay};
+use crate::exec::{GovernorStats, Outcome, Reason, RolloutStop, RunOutput, StopReason, TaskStatus};
+use crate::journal::{self, Replay};
 use crate::plan::Plan;
 use crate::report::{Report, render};
 
 use super::RunError;
 
 /// Rebuilds a run's report from its plan and journal alone. Tasks with no recorded
-/// outcome are `not_started`.
+/// outcome are `not_started`: because the run stopped, when the journal says it did.
 pub fn rebuild_report(run_id: &str, plan: &Plan, replay: &Replay) -> Report {
+    let unrecorded = match replay.finish.as_ref().and_then(|f| f.stopped) {
+        Some(s) => Reason::NotStarted(Some(s)),
+        None => Reason::NotRecorded,
+    };
     let outcomes: Vec<Outcome> = plan
         .task_ids()
         .map(|id| {
             replay.outcomes.get(&id.0).cloned().unwrap_or_else(|| {
-                Outcome::not_run(
-                    id,
-                    TaskStatus::NotStarted,
-                    "not started: no outcome in the journal".into(),
-                    0,
-                )
+                Outcome::not_run(id, TaskStatus::NotStarted, unrecorded.clone(), 0)
             })
         })
         .collect();
-    let (started, finished, elapsed, stopped, thresholds, gov) = match &replay.finish {
-        Some(Entry::Finish {
-            started_at,
-            finished_at,
-            elapsed_ms,
-            stopped,
-            thresholds,
-            governor,
-        }) => (
-            started_at.parse().ok(),
-            finished_at.parse().ok(),
-            *elapsed_ms,
-            *stopped,
-            thresholds.clone(),
-            governor.clone(),
+    let (started, finished, elapsed, stopped, rollout_stops, gov) = match &replay.finish {
+        Some(f) => (
+            f.started_at.parse().ok(),
+            f.finished_at.parse().ok(),
+            f.elapsed_ms,
+            f.stopped,
+            f.rollout_stops
+                .iter()
+                .cloned()
+                .map(RolloutStop::from)
+                .collect(),
+            GovernorStats::from(f.governor.clone()),
         ),
         // A run that never finished cleanly (killed) was stopped; say so.
-        _ => (
+        None => (
             None,
             None,
             0,
@@ -61,7 +57,7 @@ pub fn rebuild_report(run_id: &str, plan: &Plan, replay: &Replay) -> Report {
     let out = RunOutput {
         outcomes,
         stopped,
-        thresholds,
+        rollout_stops,
         elapsed: Duration::from_millis(elapsed),
     };
     let epoch = jiff::Timestamp::UNIX_EPOCH;

@@ -98,7 +98,7 @@ fn demo_runs_end_to_end() {
     let dir = runs[0].as_ref().unwrap().path();
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
-    assert_eq!(report["format"], 1);
+    assert_eq!(report["format"], esper_bulk::report::REPORT_FORMAT);
     assert_eq!(report["summary"]["succeeded"], 16);
     assert!(dir.join("plan.json").exists());
     for f in ["report.md", "report.xml", "results.csv", "report.html"] {

@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
-use esper_bulk::exec::TaskStatus;
+use esper_bulk::base::FailureClass;
+use esper_bulk::exec::{DeviceState, TaskStatus};
 use esper_bulk::mock::{CommandBehaviour, Faults, RateLimit};
+use esper_bulk::report::{ReasonReport, RunOutcome};
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{job_header, run_job, run_job_with, small, start};
@@ -79,7 +81,7 @@ async fn faults_and_rate_limits_still_give_zero_duplicates() {
     );
     let install = &report.tasks[0];
     assert_eq!(
-        install.result.as_ref().unwrap()["devices"]["counts"]["Command Success"],
+        install.followed.as_ref().unwrap().counts.unwrap().succeeded,
         4,
         "per-device results are kept"
     );
@@ -125,14 +127,24 @@ async fn failed_dependency_skips_dependents() {
         install.iter().all(|t| t.attempts.len() == 1),
         "a 400 is not retried"
     );
-    assert!(install[0].error.as_deref().unwrap().contains("400"));
+    let failure = install[0].failure().expect("a typed failure");
+    assert_eq!(failure.http_status, Some(400));
+    assert_eq!(failure.class, FailureClass::Client);
+    assert!(
+        failure.esper_message.is_some(),
+        "Esper's message is kept apart: {failure:?}"
+    );
     let alarm: Vec<_> = report.tasks.iter().filter(|t| t.step == "alarm").collect();
     assert!(
         alarm
             .iter()
             .all(|t| t.status == TaskStatus::Skipped && t.attempts.is_empty())
     );
-    assert!(alarm[0].error.as_deref().unwrap().contains("install"));
+    assert!(
+        matches!(&alarm[0].reason, Some(ReasonReport::NeedsFailed { needs }) if needs[0].step == "install"),
+        "{:?}",
+        alarm[0].reason
+    );
     assert_eq!(report.run.exit_code, 1);
     assert!(server.snapshot().alarm_rules.is_empty());
 }
@@ -154,20 +166,23 @@ async fn device_side_failures_fail_the_task() {
     let (_, report) = run_job(&server, &job).await;
     let t = &report.tasks[0];
     assert_eq!(t.status, TaskStatus::Failed);
-    assert!(
-        t.error
-            .as_deref()
-            .unwrap()
-            .contains("4 of 4 devices failed"),
-        "{:?}",
-        t.error
-    );
+    match &t.reason {
+        Some(ReasonReport::DeviceFailures { counts }) => {
+            assert_eq!((counts.failed, counts.total()), (4, 4), "{counts:?}");
+        }
+        other => panic!("not a device failure: {other:?}"),
+    }
     assert_eq!(
-        t.result.as_ref().unwrap()["devices"]["failed"]
-            .as_array()
-            .unwrap()
-            .len(),
-        4
+        t.error_text().as_deref(),
+        Some("4 of 4 devices failed, 0 still pending")
+    );
+    let followed = t.followed.as_ref().unwrap();
+    assert_eq!(followed.devices.len(), 4);
+    assert!(
+        followed
+            .devices
+            .iter()
+            .all(|d| d.state == DeviceState::Failed && d.reason.is_some())
     );
 }
 
@@ -185,7 +200,7 @@ async fn interruption_stops_dispatch_and_is_reported() {
         c2.cancel();
     });
     let (_, report) = run_job_with(&server, &job, cancel).await;
-    assert_eq!(report.run.outcome, "interrupted");
+    assert_eq!(report.run.outcome, RunOutcome::Interrupted);
     assert_eq!(report.run.exit_code, 130);
     assert!(report.summary.not_started > 0, "{}", report.summary_text());
     assert!(report.summary.not_started < 80);

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use esper_bulk::exec::TaskStatus;
 use esper_bulk::mock::CommandBehaviour;
+use esper_bulk::report::RunOutcome;
 
 use crate::support::{job_header, run_job, small, start};
 
@@ -172,11 +173,12 @@ async fn rollout_stops_at_the_canary_when_devices_fail() {
     );
     let (_, report) = run_job(&server, &job).await;
     assert_eq!(report.run.exit_code, 3, "{}", report.summary_text());
-    assert_eq!(report.run.outcome, "stopped");
-    assert!(
-        report.run.thresholds[0].contains("stopped after stage 1 of 3"),
-        "{:?}",
-        report.run.thresholds
+    assert_eq!(report.run.outcome, RunOutcome::Threshold);
+    let stop = &report.run.rollout_stops[0];
+    assert_eq!(
+        (stop.step.as_str(), stop.stage, stop.stages),
+        ("reboot", 1, 3),
+        "stopped after stage 1 of 3: {stop:?}"
     );
     let reboot: Vec<_> = report.tasks.iter().filter(|t| t.step == "reboot").collect();
     assert_eq!(

@@ -15,9 +15,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use esper_bulk::exec::{Attempt, GovernorStats, Sample, TaskStatus};
+use esper_bulk::base::FailureClass;
+use esper_bulk::exec::{DeviceState, GaveUp, StopReason, TaskStatus};
 use esper_bulk::report::render;
-use esper_bulk::report::{REPORT_FORMAT, Report, RunInfo, StepReport, Summary, TaskReport};
+use esper_bulk::report::{
+    AttemptReport, DeviceCountsReport, DeviceResultReport, FailureReport, FollowedReport,
+    GovernorReport, NeedReport, REPORT_FORMAT, ReasonReport, Report, RunInfo, RunOutcome,
+    SampleReport, StepReport, StopReport, Summary, TaskReport,
+};
 use serde_json::{Value, json};
 
 const DIR: &str = "tests/fixtures/reports";
@@ -27,21 +32,93 @@ const EID: &str = "8e9d7c6b-0000-4000-8000-000000000001";
 /// An Esper error with everything that needs escaping somewhere: `<`, `&`, `"`, `,`, `|`,
 /// a newline, non-ASCII text and a BEL, which XML 1.0 cannot carry at all. `{group}`
 /// differs per task, so grouping must see through the ids in the path.
-const TRICKY: &str = "POST /v0/enterprise/{eid}/devicegroup/{group}/install/ answered 400: \
-    {\"detail\": \"version_code 410 < installed 412 & \\\"downgrade\\\" refused, see policy|kiosk\"}\n\
+const TRICKY_PATH: &str = "POST /v0/enterprise/{eid}/devicegroup/{group}/install/ answered 400";
+const TRICKY_MESSAGE: &str = "{\"detail\": \"version_code 410 < installed 412 & \\\"downgrade\\\" refused, see policy|kiosk\"}\n\
     second line, for Grüße\u{7}";
-const THRESHOLD: &str = "rollout of step `reboot` stopped after stage 1 of 3: 2 failures exceed max_failures 1 (1 of 3)";
 
-fn tricky(group: &str) -> String {
-    TRICKY.replace("{eid}", EID).replace("{group}", group)
+/// The tricky failure of the install to `group`, as the engine records it.
+fn tricky_failure(group: &str) -> FailureReport {
+    FailureReport {
+        class: FailureClass::Client,
+        http_status: Some(400),
+        esper_message: Some(TRICKY_MESSAGE.into()),
+        hint: None,
+        description: TRICKY_PATH.replace("{eid}", EID).replace("{group}", group),
+        maybe_processed: false,
+    }
 }
 
-fn attempt(n: u32, at_ms: u64, took_ms: u64, result: &str, wait_ms: Option<u64>) -> Attempt {
-    Attempt {
+/// Its one-line text, as every renderer shows it.
+fn tricky(group: &str) -> String {
+    format!(
+        "{}: {TRICKY_MESSAGE}",
+        TRICKY_PATH.replace("{eid}", EID).replace("{group}", group)
+    )
+}
+
+/// The rollout stop of the fixture's `reboot` step.
+fn threshold() -> StopReport {
+    StopReport {
+        step: "reboot".into(),
+        stage: 1,
+        stages: 3,
+        failed: 2,
+        allowed: 1,
+        total: 3,
+    }
+}
+
+fn http(
+    class: FailureClass,
+    status: u16,
+    description: &str,
+    esper_message: &str,
+    hint: Option<&str>,
+) -> FailureReport {
+    FailureReport {
+        class,
+        http_status: Some(status),
+        esper_message: Some(esper_message.into()),
+        hint: hint.map(str::to_string),
+        description: description.into(),
+        maybe_processed: status >= 500,
+    }
+}
+
+fn throttled(path: &str) -> FailureReport {
+    http(
+        FailureClass::RateLimited,
+        429,
+        &format!("POST {path} answered 429"),
+        "Request was throttled.",
+        Some("rate limited: lower limits.rate"),
+    )
+}
+
+fn upstream() -> FailureReport {
+    http(
+        FailureClass::Server,
+        503,
+        &format!(
+            "POST /v0/enterprise/{EID}/devicegroup/0a1b2c3d-0000-4000-8000-00000000000c/install/ answered 503"
+        ),
+        "upstream timeout",
+        None,
+    )
+}
+
+fn attempt(
+    n: u32,
+    at_ms: u64,
+    took_ms: u64,
+    failure: Option<FailureReport>,
+    wait_ms: Option<u64>,
+) -> AttemptReport {
+    AttemptReport {
         n,
         at_ms,
         took_ms,
-        result: result.into(),
+        failure,
         wait_ms,
         note: None,
     }
@@ -52,8 +129,8 @@ fn task(
     step: &str,
     target: &str,
     status: TaskStatus,
-    error: Option<String>,
-    attempts: Vec<Attempt>,
+    reason: Option<ReasonReport>,
+    attempts: Vec<AttemptReport>,
     result: Option<Value>,
 ) -> TaskReport {
     TaskReport {
@@ -61,24 +138,81 @@ fn task(
         step: step.into(),
         target: target.into(),
         status,
-        error,
+        reason,
         attempts,
         result,
+        followed: None,
         devices: Vec::new(),
     }
 }
 
-fn ok(at_ms: u64, took_ms: u64) -> Vec<Attempt> {
-    vec![attempt(1, at_ms, took_ms, "ok", None)]
+fn ok(at_ms: u64, took_ms: u64) -> Vec<AttemptReport> {
+    vec![attempt(1, at_ms, took_ms, None, None)]
+}
+
+fn failed(failure: FailureReport, gave_up: Option<GaveUp>) -> Option<ReasonReport> {
+    Some(ReasonReport::Failed { failure, gave_up })
+}
+
+fn one_device_failed() -> Option<ReasonReport> {
+    Some(ReasonReport::DeviceFailures {
+        counts: DeviceCountsReport {
+            failed: 1,
+            ..DeviceCountsReport::default()
+        },
+    })
 }
 
 /// The fixture: a kiosk rollout that failed in several ways and then hit its deadline.
 fn fixture() -> Report {
     use TaskStatus::*;
-    let s = |x: &str| Some(x.to_string());
-    let needs = s("skipped: needed step install did not succeed");
-    let stopped = Some(format!("skipped: {THRESHOLD}"));
-    let deadline = s("not started: the deadline was reached; resume it to continue");
+    let needs = Some(ReasonReport::NeedsFailed {
+        needs: vec![NeedReport {
+            step: "install".into(),
+            not_succeeded: 4,
+        }],
+    });
+    let stopped = Some(ReasonReport::RolloutStopped { stop: threshold() });
+    let deadline = Some(ReasonReport::NotStarted {
+        stopped: Some(StopReason::Deadline),
+    });
+    let install_path =
+        format!("/v0/enterprise/{EID}/devicegroup/0a1b2c3d-0000-4000-8000-000000000001/install/");
+    let invalid_token = http(
+        FailureClass::Auth,
+        401,
+        &format!("GET /v1/enterprise/{EID}/application/ answered 401"),
+        "invalid token",
+        Some("check ESPER_API_KEY and that the key belongs to this tenant"),
+    );
+    let timed_out = FailureReport {
+        class: FailureClass::Timeout,
+        http_status: None,
+        esper_message: None,
+        hint: Some("raise --timeout or lower limits.rate".into()),
+        description: "POST /commands/v0/commands/: timed out waiting for the server".into(),
+        maybe_processed: true,
+    };
+    let mut reboot_ok = task(
+        11,
+        "reboot",
+        "POS-0001",
+        Succeeded,
+        None,
+        ok(7000, 250),
+        Some(
+            json!({"id": "c0ffee00-0000-4000-8000-000000000001", "command_id": "c0ffee00-0000-4000-8000-000000000001", "action": "created"}),
+        ),
+    );
+    reboot_ok.followed = Some(FollowedReport {
+        command: "c0ffee00-0000-4000-8000-000000000001".into(),
+        finished: true,
+        counts: Some(DeviceCountsReport {
+            succeeded: 1,
+            ..DeviceCountsReport::default()
+        }),
+        devices: Vec::new(),
+    });
     let tasks = vec![
         task(
             0,
@@ -98,8 +232,8 @@ fn fixture() -> Report {
             Succeeded,
             None,
             vec![
-                attempt(1, 150, 90, "429", Some(800)),
-                attempt(2, 1040, 310, "ok", None),
+                attempt(1, 150, 90, Some(throttled(&install_path)), Some(800)),
+                attempt(2, 1040, 310, None, None),
             ],
             Some(
                 json!({"version_id": "5b0e6a7c-1d2e-4f30-9a1b-2c3d4e5f6a71", "action": "installed"}),
@@ -110,8 +244,14 @@ fn fixture() -> Report {
             "install",
             "Stores/Paris|Nord",
             Failed,
-            Some(tricky("0a1b2c3d-0000-4000-8000-00000000000a")),
-            vec![attempt(1, 180, 220, "400", None)],
+            failed(tricky_failure("0a1b2c3d-0000-4000-8000-00000000000a"), None),
+            vec![attempt(
+                1,
+                180,
+                220,
+                Some(tricky_failure("0a1b2c3d-0000-4000-8000-00000000000a")),
+                None,
+            )],
             None,
         ),
         task(
@@ -119,8 +259,14 @@ fn fixture() -> Report {
             "install",
             "Stores/Roma",
             Failed,
-            Some(tricky("0a1b2c3d-0000-4000-8000-00000000000b")),
-            vec![attempt(1, 210, 230, "400", None)],
+            failed(tricky_failure("0a1b2c3d-0000-4000-8000-00000000000b"), None),
+            vec![attempt(
+                1,
+                210,
+                230,
+                Some(tricky_failure("0a1b2c3d-0000-4000-8000-00000000000b")),
+                None,
+            )],
             None,
         ),
         task(
@@ -128,13 +274,11 @@ fn fixture() -> Report {
             "install",
             "Stores/Wien",
             Unknown,
-            Some(format!(
-                "POST /v0/enterprise/{EID}/devicegroup/0a1b2c3d-0000-4000-8000-00000000000c/install/ answered 503: upstream timeout (gave up after 3 attempts); an earlier attempt may have been applied and no read-back confirmed it"
-            )),
+            failed(upstream(), Some(GaveUp::Attempts)),
             vec![
-                attempt(1, 240, 1500, "503", Some(500)),
-                attempt(2, 2240, 1500, "503", Some(1000)),
-                attempt(3, 4740, 1500, "503", None),
+                attempt(1, 240, 1500, Some(upstream()), Some(500)),
+                attempt(2, 2240, 1500, Some(upstream()), Some(1000)),
+                attempt(3, 4740, 1500, Some(upstream()), None),
             ],
             None,
         ),
@@ -143,10 +287,8 @@ fn fixture() -> Report {
             "install",
             "Stores/Zürich",
             Failed,
-            s(
-                "GET /v1/enterprise/8e9d7c6b-0000-4000-8000-000000000001/application/ answered 401: invalid token (check ESPER_API_KEY and that the key belongs to this tenant)",
-            ),
-            vec![attempt(1, 260, 80, "401", None)],
+            failed(invalid_token.clone(), None),
+            vec![attempt(1, 260, 80, Some(invalid_token), None)],
             None,
         ),
         task(
@@ -165,8 +307,14 @@ fn fixture() -> Report {
             Succeeded,
             None,
             vec![
-                attempt(1, 5100, 60, "429", Some(1200)),
-                attempt(2, 6400, 140, "ok", None),
+                attempt(
+                    1,
+                    5100,
+                    60,
+                    Some(throttled(&format!("/v1/enterprise/{EID}/alarmrules/"))),
+                    Some(1200),
+                ),
+                attempt(2, 6400, 140, None, None),
             ],
             Some(json!({"id": 9002, "rule_id": 9002, "action": "updated"})),
         ),
@@ -197,23 +345,13 @@ fn fixture() -> Report {
             vec![],
             None,
         ),
-        task(
-            11,
-            "reboot",
-            "POS-0001",
-            Succeeded,
-            None,
-            ok(7000, 250),
-            Some(
-                json!({"id": "c0ffee00-0000-4000-8000-000000000001", "command_id": "c0ffee00-0000-4000-8000-000000000001", "action": "created", "devices": {"finished": true}}),
-            ),
-        ),
+        reboot_ok,
         task(
             12,
             "reboot",
             "POS-0002, back office",
             Failed,
-            s("1 of 1 devices failed, 0 still pending"),
+            one_device_failed(),
             ok(7010, 260),
             Some(
                 json!({"command_id": "c0ffee00-0000-4000-8000-000000000002", "action": "created"}),
@@ -224,10 +362,10 @@ fn fixture() -> Report {
             "reboot",
             "POS-0003 \"spare\"",
             Failed,
-            s("1 of 1 devices failed, 0 still pending"),
+            one_device_failed(),
             vec![
-                attempt(1, 7020, 5000, "timeout", Some(700)),
-                attempt(2, 12720, 240, "ok", None),
+                attempt(1, 7020, 5000, Some(timed_out), Some(700)),
+                attempt(2, 12720, 240, None, None),
             ],
             None,
         ),
@@ -319,8 +457,8 @@ fn fixture() -> Report {
         Some(14.5),
         Some(14.5),
     ];
-    let timeline: Vec<Sample> = (0..20)
-        .map(|i| Sample {
+    let timeline: Vec<SampleReport> = (0..20)
+        .map(|i| SampleReport {
             t: i as u32,
             requests: requests[i],
             rate_limited: limited[i],
@@ -369,12 +507,12 @@ fn fixture() -> Report {
             started_at: "2026-11-28T03:00:00Z".into(),
             finished_at: "2026-11-28T03:00:20.4Z".into(),
             elapsed_ms,
-            outcome: "incomplete".into(),
+            outcome: RunOutcome::Deadline,
             exit_code: esper_bulk::exit::INCOMPLETE,
-            thresholds: vec![THRESHOLD.into()],
+            rollout_stops: vec![threshold()],
         },
         summary,
-        governor: GovernorStats {
+        governor: GovernorReport {
             requests: total,
             by_status,
             rate_limited,
@@ -409,22 +547,22 @@ fn clean() -> Report {
         peak_rate: 2.0,
         ..Summary::default()
     };
-    r.run.outcome = "succeeded".into();
+    r.run.outcome = RunOutcome::Succeeded;
     r.run.exit_code = 0;
-    r.run.thresholds.clear();
-    r.governor = GovernorStats {
+    r.run.rollout_stops.clear();
+    r.governor = GovernorReport {
         requests: 14,
         window: 8,
         window_max: 8,
         window_min: 8,
-        timeline: vec![Sample {
+        timeline: vec![SampleReport {
             t: 0,
             requests: 14,
             rate_limited: 0,
             window: 8,
             rate: None,
         }],
-        ..GovernorStats::default()
+        ..GovernorReport::default()
     };
     r
 }
@@ -525,7 +663,7 @@ fn junit_is_well_formed_with_one_case_per_task() {
     );
     let err = named("system-err");
     assert_eq!(err.len(), 1, "the rollout stop lands on its step's suite");
-    assert_eq!(err[0].text, THRESHOLD);
+    assert_eq!(err[0].text, threshold().to_string());
 }
 
 #[test]
@@ -554,7 +692,7 @@ fn csv_parses_back_with_the_tricky_error_intact() {
         assert_eq!(&row[2], t.target);
         assert_eq!(&row[3], t.status.as_str());
         assert_eq!(&row[4], t.attempts.len().to_string());
-        assert_eq!(&row[5], t.error.as_deref().unwrap_or(""));
+        assert_eq!(&row[5], t.error_text().unwrap_or_default());
     }
     assert_eq!(&rows[2][5], tricky("0a1b2c3d-0000-4000-8000-00000000000a"));
     let ids: Vec<&str> = rows.iter().map(|r| &r[6]).collect();
@@ -1040,9 +1178,29 @@ fn a_task_over_several_devices_gets_a_csv_row_per_device() {
             name: format!("ACME-{d}"),
         })
         .collect();
-    t.result = Some(
-        json!({"id": "c1", "devices": {"failed": [{"device": "d2", "state": "Command Failure", "reason": "disk full"}], "pending": ["d3"], "counts": {}}}),
-    );
+    t.result = Some(json!({"id": "c1"}));
+    t.followed = Some(FollowedReport {
+        command: "c1".into(),
+        finished: false,
+        counts: Some(DeviceCountsReport {
+            succeeded: 1,
+            failed: 1,
+            pending: 1,
+            ..DeviceCountsReport::default()
+        }),
+        devices: vec![
+            DeviceResultReport {
+                id: "d2".into(),
+                state: DeviceState::Failed,
+                reason: Some("disk full".into()),
+            },
+            DeviceResultReport {
+                id: "d3".into(),
+                state: DeviceState::Pending,
+                reason: None,
+            },
+        ],
+    });
     r.tasks = vec![t];
     let text = render::csv(&r);
     let rows: Vec<&str> = text.lines().skip(1).collect();
@@ -1054,11 +1212,79 @@ fn a_task_over_several_devices_gets_a_csv_row_per_device() {
     assert!(
         rows[1].contains("ACME-d2")
             && rows[1].contains(",failed,")
-            && rows[1].contains("Command Failure: disk full"),
+            && rows[1].contains("command failed: disk full"),
         "{text}"
     );
     assert!(
         rows[2].contains("ACME-d3") && rows[2].contains(",pending,"),
         "{text}"
     );
+}
+
+/// 156 tasks refused with a 400 whose messages name 24 different versions, and 2 with a
+/// 404: two causes, not 26 ways, and the advice counts them from the statuses.
+#[test]
+fn failures_group_by_cause_not_by_message_text() {
+    let mut r = clean();
+    r.tasks.clear();
+    let refused = |k: u32| FailureReport {
+        class: FailureClass::Client,
+        http_status: Some(400),
+        esper_message: Some(format!("Invalid app version \"4.{}\"", k % 24)),
+        hint: None,
+        description: "POST /commands/v0/commands/ answered 400".into(),
+        maybe_processed: false,
+    };
+    for k in 0..158 {
+        let failure = if k < 156 {
+            refused(k)
+        } else {
+            http(
+                FailureClass::NotFound,
+                404,
+                "GET /v1/enterprise/e/application/ answered 404",
+                "Not found.",
+                Some("check the enterprise id, the tenant and the ids in the job"),
+            )
+        };
+        r.tasks.push(task(
+            k,
+            "install",
+            &format!("POS-{k:04}"),
+            TaskStatus::Failed,
+            failed(failure.clone(), None),
+            vec![attempt(1, 10, 20, Some(failure), None)],
+            None,
+        ));
+    }
+    r.summary = Summary {
+        tasks: 158,
+        failed: 158,
+        ..Summary::default()
+    };
+    r.steps = vec![StepReport {
+        id: "install".into(),
+        kind: "command".into(),
+        tasks: 158,
+        by_status: BTreeMap::from([("failed".to_string(), 158)]),
+    }];
+    r.run.outcome = RunOutcome::FailedTasks;
+    r.run.exit_code = RunOutcome::FailedTasks.exit_code();
+    let md = render::markdown(&r);
+    let rows: Vec<&str> = md
+        .lines()
+        .filter(|l| l.starts_with("| 156 ") || l.starts_with("| 2 "))
+        .collect();
+    assert_eq!(rows.len(), 2, "{md}");
+    assert!(
+        rows[0].contains("answered 400") && rows[0].contains("and 23 other messages"),
+        "{}",
+        rows[0]
+    );
+    assert!(rows[1].contains("answered 404"), "{}", rows[1]);
+    assert!(md.contains("158 tasks failed in 2 distinct ways"), "{md}");
+    assert!(md.contains("2 tasks failed with 404"), "{md}");
+    let page = render::html(&r);
+    check_page(&page, 1);
+    assert_eq!(page.matches("<td class=\"n\">156</td>").count(), 1);
 }

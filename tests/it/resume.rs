@@ -142,7 +142,7 @@ async fn a_run_past_its_deadline_is_incomplete_and_resumes() {
     let mut cfg = run_config(&server, Source::Job(Box::new(job)), state.path());
     cfg.deadline = Some(Duration::from_secs(1));
     let first = run(cfg, CancellationToken::new()).await;
-    assert_eq!(first.outcome, RunOutcome::Incomplete);
+    assert_eq!(first.outcome, RunOutcome::Deadline);
     assert_eq!(first.exit_code, 4);
     assert!(first.report.summary.not_started > 0);
 

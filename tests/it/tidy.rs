@@ -291,3 +291,34 @@ fn failures_are_typed_not_strings() {
         }
     }
 }
+
+#[test]
+fn dependencies_point_one_way() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+    // The shared vocabulary is a leaf.
+    let base = text("src/base.rs");
+    assert!(
+        !base.contains("crate::"),
+        "src/base.rs imports from the crate: it must stay a leaf"
+    );
+    // The executor drives any Dispatch and knows nothing of Esper.
+    for (path, text) in files("src/exec") {
+        assert!(
+            !text.contains("crate::esper"),
+            "{path} uses crate::esper: exec must not depend on the client"
+        );
+    }
+    // The client knows nothing of the executor; only the adapter bridges the two.
+    for file in ["client.rs", "error.rs", "model.rs", "page.rs", "mod.rs"] {
+        let path = format!("src/esper/{file}");
+        let code: String = text(&path)
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect();
+        assert!(
+            !code.contains("crate::exec"),
+            "{path} uses crate::exec: only src/esper/dispatch.rs may"
+        );
+    }
+}

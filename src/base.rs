@@ -1,0 +1,184 @@
+//! The vocabulary the engine's layers share and none of them owns: what a request is for
+//! ([`RequestKind`]), what came back ([`Observation`]), the gate every request passes
+//! ([`Throttle`]), the coarse classes of failure ([`FailureClass`]) and the one way an
+//! error carries advice ([`Hint`], rendered by [`render_error`] and [`one_line`]).
+//!
+//! It is a leaf: it imports nothing from the crate, so `exec` (which implements the
+//! throttle and decides retries by class) and `esper` (whose client calls the throttle)
+//! both depend on it instead of on each other. What the classes mean for retrying is the
+//! executor's business; how an HTTP answer maps to a class is the client's.
+
+use std::fmt;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+/// What a request is for, so a throttle can prioritise writes over status polls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestKind {
+    Read,
+    Write,
+    Poll,
+}
+
+/// What came back from one request, for rate adaptation.
+#[derive(Debug, Clone, Copy)]
+pub struct Observation {
+    pub status: Option<u16>,
+    pub retry_after: Option<Duration>,
+    pub latency: Duration,
+}
+
+/// A gate every request passes: `acquire` before sending, `observe` after.
+pub trait Throttle: Send + Sync {
+    /// Waits for permission to send; the returned guard is held until the response is in.
+    /// `None` means the run is stopping: the request must not be sent.
+    fn acquire(&self, kind: RequestKind) -> BoxFuture<'_, Option<Box<dyn Send + '_>>>;
+    fn observe(&self, kind: RequestKind, observation: Observation);
+    /// The run is stopping: refuse to start further requests.
+    fn close(&self) {}
+}
+
+/// The coarse class of a failed request or task. The snake_case names are part of the
+/// journal and report formats: renaming one is a format change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureClass {
+    RateLimited,
+    Server,
+    Auth,
+    NotFound,
+    Client,
+    Connect,
+    Timeout,
+    Transport,
+    Decode,
+    Build,
+    /// The operation refused to act (e.g. `on_exists: fail` found the rule).
+    Conflict,
+    /// The run stopped before the request was sent.
+    Stopped,
+    /// Recorded by a version that kept failures as text only (journal format 1).
+    Unclassified,
+}
+
+impl FailureClass {
+    pub const ALL: [FailureClass; 13] = [
+        FailureClass::RateLimited,
+        FailureClass::Server,
+        FailureClass::Auth,
+        FailureClass::NotFound,
+        FailureClass::Client,
+        FailureClass::Connect,
+        FailureClass::Timeout,
+        FailureClass::Transport,
+        FailureClass::Decode,
+        FailureClass::Build,
+        FailureClass::Conflict,
+        FailureClass::Stopped,
+        FailureClass::Unclassified,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureClass::RateLimited => "rate_limited",
+            FailureClass::Server => "server",
+            FailureClass::Auth => "auth",
+            FailureClass::NotFound => "not_found",
+            FailureClass::Client => "client",
+            FailureClass::Connect => "connect",
+            FailureClass::Timeout => "timeout",
+            FailureClass::Transport => "transport",
+            FailureClass::Decode => "decode",
+            FailureClass::Build => "build",
+            FailureClass::Conflict => "conflict",
+            FailureClass::Stopped => "stopped",
+            FailureClass::Unclassified => "unclassified",
+        }
+    }
+
+    /// The class named `s` (as [`FailureClass::as_str`] writes it), if any.
+    pub fn parse(s: &str) -> Option<FailureClass> {
+        FailureClass::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+impl fmt::Display for FailureClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The crate's one convention for advice on an error: `Display` says what went wrong
+/// (lowercase, no trailing period, naming the bad value) and [`Hint::hint`] says how to
+/// fix it, as one line, when there is something to say. Advice never goes into `Display`,
+/// so it is rendered the same way everywhere: [`render_error`] on a terminal,
+/// [`one_line`] where only one line of text fits.
+pub trait Hint {
+    /// How to fix it, e.g. `check ESPER_API_KEY and that the key belongs to this tenant`.
+    fn hint(&self) -> Option<String> {
+        None
+    }
+}
+
+/// An error as the command line prints it: `error: …`, then `  = help: …` when the error
+/// has a hint.
+pub fn render_error<E: fmt::Display + Hint + ?Sized>(e: &E) -> String {
+    match e.hint() {
+        Some(h) => format!("error: {e}\n  = help: {h}"),
+        None => format!("error: {e}"),
+    }
+}
+
+/// An error and its hint on one line, `… (hint)`: for report cells, log fields and errors
+/// that carry their cause as text.
+pub fn one_line<E: fmt::Display + Hint + ?Sized>(e: &E) -> String {
+    match e.hint() {
+        Some(h) => format!("{e} ({h})"),
+        None => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("group `{0}` does not exist")]
+    struct NoGroup(String, Option<String>);
+
+    impl Hint for NoGroup {
+        fn hint(&self) -> Option<String> {
+            self.1.clone()
+        }
+    }
+
+    #[test]
+    fn hints_render_in_one_shape() {
+        let with = NoGroup("x".into(), Some("check the group path".into()));
+        assert_eq!(
+            render_error(&with),
+            "error: group `x` does not exist\n  = help: check the group path"
+        );
+        assert_eq!(
+            one_line(&with),
+            "group `x` does not exist (check the group path)"
+        );
+        let without = NoGroup("x".into(), None);
+        assert_eq!(render_error(&without), "error: group `x` does not exist");
+        assert_eq!(one_line(&without), "group `x` does not exist");
+    }
+
+    #[test]
+    fn class_names_round_trip() {
+        for c in FailureClass::ALL {
+            assert_eq!(FailureClass::parse(c.as_str()), Some(c));
+            assert_eq!(
+                serde_json::to_value(c).unwrap(),
+                serde_json::Value::String(c.as_str().into())
+            );
+        }
+        assert_eq!(FailureClass::parse("ok"), None);
+    }
+}
