@@ -178,9 +178,25 @@ pub struct DemoArgs {
     pub seed: u64,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s)
-        .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. 30s, 5m, 1h"))
+/// A duration flag that is not one, or is zero where zero would hang or fail every
+/// request at once.
+#[derive(Debug, thiserror::Error)]
+enum DurationFlagError {
+    #[error("`{value}` is not a duration ({why}); write e.g. 30s, 5m, 1h")]
+    Invalid { value: String, why: String },
+    #[error("`{0}` is zero; give a positive duration such as 30s")]
+    Zero(String),
+}
+
+fn parse_duration(s: &str) -> Result<Duration, DurationFlagError> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err(DurationFlagError::Zero(s.to_string())),
+        Ok(d) => Ok(d),
+        Err(e) => Err(DurationFlagError::Invalid {
+            value: s.to_string(),
+            why: e.to_string(),
+        }),
+    }
 }
 
 /// Parses arguments, runs the command and returns the exit code.

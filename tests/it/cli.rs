@@ -29,6 +29,25 @@ fn bad_flags_exit_2() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+// See: #11 — a zero timeout would fail every request at once; refuse it as a usage error.
+#[test]
+fn zero_durations_are_usage_errors() {
+    for flag in [
+        "--timeout",
+        "--connect-timeout",
+        "--deadline",
+        "--wait-lock",
+    ] {
+        let out = bin()
+            .args(["run", "job.yaml", flag, "0s"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag}: {err}");
+        assert!(err.contains("`0s` is zero"), "{flag}: {err}");
+    }
+}
+
 #[test]
 fn validate_good_and_bad_files() {
     let out = bin()
