@@ -133,8 +133,9 @@ pub struct PlanArgs {
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// Job file (or use --plan or --resume)
-    #[arg(required_unless_present_any = ["plan", "resume"], conflicts_with_all = ["plan", "resume"])]
+    /// Job file (or use --plan or --resume); with --resume, continue this job's latest
+    /// unfinished run, or start one when there is none
+    #[arg(required_unless_present_any = ["plan", "resume"], conflicts_with = "plan")]
     pub file: Option<PathBuf>,
     /// Resume an interrupted run (a run id, or `latest`): finished tasks are kept, the rest
     /// run against the same frozen targets, each read back before any write
@@ -143,7 +144,8 @@ pub struct RunArgs {
     /// Run a plan saved by `plan --out`, unchanged
     #[arg(long)]
     pub plan: Option<PathBuf>,
-    /// Where run directories go (default $XDG_STATE_HOME/esper-bulk or ./.esper-bulk)
+    /// Where run directories and locks go (default $STATE_DIRECTORY, else
+    /// $XDG_STATE_HOME/esper-bulk, else ~/.local/state/esper-bulk)
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
     /// Stop dispatching after this long (overrides the job's deadline)
@@ -282,7 +284,7 @@ async fn dispatch(cmd: Command) -> Result<u8> {
             stdout,
         } => report_cmd(&run_dir, &format, stdout).unwrap_or_else(|e| fail(&e)),
         Command::Unlock { run_id, state_dir } => {
-            match run::unlock(&run::state_dir(state_dir, &env), &run_id) {
+            match run::state_dir(state_dir, &env).and_then(|s| run::unlock(&s, &run_id)) {
                 Ok(h) => {
                     println!("cleared the lock left by {h}");
                     exit::OK
@@ -385,10 +387,20 @@ async fn plan_cmd(a: PlanArgs, env: &Env) -> Result<u8> {
 }
 
 async fn run_cmd(a: RunArgs, env: &Env) -> u8 {
-    let state = run::state_dir(a.state_dir.clone(), env);
+    let state = match run::state_dir(a.state_dir.clone(), env) {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    let named = |which: &str| (which != "latest").then(|| which.into());
     let source = match (&a.resume, &a.file, &a.plan) {
-        (Some(which), _, _) if which == "latest" => run::latest_run(&state).map(Source::Resume),
-        (Some(id), _, _) => Ok(Source::Resume(id.as_str().into())),
+        (Some(which), Some(f), _) => load(f, env).map(|j| Source::Continue {
+            job: Box::new(j),
+            run: named(which),
+        }),
+        (Some(which), None, _) => match named(which) {
+            Some(id) => Ok(Source::Resume(id)),
+            None => run::latest_run(&state).map(Source::Resume),
+        },
         (None, Some(f), _) => load(f, env).map(|j| Source::Job(Box::new(j))),
         (None, None, Some(p)) => run::read_plan(p).map(|p| Source::Plan(Box::new(p))),
         // clap requires one of them.
@@ -452,7 +464,11 @@ fn report_cmd(dir: &std::path::Path, formats: &[String], stdout: bool) -> Result
 }
 
 async fn demo(a: DemoArgs, env: &Env) -> u8 {
-    let mut cfg = run::demo::DemoConfig::new(run::state_dir(a.state_dir, env));
+    let state = match run::state_dir(a.state_dir, env) {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    let mut cfg = run::demo::DemoConfig::new(state);
     cfg.job = a.job;
     cfg.groups = a.groups;
     cfg.devices_per_group = a.devices_per_group;

@@ -1,10 +1,13 @@
-//! The run lock: one run of a job per state directory at a time.
+//! The run lock: one run of a job against one server and enterprise at a time.
 //!
-//! An OS file lock (`flock`) on `<state>/locks/<job>.lock`, which the kernel releases when
+//! An OS file lock (`flock`) on `<state>/locks/<job>-<scope hash>.lock`, which the kernel releases when
 //! the holder dies, so a crashed or `kill -9`ed run never leaves a lock that blocks the next
 //! cron slot. The file also holds a JSON record of the holder (pid, host, start, run id) so
 //! a refused run can say who holds the lock, and a record left behind by a dead holder is
-//! reported when the lock is taken over. It decides nothing about runs themselves.
+//! reported when the lock is taken over. The scope hash covers the job's exact name, the
+//! server and the enterprise: the same job against staging and production are different
+//! work, and names that read alike once made file-safe (`a/b`, `a:b`) never share a lock.
+//! It decides nothing about runs themselves.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -21,6 +24,11 @@ pub struct Holder {
     pub started: String,
     pub run_id: String,
     pub job: String,
+    /// The server (base URL) and enterprise the run works on; part of the lock's scope.
+    #[serde(default)]
+    pub server: String,
+    #[serde(default)]
+    pub enterprise: String,
 }
 
 impl std::fmt::Display for Holder {
@@ -80,9 +88,15 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "unknown-host".into())
 }
 
-fn lock_path(state: &Path, job: &str) -> PathBuf {
-    let safe = crate::util::file_name_for(job);
-    state.join("locks").join(format!("{safe}.lock"))
+fn lock_path(state: &Path, holder: &Holder) -> PathBuf {
+    use sha2::{Digest, Sha256};
+    let safe = crate::util::file_name_for(&holder.job);
+    // Separators that cannot occur in a URL or an id keep the three parts apart.
+    let scope = Sha256::digest(
+        format!("{}\n{}\n{}", holder.job, holder.server, holder.enterprise).as_bytes(),
+    );
+    let hex: String = scope.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    state.join("locks").join(format!("{safe}-{hex}.lock"))
 }
 
 fn read_holder(file: &mut File) -> Option<Holder> {
@@ -101,7 +115,7 @@ pub fn acquire(
     wait: Option<Duration>,
     stop: &dyn Fn() -> bool,
 ) -> Result<RunLock, LockError> {
-    let path = lock_path(state, &holder.job);
+    let path = lock_path(state, holder);
     let io = |source| LockError::Io {
         path: path.clone(),
         source,
@@ -211,7 +225,41 @@ mod tests {
             started: "2026-11-28T03:00:00Z".into(),
             run_id: run.into(),
             job: "nightly".into(),
+            server: "https://acme-api.esper.cloud/api".into(),
+            enterprise: "e1".into(),
         }
+    }
+
+    // See: #9, #11 — one lock per job, server and enterprise; look-alike names never share.
+    #[test]
+    fn the_lock_scope_is_job_server_and_enterprise() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = acquire(dir.path(), &holder("r1"), None, &|| false).unwrap();
+        let staging = Holder {
+            server: "https://acme-staging-api.esper.cloud/api".into(),
+            ..holder("r2")
+        };
+        let other_enterprise = Holder {
+            enterprise: "e2".into(),
+            ..holder("r3")
+        };
+        let look_alike = Holder {
+            job: "night:ly".into(),
+            ..holder("r4")
+        };
+        let look_alike_too = Holder {
+            job: "night/ly".into(),
+            ..holder("r5")
+        };
+        let _a = acquire(dir.path(), &staging, None, &|| false).unwrap();
+        let _b = acquire(dir.path(), &other_enterprise, None, &|| false).unwrap();
+        let _c = acquire(dir.path(), &look_alike, None, &|| false).unwrap();
+        let _d = acquire(dir.path(), &look_alike_too, None, &|| false).unwrap();
+        assert!(matches!(
+            acquire(dir.path(), &holder("r6"), None, &|| false),
+            Err(LockError::Held { .. })
+        ));
+        drop(first);
     }
 
     #[test]
@@ -238,7 +286,7 @@ mod tests {
     #[test]
     fn a_left_behind_record_is_reported_and_unlock_clears_it() {
         let dir = tempfile::tempdir().unwrap();
-        let path = lock_path(dir.path(), "nightly");
+        let path = lock_path(dir.path(), &holder("dead"));
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, serde_json::to_string(&holder("dead")).unwrap()).unwrap();
         assert!(matches!(

@@ -33,6 +33,12 @@ pub enum Source {
     /// An earlier run in the same state directory: its frozen plan, keeping the tasks its
     /// journal records as succeeded and reading every other one back before it writes.
     Resume(RunId),
+    /// A job, continuing its latest unfinished run when there is one: `run JOB --resume`.
+    /// With `run` set, that run (which must be of this job); else the newest run of this
+    /// job on this server and enterprise that did not finish (killed, interrupted, past
+    /// its deadline). With none, a new run starts: one cron line for "finish last night's
+    /// run if it was cut short, else start".
+    Continue { job: Box<Job>, run: Option<RunId> },
 }
 
 /// Environment lookups (`ESPER_*`, `XDG_STATE_HOME`, a job's `${VAR}`s), injectable so tests

@@ -22,6 +22,9 @@ pub(super) fn resolve(
     plan_server: Option<&Server>,
 ) -> Result<Connection, RunError> {
     let env = &settings.env;
+    if let Some(plan) = plan_server {
+        check_plan_server(settings, plan)?;
+    }
     let from_job = job.cloned().unwrap_or_default();
     let base_url = settings
         .base_url
@@ -55,6 +58,59 @@ pub(super) fn resolve(
         return Err(RunError::EmptyKey(from));
     }
     Ok(Connection::new(&base_url, &enterprise_id, key))
+}
+
+/// A saved plan (or a run being resumed) was resolved against one server and enterprise;
+/// its frozen targets are ids there. A flag or `ESPER_*` variable naming another one is a
+/// mistake to stop at, not a preference to follow or to ignore silently.
+fn check_plan_server(settings: &ConnectionSettings, plan: &Server) -> Result<(), RunError> {
+    let env = &settings.env;
+    let same = |a: &str, b: &str| a.trim_end_matches('/') == b.trim_end_matches('/');
+    let asked_server = [
+        settings.base_url.clone().map(|u| (u, "--base-url")),
+        settings
+            .tenant
+            .as_deref()
+            .map(|t| (Connection::tenant_url(t), "--tenant")),
+        env.get("ESPER_BASE_URL").map(|u| (u, "ESPER_BASE_URL")),
+        env.get("ESPER_TENANT")
+            .map(|t| (Connection::tenant_url(&t), "ESPER_TENANT")),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|(u, _)| !u.is_empty());
+    if let Some((asked, from)) = asked_server
+        && !same(&asked, &plan.base_url)
+    {
+        return Err(RunError::PlanElsewhere {
+            what: "server",
+            planned: plan.base_url.clone(),
+            asked,
+            from,
+        });
+    }
+    let asked_enterprise = [
+        settings
+            .enterprise_id
+            .clone()
+            .map(|e| (e, "--enterprise-id")),
+        env.get("ESPER_ENTERPRISE_ID")
+            .map(|e| (e, "ESPER_ENTERPRISE_ID")),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|(e, _)| !e.is_empty());
+    if let Some((asked, from)) = asked_enterprise
+        && asked != plan.enterprise_id
+    {
+        return Err(RunError::PlanElsewhere {
+            what: "enterprise",
+            planned: plan.enterprise_id.clone(),
+            asked,
+            from,
+        });
+    }
+    Ok(())
 }
 
 fn read_key(source: &KeySource, settings: &ConnectionSettings) -> Result<ApiKey, RunError> {
@@ -105,7 +161,7 @@ mod tests {
     }
 
     #[test]
-    fn flags_then_plan_then_job_then_environment() {
+    fn flags_then_job_then_environment_and_plans_stay_where_they_were_made() {
         let env = &[
             ("ESPER_TENANT", "acme"),
             ("ESPER_ENTERPRISE_ID", "e-env"),
@@ -127,19 +183,30 @@ mod tests {
         );
         let c = resolve(&settings(env), Some(&job), None).unwrap();
         assert_eq!(c.enterprise_id, "e-job");
-        let c = resolve(&settings(env), Some(&job), Some(&plan)).unwrap();
-        assert_eq!(
-            (c.base_url.as_str(), c.enterprise_id.as_str()),
-            ("https://plan/api", "e-plan")
-        );
         let mut flags = settings(env);
         flags.tenant = Some("other".into());
         flags.enterprise_id = Some("e-flag".into());
-        let c = resolve(&flags, Some(&job), Some(&plan)).unwrap();
+        let c = resolve(&flags, Some(&job), None).unwrap();
         assert_eq!(
             (c.base_url.as_str(), c.enterprise_id.as_str()),
             ("https://other-api.esper.cloud/api", "e-flag")
         );
+        // A plan runs where it was made; flags or variables naming elsewhere are refused.
+        let only_key = settings(&[("ESPER_API_KEY", "k")]);
+        let c = resolve(&only_key, None, Some(&plan)).unwrap();
+        assert_eq!(
+            (c.base_url.as_str(), c.enterprise_id.as_str()),
+            ("https://plan/api", "e-plan")
+        );
+        for s in [settings(env), flags] {
+            assert!(matches!(
+                resolve(&s, None, Some(&plan)),
+                Err(RunError::PlanElsewhere { .. })
+            ));
+        }
+        let mut same = settings(&[("ESPER_API_KEY", "k"), ("ESPER_ENTERPRISE_ID", "e-plan")]);
+        same.base_url = Some("https://plan/api/".into());
+        assert!(resolve(&same, None, Some(&plan)).is_ok());
     }
 
     #[test]

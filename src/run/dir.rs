@@ -55,15 +55,19 @@ impl fmt::Display for RunId {
     }
 }
 
-/// The state directory: `flag` if given, else `$XDG_STATE_HOME/esper-bulk`, else
-/// `./.esper-bulk`.
-pub fn state_dir(flag: Option<PathBuf>, env: &Env) -> PathBuf {
+/// The state directory: `flag` if given, else systemd's `$STATE_DIRECTORY` (its first
+/// entry), else `$XDG_STATE_HOME/esper-bulk`, else `$HOME/.local/state/esper-bulk`.
+///
+/// Never the working directory: the same job started from two directories must find the
+/// same lock and the same runs to resume.
+pub fn state_dir(flag: Option<PathBuf>, env: &Env) -> Result<PathBuf, RunError> {
+    let set = |name: &str| env.get(name).filter(|s| !s.is_empty());
     flag.or_else(|| {
-        env.get("XDG_STATE_HOME")
-            .filter(|s| !s.is_empty())
-            .map(|s| PathBuf::from(s).join("esper-bulk"))
+        set("STATE_DIRECTORY").map(|s| PathBuf::from(s.split(':').next().unwrap_or(&s)))
     })
-    .unwrap_or_else(|| PathBuf::from(".esper-bulk"))
+    .or_else(|| set("XDG_STATE_HOME").map(|s| PathBuf::from(s).join("esper-bulk")))
+    .or_else(|| set("HOME").map(|h| PathBuf::from(h).join(".local/state/esper-bulk")))
+    .ok_or(RunError::NoStateDir)
 }
 
 /// Where the run `id` keeps its files.
@@ -91,6 +95,37 @@ pub fn latest_run(state: &Path) -> Result<RunId, RunError> {
     newest
         .map(|e| RunId(e.file_name().to_string_lossy().into_owned()))
         .ok_or(RunError::NothingToResume { runs })
+}
+
+/// The newest run of `job` against `server` that did not finish: its journal has no
+/// `finish` line (killed, or the journal could not be written) or says the run stopped
+/// early (signal, deadline). Runs that ended, even with failed tasks, are done: failed
+/// tasks are final answers, and re-running them is a new run.
+pub(super) fn latest_unfinished(state: &Path, job: &str, server: &plan::Server) -> Option<RunId> {
+    let runs = state.join("runs");
+    let mut candidates: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(&runs)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter_map(|p| {
+            let t = p
+                .join("journal.jsonl")
+                .metadata()
+                .and_then(|m| m.modified());
+            Some((t.ok()?, p))
+        })
+        .collect();
+    candidates.sort_by(|a, b| b.0.cmp(&a.0));
+    candidates.into_iter().find_map(|(_, dir)| {
+        let plan = run_plan(&dir).ok()?;
+        if plan.job != job || &plan.server != server {
+            return None;
+        }
+        let replay = crate::journal::read(&dir.join("journal.jsonl")).ok()?;
+        let unfinished = replay.finish.as_ref().is_none_or(|f| f.stopped.is_some());
+        let name = dir.file_name()?.to_string_lossy().into_owned();
+        unfinished.then_some(RunId(name))
+    })
 }
 
 /// The directory of an existing run, which must hold a `plan.json`.
@@ -150,11 +185,12 @@ pub fn write_plan(path: &Path, plan: &Plan) -> Result<(), RunError> {
     })
 }
 
-/// Takes the lock of `job` for run `id`, waiting up to `wait` for a holder; gives up when
-/// `stop` says the run was cancelled meanwhile.
+/// Takes the lock of `job` against `server` for run `id`, waiting up to `wait` for a
+/// holder; gives up when `stop` says the run was cancelled meanwhile.
 pub(super) fn take_lock(
     state: &Path,
     job: &str,
+    server: &plan::Server,
     id: &RunId,
     wait: Option<Duration>,
     stop: &dyn Fn() -> bool,
@@ -166,6 +202,8 @@ pub(super) fn take_lock(
         started: jiff::Timestamp::now().to_string(),
         run_id: id.to_string(),
         job: job.to_string(),
+        server: server.base_url.clone(),
+        enterprise: server.enterprise_id.clone(),
     };
     let lock = lock::acquire(state, &holder, wait, stop).map_err(|e| match e {
         LockError::Stopped { .. } => RunError::Interrupted,

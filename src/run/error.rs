@@ -36,6 +36,27 @@ pub enum RunError {
         "no enterprise id: set `esper.enterprise_id`, pass --enterprise-id or export ESPER_ENTERPRISE_ID"
     )]
     NoEnterprise,
+    #[error("no state directory: pass --state-dir, or set STATE_DIRECTORY, XDG_STATE_HOME or HOME")]
+    NoStateDir,
+    /// A saved plan or a resumed run is bound to the server and enterprise it was
+    /// resolved against.
+    #[error(
+        "the plan was made for {what} `{planned}` but {from} says `{asked}`\n  = help: make a new plan against `{asked}` (`esper-bulk plan JOB --out FILE`), or unset {from} to run this one where it was made"
+    )]
+    PlanElsewhere {
+        what: &'static str,
+        planned: String,
+        asked: String,
+        from: &'static str,
+    },
+    #[error(
+        "run {run_id} is a run of `{run_job}`, not of `{job}`\n  = help: give that run's own job file, or `--resume` without a job file"
+    )]
+    NotThisJob {
+        run_id: String,
+        run_job: String,
+        job: String,
+    },
     #[error("no API key: environment variable {0} is not set")]
     NoKey(String),
     #[error("reading the API key file {path}: {source}")]

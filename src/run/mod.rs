@@ -111,10 +111,7 @@ pub fn check_deadline(p: &Plan, notices: &Notices) -> Result<(), RunError> {
 }
 
 async fn make_plan(job: &Job, client: &Client, notices: &Notices) -> Result<Plan, RunError> {
-    let server = Server {
-        base_url: client.connection().base_url.clone(),
-        enterprise_id: client.connection().enterprise_id.clone(),
-    };
+    let server = server_of(client.connection());
     let err = |error| RunError::Plan {
         job: job.source.clone(),
         error,
@@ -124,6 +121,69 @@ async fn make_plan(job: &Job, client: &Client, notices: &Notices) -> Result<Plan
         notices.send(Notice::PlanWarning(w.clone()));
     }
     plan::compile(job, &resolved, server).map_err(err)
+}
+
+/// Creates `runs/<id>/` with its `plan.json` in one step: the directory is staged under
+/// `<state>/tmp/` and renamed into place, so a run killed at any moment leaves either no
+/// run directory or one that can be resumed, never an empty one.
+fn create_run_dir(dir: &std::path::Path, plan: &Plan) -> Result<(), RunError> {
+    let create = |path: &std::path::Path| {
+        std::fs::create_dir_all(path).map_err(|source| RunError::CreateDir {
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    let runs = dir.parent().unwrap_or(dir);
+    let state = runs.parent().unwrap_or(runs);
+    let staging = state
+        .join("tmp")
+        .join(dir.file_name().unwrap_or_default());
+    create(&staging)?;
+    create(runs)?;
+    write_plan(&staging.join("plan.json"), plan)?;
+    std::fs::rename(&staging, dir).map_err(|source| RunError::CreateDir {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+/// The server and enterprise a connection points at, as plans record them.
+fn server_of(conn: &crate::esper::Connection) -> Server {
+    Server {
+        base_url: conn.base_url.clone(),
+        enterprise_id: conn.enterprise_id.clone(),
+    }
+}
+
+/// The run `run JOB --resume [RUN_ID]` continues: the named one (which must be of this
+/// job), else the job's newest unfinished run on the server it would connect to.
+fn continued_run(
+    connection: &ConnectionSettings,
+    state_dir: &std::path::Path,
+    job: &Job,
+    wanted: Option<RunId>,
+) -> Result<Option<RunId>, RunError> {
+    match wanted {
+        Some(id) => {
+            let plan = dir::run_plan(&dir::existing_run(state_dir, &id)?)?;
+            if plan.job != job.name {
+                return Err(RunError::NotThisJob {
+                    run_id: id.to_string(),
+                    run_job: plan.job,
+                    job: job.name.clone(),
+                });
+            }
+            Ok(Some(id))
+        }
+        None => {
+            let conn = connect::resolve(connection, Some(&job.esper), None)?;
+            Ok(dir::latest_unfinished(
+                state_dir,
+                &job.name,
+                &server_of(&conn),
+            ))
+        }
+    }
 }
 
 /// Runs `cfg.source` to the end (or until `cancel`), writing the run directory.
@@ -143,13 +203,30 @@ pub async fn run(cfg: RunConfig, cancel: CancellationToken) -> Result<RunResult,
     let notices = &output.notices;
     let stop = || cancel.is_cancelled();
     let seed = pacing.seed.unwrap_or_else(|| fastrand::u64(..));
-    let lock =
-        |job: &str, id: &RunId| dir::take_lock(&state_dir, job, id, wait_lock, &stop, notices);
+    let lock = |job: &str, server: &Server, id: &RunId| {
+        dir::take_lock(&state_dir, job, server, id, wait_lock, &stop, notices)
+    };
+    let source = match source {
+        Source::Continue { job, run: wanted } => {
+            match continued_run(&connection, &state_dir, &job, wanted)? {
+                Some(id) => Source::Resume(id),
+                None => {
+                    notices.send(Notice::NothingToContinue {
+                        job: job.name.clone(),
+                    });
+                    Source::Job(job)
+                }
+            }
+        }
+        other => other,
+    };
+    // Where to connect is settled before the lock (no request is made for it), so the lock
+    // covers this job on this server and enterprise; the API is read only once it is held.
     let ready = match source {
         Source::Resume(id) => {
             let r = resume::open(&state_dir, &id, notices)?;
-            let lock = lock(&r.plan.job, &id)?;
             let conn = connect::resolve(&connection, None, Some(&r.plan.server))?;
+            let lock = lock(&r.plan.job, &r.plan.server, &id)?;
             let (client, gov) = connect::client(
                 conn,
                 &connection,
@@ -168,10 +245,11 @@ pub async fn run(cfg: RunConfig, cancel: CancellationToken) -> Result<RunResult,
                 _lock: lock,
             }
         }
+        Source::Continue { .. } => unreachable!("settled above into Resume or Job"),
         Source::Job(job) => {
             let id = RunId::new(&job.name);
-            let lock = lock(&job.name, &id)?;
             let conn = connect::resolve(&connection, Some(&job.esper), None)?;
+            let lock = lock(&job.name, &server_of(&conn), &id)?;
             let (client, gov) =
                 connect::client(conn, &connection, &job.limits, &job.retry, &pacing, seed)?;
             // Planning only reads, so a cancelled run stops here with nothing to record.
@@ -191,8 +269,8 @@ pub async fn run(cfg: RunConfig, cancel: CancellationToken) -> Result<RunResult,
         }
         Source::Plan(plan) => {
             let id = RunId::new(&plan.job);
-            let lock = lock(&plan.job, &id)?;
             let conn = connect::resolve(&connection, None, Some(&plan.server))?;
+            let lock = lock(&plan.job, &plan.server, &id)?;
             let (client, gov) =
                 connect::client(conn, &connection, &plan.limits, &plan.retry, &pacing, seed)?;
             Ready {
@@ -244,11 +322,11 @@ impl Ready {
             _lock,
         } = self;
         let notices = &output.notices;
-        std::fs::create_dir_all(&dir).map_err(|source| RunError::CreateDir {
-            path: dir.clone(),
-            source,
-        })?;
-        write_plan(&dir.join("plan.json"), &plan)?;
+        if dir.join("plan.json").exists() {
+            write_plan(&dir.join("plan.json"), &plan)?;
+        } else {
+            create_run_dir(&dir, &plan)?;
+        }
         let started_at = jiff::Timestamp::now();
         let plan = Arc::new(plan);
         notices.send(Notice::Started {

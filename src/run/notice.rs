@@ -51,6 +51,10 @@ pub enum Notice {
         groups: usize,
         devices_per_group: usize,
     },
+    /// `run JOB --resume` found no unfinished run of the job: a new run starts.
+    NothingToContinue {
+        job: String,
+    },
     /// The plan fits its deadline only if command waits end before their timeouts.
     DeadlineMayPass {
         worst: std::time::Duration,
@@ -102,6 +106,10 @@ impl fmt::Display for Notice {
             } => write!(
                 f,
                 "mock Esper at {base_url} ({groups} store groups x {devices_per_group} devices; server limit 30 req/s, 2% 5xx, 2% commit-then-fail)"
+            ),
+            Notice::NothingToContinue { job } => write!(
+                f,
+                "no unfinished run of `{job}` on this server to resume; starting a new run"
             ),
             Notice::DeadlineMayPass { worst, deadline } => write!(
                 f,

@@ -417,10 +417,20 @@ mod against_mock {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let lock = dir.path().join("locks/cli-test.lock");
+        // One lock per job, server and enterprise: `cli-test-<scope hash>.lock`.
+        let lock = || {
+            std::fs::read_dir(dir.path().join("locks"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| p.to_string_lossy().contains("cli-test-"))
+        };
         let mut record = String::new();
         for _ in 0..100 {
-            record = std::fs::read_to_string(&lock).unwrap_or_default();
+            record = lock()
+                .and_then(|l| std::fs::read_to_string(l).ok())
+                .unwrap_or_default();
             if !record.is_empty() {
                 break;
             }

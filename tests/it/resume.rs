@@ -177,20 +177,30 @@ async fn a_held_lock_refuses_a_second_run_before_it_reads_the_api() {
         CancellationToken::new(),
     );
     let second = async {
-        let lock = state.path().join("locks/test.lock");
+        let locked = || {
+            std::fs::read_dir(state.path().join("locks"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|e| std::fs::read_to_string(e.path()).is_ok_and(|r| !r.is_empty()))
+        };
         for _ in 0..500 {
-            if std::fs::read_to_string(&lock).is_ok_and(|r| !r.is_empty()) {
+            if locked() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        // Nothing listens there: had the refused run read the API, it would fail planning.
+        // The mock refuses this key: had the refused run read the API, planning would
+        // fail with a 401 instead of the lock error. (The lock's scope is the job, server
+        // and enterprise, not the key.)
         let mut cfg = run_config(
             &server,
             Source::Job(Box::new(load(&server, &text))),
             state.path(),
         );
-        cfg.connection.base_url = Some("http://127.0.0.1:9/api".into());
+        cfg.connection.api_key = Some(esper_bulk::run::KeyOverride::Key(
+            esper_bulk::esper::ApiKey::new("not-the-mock-key"),
+        ));
         esper_bulk::run::run(cfg, CancellationToken::new()).await
     };
     let (first, refused) = tokio::join!(first, second);

@@ -110,3 +110,221 @@ async fn the_plan_shows_a_time_range_and_warns_when_waits_may_pass_the_deadline(
     assert_eq!(out.status.code(), Some(2));
     assert!(server.snapshot().commands.is_empty());
 }
+
+fn alarm_job(dir: &Path, name: &str, rate: &str) -> PathBuf {
+    let p = dir.join(format!("{name}.yaml"));
+    std::fs::write(
+        &p,
+        format!(
+            "version: 1\nname: {name}\nesper: {{ api_key: \"${{ESPER_API_KEY}}\" }}\nlimits: {{ rate: {rate} }}\ntargets:\n  s: {{ groups: {{ name: \"Stores/*/*\" }} }}\nsteps:\n  - id: alarm\n    for_each: s\n    alarm_rule: {{ name: \"r ${{{{ item.name }}}}\", metric: m, conditions: {{ comparator: Frequency, value: 1, unit: Count }}, realert_interval: 60 }}\n"
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn run_dirs(state: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(state.join("runs"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    v.sort();
+    v
+}
+
+// See: #9 — a reviewed plan runs only where it was made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_made_for_one_server_refuses_another() {
+    let made_on = start(small(93)).await;
+    let other = start(small(94)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let job = alarm_job(dir.path(), "bound", "50/s");
+    let plan = dir.path().join("plan.json");
+    let out = bin(&made_on)
+        .arg("plan")
+        .arg(&job)
+        .arg("--out")
+        .arg(&plan)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let before = other.stats().requests_total;
+    // Through the environment, and through a flag.
+    let by_env = bin(&other)
+        .args(["run", "--plan"])
+        .arg(&plan)
+        .arg("--state-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let by_flag = bin(&made_on)
+        .args(["run", "--plan"])
+        .arg(&plan)
+        .args(["--base-url", &other.base_url(), "--state-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    for (how, out) in [("ESPER_BASE_URL", by_env), ("--base-url", by_flag)] {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{how}: {err}");
+        assert!(
+            err.contains(&format!(
+                "the plan was made for server `{}`",
+                made_on.base_url()
+            )) && err.contains(how),
+            "{how}: {err}"
+        );
+    }
+    let wrong_enterprise = bin(&made_on)
+        .args(["run", "--plan"])
+        .arg(&plan)
+        .args(["--enterprise-id", "not-this-one", "--state-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(wrong_enterprise.status.code(), Some(2));
+    assert_eq!(
+        other.stats().requests_total,
+        before,
+        "nothing was sent to the other server"
+    );
+    assert!(made_on.snapshot().alarm_rules.is_empty());
+    // Where it was made, it runs.
+    let ok = bin(&made_on)
+        .args(["run", "--plan"])
+        .arg(&plan)
+        .arg("--state-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+}
+
+// See: #9 — the state directory is not the working directory, so one job started from
+// two directories still finds one lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_job_from_two_working_directories_runs_once() {
+    let mut cfg = small(95);
+    cfg.groups = 30;
+    cfg.faults.latency = std::time::Duration::from_millis(100);
+    let server = start(cfg).await;
+    let state_home = tempfile::tempdir().unwrap();
+    let (cwd_a, cwd_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let job = alarm_job(state_home.path(), "twice", "2/s");
+    let mut first = bin(&server)
+        .current_dir(cwd_a.path())
+        .env("XDG_STATE_HOME", state_home.path())
+        .env_remove("STATE_DIRECTORY")
+        .arg("run")
+        .arg(&job)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let state = state_home.path().join("esper-bulk");
+    for _ in 0..200 {
+        if !run_dirs(&state).is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(run_dirs(&state).len(), 1, "the first run started");
+    let second = bin(&server)
+        .current_dir(cwd_b.path())
+        .env("XDG_STATE_HOME", state_home.path())
+        .env_remove("STATE_DIRECTORY")
+        .arg("run")
+        .arg(&job)
+        .output()
+        .unwrap();
+    assert_eq!(
+        second.status.code(),
+        Some(75),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    first.kill().unwrap();
+    first.wait().unwrap();
+    for cwd in [cwd_a.path(), cwd_b.path()] {
+        assert!(
+            !cwd.join(".esper-bulk").exists(),
+            "nothing is written to the working directory"
+        );
+    }
+}
+
+// See: #9 — one cron line: finish last night's run if it was cut short, else start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_job_resume_continues_a_killed_run_and_otherwise_starts_one() {
+    let mut cfg = small(96);
+    cfg.groups = 40;
+    cfg.faults.latency = std::time::Duration::from_millis(15);
+    let server = start(cfg).await;
+    let dir = tempfile::tempdir().unwrap();
+    let job = alarm_job(dir.path(), "nightly", "20/s");
+    let resume = || {
+        let mut c = bin(&server);
+        c.arg("run")
+            .arg(&job)
+            .arg("--resume")
+            .arg("--state-dir")
+            .arg(dir.path());
+        c
+    };
+    // Nothing to continue: it starts a run, and we kill it part way.
+    let mut child = resume()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..400 {
+        if server.snapshot().alarm_rules.len() >= 5 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let created = server.snapshot().alarm_rules.len();
+    assert!(
+        (1..40).contains(&created),
+        "killed part way ({created} of 40)"
+    );
+    assert_eq!(run_dirs(dir.path()).len(), 1);
+    // The same command line continues that run.
+    let out = resume().output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("resuming run nightly-"), "{err}");
+    assert_eq!(run_dirs(dir.path()).len(), 1, "the same run directory");
+    assert_eq!(server.snapshot().alarm_rules.len(), 40);
+    assert_eq!(server.stats().duplicates.alarm_rules, 0);
+    // That run finished: the next one starts fresh (and finds every rule in place).
+    let out = resume().output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no unfinished run of `nightly`"), "{err}");
+    assert_eq!(run_dirs(dir.path()).len(), 2, "a new run");
+    // A run id of another job is refused.
+    let other = alarm_job(dir.path(), "other", "20/s");
+    let id = run_dirs(dir.path())[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let out = bin(&server)
+        .arg("run")
+        .arg(&other)
+        .args(["--resume", &id, "--state-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is a run of `nightly`, not of `other`"));
+}
