@@ -115,7 +115,7 @@ pub(super) fn latest_unfinished(state: &Path, job: &str, server: &plan::Server) 
             Some((t.ok()?, p))
         })
         .collect();
-    candidates.sort_by(|a, b| b.0.cmp(&a.0));
+    candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
     candidates.into_iter().find_map(|(_, dir)| {
         let plan = run_plan(&dir).ok()?;
         if plan.job != job || &plan.server != server {
