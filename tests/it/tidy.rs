@@ -318,7 +318,7 @@ fn dependencies_point_one_way() {
             .collect();
         assert!(
             !code.contains("crate::exec"),
-            "{path} uses crate::exec: only src/esper/dispatch.rs may"
+            "{path} uses crate::exec: only src/esper/adapter/ may"
         );
     }
 }
