@@ -2,13 +2,13 @@
 //! knows the executor and the planner. It implements their traits over the client, which
 //! itself speaks only the shared vocabulary of [`crate::base`]:
 //!
-//! - [`dispatch`]: the executor's [`Dispatch`](crate::exec::Dispatch) ([`EsperDispatch`]):
-//!   one attempt of a task's write, and [`follow`] for tracking a command to its devices;
-//! - [`reconcile`]: the read-backs by natural key that keep a retried create from making
+//! - `dispatch`: the executor's [`Dispatch`](crate::exec::Dispatch) ([`EsperDispatch`]):
+//!   one attempt of a task's write, and `follow` for tracking a command to its devices;
+//! - `reconcile`: the read-backs by natural key that keep a retried create from making
 //!   a duplicate;
-//! - [`inventory`]: the planner's [`Inventory`](crate::plan::Inventory) (target reads,
+//! - `inventory`: the planner's [`Inventory`](crate::plan::Inventory) (target reads,
 //!   retried, and app version lookups);
-//! - [`paths`]: the planner's [`Paths`](crate::plan::Paths), the client's path table as the
+//! - `paths`: the planner's [`Paths`](crate::plan::Paths), the client's path table as the
 //!   review text shows it.
 //!
 //! This file maps the client's [`ApiError`] and [`ErrorClass`] onto the executor's
