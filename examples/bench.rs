@@ -14,8 +14,9 @@
 
 use std::time::Instant;
 
+use esper_bulk::esper::adapter::EsperPaths;
 use esper_bulk::job::{self, DeviceSelector};
-use esper_bulk::plan::{self, GroupInfo, Inventory, InventoryError, Item, ItemKind, Server};
+use esper_bulk::plan::{self, GroupInfo, Inventory, InventoryError, Item, ItemKind, Paths, Server};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
@@ -116,9 +117,9 @@ async fn bench_plan() {
     let mut writes = 0usize;
     for id in p.task_ids() {
         let t = p.task(id).expect("task exists");
-        for w in t.op.writes(&p.server.enterprise_id) {
+        for w in t.op.writes() {
             writes += 1;
-            bytes += w.path.len() + w.body.to_string().len();
+            bytes += EsperPaths.write(&w, &p.server.enterprise_id).len() + w.body.to_string().len();
         }
     }
     let materialized = started.elapsed();

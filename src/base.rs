@@ -1,12 +1,14 @@
-//! The vocabulary the engine's layers share and none of them owns: what a request is for
-//! ([`RequestKind`]), what came back ([`Observation`]), the gate every request passes
-//! ([`Throttle`]), the coarse classes of failure ([`FailureClass`]) and the one way an
-//! error carries advice ([`Hint`], rendered by [`render_error`] and [`one_line`]).
+//! The vocabulary the engine's layers share and none of them owns: which request
+//! ([`Endpoint`]) and what it is for ([`RequestKind`]), what came back ([`Observation`]),
+//! the gate every request passes ([`Throttle`]), the coarse classes of failure
+//! ([`FailureClass`]) and the one way an error carries advice ([`Hint`], rendered by
+//! [`render_error`] and [`one_line`]).
 //!
 //! It is a leaf: it imports nothing from the crate, so `exec` (which implements the
 //! throttle and decides retries by class) and `esper` (whose client calls the throttle)
 //! both depend on it instead of on each other. What the classes mean for retrying is the
-//! executor's business; how an HTTP answer maps to a class is the client's.
+//! executor's business; how an HTTP answer maps to a class is the client's, and so is
+//! the path an endpoint is sent to.
 
 use std::fmt;
 use std::time::Duration;
@@ -140,6 +142,137 @@ pub fn one_line<E: fmt::Display + Hint + ?Sized>(e: &E) -> String {
     }
 }
 
+/// An Esper request, named by what it does. Plans count and show requests by endpoint; the
+/// client owns the one table that turns an endpoint into its method and path, so no path is
+/// written anywhere else. `Raw` is the job's `request` escape hatch: its method and path are
+/// the user's own.
+///
+/// The snake_case names are part of the plan format (the estimate's keys): renaming one is
+/// a format change. `Raw` is written `METHOD path`, which is also how plan files before
+/// endpoints named every request, so their keys read back as `Raw` and write out unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Endpoint {
+    CreateCommand,
+    ListCommands,
+    GetCommand,
+    CommandStats,
+    CommandStatuses,
+    ListAlarmRules,
+    CreateAlarmRule,
+    GetAlarmRule,
+    UpdateAlarmRule,
+    PatchAlarmRule,
+    DeleteAlarmRule,
+    ListGroups,
+    GetGroup,
+    MoveDevices,
+    ListDevices,
+    GetDevice,
+    ListDevicesV2,
+    ListApps,
+    ListAppVersions,
+    UploadApp,
+    ListContent,
+    UploadContent,
+    Raw { method: String, path: String },
+}
+
+impl Endpoint {
+    /// Every endpoint but `Raw`.
+    pub const NAMED: [Endpoint; 22] = [
+        Endpoint::CreateCommand,
+        Endpoint::ListCommands,
+        Endpoint::GetCommand,
+        Endpoint::CommandStats,
+        Endpoint::CommandStatuses,
+        Endpoint::ListAlarmRules,
+        Endpoint::CreateAlarmRule,
+        Endpoint::GetAlarmRule,
+        Endpoint::UpdateAlarmRule,
+        Endpoint::PatchAlarmRule,
+        Endpoint::DeleteAlarmRule,
+        Endpoint::ListGroups,
+        Endpoint::GetGroup,
+        Endpoint::MoveDevices,
+        Endpoint::ListDevices,
+        Endpoint::GetDevice,
+        Endpoint::ListDevicesV2,
+        Endpoint::ListApps,
+        Endpoint::ListAppVersions,
+        Endpoint::UploadApp,
+        Endpoint::ListContent,
+        Endpoint::UploadContent,
+    ];
+
+    /// The format name of a named endpoint; `None` for `Raw`.
+    pub fn name(&self) -> Option<&'static str> {
+        Some(match self {
+            Endpoint::CreateCommand => "create_command",
+            Endpoint::ListCommands => "list_commands",
+            Endpoint::GetCommand => "get_command",
+            Endpoint::CommandStats => "command_stats",
+            Endpoint::CommandStatuses => "command_statuses",
+            Endpoint::ListAlarmRules => "list_alarm_rules",
+            Endpoint::CreateAlarmRule => "create_alarm_rule",
+            Endpoint::GetAlarmRule => "get_alarm_rule",
+            Endpoint::UpdateAlarmRule => "update_alarm_rule",
+            Endpoint::PatchAlarmRule => "patch_alarm_rule",
+            Endpoint::DeleteAlarmRule => "delete_alarm_rule",
+            Endpoint::ListGroups => "list_groups",
+            Endpoint::GetGroup => "get_group",
+            Endpoint::MoveDevices => "move_devices",
+            Endpoint::ListDevices => "list_devices",
+            Endpoint::GetDevice => "get_device",
+            Endpoint::ListDevicesV2 => "list_devices_v2",
+            Endpoint::ListApps => "list_apps",
+            Endpoint::ListAppVersions => "list_app_versions",
+            Endpoint::UploadApp => "upload_app",
+            Endpoint::ListContent => "list_content",
+            Endpoint::UploadContent => "upload_content",
+            Endpoint::Raw { .. } => return None,
+        })
+    }
+
+    /// The endpoint a key of the plan format names: a name, or `METHOD path` (a raw
+    /// request, or any request as older plan files wrote it).
+    pub fn parse(key: &str) -> Option<Endpoint> {
+        if let Some(e) = Endpoint::NAMED.into_iter().find(|e| e.name() == Some(key)) {
+            return Some(e);
+        }
+        let (method, path) = key.split_once(' ')?;
+        Some(Endpoint::Raw {
+            method: method.to_string(),
+            path: path.to_string(),
+        })
+    }
+
+    /// The key of the plan format: see [`Endpoint::parse`].
+    pub fn key(&self) -> String {
+        match self {
+            Endpoint::Raw { method, path } => format!("{method} {path}"),
+            named => named.name().unwrap_or_default().to_string(),
+        }
+    }
+}
+
+// A string rather than serde's enum shape, so endpoints can key a JSON map.
+impl Serialize for Endpoint {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.key())
+    }
+}
+
+impl<'de> Deserialize<'de> for Endpoint {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Endpoint, D::Error> {
+        let key = String::deserialize(d)?;
+        Endpoint::parse(&key).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "`{key}` is neither an endpoint name nor `METHOD path`"
+            ))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,5 +313,30 @@ mod tests {
             );
         }
         assert_eq!(FailureClass::parse("ok"), None);
+    }
+
+    #[test]
+    fn endpoint_keys_round_trip() {
+        for e in Endpoint::NAMED {
+            assert_eq!(Endpoint::parse(&e.key()), Some(e.clone()));
+        }
+        let raw = Endpoint::Raw {
+            method: "PATCH".into(),
+            path: "/v1/enterprise/{enterprise_id}/alarmrules/x/".into(),
+        };
+        assert_eq!(Endpoint::parse(&raw.key()), Some(raw.clone()));
+        // Keys as plan files before endpoints wrote them read as raw requests, unchanged.
+        let old = "POST /commands/v0/commands/";
+        assert_eq!(Endpoint::parse(old).map(|e| e.key()).as_deref(), Some(old));
+        assert_eq!(Endpoint::parse("no_such_endpoint"), None);
+        let map: std::collections::BTreeMap<Endpoint, u64> =
+            [(Endpoint::CreateCommand, 2), (raw, 1)]
+                .into_iter()
+                .collect();
+        let json = serde_json::to_string(&map).unwrap();
+        assert_eq!(
+            serde_json::from_str::<std::collections::BTreeMap<Endpoint, u64>>(&json).unwrap(),
+            map
+        );
     }
 }

@@ -373,7 +373,10 @@ async fn plan_cmd(a: PlanArgs, env: &Env) -> Result<u8> {
     if a.json {
         println!("{}", serde_json::to_string_pretty(&p)?);
     } else {
-        print!("{}", crate::plan::plan_text(&p, a.show_requests));
+        print!(
+            "{}",
+            crate::plan::plan_text(&p, a.show_requests, &crate::esper::adapter::EsperPaths)
+        );
     }
     if let Some(out) = &a.out {
         if let Err(e) = run::write_plan(out, &p) {

@@ -18,10 +18,11 @@
 //! - [`plan`]: resolves the job's targets through the [`plan::Inventory`] trait (read-only
 //!   API calls), freezes them and compiles the task graph ([`plan::Plan`]): each step's
 //!   fan-out and operation template; [`plan::Plan::task`] materializes any task on demand;
-//!   [`plan::plan_text`] is the review text `esper-bulk plan` prints. Apart from the
-//!   inventory reads it is pure and sends nothing.
-//! - [`base`]: the vocabulary the layers share and none owns: request kinds, observations,
-//!   the [`base::Throttle`] gate, [`base::FailureClass`], and the [`base::Hint`] convention
+//!   [`plan::plan_text`] is the review text `esper-bulk plan` prints. Requests are named
+//!   by [`plan::Endpoint`], never by path; the text gets paths through [`plan::Paths`].
+//!   Apart from the inventory reads it is pure and sends nothing.
+//! - [`base`]: the vocabulary the layers share and none owns: endpoints
+//!   ([`base::Endpoint`]), request kinds, observations, the [`base::Throttle`] gate, [`base::FailureClass`], and the [`base::Hint`] convention
 //!   for advice on errors. A leaf: it imports nothing from the crate.
 //! - [`exec`]: runs a plan: the [`exec::Governor`] (rate ceiling, adaptive send rate,
 //!   adaptive in-flight window, run-wide pause on 429, a gate that closes when the run
@@ -29,8 +30,10 @@
 //!   failures are data ([`exec::Outcome`] with a typed [`exec::Reason`] and
 //!   [`exec::Failure`]), never `Err`.
 //! - [`esper`]: the typed Esper client (one attempt per call, its own
-//!   [`esper::ErrorClass`]) and the adapter that lets the executor drive it
-//!   ([`esper::dispatch`]), which maps client errors onto executor failures.
+//!   [`esper::ErrorClass`], the one table of paths by endpoint) and [`esper::adapter`],
+//!   which implements the engine's traits over it: [`exec::Dispatch`] (mapping client
+//!   errors onto executor failures, and reading back by natural key before any create
+//!   is repeated), [`plan::Inventory`] and [`plan::Paths`].
 //! - [`report`]: folds outcomes into a [`report::Report`] (its own schema types, the
 //!   [`report::RunOutcome`] and its exit code) and renders it.
 //! - [`mock`]: an embedded, stateful fake of Esper with fault injection, used by tests,
@@ -55,9 +58,9 @@
 //!   one that prints run output (the mock's own command prints its address).
 //!
 //! Dependencies point one way: `exec` and the Esper client (`esper::{client, error, model,
-//! page}`) both use `base` and never each other; only the adapter `esper::dispatch`
-//! imports `exec` (it implements [`exec::Dispatch`]). `journal` and `report` read `exec`'s
-//! types and write their own.
+//! page, routes}`) both use `base` and never each other; only the adapter
+//! `esper::adapter` imports `exec` and `plan` (it implements their traits). `journal` and
+//! `report` read `exec`'s types and write their own.
 //!
 //! # Errors and advice
 //!

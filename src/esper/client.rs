@@ -4,8 +4,8 @@
 //! One `reqwest::Client` (rustls, connection pool) is built per process and shared by clones.
 //! Every request goes through [`Throttle`] before it is sent and reports what came back, so
 //! rate limiting and adaptation (owned by the executor) see every page, poll and read-back.
-//! Retrying is not done here. Paths are written exactly as Esper publishes them, trailing
-//! slashes included.
+//! Retrying is not done here. Every path comes from the table in [`super::routes`]; a
+//! request function names its [`Endpoint`] and never writes a path of its own.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -21,7 +21,8 @@ use serde_json::Value;
 use super::error::{ApiError, ErrorBody, ErrorKind, parse_retry_after};
 use super::model::*;
 use super::page::{self, Next, PageStyle};
-use crate::base::{Observation, RequestKind, Throttle};
+use super::routes;
+use crate::base::{Endpoint, Observation, RequestKind, Throttle};
 
 /// The API key. `Debug` and `Display` never show it; [`ApiKey::expose`] is called in exactly
 /// one place, when the `Authorization` header is built.
@@ -206,6 +207,33 @@ impl Client {
         format!("{}{}", self.conn.base_url, path)
     }
 
+    /// The method and path (below the base URL) of `endpoint` for this enterprise.
+    fn at(&self, endpoint: &Endpoint, id: Option<&str>) -> Result<(Method, String), ApiError> {
+        let (method, _) = routes::route(endpoint);
+        let path = routes::path(endpoint, self.eid(), id);
+        // Only a raw request's method can be wrong: the table's are all valid.
+        let m =
+            Method::from_bytes(method.to_ascii_uppercase().as_bytes()).map_err(|_| ApiError {
+                method: method.to_string(),
+                path: path.clone(),
+                kind: ErrorKind::Build(format!("`{method}` is not an HTTP method")),
+            })?;
+        Ok((m, path))
+    }
+
+    /// [`Client::json`] at an endpoint.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        kind: RequestKind,
+        endpoint: Endpoint,
+        id: Option<&str>,
+        query: &[(String, String)],
+        body: Body,
+    ) -> Result<T, ApiError> {
+        let (method, path) = self.at(&endpoint, id)?;
+        self.json(kind, method, &path, query, body).await
+    }
+
     /// Sends one request and returns the status and body bytes of a success, or the error.
     async fn send(
         &self,
@@ -340,12 +368,12 @@ impl Client {
     async fn enveloped<T: DeserializeOwned>(
         &self,
         kind: RequestKind,
-        method: Method,
-        path: &str,
-        query: &[(String, String)],
+        endpoint: Endpoint,
+        id: Option<&str>,
         body: Body,
     ) -> Result<T, ApiError> {
-        let v: Value = self.json(kind, method.clone(), path, query, body).await?;
+        let (method, path) = self.at(&endpoint, id)?;
+        let v: Value = self.json(kind, method.clone(), &path, &[], body).await?;
         let content = match v {
             Value::Object(mut m) if m.contains_key("content") => {
                 m.remove("content").unwrap_or(Value::Null)
@@ -354,15 +382,17 @@ impl Client {
         };
         serde_json::from_value(content).map_err(|e| ApiError {
             method: method.to_string(),
-            path: path.to_string(),
+            path,
             kind: ErrorKind::Decode(e.to_string()),
         })
     }
 
-    /// A stream of every item of a list, following the server's `next` links exactly.
+    /// A stream of every item of a list endpoint, following the server's `next` links
+    /// exactly.
     pub fn paginate<T: DeserializeOwned + Send + 'static>(
         &self,
-        path: String,
+        endpoint: Endpoint,
+        id: Option<&str>,
         query: Vec<(String, String)>,
         style: PageStyle,
     ) -> impl Stream<Item = Result<T, ApiError>> + Send + 'static {
@@ -373,11 +403,13 @@ impl Client {
             Done,
         }
         let client = self.clone();
+        let first = self.at(&endpoint, id);
         let pages = futures::stream::try_unfold((At::First, 0usize), move |(at, n)| {
             let client = client.clone();
-            let path = path.clone();
+            let first = first.clone();
             let query = query.clone();
             async move {
+                let (method, path) = first?;
                 let (target, q) = match at {
                     At::Done => return Ok(None),
                     At::First => (path.clone(), query.clone()),
@@ -393,11 +425,11 @@ impl Client {
                     }
                 };
                 let body: Value = client
-                    .json(RequestKind::Read, Method::GET, &target, &q, Body::None)
+                    .json(RequestKind::Read, method.clone(), &target, &q, Body::None)
                     .await?;
                 let shown = display_path(&client.conn.base_url, &client.url(&target), &q);
                 let decode_err = |e: String| ApiError {
-                    method: "GET".into(),
+                    method: method.to_string(),
                     path: shown.clone(),
                     kind: ErrorKind::Decode(e),
                 };
@@ -448,41 +480,45 @@ impl Client {
 
     // ---- device groups ----
 
-    /// `GET /enterprise/{eid}/devicegroup/` (optionally `?name=`).
+    /// Device groups (optionally `?name=`).
     pub fn list_groups(
         &self,
         name: Option<&str>,
     ) -> impl Stream<Item = Result<DeviceGroup, ApiError>> + Send + 'static {
         let q = optional("name", name);
         self.paginate(
-            format!("/enterprise/{}/devicegroup/", self.eid()),
+            Endpoint::ListGroups,
+            None,
             Self::page_query(q),
             PageStyle::Drf,
         )
     }
 
-    /// `GET /enterprise/{eid}/devicegroup/{id}/`.
     pub async fn get_group(&self, id: &str) -> Result<DeviceGroup, ApiError> {
-        let path = format!("/enterprise/{}/devicegroup/{}/", self.eid(), seg(id));
-        self.json(RequestKind::Read, Method::GET, &path, &[], Body::None)
-            .await
+        self.call(
+            RequestKind::Read,
+            Endpoint::GetGroup,
+            Some(id),
+            &[],
+            Body::None,
+        )
+        .await
     }
 
-    /// `PATCH /enterprise/{eid}/devicegroup/{id}/?action=add|move` with `device_ids`: moves
-    /// devices into the group (a device belongs to one group).
+    /// `?action=add|move` with `device_ids`: moves devices into the group (a device
+    /// belongs to one group).
     pub async fn move_devices(
         &self,
         group_id: &str,
         device_ids: &[String],
         action: &str,
     ) -> Result<DeviceGroup, ApiError> {
-        let path = format!("/enterprise/{}/devicegroup/{}/", self.eid(), seg(group_id));
         let q = [("action".to_string(), action.to_string())];
         let body = serde_json::json!({ "device_ids": device_ids });
-        self.json(
+        self.call(
             RequestKind::Write,
-            Method::PATCH,
-            &path,
+            Endpoint::MoveDevices,
+            Some(group_id),
             &q,
             Body::Json(body),
         )
@@ -491,7 +527,7 @@ impl Client {
 
     // ---- devices ----
 
-    /// `GET /enterprise/{eid}/device/` with filters; `group` includes subgroups.
+    /// The legacy device list with filters; `group` includes subgroups.
     pub fn list_devices(
         &self,
         f: &DeviceFilter,
@@ -509,20 +545,25 @@ impl Client {
             }
         }
         self.paginate(
-            format!("/enterprise/{}/device/", self.eid()),
+            Endpoint::ListDevices,
+            None,
             Self::page_query(q),
             PageStyle::Drf,
         )
     }
 
-    /// `GET /enterprise/{eid}/device/{id}/`.
     pub async fn get_device(&self, id: &str) -> Result<Device, ApiError> {
-        let path = format!("/enterprise/{}/device/{}/", self.eid(), seg(id));
-        self.json(RequestKind::Read, Method::GET, &path, &[], Body::None)
-            .await
+        self.call(
+            RequestKind::Read,
+            Endpoint::GetDevice,
+            Some(id),
+            &[],
+            Body::None,
+        )
+        .await
     }
 
-    /// `GET /v2/devices/` in cursor mode (offset math breaks when the fleet changes
+    /// The v2 device list in cursor mode (offset math breaks when the fleet changes
     /// mid-scan; the cursor does not). `query` carries filters such as `group_multi`.
     pub fn list_devices_v2(
         &self,
@@ -531,10 +572,10 @@ impl Client {
         let mut q = query;
         q.push(("limit".into(), "1000".into()));
         q.push(("cursor".into(), "start".into()));
-        self.paginate("/v2/devices/".to_string(), q, PageStyle::Cursor)
+        self.paginate(Endpoint::ListDevicesV2, None, q, PageStyle::Cursor)
     }
 
-    /// `GET /v2/devices/` in offset mode (envelope with `prev`).
+    /// The v2 device list in offset mode (envelope with `prev`).
     pub fn list_devices_v2_offset(
         &self,
         query: Vec<(String, String)>,
@@ -542,71 +583,67 @@ impl Client {
         let mut q = query;
         q.push(("limit".into(), PAGE_SIZE.to_string()));
         q.push(("offset".into(), "0".into()));
-        self.paginate("/v2/devices/".to_string(), q, PageStyle::Envelope)
+        self.paginate(Endpoint::ListDevicesV2, None, q, PageStyle::Envelope)
     }
 
     // ---- applications ----
 
-    /// `GET /enterprise/{eid}/application/?package_name=`.
+    /// Applications, optionally `?package_name=`.
     pub fn list_apps(
         &self,
         package_name: Option<&str>,
     ) -> impl Stream<Item = Result<Application, ApiError>> + Send + 'static {
         let q = optional("package_name", package_name);
         self.paginate(
-            format!("/enterprise/{}/application/", self.eid()),
+            Endpoint::ListApps,
+            None,
             Self::page_query(q),
             PageStyle::Drf,
         )
     }
 
-    /// `GET /enterprise/{eid}/application/{app}/version/` (optionally `?version_code=`).
+    /// An application's versions, optionally `?version_code=`.
     pub fn list_app_versions(
         &self,
         app_id: &str,
         version_code: Option<&str>,
     ) -> impl Stream<Item = Result<AppVersion, ApiError>> + Send + 'static {
-        let mut q = Vec::new();
-        if let Some(c) = version_code {
-            q.push(("version_code".to_string(), c.to_string()));
-        }
-        let path = format!(
-            "/enterprise/{}/application/{}/version/",
-            self.eid(),
-            seg(app_id)
-        );
-        self.paginate(path, Self::page_query(q), PageStyle::Drf)
+        let q = optional("version_code", version_code);
+        self.paginate(
+            Endpoint::ListAppVersions,
+            Some(app_id),
+            Self::page_query(q),
+            PageStyle::Drf,
+        )
     }
 
-    /// `POST /enterprise/{eid}/application/upload/`, multipart field `app_file`.
+    /// Multipart upload, field `app_file`.
     pub async fn upload_app(&self, file: &Path) -> Result<Application, ApiError> {
-        let path = format!("/enterprise/{}/application/upload/", self.eid());
         let body = Body::Upload {
             field: "app_file",
             path: file.to_path_buf(),
             mime: "application/vnd.android.package-archive",
         };
         let r: UploadResponse = self
-            .json(RequestKind::Write, Method::POST, &path, &[], body)
+            .call(RequestKind::Write, Endpoint::UploadApp, None, &[], body)
             .await?;
         Ok(r.application)
     }
 
     // ---- commands (commands/v0) ----
 
-    /// `POST /commands/v0/commands/` with a `CommandRequest_POST` body.
+    /// A `CommandRequest_POST` body.
     pub async fn create_command(&self, body: &Value) -> Result<CommandRequest, ApiError> {
         self.enveloped(
             RequestKind::Write,
-            Method::POST,
-            "/commands/v0/commands/",
-            &[],
+            Endpoint::CreateCommand,
+            None,
             Body::Json(body.clone()),
         )
         .await
     }
 
-    /// `GET /commands/v0/commands/` filtered by devices, groups and command.
+    /// Command requests filtered by devices, groups and command.
     pub fn list_commands(
         &self,
         f: &CommandFilter,
@@ -622,38 +659,45 @@ impl Client {
             q.push(("command".to_string(), c.clone()));
         }
         self.paginate(
-            "/commands/v0/commands/".to_string(),
+            Endpoint::ListCommands,
+            None,
             Self::page_query(q),
             PageStyle::Envelope,
         )
     }
 
-    /// `GET /commands/v0/commands/{id}/`.
     pub async fn get_command(&self, id: &str) -> Result<CommandRequest, ApiError> {
-        let path = format!("/commands/v0/commands/{}/", seg(id));
-        self.enveloped(RequestKind::Read, Method::GET, &path, &[], Body::None)
-            .await
+        self.enveloped(
+            RequestKind::Read,
+            Endpoint::GetCommand,
+            Some(id),
+            Body::None,
+        )
+        .await
     }
 
-    /// `GET /commands/v0/commands/{id}/stats/`: devices per state.
+    /// Devices per state.
     pub async fn command_stats(&self, id: &str) -> Result<CommandStats, ApiError> {
-        let path = format!("/commands/v0/commands/{}/stats/", seg(id));
-        self.enveloped(RequestKind::Poll, Method::GET, &path, &[], Body::None)
-            .await
+        self.enveloped(
+            RequestKind::Poll,
+            Endpoint::CommandStats,
+            Some(id),
+            Body::None,
+        )
+        .await
     }
 
-    /// `GET /commands/v0/status/?request=<id>`: one row per device.
+    /// `?request=<id>`: one row per device.
     pub fn command_statuses(
         &self,
         request_id: &str,
         state: Option<&str>,
     ) -> impl Stream<Item = Result<CommandStatus, ApiError>> + Send + 'static {
         let mut q = vec![("request".to_string(), request_id.to_string())];
-        if let Some(s) = state {
-            q.push(("state".to_string(), s.to_string()));
-        }
+        q.extend(optional("state", state));
         self.paginate(
-            "/commands/v0/status/".to_string(),
+            Endpoint::CommandStatuses,
+            None,
             Self::page_query(q),
             PageStyle::Envelope,
         )
@@ -661,38 +705,37 @@ impl Client {
 
     // ---- alarm rules (v1) ----
 
-    fn alarm_path(&self, id: Option<&str>) -> String {
-        match id {
-            None => format!("/v1/enterprise/{}/alarmrules/", self.eid()),
-            Some(id) => format!("/v1/enterprise/{}/alarmrules/{}/", self.eid(), seg(id)),
-        }
-    }
-
-    /// `GET /v1/enterprise/{eid}/alarmrules/?name=`.
+    /// Alarm rules, optionally `?name=` (which may match loosely).
     pub fn list_alarm_rules(
         &self,
         name: Option<&str>,
     ) -> impl Stream<Item = Result<AlarmRule, ApiError>> + Send + 'static {
         let q = optional("name", name);
-        self.paginate(self.alarm_path(None), Self::page_query(q), PageStyle::Drf)
+        self.paginate(
+            Endpoint::ListAlarmRules,
+            None,
+            Self::page_query(q),
+            PageStyle::Drf,
+        )
     }
 
     pub async fn create_alarm_rule(&self, body: &Value) -> Result<AlarmRule, ApiError> {
-        self.json(
+        let body = Body::Json(body.clone());
+        self.call(
             RequestKind::Write,
-            Method::POST,
-            &self.alarm_path(None),
+            Endpoint::CreateAlarmRule,
+            None,
             &[],
-            Body::Json(body.clone()),
+            body,
         )
         .await
     }
 
     pub async fn get_alarm_rule(&self, id: &str) -> Result<AlarmRule, ApiError> {
-        self.json(
+        self.call(
             RequestKind::Read,
-            Method::GET,
-            &self.alarm_path(Some(id)),
+            Endpoint::GetAlarmRule,
+            Some(id),
             &[],
             Body::None,
         )
@@ -700,61 +743,58 @@ impl Client {
     }
 
     pub async fn replace_alarm_rule(&self, id: &str, body: &Value) -> Result<AlarmRule, ApiError> {
-        self.json(
+        let body = Body::Json(body.clone());
+        self.call(
             RequestKind::Write,
-            Method::PUT,
-            &self.alarm_path(Some(id)),
+            Endpoint::UpdateAlarmRule,
+            Some(id),
             &[],
-            Body::Json(body.clone()),
+            body,
         )
         .await
     }
 
     pub async fn patch_alarm_rule(&self, id: &str, body: &Value) -> Result<AlarmRule, ApiError> {
-        self.json(
+        let body = Body::Json(body.clone());
+        self.call(
             RequestKind::Write,
-            Method::PATCH,
-            &self.alarm_path(Some(id)),
+            Endpoint::PatchAlarmRule,
+            Some(id),
             &[],
-            Body::Json(body.clone()),
+            body,
         )
         .await
     }
 
     pub async fn delete_alarm_rule(&self, id: &str) -> Result<(), ApiError> {
-        self.send(
-            RequestKind::Write,
-            Method::DELETE,
-            &self.alarm_path(Some(id)),
-            &[],
-            Body::None,
-        )
-        .await
-        .map(|_| ())
+        let (method, path) = self.at(&Endpoint::DeleteAlarmRule, Some(id))?;
+        self.send(RequestKind::Write, method, &path, &[], Body::None)
+            .await
+            .map(|_| ())
     }
 
     // ---- content ----
 
-    /// `POST /v0/enterprise/{eid}/content/upload/`, multipart field `key` (answers 200).
+    /// Multipart upload, field `key` (answers 200).
     pub async fn upload_content(&self, file: &Path) -> Result<Content, ApiError> {
-        let path = format!("/v0/enterprise/{}/content/upload/", self.eid());
         let body = Body::Upload {
             field: "key",
             path: file.to_path_buf(),
             mime: "application/octet-stream",
         };
-        self.json(RequestKind::Write, Method::POST, &path, &[], body)
+        self.call(RequestKind::Write, Endpoint::UploadContent, None, &[], body)
             .await
     }
 
-    /// `GET /v0/enterprise/{eid}/content/?search=`.
+    /// Content files, optionally `?search=`.
     pub fn list_content(
         &self,
         search: Option<&str>,
     ) -> impl Stream<Item = Result<Content, ApiError>> + Send + 'static {
         let q = optional("search", search);
         self.paginate(
-            format!("/v0/enterprise/{}/content/", self.eid()),
+            Endpoint::ListContent,
+            None,
             Self::page_query(q),
             PageStyle::Drf,
         )
@@ -771,18 +811,16 @@ impl Client {
         query: &[(String, String)],
         body: Option<Value>,
     ) -> Result<RawResponse, ApiError> {
-        let m =
-            Method::from_bytes(method.to_ascii_uppercase().as_bytes()).map_err(|_| ApiError {
-                method: method.to_string(),
-                path: path.to_string(),
-                kind: ErrorKind::Build(format!("`{method}` is not an HTTP method")),
-            })?;
+        let endpoint = Endpoint::Raw {
+            method: method.to_string(),
+            path: path.to_string(),
+        };
+        let (m, path) = self.at(&endpoint, None)?;
         let kind = if m == Method::GET || m == Method::HEAD {
             RequestKind::Read
         } else {
             RequestKind::Write
         };
-        let path = path.replace("{enterprise_id}", self.eid());
         let body = body.map(Body::Json).unwrap_or(Body::None);
         let (status, bytes) = self.send(kind, m, &path, query, body).await?;
         let body = if bytes.is_empty() {
@@ -830,11 +868,6 @@ fn optional(key: &str, value: Option<&str>) -> Vec<(String, String)> {
     value
         .map(|v| vec![(key.to_string(), v.to_string())])
         .unwrap_or_default()
-}
-
-/// Percent-encodes an id used as a path segment, so ids from job files cannot change the path.
-fn seg(id: &str) -> String {
-    url::form_urlencoded::byte_serialize(id.as_bytes()).collect()
 }
 
 fn classify(e: &reqwest::Error) -> ErrorKind {
@@ -955,11 +988,5 @@ mod tests {
             "https://a-api.esper.cloud/api",
             "https://evil.example/api/x"
         ));
-    }
-
-    #[test]
-    fn path_segments_are_encoded() {
-        assert_eq!(seg("abc-1"), "abc-1");
-        assert_eq!(seg("../x"), "..%2Fx");
     }
 }

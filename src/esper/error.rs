@@ -130,7 +130,7 @@ pub enum ErrorKind {
 }
 
 /// The coarse class of a failed call, in the client's terms. The adapter
-/// (`esper::dispatch`) maps it to the executor's `FailureClass`; the client itself does not
+/// (`esper::adapter`) maps it to the executor's `FailureClass`; the client itself does not
 /// know how the executor retries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorClass {

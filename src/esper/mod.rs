@@ -3,16 +3,18 @@
 //! Each call makes exactly one HTTP attempt; deciding whether and when to retry belongs to
 //! the executor. Every request passes the optional [`Throttle`](crate::base::Throttle) hook first, which is how the
 //! executor's rate limiter sees pages, polls and read-backs as well as writes. The client
-//! (`client`, `error`, `model`, `page`) knows nothing of the executor: it speaks the shared
-//! vocabulary of [`crate::base`]. The adapter that maps plan operations onto these calls,
-//! and client errors onto executor failures, lives in [`dispatch`]; it is the only part of
-//! this module that imports `exec`.
+//! (`client`, `error`, `model`, `page`, `routes`) knows nothing of the executor or the
+//! planner: it speaks the shared vocabulary of [`crate::base`], and `routes` is the one
+//! table of paths, by [`Endpoint`](crate::base::Endpoint). The adapter that maps plan
+//! operations onto these calls, and client errors onto executor failures, lives in
+//! [`adapter`]; it is the only part of this module that imports `exec`, `plan` or `job`.
 
+pub mod adapter;
 mod client;
-pub mod dispatch;
 mod error;
 pub mod model;
 pub mod page;
+mod routes;
 
 pub use client::{
     ApiKey, Client, ClientOptions, CommandFilter, Connection, DeviceFilter, RawResponse,

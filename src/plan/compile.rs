@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 
 use super::resolve::Resolved;
 use super::{
-    Estimate, Fanout, ItemKind, OpTemplate, PLAN_FORMAT, Plan, PlanError, PlanRollout, PlanStep,
-    Server,
+    Endpoint, Estimate, Fanout, ItemKind, OpTemplate, PLAN_FORMAT, Plan, PlanError, PlanRollout,
+    PlanStep, Server,
 };
 use crate::job::{Job, StepOp, VersionRef};
 
@@ -222,15 +222,15 @@ pub fn compile(job: &Job, resolved: &Resolved, server: Server) -> Result<Plan, P
 /// Requests by endpoint. Command polls are a lower bound: one stats read plus the
 /// per-device status pages (100 devices a page).
 fn estimate(steps: &[PlanStep], targets: &super::Targets, rate: f64) -> Estimate {
-    let mut r: BTreeMap<String, u64> = BTreeMap::new();
-    let mut add = |k: &str, n: u64| *r.entry(k.to_string()).or_default() += n;
+    let mut r: BTreeMap<Endpoint, u64> = BTreeMap::new();
+    let mut add = |k: Endpoint, n: u64| *r.entry(k).or_default() += n;
     for s in steps {
         let n = s.task_count as u64;
         match &s.op {
             OpTemplate::Command { wait_ms, .. } => {
-                add("POST /commands/v0/commands/", n);
+                add(Endpoint::CreateCommand, n);
                 if wait_ms.is_some() {
-                    add("GET /commands/v0/commands/{id}/stats/", n);
+                    add(Endpoint::CommandStats, n);
                     let devices = match &s.fanout {
                         Fanout::Chunks { target, .. } => targets
                             .get(target)
@@ -239,27 +239,31 @@ fn estimate(steps: &[PlanStep], targets: &super::Targets, rate: f64) -> Estimate
                         _ => None,
                     };
                     add(
-                        "GET /commands/v0/status/",
+                        Endpoint::CommandStatuses,
                         devices.map_or(n, |d| d.div_ceil(100).max(n)),
                     );
                 }
             }
             OpTemplate::AlarmRule { .. } => {
-                add("GET /v1/enterprise/{enterprise_id}/alarmrules/", n);
-                add("POST /v1/enterprise/{enterprise_id}/alarmrules/", n);
+                add(Endpoint::ListAlarmRules, n);
+                add(Endpoint::CreateAlarmRule, n);
             }
-            OpTemplate::GroupMove { .. } => {
-                add("PATCH /enterprise/{enterprise_id}/devicegroup/{id}/", n)
-            }
+            OpTemplate::GroupMove { .. } => add(Endpoint::MoveDevices, n),
             OpTemplate::AppUpload { .. } => {
-                add("GET /enterprise/{enterprise_id}/application/", n);
-                add("POST /enterprise/{enterprise_id}/application/upload/", n);
+                add(Endpoint::ListApps, n);
+                add(Endpoint::UploadApp, n);
             }
             OpTemplate::ContentUpload { .. } => {
-                add("GET /v0/enterprise/{enterprise_id}/content/", n);
-                add("POST /v0/enterprise/{enterprise_id}/content/upload/", n);
+                add(Endpoint::ListContent, n);
+                add(Endpoint::UploadContent, n);
             }
-            OpTemplate::Request { method, path, .. } => add(&format!("{method} {path}"), n),
+            OpTemplate::Request { method, path, .. } => add(
+                Endpoint::Raw {
+                    method: method.clone(),
+                    path: path.clone(),
+                },
+                n,
+            ),
         }
     }
     let total_requests: u64 = r.values().sum();

@@ -7,6 +7,9 @@
 //! not a million rendered tasks: [`Plan::task`] materializes any task on demand, always the
 //! same way, so a plan file stays small and what was reviewed is exactly what runs. It
 //! never contains the API key.
+//!
+//! Requests are named by [`Endpoint`], never by path: the paths are the client's, and the
+//! review text gets them through the [`Paths`] trait (the Esper adapter implements it).
 
 mod compile;
 mod resolve;
@@ -18,11 +21,12 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+pub use crate::base::Endpoint;
 use crate::job::{Amount, Limits, OnExists, RetrySettings, template};
 
 pub use compile::{MAX_DEVICES_PER_COMMAND, MAX_DEVICES_PER_MOVE, compile};
 pub use resolve::{GroupInfo, Inventory, InventoryError, Resolved, resolve, select_groups};
-pub use show::plan_text;
+pub use show::{Paths, plan_text};
 
 /// The plan file format; bumped on incompatible changes.
 pub const PLAN_FORMAT: u32 = 2;
@@ -91,7 +95,7 @@ pub enum Fanout {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum OpTemplate {
-    /// `POST /commands/v0/commands/`; `command_type` and `groups`/`devices` come per task.
+    /// A command request; `command_type` and `groups`/`devices` come per task.
     Command {
         command: String,
         args: Value,
@@ -110,7 +114,7 @@ pub enum OpTemplate {
         body: Value,
         on_exists: OnExists,
     },
-    /// `PATCH /enterprise/{eid}/devicegroup/{group_id}/?action=add` with a chunk of devices.
+    /// Adds a chunk of devices to the group (`?action=add`).
     GroupMove {
         group_id: String,
         group_label: String,
@@ -220,12 +224,17 @@ pub enum Operation {
     },
 }
 
-/// A write as it will be sent, for `plan --show-requests`.
+/// A write as it will be sent, for `plan --show-requests`: the endpoint and what fills its
+/// path in, not the path itself (that is the client's; see [`Paths::write`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WriteSpec {
-    pub method: String,
-    /// Below the base URL, with `{enterprise_id}` filled in.
-    pub path: String,
+    pub endpoint: Endpoint,
+    /// The id the endpoint's path names, when the plan knows it; a rule found only at run
+    /// time has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub query: Vec<(String, String)>,
     pub body: Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
@@ -252,33 +261,31 @@ impl Operation {
     }
 
     /// The writes this operation sends.
-    pub fn writes(&self, eid: &str) -> Vec<WriteSpec> {
-        let w = |method: &str, path: String, body: Value, note: Option<&str>| WriteSpec {
-            method: method.into(),
-            path,
+    pub fn writes(&self) -> Vec<WriteSpec> {
+        let w = |endpoint: Endpoint, id: Option<&str>, body: Value, note: Option<&str>| WriteSpec {
+            endpoint,
+            id: id.map(str::to_string),
+            query: Vec::new(),
             body,
             note: note.map(str::to_string),
         };
         match self {
-            Operation::Command { body, .. } => vec![w(
-                "POST",
-                "/commands/v0/commands/".into(),
-                body.clone(),
-                None,
-            )],
+            Operation::Command { body, .. } => {
+                vec![w(Endpoint::CreateCommand, None, body.clone(), None)]
+            }
             Operation::AlarmRule {
                 body, on_exists, ..
             } => {
                 let mut v = vec![w(
-                    "POST",
-                    format!("/v1/enterprise/{eid}/alarmrules/"),
+                    Endpoint::CreateAlarmRule,
+                    None,
                     body.clone(),
                     Some("when no rule with this name exists"),
                 )];
                 if *on_exists == OnExists::Update {
                     v.push(w(
-                        "PUT",
-                        format!("/v1/enterprise/{eid}/alarmrules/{{id}}/"),
+                        Endpoint::UpdateAlarmRule,
+                        None,
                         body.clone(),
                         Some("instead, when the rule exists and differs"),
                     ));
@@ -288,21 +295,24 @@ impl Operation {
             Operation::GroupMove {
                 group_id,
                 device_ids,
-            } => vec![w(
-                "PATCH",
-                format!("/enterprise/{eid}/devicegroup/{group_id}/?action=add"),
-                json!({ "device_ids": device_ids }),
-                None,
-            )],
+            } => vec![WriteSpec {
+                query: vec![("action".into(), "add".into())],
+                ..w(
+                    Endpoint::MoveDevices,
+                    Some(group_id),
+                    json!({ "device_ids": device_ids }),
+                    None,
+                )
+            }],
             Operation::AppUpload { file, .. } => vec![w(
-                "POST",
-                format!("/enterprise/{eid}/application/upload/"),
+                Endpoint::UploadApp,
+                None,
                 json!({ "app_file": file }),
                 Some("multipart; skipped when the version exists"),
             )],
             Operation::ContentUpload { file } => vec![w(
-                "POST",
-                format!("/v0/enterprise/{eid}/content/upload/"),
+                Endpoint::UploadContent,
+                None,
                 json!({ "key": file }),
                 Some("multipart; skipped when the file exists"),
             )],
@@ -312,16 +322,17 @@ impl Operation {
                 query,
                 body,
             } => {
-                let mut p = path.replace("{enterprise_id}", eid);
-                if !query.is_empty() {
-                    let q: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                    p = format!("{p}?{}", q.join("&"));
-                }
                 if method == "GET" {
-                    Vec::new()
-                } else {
-                    vec![w(method, p, body.clone().unwrap_or(Value::Null), None)]
+                    return Vec::new();
                 }
+                let endpoint = Endpoint::Raw {
+                    method: method.clone(),
+                    path: path.clone(),
+                };
+                vec![WriteSpec {
+                    query: query.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                    ..w(endpoint, None, body.clone().unwrap_or(Value::Null), None)
+                }]
             }
         }
     }
@@ -337,8 +348,10 @@ pub struct Server {
 /// Requests the plan needs and the time they take under its rate ceiling.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Estimate {
-    /// By `METHOD path-template`; polls of commands with `wait` are a lower bound.
-    pub requests: BTreeMap<String, u64>,
+    /// By endpoint; polls of commands with `wait` are a lower bound. Plan files from before
+    /// endpoints keyed this by `METHOD path-template`: those keys read as raw requests, which
+    /// print and write back exactly as they were (so the file's hash stays the same).
+    pub requests: BTreeMap<Endpoint, u64>,
     pub total_requests: u64,
     /// The best case: every request at the rate budget, nothing waited for.
     pub seconds: f64,

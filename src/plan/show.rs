@@ -3,16 +3,31 @@
 //! on request, every write the plan would send.
 //!
 //! Pure: a [`Plan`] in, a `String` out. Printing it, and deciding when to, is the
-//! command line's business; the JSON form is the plan's own serialization.
+//! command line's business; the JSON form is the plan's own serialization. The plan names
+//! requests by [`Endpoint`]; how one is written as `METHOD /path` comes from the caller
+//! through [`Paths`], since paths belong to the client.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::{Fanout, ItemKind, Plan};
+use std::collections::BTreeMap;
+
+use super::{Endpoint, Fanout, ItemKind, Plan, WriteSpec};
+
+/// How requests are written for people, as `METHOD /path`: the client's path table, seen
+/// from a plan that holds none.
+pub trait Paths {
+    /// The endpoint with its placeholders (`{enterprise_id}`, `{id}`) kept, as the
+    /// estimate lists it.
+    fn template(&self, endpoint: &Endpoint) -> String;
+    /// The write as it goes to `enterprise_id`, query included; an id the plan does not
+    /// know stays a placeholder.
+    fn write(&self, w: &WriteSpec, enterprise_id: &str) -> String;
+}
 
 /// The text `esper-bulk plan` prints; `show_requests` adds every write (method, path,
 /// body) in task order.
-pub fn plan_text(p: &Plan, show_requests: bool) -> String {
+pub fn plan_text(p: &Plan, show_requests: bool, paths: &dyn Paths) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -69,7 +84,13 @@ pub fn plan_text(p: &Plan, show_requests: bool) -> String {
         out,
         "requests (estimated; command polls are a lower bound):"
     );
-    for (route, n) in &p.estimate.requests {
+    // Sorted and merged by how they print: a raw request may be written just like a named
+    // endpoint, and old plan files list every request as written.
+    let mut routes: BTreeMap<String, u64> = BTreeMap::new();
+    for (endpoint, n) in &p.estimate.requests {
+        *routes.entry(paths.template(endpoint)).or_default() += n;
+    }
+    for (route, n) in &routes {
         let _ = writeln!(out, "  {n:>9}  {route}");
     }
     let _ = writeln!(
@@ -86,15 +107,18 @@ pub fn plan_text(p: &Plan, show_requests: bool) -> String {
         let _ = writeln!(out, "writes (nothing is sent by `plan`):");
         for id in p.task_ids() {
             let Some(t) = p.task(id) else { continue };
-            for w in t.op.writes(&p.server.enterprise_id) {
-                let note = w.note.map(|n| format!("  # {n}")).unwrap_or_default();
+            for w in t.op.writes() {
+                let note = w
+                    .note
+                    .as_ref()
+                    .map(|n| format!("  # {n}"))
+                    .unwrap_or_default();
                 let _ = writeln!(
                     out,
-                    "  {} [{}] {} {} {}{note}",
+                    "  {} [{}] {} {}{note}",
                     t.id,
                     t.step,
-                    w.method,
-                    w.path,
+                    paths.write(&w, &p.server.enterprise_id),
                     serde_json::to_string(&w.body).unwrap_or_default()
                 );
             }

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::esper::dispatch::PollSettings;
+use crate::esper::adapter::PollSettings;
 use crate::esper::{ApiKey, ClientOptions};
 use crate::exec::GovernorConfig;
 use crate::job::{Job, Limits, RetrySettings};

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::esper::ApiKey;
-use crate::esper::dispatch::PollSettings;
+use crate::esper::adapter::PollSettings;
 use crate::mock;
 
 use super::config::{ConnectionSettings, Env, Output, Pacing, RunConfig, Source};

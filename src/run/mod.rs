@@ -33,7 +33,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::esper::Client;
-use crate::esper::dispatch::EsperDispatch;
+use crate::esper::adapter::EsperDispatch;
 use crate::exec::{self, Event, Governor, Outcome, RunOptions};
 use crate::job::Job;
 use crate::journal::{self, Entry, Journal, JournalError};

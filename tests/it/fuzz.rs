@@ -16,10 +16,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
+use esper_bulk::esper::adapter::EsperPaths;
 use esper_bulk::job::shape::{self, Shape, Ty};
 use esper_bulk::job::{self, DeviceSelector, Diagnostic, Host};
 use esper_bulk::plan::{
-    self, GroupInfo, Inventory, InventoryError, Item, ItemKind, Server, TaskId,
+    self, GroupInfo, Inventory, InventoryError, Item, ItemKind, Paths, Server, TaskId,
 };
 use futures::future::BoxFuture;
 use proptest::prelude::*;
@@ -443,7 +444,9 @@ fn exercise(text: &str, csv: &str, stats: &Stats) -> Result<(), String> {
             return Err(format!("task {id} is {task:?}"));
         }
         let _ = (task.label(), task.op.summary(), task.op.needs_outputs());
-        let _ = task.op.writes("e-1");
+        for w in task.op.writes() {
+            let _ = EsperPaths.write(&w, "e-1");
+        }
         stats.tasks.fetch_add(1, Ordering::Relaxed);
     }
     if plan.task(TaskId(plan.task_count)).is_some() {

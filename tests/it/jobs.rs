@@ -8,10 +8,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use esper_bulk::esper::adapter::EsperPaths;
 use esper_bulk::job::shape::{self, Shape, Ty};
 use esper_bulk::job::{self, Host, Job, KeySource};
 use esper_bulk::mock::MockServer;
-use esper_bulk::plan::{self, ItemKind, Operation, Plan, Server, TaskId};
+use esper_bulk::plan::{self, ItemKind, Operation, Paths, Plan, Server, TaskId};
 use serde_json::Value;
 
 use crate::support;
@@ -419,20 +420,14 @@ async fn every_job_file_plans_against_the_mock() {
                 );
                 let eid = server.enterprise_id();
                 let find = tasks_of(&plan, "find-rule");
-                assert!(find[0].op.writes(eid).is_empty(), "a GET is not a write");
+                assert!(find[0].op.writes().is_empty(), "a GET is not a write");
                 let patch = tasks_of(&plan, "switch-off");
-                let writes = patch[0].op.writes(eid);
+                let writes = patch[0].op.writes();
                 assert_eq!(writes.len(), 1);
-                assert_eq!(writes[0].method, "PATCH");
-                assert!(
-                    writes[0]
-                        .path
-                        .contains("${{ steps.find-rule.body.results.0.id }}")
-                );
-                assert!(
-                    writes[0].path.contains(eid),
-                    "{{enterprise_id}} is filled in"
-                );
+                let line = EsperPaths.write(&writes[0], eid);
+                assert!(line.starts_with("PATCH "), "{line}");
+                assert!(line.contains("${{ steps.find-rule.body.results.0.id }}"));
+                assert!(line.contains(eid), "{{enterprise_id}} is filled in");
                 assert_eq!(writes[0].body, serde_json::json!({"is_active": false}));
             }
             other => {
@@ -446,6 +441,39 @@ async fn every_job_file_plans_against_the_mock() {
 
 /// The alarm job, the escape hatch on the rule it made, and the alarm job again: no
 /// duplicates, and the PATCH found its rule through the GET's body.
+/// Plan files from before endpoints keyed the estimate by `METHOD path-template`: they still
+/// read, print their requests as they did, and serialize (and so hash) byte for byte.
+#[test]
+fn plan_files_from_before_endpoints_read_print_and_hash_unchanged() {
+    let path = root().join("tests/fixtures/journal/plan.json");
+    let text = read(&path);
+    let plan: Plan = serde_json::from_str(&text).unwrap();
+    let written: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(serde_json::to_value(&plan).unwrap(), written);
+    let keys: Vec<String> = plan.estimate.requests.keys().map(|e| e.key()).collect();
+    let old_keys: Vec<String> = written["estimate"]["requests"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(keys, old_keys, "keys write back in their order");
+    let shown = plan::plan_text(&plan, false, &EsperPaths);
+    for key in &old_keys {
+        assert!(shown.contains(&format!("  {key}\n")), "{key} in:\n{shown}");
+    }
+    // A plan compiled today names the same requests by endpoint and prints them the same.
+    let fresh: Vec<String> = [
+        plan::Endpoint::ListAlarmRules,
+        plan::Endpoint::CreateCommand,
+        plan::Endpoint::CreateAlarmRule,
+    ]
+    .iter()
+    .map(|e| EsperPaths.template(e))
+    .collect();
+    assert_eq!(fresh, old_keys);
+}
+
 #[tokio::test]
 async fn alarm_rules_then_the_escape_hatch_run_end_to_end() {
     let server = support::start(mock_config()).await;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use esper_bulk::esper::dispatch::PollSettings;
+use esper_bulk::esper::adapter::PollSettings;
 use esper_bulk::esper::{ApiKey, Client, ClientOptions, Connection};
 use esper_bulk::mock::{CommandBehaviour, MockConfig, MockServer};
 use esper_bulk::plan::Plan;

@@ -1,0 +1,261 @@
+//! Read-back by natural key: how a retried or resumed task learns that its create already
+//! happened, so it never makes a duplicate.
+//!
+//! **Invariant:** a create whose outcome is unknown is never re-sent before a read-back by
+//! its natural key found nothing. The natural keys:
+//!
+//! - **alarm rule**: the exact `name` (the list's `?name=` filter may match loosely, so
+//!   the exact comparison happens here). The read-back runs before every write, certain or
+//!   not, because `on_exists` decides what an existing rule means; [`rule_matches`] tells
+//!   "created by an earlier attempt" (or "up to date") from "differs".
+//! - **command request**: the same `command`, `command_args` (nulls ignored), `devices`
+//!   and `groups` (order-insensitive), created no earlier than the task started (less
+//!   [`CLOCK_SKEW`]); see [`command_matches`]. Read back only when the outcome of an
+//!   earlier attempt is unknown: posting the same command twice on purpose is legitimate.
+//! - **app version**: `package_name` and `version_code`. Read back before every upload,
+//!   since the answer to an APK upload is easily lost and the version may exist already.
+//! - **content file**: the file `name` and its `size` in bytes, before every upload.
+//!
+//! Group moves need no read-back (adding a device to the group it is in changes nothing),
+//! and raw `request` POSTs have no natural key, so their dispatch refuses to send one again
+//! after an unknown outcome. This file only reads and compares; deciding what to do with
+//! what it finds, and sending, is [`super::dispatch`]'s.
+
+use std::time::{Duration, SystemTime};
+
+use futures::TryStreamExt;
+use serde_json::Value;
+
+use crate::esper::model::{AlarmRule, AppVersion, Application, CommandRequest, Content};
+use crate::esper::{ApiError, Client, CommandFilter};
+
+/// Server clocks and ours differ; a request created this long before the task started
+/// still counts as the task's own when read back.
+pub(super) const CLOCK_SKEW: Duration = Duration::from_secs(120);
+
+/// The alarm rule named exactly `name`, if any. Names should be unique; if several rules
+/// share one, the first is the one the task acts on.
+pub(super) async fn find_rule(client: &Client, name: &str) -> Result<Option<AlarmRule>, ApiError> {
+    let found: Vec<AlarmRule> = client.list_alarm_rules(Some(name)).try_collect().await?;
+    let mut existing = found.into_iter().filter(|r| r.name == name);
+    let first = existing.next();
+    let more = existing.count();
+    if more > 0 {
+        tracing::warn!(
+            rule = name,
+            count = more + 1,
+            "several alarm rules share this name; updating the first"
+        );
+    }
+    Ok(first)
+}
+
+/// A command request equal to `body` created since `since`, if any.
+pub(super) async fn find_command(
+    client: &Client,
+    body: &Value,
+    since: SystemTime,
+) -> Result<Option<CommandRequest>, ApiError> {
+    let filter = CommandFilter {
+        devices: str_list(body, "devices"),
+        groups: str_list(body, "groups"),
+        command: body
+            .get("command")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    };
+    let found: Vec<CommandRequest> = client.list_commands(&filter).try_collect().await?;
+    let since = since
+        .checked_sub(CLOCK_SKEW)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    Ok(found.into_iter().find(|c| {
+        command_matches(c, body)
+            && c.created_at
+                .as_deref()
+                .and_then(parse_time)
+                .is_none_or(|t| t >= since)
+    }))
+}
+
+/// The (application id, version id) of a package's version code, if it exists. The plan
+/// uses the same lookup to resolve `app_install` versions.
+pub(super) async fn find_app_version(
+    client: &Client,
+    package: &str,
+    code: &str,
+) -> Result<Option<(String, String)>, ApiError> {
+    let apps: Vec<Application> = client.list_apps(Some(package)).try_collect().await?;
+    for app in apps.iter().filter(|a| a.package_name == package) {
+        // The list embeds recent versions only; older ones need the version list.
+        if let Some(v) = app.versions.iter().find(|v| v.version_code == code) {
+            return Ok(Some((app.id.clone(), v.id.clone())));
+        }
+        let versions: Vec<AppVersion> = client
+            .list_app_versions(&app.id, Some(code))
+            .try_collect()
+            .await?;
+        if let Some(v) = versions.into_iter().find(|v| v.version_code == code) {
+            return Ok(Some((app.id.clone(), v.id)));
+        }
+    }
+    Ok(None)
+}
+
+/// The content file named `name` of `size` bytes, if any.
+pub(super) async fn find_content(
+    client: &Client,
+    name: &str,
+    size: u64,
+) -> Result<Option<Content>, ApiError> {
+    let found: Vec<Content> = client.list_content(Some(name)).try_collect().await?;
+    // Servers have sent the size both as a number and as a string.
+    let same_size = |c: &Content| {
+        c.size.as_ref().and_then(|s| {
+            s.as_u64()
+                .or_else(|| s.as_str().and_then(|t| t.parse().ok()))
+        }) == Some(size)
+    };
+    Ok(found
+        .into_iter()
+        .find(|c| c.name.as_deref() == Some(name) && same_size(c)))
+}
+
+fn parse_time(s: &str) -> Option<SystemTime> {
+    let ts: jiff::Timestamp = s.parse().ok()?;
+    Some(SystemTime::from(ts))
+}
+
+fn sorted(v: &[String]) -> Vec<String> {
+    let mut v = v.to_vec();
+    v.sort();
+    v
+}
+
+fn str_list(body: &Value, key: &str) -> Vec<String> {
+    body.get(key)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Same command, arguments, devices and groups (order-insensitive).
+pub(super) fn command_matches(c: &CommandRequest, body: &Value) -> bool {
+    let args = body.get("command_args").cloned().unwrap_or(Value::Null);
+    let their_args = c.command_args.clone().unwrap_or(Value::Null);
+    c.command.as_deref() == body.get("command").and_then(Value::as_str)
+        && strip_nulls(&their_args) == strip_nulls(&args)
+        && sorted(&c.devices) == sorted(&str_list(body, "devices"))
+        && sorted(&c.groups) == sorted(&str_list(body, "groups"))
+}
+
+fn strip_nulls(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), strip_nulls(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// Whether the rule as read already has what `body` would write.
+pub(super) fn rule_matches(rule: &AlarmRule, body: &Value) -> bool {
+    // Compare every field the job sets (and only those: fields the job leaves out are not
+    // managed). Reads expand groups, devices and alert channels to objects; writes send ids.
+    let actual = serde_json::to_value(rule).unwrap_or(Value::Null);
+    let Value::Object(want) = body else {
+        return false;
+    };
+    want.iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "enterprise" | "name"))
+        .all(|(k, v)| {
+            let have = actual.get(k).unwrap_or(&Value::Null);
+            match k.as_str() {
+                "groups" | "devices" | "alert_channels" => id_set(v) == id_set(have),
+                _ => subset_eq(v, have),
+            }
+        })
+}
+
+/// The ids in a list of ids or `{id, …}` objects, sorted.
+fn id_set(v: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = v
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| match x {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Number(n) => Some(n.to_string()),
+                    Value::Object(o) => o.get("id").map(|i| {
+                        i.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| i.to_string())
+                    }),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids
+}
+
+/// `want` is contained in `have`: objects key by key (extra keys in `have` are fine),
+/// numbers by value (15 equals 15.0), everything else exactly.
+fn subset_eq(want: &Value, have: &Value) -> bool {
+    match (want, have) {
+        (Value::Null, _) => true,
+        (Value::Object(w), Value::Object(h)) => w
+            .iter()
+            .all(|(k, v)| subset_eq(v, h.get(k).unwrap_or(&Value::Null))),
+        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
+        (Value::Array(a), Value::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| subset_eq(x, y))
+        }
+        (a, b) => a == b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn rules_compare_on_every_managed_field() {
+        let rule: AlarmRule = serde_json::from_value(json!({
+            "id": "r1", "name": "n", "metric": "battery_level",
+            "conditions": {"value": 15.0, "unit": "Percent", "comparator": "LessThanThreshold", "toggle_state": false},
+            "groups": [{"id": "g1", "name": "0001", "path": "All devices/Stores/North/0001"}],
+            "alert_channels": [{"id": 12, "name": "ops"}],
+            "realert_interval": 3600, "is_active": true, "action_emails": ["a@x"], "description": "d"
+        }))
+        .unwrap();
+        let body = json!({
+            "enterprise": "e", "name": "n", "metric": "battery_level",
+            "conditions": {"value": 15, "unit": "Percent", "comparator": "LessThanThreshold"},
+            "groups": ["g1"], "alert_channels": [12], "realert_interval": 3600, "action_emails": ["a@x"]
+        });
+        assert!(rule_matches(&rule, &body));
+        for (k, v) in [
+            ("is_active", json!(false)),
+            ("action_emails", json!(["b@x"])),
+            ("description", json!("other")),
+            ("alert_channels", json!([13])),
+            ("groups", json!(["g2"])),
+        ] {
+            let mut changed = body.clone();
+            changed[k] = v;
+            assert!(
+                !rule_matches(&rule, &changed),
+                "a change of `{k}` must be noticed"
+            );
+        }
+    }
+}
