@@ -277,9 +277,7 @@ impl Client {
             Body::None => req,
             Body::Json(v) => req.json(&v),
             Body::Upload { field, path, mime } => {
-                let part = file_part(&path, mime)
-                    .await
-                    .map_err(|e| err(ErrorKind::Build(e)))?;
+                let part = file_part(&path, mime).await.map_err(err)?;
                 req.multipart(reqwest::multipart::Form::new().part(field, part))
                     .timeout(self.opts.upload_timeout)
             }
@@ -357,10 +355,10 @@ impl Client {
         body: Body,
     ) -> Result<T, ApiError> {
         let (_, bytes) = self.send(kind, method.clone(), path, query, body).await?;
-        decode(&bytes).map_err(|e| ApiError {
+        decode(&bytes).map_err(|kind| ApiError {
             method: method.to_string(),
             path: display_path(&self.conn.base_url, &self.url(path), query),
-            kind: ErrorKind::Decode(e),
+            kind,
         })
     }
 
@@ -843,14 +841,14 @@ enum Body {
     },
 }
 
-async fn file_part(path: &Path, mime: &str) -> Result<reqwest::multipart::Part, String> {
+async fn file_part(path: &Path, mime: &str) -> Result<reqwest::multipart::Part, ErrorKind> {
     let file = tokio::fs::File::open(path)
         .await
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        .map_err(|e| ErrorKind::Build(format!("cannot open {}: {e}", path.display())))?;
     let len = file
         .metadata()
         .await
-        .map_err(|e| format!("cannot stat {}: {e}", path.display()))?
+        .map_err(|e| ErrorKind::Build(format!("cannot stat {}: {e}", path.display())))?
         .len();
     let name = path
         .file_name()
@@ -860,7 +858,7 @@ async fn file_part(path: &Path, mime: &str) -> Result<reqwest::multipart::Part, 
     reqwest::multipart::Part::stream_with_length(reqwest::Body::wrap_stream(stream), len)
         .file_name(name)
         .mime_str(mime)
-        .map_err(|e| e.to_string())
+        .map_err(|e| ErrorKind::Build(format!("bad MIME type `{mime}`: {e}")))
 }
 
 /// A query with one optional filter.
@@ -907,15 +905,15 @@ impl WithoutUrl for reqwest::Error {
     }
 }
 
-fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ErrorKind> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
-        if path == "." {
+        ErrorKind::Decode(if path == "." {
             e.inner().to_string()
         } else {
             format!("at `{path}`: {}", e.inner())
-        }
+        })
     })
 }
 
