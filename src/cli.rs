@@ -300,7 +300,7 @@ fn fail(e: &RunError) -> u8 {
     if e.is_rendered() {
         eprintln!("{e}");
     } else {
-        eprintln!("error: {e}");
+        eprintln!("{}", crate::base::render_error(e));
     }
     e.exit_code()
 }

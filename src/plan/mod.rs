@@ -420,9 +420,8 @@ pub enum PlanError {
     Inventory(#[from] InventoryError),
 }
 
-impl PlanError {
-    /// How to fix it.
-    pub fn help(&self) -> Option<String> {
+impl crate::base::Hint for PlanError {
+    fn hint(&self) -> Option<String> {
         match self {
             PlanError::EmptyTarget(_, why) => Some(why.clone()),
             PlanError::UnknownVersion { package, .. } => Some(format!(

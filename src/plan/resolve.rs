@@ -340,6 +340,7 @@ pub fn select_groups(sel: &GroupSelector, groups: &[GroupInfo]) -> Vec<Item> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::base::Hint;
 
     fn g(id: &str, path: &str) -> GroupInfo {
         GroupInfo {
@@ -404,7 +405,7 @@ mod tests {
                 suggestion: Some("Stores/Lab".into()),
             }
         );
-        assert!(err.help().unwrap().contains("did you mean `Stores/Lab`?"));
+        assert!(err.hint().unwrap().contains("did you mean `Stores/Lab`?"));
         // A glob exclude that matches nothing is refused too; a glob include is not.
         assert!(check_patterns("t", &sel(&["Stores/*"], &["Lab/*"]), &all).is_err());
         assert!(check_patterns("t", &sel(&["Depots/*", "Stores/*"], &[]), &all).is_ok());

@@ -8,6 +8,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::base::Hint;
 use crate::esper::ApiError;
 use crate::exit;
 use crate::journal::JournalError;
@@ -16,7 +17,7 @@ use crate::plan::PlanError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("cannot read job file {}: {source}\n  = help: check the path", path.display())]
+    #[error("cannot read job file {}: {source}", path.display())]
     ReadJob {
         path: PathBuf,
         source: std::io::Error,
@@ -40,18 +41,14 @@ pub enum RunError {
     NoStateDir,
     /// A saved plan or a resumed run is bound to the server and enterprise it was
     /// resolved against.
-    #[error(
-        "the plan was made for {what} `{planned}` but {from} says `{asked}`\n  = help: make a new plan against `{asked}` (`esper-bulk plan JOB --out FILE`), or unset {from} to run this one where it was made"
-    )]
+    #[error("the plan was made for {what} `{planned}` but {from} says `{asked}`")]
     PlanElsewhere {
         what: &'static str,
         planned: String,
         asked: String,
         from: &'static str,
     },
-    #[error(
-        "run {run_id} is a run of `{run_job}`, not of `{job}`\n  = help: give that run's own job file, or `--resume` without a job file"
-    )]
+    #[error("run {run_id} is a run of `{run_job}`, not of `{job}`")]
     NotThisJob {
         run_id: String,
         run_job: String,
@@ -114,7 +111,7 @@ pub enum RunError {
     #[error("--stdout prints one format; give exactly one with --format (got {0})")]
     StdoutFormats(usize),
     #[error(
-        "the plan needs about {} at {rate}/s but the deadline is {}\n  help: raise limits.rate (if the tenant allows it) or the deadline, or split the job",
+        "the plan needs about {} at {rate}/s but the deadline is {}",
         humantime::format_duration(*needs),
         humantime::format_duration(*deadline)
     )]
@@ -123,13 +120,10 @@ pub enum RunError {
         rate: f64,
         deadline: Duration,
     },
-    #[error(
-        "{holder} is still running and holds the lock\n  = help: stop it (kill -TERM {}) instead of unlocking; it will finish cleanly",
-        holder.pid
-    )]
+    #[error("{holder} is still running and holds the lock")]
     StillRunning { holder: Box<Holder> },
     #[error(
-        "no lock of run `{run_id}` in {}\n  = help: check the run id and --state-dir",
+        "no lock of run `{run_id}` in {}",
         locks.display()
     )]
     NoLock { run_id: String, locks: PathBuf },
@@ -140,9 +134,37 @@ pub enum RunError {
 }
 
 fn help_line(e: &PlanError) -> String {
-    e.help()
-        .map(|h| format!("\n  help: {h}"))
+    e.hint()
+        .map(|h| format!("\n  = help: {h}"))
         .unwrap_or_default()
+}
+
+/// Advice, kept out of `Display` (see the crate docs, "Errors and advice"); the command
+/// line prints it with [`crate::base::render_error`].
+impl Hint for RunError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            RunError::ReadJob { .. } => Some("check the path".into()),
+            RunError::PlanElsewhere { asked, from, .. } => Some(format!(
+                "make a new plan against `{asked}` (`esper-bulk plan JOB --out FILE`), or unset {from} to run this one where it was made"
+            )),
+            RunError::NotThisJob { .. } => {
+                Some("give that run's own job file, or `--resume RUN_ID` without a job file".into())
+            }
+            RunError::DeadlineTooShort { .. } => Some(
+                "raise limits.rate (if the tenant allows it) or the deadline, or split the job"
+                    .into(),
+            ),
+            RunError::StillRunning { holder } => Some(format!(
+                "stop it (kill -TERM {}) instead of unlocking; it will finish cleanly",
+                holder.pid
+            )),
+            RunError::NoLock { .. } => Some("check the run id and --state-dir".into()),
+            RunError::Client(e) => e.hint(),
+            RunError::Journal(e) => e.hint(),
+            _ => None,
+        }
+    }
 }
 
 impl RunError {

@@ -135,9 +135,7 @@ fn create_run_dir(dir: &std::path::Path, plan: &Plan) -> Result<(), RunError> {
     };
     let runs = dir.parent().unwrap_or(dir);
     let state = runs.parent().unwrap_or(runs);
-    let staging = state
-        .join("tmp")
-        .join(dir.file_name().unwrap_or_default());
+    let staging = state.join("tmp").join(dir.file_name().unwrap_or_default());
     create(&staging)?;
     create(runs)?;
     write_plan(&staging.join("plan.json"), plan)?;

@@ -11,6 +11,7 @@
 //! task is materialized with `Plan::task` and `Operation::writes`. A watchdog aborts with
 //! the offending input if one case runs for more than a few seconds.
 
+use esper_bulk::base::Hint;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
@@ -409,7 +410,7 @@ fn exercise(text: &str, csv: &str, stats: &Stats) -> Result<(), String> {
     let resolved = match futures::executor::block_on(plan::resolve(&job, &*INVENTORY)) {
         Ok(r) => r,
         Err(e) => {
-            let _ = (e.to_string(), e.help());
+            let _ = (e.to_string(), e.hint());
             return Ok(());
         }
     };
@@ -420,7 +421,7 @@ fn exercise(text: &str, csv: &str, stats: &Stats) -> Result<(), String> {
     let plan = match plan::compile(&job, &resolved, server) {
         Ok(p) => p,
         Err(e) => {
-            let _ = (e.to_string(), e.help());
+            let _ = (e.to_string(), e.hint());
             return Ok(());
         }
     };

@@ -5,6 +5,7 @@
 //! The mock is seeded with [`SEED`]: the serials in `jobs/migration-serials.csv` and the ids
 //! in the README examples are those of `esper-bulk mock`, whose default seed is the same.
 
+use esper_bulk::base::Hint;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -90,7 +91,7 @@ async fn plan_on(server: &MockServer, file: &str, job: &Job) -> (Plan, Vec<Strin
     let client = support::client(server);
     let resolved = plan::resolve(job, &client)
         .await
-        .unwrap_or_else(|e| panic!("{file}: targets do not resolve: {e} ({:?})", e.help()));
+        .unwrap_or_else(|e| panic!("{file}: targets do not resolve: {e} ({:?})", e.hint()));
     let server_info = Server {
         base_url: server.base_url(),
         enterprise_id: server.enterprise_id().to_string(),
