@@ -15,6 +15,10 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
+mod problem;
+mod prometheus;
+mod terminal;
+
 use super::{
     AttemptReport, DeviceCountsReport, FailureReport, ReasonReport, Report, RunOutcome,
     SampleReport, StopReport, TaskReport,
