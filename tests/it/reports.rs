@@ -1288,3 +1288,276 @@ fn failures_group_by_cause_not_by_message_text() {
     check_page(&page, 1);
     assert_eq!(page.matches("<td class=\"n\">156</td>").count(), 1);
 }
+
+/// One task of each kind of trouble, so every count in the prose is a singular.
+fn singular() -> Report {
+    let mut r = clean();
+    let needs = Some(ReasonReport::NeedsFailed {
+        needs: vec![NeedReport {
+            step: "install".into(),
+            not_succeeded: 2,
+        }],
+    });
+    let deadline = Some(ReasonReport::NotStarted {
+        stopped: Some(StopReason::Deadline),
+    });
+    let tried = || vec![attempt(1, 100, 50, Some(upstream()), None)];
+    r.tasks.extend([
+        task(
+            100,
+            "install",
+            "Stores/Wien",
+            TaskStatus::Unknown,
+            failed(upstream(), Some(GaveUp::Attempts)),
+            tried(),
+            None,
+        ),
+        task(
+            101,
+            "install",
+            "Stores/Graz",
+            TaskStatus::Failed,
+            failed(upstream(), Some(GaveUp::Attempts)),
+            tried(),
+            None,
+        ),
+        task(
+            102,
+            "kiosk",
+            "Stores/Linz",
+            TaskStatus::Skipped,
+            needs,
+            vec![],
+            None,
+        ),
+        task(
+            103,
+            "move",
+            "Stores/Bern",
+            TaskStatus::NotStarted,
+            deadline,
+            vec![],
+            None,
+        ),
+    ]);
+    r.summary.tasks += 4;
+    r.summary.unknown = 1;
+    r.summary.failed = 1;
+    r.summary.skipped = 1;
+    r.summary.not_started = 1;
+    r.governor.window_changes = 1;
+    r.run.outcome = RunOutcome::Deadline;
+    r.run.exit_code = RunOutcome::Deadline.exit_code();
+    r
+}
+
+#[test]
+fn counts_of_one_read_in_the_singular() {
+    let r = singular();
+    let md = render::markdown(&r);
+    for needle in [
+        "| in-flight window | 8..8 (1 change) |",
+        "(gave up after 1 attempt)",
+        "1 task ended unknown",
+        "Check this target in the tenant",
+        "1 task failed on a server error (5xx) after its retries",
+        "1 task failed in 1 distinct way (",
+        "1 task skipped because a step it needs did not succeed; it runs when",
+        "1 task not started: re-run the job to finish it;",
+        "1 task not started: the run stopped before its first request.",
+    ] {
+        assert!(md.contains(needle), "report.md lacks {needle:?}:\n{md}");
+    }
+    for bad in ["1 tasks", "1 attempts", "1 ways", "1 changes", "1 devices"] {
+        assert!(!md.contains(bad), "report.md says {bad:?}:\n{md}");
+    }
+    check_page(&render::html(&r), 1);
+}
+
+/// More distinct failures than the table shows: the rest is counted, in the singular too.
+#[test]
+fn failures_beyond_the_table_are_counted() {
+    let mut r = clean();
+    for k in 0..21 {
+        r.tasks.push(task(
+            200 + k,
+            &format!("step-{k:02}"),
+            &format!("POS-{k:04}"),
+            TaskStatus::Failed,
+            failed(upstream(), None),
+            vec![attempt(1, 10, 20, Some(upstream()), None)],
+            None,
+        ));
+    }
+    r.summary.tasks += 21;
+    r.summary.failed = 21;
+    r.run.outcome = RunOutcome::FailedTasks;
+    r.run.exit_code = RunOutcome::FailedTasks.exit_code();
+    let md = render::markdown(&r);
+    assert!(
+        md.contains("\n… and 1 more distinct error (1 task) in `results.csv`.\n"),
+        "{md}"
+    );
+    assert!(md.contains("21 tasks failed in 21 distinct ways"), "{md}");
+    let page = render::html(&r);
+    check_page(&page, 1);
+    assert!(
+        page.contains("<p>… and 1 more distinct error (1 task) in <code>results.csv</code>.</p>"),
+        "{page}"
+    );
+}
+
+/// Markdown and HTML lay out one view model: once their markup is stripped, the
+/// sentences and cells they share read the same, word for word.
+#[test]
+fn markdown_and_html_say_the_same_things() {
+    for r in [fixture(), clean(), singular()] {
+        let (md, page) = (render::markdown(&r), render::html(&r));
+        let md_lines: Vec<&str> = md.lines().collect();
+        let headline = md_lines.iter().find(|l| l.starts_with("**")).unwrap();
+        let run = md_lines.iter().find(|l| l.starts_with("Run ")).unwrap();
+        let html_p = |prefix: &str| {
+            page.lines()
+                .find(|l| l.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no {prefix} in the page"))
+                .to_string()
+        };
+        assert_eq!(md_plain(headline), html_plain(&html_p("<p><b>")));
+        assert_eq!(
+            md_plain(run),
+            html_plain(&html_p("<p class=\"muted\">Run "))
+        );
+
+        let md_section = |title: &str| -> Vec<String> {
+            md.split(&format!("## {title}\n\n"))
+                .nth(1)
+                .map(|s| s.split("\n## ").next().unwrap().to_string())
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_string)
+                .collect()
+        };
+        let html_section = |title: &str| -> Vec<String> {
+            page.split(&format!("<h2>{title}</h2>\n"))
+                .nth(1)
+                .map(|s| {
+                    s.split("<h2>")
+                        .next()
+                        .unwrap()
+                        .split("<footer>")
+                        .next()
+                        .unwrap()
+                        .to_string()
+                })
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_string)
+                .collect()
+        };
+
+        // The advice, item for item.
+        let md_advice: Vec<String> = md_section("What to do next")
+            .iter()
+            .filter_map(|l| l.strip_prefix("- ").map(md_plain))
+            .collect();
+        let html_advice: Vec<String> = html_section("What to do next")
+            .iter()
+            .filter(|l| l.starts_with("<li>"))
+            .map(|l| html_plain(l))
+            .collect();
+        assert!(!md_advice.is_empty());
+        assert_eq!(md_advice, html_advice);
+
+        // Rollout stops and their canaries.
+        let md_stops: Vec<String> = md_section("Rollout stops")
+            .iter()
+            .filter(|l| !l.is_empty())
+            .map(|l| md_plain(l.trim_start().trim_start_matches("- ")))
+            .collect();
+        let html_stops: Vec<String> = html_section("Rollout stops")
+            .iter()
+            .filter(|l| l.starts_with("<p>") || l.starts_with("<li>"))
+            .map(|l| html_plain(l))
+            .collect();
+        assert_eq!(md_stops, html_stops);
+
+        // The failure groups' errors, and the notes under the table.
+        let failures_md = md_section("What failed and why");
+        let md_errors: Vec<String> = failures_md
+            .iter()
+            .filter(|l| l.starts_with("| ") && !l.starts_with("| tasks") && !l.starts_with("| -"))
+            .map(|l| md_plain(&md_cells(l)[3]))
+            .collect();
+        let md_notes: Vec<String> = failures_md
+            .iter()
+            .filter(|l| !l.is_empty() && !l.starts_with('|'))
+            .map(|l| md_plain(l))
+            .collect();
+        let failures_html = html_section("What failed and why").join("\n");
+        let html_errors: Vec<String> = failures_html
+            .split("<td class=\"err\">")
+            .skip(1)
+            .map(|s| html_plain(s.split("</td>").next().unwrap()))
+            .collect();
+        let html_notes: Vec<String> = failures_html
+            .lines()
+            .filter(|l| l.starts_with("<p>"))
+            .map(html_plain)
+            .collect();
+        let troubled = r.summary.failed + r.summary.unknown + r.summary.skipped;
+        assert_eq!(md_errors.is_empty(), troubled == 0, "{md}");
+        assert_eq!(md_stops.is_empty(), r.run.rollout_stops.is_empty(), "{md}");
+        assert!(!md_notes.is_empty(), "{md}");
+        assert_eq!(md_errors, html_errors);
+        assert_eq!(md_notes, html_notes);
+    }
+}
+
+/// The cells of a Markdown table row, split at unescaped pipes, escapes kept.
+fn md_cells(line: &str) -> Vec<String> {
+    let (mut cells, mut cell, mut chars) = (Vec::new(), String::new(), line.chars());
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                cell.push(c);
+                cell.extend(chars.next());
+            }
+            '|' => cells.push(std::mem::take(&mut cell).trim().to_string()),
+            c => cell.push(c),
+        }
+    }
+    cells.remove(0);
+    cells
+}
+
+/// What a Markdown line says: escapes undone, code spans and emphasis unmarked.
+fn md_plain(s: &str) -> String {
+    let s = s.replace("<br>", "\n");
+    let (mut out, mut chars) = (String::new(), s.chars());
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.extend(chars.next()),
+            '`' | '*' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// What an HTML line says: tags dropped, entities decoded.
+fn html_plain(s: &str) -> String {
+    let (mut out, mut in_tag) = (String::new(), false);
+    for c in s.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => in_tag = false,
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
+}

@@ -1,0 +1,316 @@
+//! The `report.json` schema: the versioned, serialized records a report is made of, from
+//! [`Report`] down to one attempt ([`AttemptReport`]) and one device's command result
+//! ([`DeviceResultReport`]).
+//!
+//! These types are the record other tools read, so changing a field changes
+//! [`REPORT_FORMAT`]. They hold typed data only (statuses, failure classes, HTTP statuses,
+//! counts); filling them from the executor's outcomes is [`super::build`]'s job, the run's
+//! outcome is [`super::RunOutcome`]'s, and every sentence about them is made by
+//! [`super::render`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::RunOutcome;
+use crate::base::{FailureClass, Hint};
+use crate::exec::{DeviceState, GaveUp, StopReason, TaskStatus};
+
+/// The `report.json` schema version. 2: failures, reasons, rollout stops, followed
+/// commands and the run outcome are typed records instead of text.
+pub const REPORT_FORMAT: u32 = 2;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Report {
+    pub format: u32,
+    pub run: RunInfo,
+    pub summary: Summary,
+    pub governor: GovernorReport,
+    pub steps: Vec<StepReport>,
+    pub tasks: Vec<TaskReport>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunInfo {
+    pub id: String,
+    pub job: String,
+    /// `sha256:` of the frozen plan: two reports with the same hash ran the same requests.
+    #[serde(default)]
+    pub plan_hash: String,
+    pub source: String,
+    pub server: String,
+    pub started_at: String,
+    pub finished_at: String,
+    pub elapsed_ms: u64,
+    pub outcome: RunOutcome,
+    /// `outcome.exit_code()`, for readers of the JSON.
+    pub exit_code: u8,
+    /// Rollouts stopped by `max_failures`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rollout_stops: Vec<StopReport>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Summary {
+    pub tasks: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub skipped: u64,
+    pub unknown: u64,
+    pub not_started: u64,
+    pub requests: u64,
+    pub retries: u64,
+    pub rate_limited: u64,
+    /// Requests per second over the whole run.
+    pub mean_rate: f64,
+    /// The busiest second of the run (requests in one timeline sample per second).
+    #[serde(default)]
+    pub peak_rate: f64,
+}
+
+/// The governor's counters as the report records them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct GovernorReport {
+    pub requests: u64,
+    pub by_status: BTreeMap<String, u64>,
+    pub rate_limited: u64,
+    pub window: u32,
+    pub window_max: u32,
+    pub window_min: u32,
+    pub window_changes: u64,
+    /// Total time the run spent paused after 429s.
+    pub paused_ms: u64,
+    /// The adaptive send rate at the end (absent when the API never throttled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adaptive_rate: Option<f64>,
+    /// One sample per second of the run, for charts.
+    #[serde(default)]
+    pub timeline: Vec<SampleReport>,
+}
+
+/// One second of a run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct SampleReport {
+    /// Seconds since the governor started.
+    pub t: u32,
+    pub requests: u32,
+    pub rate_limited: u32,
+    pub window: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StepReport {
+    pub id: String,
+    pub kind: String,
+    pub tasks: u64,
+    pub by_status: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TaskReport {
+    pub id: u32,
+    pub step: String,
+    pub target: String,
+    pub status: TaskStatus,
+    /// Why the task did not succeed; absent when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<ReasonReport>,
+    pub attempts: Vec<AttemptReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    /// What following the task's command found, per device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub followed: Option<FollowedReport>,
+    /// The devices of a task that covers several (a command to a device list, a move),
+    /// so `results.csv` can give each its own row.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<DeviceRef>,
+}
+
+/// A device of a multi-device task.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeviceRef {
+    pub id: String,
+    pub name: String,
+}
+
+/// One try of a task's operation.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AttemptReport {
+    pub n: u32,
+    /// Milliseconds since the run started.
+    pub at_ms: u64,
+    pub took_ms: u64,
+    /// Absent when the attempt was accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<FailureReport>,
+    /// How long the task waited before the next attempt, if there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_ms: Option<u64>,
+    /// What a read-back found when it made the write unnecessary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl AttemptReport {
+    /// The attempt's answer in a word: `ok`, the HTTP status (`429`), or the failure class
+    /// for failures without one (`timeout`).
+    pub fn short(&self) -> String {
+        match &self.failure {
+            None => "ok".into(),
+            Some(f) => f
+                .http_status
+                .map_or_else(|| f.class.as_str().to_string(), |s| s.to_string()),
+        }
+    }
+}
+
+/// A failed request or task.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FailureReport {
+    pub class: FailureClass,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    /// The server's own message text, when there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub esper_message: Option<String>,
+    /// How to fix it, when that is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+    /// What happened, in the engine's words.
+    pub description: String,
+    /// The server may have acted on the write.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub maybe_processed: bool,
+}
+
+/// The description, then Esper's message.
+impl fmt::Display for FailureReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.description)?;
+        if let Some(m) = &self.esper_message {
+            write!(f, ": {m}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Hint for FailureReport {
+    fn hint(&self) -> Option<String> {
+        self.hint.clone()
+    }
+}
+
+/// Why a task did not run, or did not succeed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ReasonReport {
+    /// The write failed for good.
+    Failed {
+        failure: FailureReport,
+        /// Set when the failure was retryable and retrying stopped.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gave_up: Option<GaveUp>,
+    },
+    /// Skipped: needed steps did not succeed.
+    NeedsFailed { needs: Vec<NeedReport> },
+    /// Skipped: the step's rollout stopped before this task's stage.
+    RolloutStopped { stop: StopReport },
+    /// Not started because the run stopped.
+    NotStarted {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stopped: Option<StopReason>,
+    },
+    /// No outcome was recorded for the task.
+    NotRecorded,
+    /// In flight when the run stopped, and not finished within the drain time.
+    Abandoned,
+    /// The command was accepted but devices failed, timed out or were cancelled.
+    DeviceFailures { counts: DeviceCountsReport },
+}
+
+/// A needed step that did not succeed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NeedReport {
+    pub step: String,
+    pub not_succeeded: u32,
+}
+
+/// A rollout stopped by `max_failures` after stage `stage` (1-based) of `stages`:
+/// `failed` failure units of `total` so far, `allowed` allowed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StopReport {
+    pub step: String,
+    pub stage: usize,
+    pub stages: usize,
+    pub failed: u64,
+    pub allowed: u64,
+    pub total: u64,
+}
+
+/// Devices of a followed command by final state.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeviceCountsReport {
+    pub succeeded: u64,
+    pub failed: u64,
+    pub timed_out: u64,
+    pub cancelled: u64,
+    pub pending: u64,
+}
+
+impl DeviceCountsReport {
+    pub fn total(&self) -> u64 {
+        self.succeeded + self.failed + self.timed_out + self.cancelled + self.pending
+    }
+
+    /// Failed, timed out or cancelled.
+    pub fn unsuccessful(&self) -> u64 {
+        self.failed + self.timed_out + self.cancelled
+    }
+
+    /// Adds another task's devices, for a group of tasks.
+    pub(crate) fn add(&mut self, o: &DeviceCountsReport) {
+        self.succeeded += o.succeeded;
+        self.failed += o.failed;
+        self.timed_out += o.timed_out;
+        self.cancelled += o.cancelled;
+        self.pending += o.pending;
+    }
+}
+
+/// What following a command found.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FollowedReport {
+    pub command: String,
+    /// Every device reached a final state before the wait ended.
+    pub finished: bool,
+    /// Absent when the per-device status could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counts: Option<DeviceCountsReport>,
+    /// The devices that did not succeed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<DeviceResultReport>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeviceResultReport {
+    pub id: String,
+    pub state: DeviceState,
+    /// The reason the device gave.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl TaskReport {
+    /// The failure behind the task, when it failed on a request (or a local check).
+    pub fn failure(&self) -> Option<&FailureReport> {
+        match &self.reason {
+            Some(ReasonReport::Failed { failure, .. }) => Some(failure),
+            _ => None,
+        }
+    }
+}
