@@ -2,7 +2,7 @@
 //!
 //! `${NAME}` is an environment variable, replaced when the job is loaded. `${{ a.b.c }}` is a
 //! template reference over `vars`, `item`, `steps` and `target`; this file parses and renders
-//! them, and [`super::validate`] checks every reference before anything runs. Lookups are
+//! them, and the checker (`job/check/refs.rs`) checks every reference before anything runs. Lookups are
 //! supplied by the caller, so rendering stays pure.
 
 use serde_json::Value;
@@ -72,6 +72,16 @@ pub fn strings(v: &Value, out: &mut Vec<String>) {
     }
 }
 
+/// The value at `path` inside `v`: object keys by name, list items by index
+/// (`results.0.id`).
+pub fn lookup_path<'a>(v: &'a Value, path: &[String]) -> Option<&'a Value> {
+    path.iter().try_fold(v, |v, seg| match v {
+        Value::Object(m) => m.get(seg),
+        Value::Array(items) => seg.parse::<usize>().ok().and_then(|i| items.get(i)),
+        _ => None,
+    })
+}
+
 /// Renders a string. A string that is exactly one reference yields the referenced value
 /// itself (so `${{ vars.count }}` stays a number); otherwise values are spliced as text.
 pub fn render_str(s: &str, lookup: &dyn Fn(&[String]) -> Option<Value>) -> Result<Value, String> {
@@ -115,8 +125,19 @@ pub fn render_value(
     })
 }
 
+/// Why `${NAME}` could not be substituted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvError {
+    #[error("environment variable {0} is not set")]
+    Unset(String),
+    #[error("`${{{0}}}` is not an environment variable name")]
+    BadName(String),
+    #[error("unclosed `${{` in `{0}`")]
+    Unclosed(String),
+}
+
 /// Replaces `${NAME}` with the environment variable's value; `${{` is left alone.
-pub fn subst_env(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+pub fn subst_env(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, EnvError> {
     let mut out = String::new();
     let mut rest = s;
     while let Some(start) = rest.find("${") {
@@ -131,12 +152,12 @@ pub fn subst_env(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String
         }
         let end = after
             .find('}')
-            .ok_or_else(|| format!("unclosed `${{` in `{s}`"))?;
+            .ok_or_else(|| EnvError::Unclosed(s.to_string()))?;
         let name = &after[..end];
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!("`${{{name}}}` is not an environment variable name"));
+            return Err(EnvError::BadName(name.to_string()));
         }
-        let value = env(name).ok_or_else(|| format!("environment variable {name} is not set"))?;
+        let value = env(name).ok_or_else(|| EnvError::Unset(name.to_string()))?;
         out.push_str(&value);
         rest = &after[end + 1..];
     }
@@ -189,7 +210,10 @@ mod tests {
             subst_env("${{ item.id }}-${EID}", &env).unwrap(),
             "${{ item.id }}-e-1"
         );
-        assert!(subst_env("${NOPE}", &env).unwrap_err().contains("NOPE"));
+        assert_eq!(
+            subst_env("${NOPE}", &env).unwrap_err().to_string(),
+            "environment variable NOPE is not set"
+        );
         assert_eq!(whole_env_ref("${ESPER_API_KEY}"), Some("ESPER_API_KEY"));
         assert_eq!(whole_env_ref("abc"), None);
     }
