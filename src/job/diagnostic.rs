@@ -73,7 +73,11 @@ impl Diagnostic {
         let (line, col) = (span.start.line, span.start.col);
         let gutter = " ".repeat(line.to_string().len());
         let _ = writeln!(out, "{gutter}--> {}:{line}:{col}", self.file);
-        let snippet = source.and_then(|s| self.snippet.clone().or_else(|| snippet(s, span, &[])));
+        let snippet = source.and_then(|s| {
+            self.snippet
+                .clone()
+                .or_else(|| snippet(&source_lines(s), span, &[]))
+        });
         if let Some(s) = snippet {
             let len = s.end.saturating_sub(s.start).max(1);
             let _ = writeln!(out, "{gutter} |");
@@ -197,7 +201,7 @@ pub(super) fn finish(text: &str, secrets: &[Span], diags: &mut [Diagnostic]) {
     words.dedup();
     for d in diags.iter_mut() {
         if let Some(span) = d.span {
-            d.snippet = snippet(text, span, secrets);
+            d.snippet = snippet(&lines, span, secrets);
         }
         for w in &words {
             d.message = d.message.replace(w.as_str(), &mask(w));
@@ -209,9 +213,9 @@ pub(super) fn finish(text: &str, secrets: &[Span], diags: &mut [Diagnostic]) {
 }
 
 /// The line a span starts on, masked, with the span's columns moved to match.
-fn snippet(text: &str, span: Span, secrets: &[Span]) -> Option<Snippet> {
+fn snippet(lines: &[&str], span: Span, secrets: &[Span]) -> Option<Snippet> {
     let line_no = span.start.line;
-    let line = *source_lines(text).get(line_no.checked_sub(1)?)?;
+    let line = *lines.get(line_no.checked_sub(1)?)?;
     let chars: Vec<char> = line.chars().collect();
     let mut ranges: Vec<(usize, usize)> = secrets
         .iter()
@@ -426,7 +430,7 @@ mod tests {
     fn api_keys_are_masked_and_marks_move_with_them() {
         let text = "esper: { api_key: sk_live_0123456789abcdef5c, tenat: acme }\n";
         // A diagnostic after the key on the same line: its mark moves left.
-        let s = snippet(text, span(1, 47, 52), &[]).unwrap();
+        let s = snippet(&source_lines(text), span(1, 47, 52), &[]).unwrap();
         assert_eq!(s.text, "esper: { api_key: sk_l…5c, tenat: acme }");
         assert_eq!(
             &s.text.chars().collect::<Vec<_>>()[s.start..s.end]
@@ -435,14 +439,14 @@ mod tests {
             "tenat"
         );
         // The key's own diagnostic marks the masked text.
-        let s = snippet(text, span(1, 19, 45), &[]).unwrap();
+        let s = snippet(&source_lines(text), span(1, 19, 45), &[]).unwrap();
         assert_eq!(
             &s.text.chars().collect::<Vec<_>>()[s.start..s.end]
                 .iter()
                 .collect::<String>(),
             "sk_l…5c"
         );
-        let s = snippet("  api_key: \"short\"\n", span(1, 12, 19), &[]).unwrap();
+        let s = snippet(&["  api_key: \"short\""], span(1, 12, 19), &[]).unwrap();
         assert_eq!(s.text, "  api_key: \"****\"");
         assert_eq!((s.start, s.end), (11, 17));
         for kept in [
@@ -450,7 +454,7 @@ mod tests {
             "  api_key_file: /run/key",
             "  x_api_key2: k",
         ] {
-            assert_eq!(snippet(kept, span(1, 1, 2), &[]).unwrap().text, kept);
+            assert_eq!(snippet(&[kept], span(1, 1, 2), &[]).unwrap().text, kept);
         }
     }
 
@@ -461,7 +465,7 @@ mod tests {
             start: Pos { line: 1, col: 10 },
             end: Pos { line: 3, col: 1 },
         }];
-        let s = snippet(text, span(2, 3, 29), &flagged).unwrap();
+        let s = snippet(&source_lines(text), span(2, 3, 29), &flagged).unwrap();
         assert_eq!(s.text, "  abcd…yz");
         let mut d = vec![Diagnostic {
             severity: Severity::Error,

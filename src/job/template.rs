@@ -7,6 +7,11 @@
 
 use serde_json::Value;
 
+/// A malformed template or a reference without a value, phrased for the user.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct TemplateError(pub String);
+
 /// A piece of a templated string.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Part {
@@ -16,7 +21,8 @@ pub enum Part {
 }
 
 /// Splits a string into literals and `${{ … }}` references.
-pub fn parse(s: &str) -> Result<Vec<Part>, String> {
+pub fn parse(s: &str) -> Result<Vec<Part>, TemplateError> {
+    let err = |m: String| TemplateError(m);
     let mut parts = Vec::new();
     let mut rest = s;
     while let Some(start) = rest.find("${{") {
@@ -24,12 +30,14 @@ pub fn parse(s: &str) -> Result<Vec<Part>, String> {
             parts.push(Part::Lit(rest[..start].to_string()));
         }
         let after = &rest[start + 3..];
-        let end = after
-            .find("}}")
-            .ok_or_else(|| format!("unclosed template in `{s}`: `${{{{` has no matching `}}}}`"))?;
+        let end = after.find("}}").ok_or_else(|| {
+            err(format!(
+                "unclosed template in `{s}`: `${{{{` has no matching `}}}}`"
+            ))
+        })?;
         let expr = after[..end].trim();
         if expr.is_empty() {
-            return Err(format!("empty template `${{{{ }}}}` in `{s}`"));
+            return Err(err(format!("empty template `${{{{ }}}}` in `{s}`")));
         }
         let segs: Vec<String> = expr.split('.').map(|p| p.trim().to_string()).collect();
         if segs.iter().any(|p| {
@@ -38,9 +46,9 @@ pub fn parse(s: &str) -> Result<Vec<Part>, String> {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         }) {
-            return Err(format!(
+            return Err(err(format!(
                 "`{expr}` is not a reference: write dotted names such as `item.name` or `vars.package`"
-            ));
+            )));
         }
         parts.push(Part::Ref(segs));
         rest = &after[end + 2..];
@@ -52,7 +60,7 @@ pub fn parse(s: &str) -> Result<Vec<Part>, String> {
 }
 
 /// Every reference in a string.
-pub fn refs(s: &str) -> Result<Vec<Vec<String>>, String> {
+pub fn refs(s: &str) -> Result<Vec<Vec<String>>, TemplateError> {
     Ok(parse(s)?
         .into_iter()
         .filter_map(|p| match p {
@@ -84,10 +92,14 @@ pub fn lookup_path<'a>(v: &'a Value, path: &[String]) -> Option<&'a Value> {
 
 /// Renders a string. A string that is exactly one reference yields the referenced value
 /// itself (so `${{ vars.count }}` stays a number); otherwise values are spliced as text.
-pub fn render_str(s: &str, lookup: &dyn Fn(&[String]) -> Option<Value>) -> Result<Value, String> {
+pub fn render_str(
+    s: &str,
+    lookup: &dyn Fn(&[String]) -> Option<Value>,
+) -> Result<Value, TemplateError> {
+    let missing = |r: &[String]| TemplateError(format!("`{}` has no value", r.join(".")));
     let parts = parse(s)?;
     if let [Part::Ref(r)] = parts.as_slice() {
-        return lookup(r).ok_or_else(|| format!("`{}` has no value", r.join(".")));
+        return lookup(r).ok_or_else(|| missing(r));
     }
     let mut out = String::new();
     for p in parts {
@@ -95,7 +107,7 @@ pub fn render_str(s: &str, lookup: &dyn Fn(&[String]) -> Option<Value>) -> Resul
             Part::Lit(l) => out.push_str(&l),
             Part::Ref(r) => match lookup(&r) {
                 Some(Value::String(v)) => out.push_str(&v),
-                Some(Value::Null) | None => return Err(format!("`{}` has no value", r.join("."))),
+                Some(Value::Null) | None => return Err(missing(&r)),
                 Some(v) => out.push_str(&v.to_string()),
             },
         }
@@ -107,7 +119,7 @@ pub fn render_str(s: &str, lookup: &dyn Fn(&[String]) -> Option<Value>) -> Resul
 pub fn render_value(
     v: &Value,
     lookup: &dyn Fn(&[String]) -> Option<Value>,
-) -> Result<Value, String> {
+) -> Result<Value, TemplateError> {
     Ok(match v {
         Value::String(s) if s.contains("${{") => render_str(s, lookup)?,
         Value::Array(items) => Value::Array(
@@ -119,7 +131,7 @@ pub fn render_value(
         Value::Object(map) => Value::Object(
             map.iter()
                 .map(|(k, v)| Ok((k.clone(), render_value(v, lookup)?)))
-                .collect::<Result<_, String>>()?,
+                .collect::<Result<_, TemplateError>>()?,
         ),
         other => other.clone(),
     })

@@ -78,7 +78,7 @@ fn walk(cx: &mut Cx, v: &mut Node, t: &Ty, tpl: Tpl, path: &str, vars: &BTreeMap
 fn render(cx: &mut Cx, v: &mut Node, path: &str, vars: &BTreeMap<String, Value>) {
     let text = v.as_str().unwrap_or_default().to_string();
     let problem = match template::refs(&text) {
-        Err(e) => Some((e, None)),
+        Err(e) => Some((e.to_string(), None)),
         Ok(refs) => refs.iter().find_map(|parts| {
             let shown = parts.join(".");
             if parts[0] != "vars" {
@@ -103,7 +103,7 @@ fn render(cx: &mut Cx, v: &mut Node, path: &str, vars: &BTreeMap<String, Value>)
             cx.error(
                 v,
                 path,
-                e,
+                e.to_string(),
                 Some("give the var a value under `vars:`".into()),
             );
             cx.mark_reported(v);

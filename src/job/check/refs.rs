@@ -47,7 +47,7 @@ pub(super) fn check_refs(cx: &mut Cx, n: &Node, path: &str, r: &mut RefCx) {
             let refs = match template::refs(s) {
                 Ok(refs) => refs,
                 Err(e) => {
-                    cx.error(n, path, e, None);
+                    cx.error(n, path, e.to_string(), None);
                     return;
                 }
             };
