@@ -56,11 +56,15 @@ pub enum Command {
     Demo(DemoArgs),
     /// Run the embedded mock Esper server for trying jobs without a tenant
     Mock(mock::MockArgs),
-    /// Check job files offline; sends nothing
+    /// Check job files offline; sends nothing and needs no secrets
     Validate {
-        /// Job files
+        /// Job files, directories (their *.yaml and *.yml files, in name order), or - for
+        /// standard input
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Print one JSON document of every diagnostic on stdout
+        #[arg(long)]
+        json: bool,
     },
     /// Resolve targets (read-only) and show the task graph, requests and duration
     Plan(PlanArgs),
@@ -268,7 +272,7 @@ async fn dispatch(cmd: Command) -> Result<u8> {
                 .context("running the mock server")?;
             exit::OK
         }
-        Command::Validate { files } => validate(&files, &env),
+        Command::Validate { files, json } => validate(&files, json, &env)?,
         Command::Plan(a) => plan_cmd(a, &env).await?,
         Command::Run(a) => run_cmd(a, &env).await,
         Command::Schema => {
@@ -319,28 +323,16 @@ fn load(path: &std::path::Path, env: &Env) -> Result<job::Job, RunError> {
     Ok(loaded.job)
 }
 
-fn validate(files: &[PathBuf], env: &Env) -> u8 {
-    let mut bad = 0;
-    for f in files {
-        match load(f, env) {
-            Ok(job) => println!(
-                "ok: {} (job `{}`, {} steps)",
-                f.display(),
-                job.name,
-                job.steps.len()
-            ),
-            Err(e) => {
-                bad += 1;
-                fail(&e);
-            }
-        }
-    }
-    if bad > 0 {
-        eprintln!("{bad} of {} job files are invalid", files.len());
-        exit::INVALID
+fn validate(files: &[PathBuf], json: bool, env: &Env) -> Result<u8> {
+    let v = run::validate_paths(files, env, &mut std::io::stdin());
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v.to_json())?);
     } else {
-        exit::OK
+        let (out, err) = v.text();
+        print!("{out}");
+        eprint!("{err}");
     }
+    Ok(v.exit_code())
 }
 
 fn connection(conn: &ConnArgs, env: &Env) -> ConnectionSettings {

@@ -180,7 +180,8 @@ fn fill_outputs(task: &mut Task, outputs: &BTreeMap<String, Value>) -> Result<()
         Some(v.clone())
     };
     let op = serde_json::to_value(&task.op).map_err(|e| OutputError::Shape(e.to_string()))?;
-    let filled = crate::job::template::render_value(&op, &lookup).map_err(OutputError::Missing)?;
+    let filled =
+        crate::job::template::render_value(&op, &lookup).map_err(|e| OutputError::Missing(e.0))?;
     task.op = serde_json::from_value(filled).map_err(|e| OutputError::Shape(e.to_string()))?;
     Ok(())
 }

@@ -2,8 +2,10 @@
 //! (a bad reference, a cycle, an unknown key) can point at its exact line and column.
 //!
 //! Syntax checking is done first by yaml_serde (which also rejects duplicate keys and alias
-//! bombs); this file then builds the spanned tree from saphyr's marked parse. It owns no
-//! meaning: the checker in `check/` decides what the nodes must be.
+//! bombs); this file then builds the spanned tree from saphyr's marked parse. yaml_serde
+//! only names the map that holds a duplicate key, so saphyr's event parser finds the
+//! second key itself. It owns no meaning: the checker in `check/` decides what the nodes
+//! must be.
 
 use saphyr::{LoadableYamlNode, MarkedYamlOwned, ScalarOwned, YamlDataOwned};
 use serde_json::Value;
@@ -119,15 +121,24 @@ impl Node {
     }
 }
 
-/// A syntax error with its position.
+/// A syntax error with its position, its message and how to fix it (if more is known
+/// than "check the indentation").
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyntaxError {
     pub pos: Option<Pos>,
+    pub span: Option<Span>,
     pub message: String,
+    pub help: Option<String>,
 }
 
 /// Parses one YAML document into a spanned tree.
 pub fn parse(text: &str) -> Result<Node, SyntaxError> {
+    let invalid = |pos: Option<Pos>, message: &str| SyntaxError {
+        pos,
+        span: None,
+        message: format!("invalid YAML: {message}"),
+        help: None,
+    };
     // yaml_serde first: precise syntax errors, duplicate keys, alias bombs.
     if let Err(e) = serde_yaml::from_str::<serde_yaml::Value>(text) {
         let pos = e.location().map(|l| Pos {
@@ -138,14 +149,26 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
         if let Some(i) = message.find(" at line ") {
             message.truncate(i);
         }
-        return Err(SyntaxError { pos, message });
+        if let Some((map, _)) = message.split_once(": duplicate entry with key ")
+            && let Some(dup) = duplicate_key(text)
+        {
+            return Err(dup.error(map));
+        }
+        if message.starts_with("duplicate entry with key ")
+            && let Some(dup) = duplicate_key(text)
+        {
+            return Err(dup.error(""));
+        }
+        return Err(invalid(pos, &message));
     }
-    let docs = MarkedYamlOwned::load_from_str(text).map_err(|e| SyntaxError {
-        pos: Some(Pos {
-            line: e.marker().line(),
-            col: e.marker().col() + 1,
-        }),
-        message: e.info().to_string(),
+    let docs = MarkedYamlOwned::load_from_str(text).map_err(|e| {
+        invalid(
+            Some(Pos {
+                line: e.marker().line(),
+                col: e.marker().col() + 1,
+            }),
+            e.info(),
+        )
     })?;
     match docs.len() {
         0 => Ok(Node {
@@ -153,11 +176,103 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
             kind: Kind::Null,
         }),
         1 => Ok(convert(&docs[0], 0)),
-        n => Err(SyntaxError {
-            pos: None,
-            message: format!("the file holds {n} YAML documents; a job file holds one"),
-        }),
+        n => Err(invalid(
+            None,
+            &format!("the file holds {n} YAML documents; a job file holds one"),
+        )),
     }
+}
+
+/// A key written twice in one map: the second occurrence, and where the first one is.
+struct Duplicate {
+    key: String,
+    second: Span,
+    first: Pos,
+}
+
+impl Duplicate {
+    fn error(&self, map: &str) -> SyntaxError {
+        let within = if map.is_empty() {
+            String::new()
+        } else {
+            format!(" in `{map}`")
+        };
+        SyntaxError {
+            pos: Some(self.second.start),
+            span: Some(self.second),
+            message: format!("duplicate key `{}`{within}", self.key),
+            help: Some(format!(
+                "`{}` is already set at line {}{}; a map holds each key once, so remove one of them",
+                self.key,
+                self.first.line,
+                if self.first.line == self.second.start.line {
+                    format!(", column {}", self.first.col)
+                } else {
+                    String::new()
+                }
+            )),
+        }
+    }
+}
+
+/// The first key that repeats within its map, from saphyr's events (which, unlike the
+/// loaded tree, still have both keys and where they are).
+fn duplicate_key(text: &str) -> Option<Duplicate> {
+    use saphyr_parser::{Event, Parser};
+    use std::collections::HashMap;
+
+    enum Frame {
+        Map {
+            keys: HashMap<String, Pos>,
+            at_key: bool,
+        },
+        Seq,
+    }
+    // A whole node (scalar, alias or finished collection) moves its map from key to value.
+    fn done(stack: &mut [Frame]) {
+        if let Some(Frame::Map { at_key, .. }) = stack.last_mut() {
+            *at_key = !*at_key;
+        }
+    }
+    let pos = |m: &saphyr_parser::Marker| Pos {
+        line: m.line(),
+        col: m.col() + 1,
+    };
+    let mut stack: Vec<Frame> = Vec::new();
+    for ev in Parser::new_from_str(text) {
+        let (ev, span) = ev.ok()?;
+        match ev {
+            Event::Scalar(value, ..) => {
+                if let Some(Frame::Map { keys, at_key: true }) = stack.last_mut() {
+                    let here = pos(&span.start);
+                    if let Some(first) = keys.get(value.as_ref()) {
+                        return Some(Duplicate {
+                            key: value.into_owned(),
+                            second: Span {
+                                start: here,
+                                end: pos(&span.end),
+                            },
+                            first: *first,
+                        });
+                    }
+                    keys.insert(value.into_owned(), here);
+                }
+                done(&mut stack);
+            }
+            Event::Alias(_) => done(&mut stack),
+            Event::MappingStart(..) => stack.push(Frame::Map {
+                keys: HashMap::new(),
+                at_key: true,
+            }),
+            Event::SequenceStart(..) => stack.push(Frame::Seq),
+            Event::MappingEnd | Event::SequenceEnd => {
+                stack.pop();
+                done(&mut stack);
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Nesting deeper than this is not a job file; refusing it keeps recursion bounded.
@@ -238,6 +353,10 @@ mod tests {
         assert!(parse("a: [1, 2\n").unwrap_err().pos.is_some());
         let d = parse("a: 1\na: 2\n").unwrap_err();
         assert!(d.message.contains("duplicate"), "{}", d.message);
+        assert_eq!(d.pos, Some(Pos { line: 2, col: 1 }), "the second key");
+        let d = parse("m:\n  x: {b: 1, c: [b, b], b: 2}\n").unwrap_err();
+        assert_eq!(d.message, "duplicate key `b` in `m.x`");
+        assert_eq!(d.pos, Some(Pos { line: 2, col: 24 }));
         assert_eq!(parse("").unwrap().kind, Kind::Null);
     }
 

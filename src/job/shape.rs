@@ -5,8 +5,14 @@
 //! (with did-you-mean), missing keys and type errors, and `esper-bulk schema` turns the
 //! same tables into a JSON Schema for editors, so the two cannot drift. Meaning beyond
 //! shape (references, cycles, value ranges) is checked by the other passes in `check/`.
+//!
+//! Each key also says whether its value may hold `${{ … }}` templates and when they are
+//! rendered ([`Tpl`]): the checker refuses templates elsewhere, and the planner renders
+//! every key marked here.
 
 use serde_json::{Map, Value, json};
+
+use crate::job::{MAX_DURATION, TIME_OF_DAY_PATTERN, duration_pattern};
 
 /// The type a key's value must have.
 #[derive(Debug, Clone, Copy)]
@@ -21,6 +27,12 @@ pub enum Ty {
     Rate,
     /// A count or a percentage: `5`, `5%`.
     Amount,
+    /// A day of the week, written in full: `Monday`.
+    Weekday,
+    /// `HH:MM` on a 24-hour clock.
+    TimeOfDay,
+    /// An RFC 3339 date-time with its offset: `2026-01-01T00:00:00Z`.
+    DateTime,
     /// Anything (free-form JSON sent to the API).
     Any,
     StrList,
@@ -33,12 +45,44 @@ pub enum Ty {
     ListOf(&'static Ty),
 }
 
+/// Whether a key's value may hold `${{ … }}` templates, and when they are rendered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tpl {
+    /// Taken literally: the value names targets, files, steps or settings that are used
+    /// before any task exists.
+    No,
+    /// Rendered when a task is made from the plan (`vars`, `item`, `target`); `steps.*`
+    /// outputs are filled in when the task runs.
+    Task,
+    /// Rendered from `vars` when the job loads, because the checker or the planner reads
+    /// the value itself (a version looked up at plan time, a schedule's days).
+    Load,
+}
+
 #[derive(Debug)]
 pub struct Field {
     pub name: &'static str,
     pub ty: Ty,
     pub required: bool,
     pub doc: &'static str,
+    pub tpl: Tpl,
+}
+
+impl Field {
+    /// Templates here are rendered into each task.
+    const fn templated(self) -> Field {
+        Field {
+            tpl: Tpl::Task,
+            ..self
+        }
+    }
+    /// Templates here may only read `vars`, rendered when the job loads.
+    const fn vars_at_load(self) -> Field {
+        Field {
+            tpl: Tpl::Load,
+            ..self
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -63,6 +107,7 @@ const fn f(name: &'static str, ty: Ty, doc: &'static str) -> Field {
         ty,
         required: false,
         doc,
+        tpl: Tpl::No,
     }
 }
 const fn req(name: &'static str, ty: Ty, doc: &'static str) -> Field {
@@ -71,6 +116,7 @@ const fn req(name: &'static str, ty: Ty, doc: &'static str) -> Field {
         ty,
         required: true,
         doc,
+        tpl: Tpl::No,
     }
 }
 
@@ -84,6 +130,72 @@ pub const COMPARATORS: &[&str] = &[
 pub const UNITS: &[&str] = &["Percent", "Count"];
 pub const ON_EXISTS: &[&str] = &["skip", "update", "fail"];
 pub const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
+
+/// Esper's documented device commands (`DeviceCommandEnum` of `POST /commands/v0/commands/`).
+/// A command newer than this list is sent with `unchecked: true`.
+pub const COMMANDS: &[&str] = &[
+    "ADD_TO_WHITELIST",
+    "ADD_WIFI_AP",
+    "APPLY_APP_CONFIG",
+    "CLEAR_APP_DATA",
+    "CONVERGE",
+    "INSTALL",
+    "INSTALL_CERTIFICATE",
+    "LIST_INSTALLED_PROFILES",
+    "LOCK",
+    "REBOOT",
+    "REMOVE_FROM_WHITELIST",
+    "REMOVE_PROFILE",
+    "REMOVE_WIFI_AP",
+    "SET_APP_PERMISSION",
+    "SET_APP_STATE",
+    "SET_BLUETOOTH_STATE",
+    "SET_BRIGHTNESS_SCALE",
+    "SET_DEVICE_LOCKDOWN_STATE",
+    "SET_GPS_STATE",
+    "SET_KIOSK_APP",
+    "SET_MULTI_APP_MODE",
+    "SET_NEW_POLICY",
+    "SET_ROTATION_STATE",
+    "SET_SCREEN_OFF_TIMEOUT",
+    "SET_STREAM_VOLUME",
+    "SET_TIMEZONE",
+    "SET_WIFI_STATE",
+    "UNINSTALL",
+    "UNINSTALL_CERTIFICATE",
+    "UPDATE_DEVICE_CONFIG",
+    "UPDATE_HEARTBEAT",
+    "UPDATE_LATEST_DPC",
+    "WIPE",
+    "RESET_LOCKSCREEN_PASSWORD",
+    "UPDATE_BLUEPRINT",
+    "NOTIFY_DEVICE",
+    "SET_DEVICE_LANGUAGE",
+    "SET_ETHERNET_SETTINGS",
+    "SET_STATIC_IP",
+    "BEEP_DEVICE",
+    "SET_APP_NOTIFICATIONS",
+    "USE_ONLY_SAVED_WIFI_AP",
+    "DEVICE_INFORMATION",
+    "VPP_APP_INSTALL",
+    "APPLE_APP_UNINSTALL",
+    "CLEAR_PASSCODE",
+    "INSTALL_PROFILE",
+    "RUN_SHELL_SCRIPT",
+    "RUN_CUSTOM_ACTION",
+    "COLLECT_LOGS",
+];
+
+/// Days of the week as a schedule's `days` names them.
+pub const DAYS: &[&str] = &[
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
 
 /// The operations a step can have; exactly one per step.
 pub const OPERATIONS: &[&str] = &[
@@ -392,9 +504,10 @@ pub static APP_INSTALL: Shape = Shape {
             "version",
             Ty::Str,
             "App version id, e.g. `${{ steps.upload.version_id }}`.",
-        ),
-        f("package", Ty::Str, "Package name (with version_code)."),
-        f("version_code", Ty::Str, "Version code (with package)."),
+        )
+        .templated(),
+        f("package", Ty::Str, "Package name (with version_code).").vars_at_load(),
+        f("version_code", Ty::Str, "Version code (with package).").vars_at_load(),
         f(
             "wait",
             Ty::Obj(&WAIT),
@@ -408,7 +521,7 @@ pub static APP_UNINSTALL: Shape = Shape {
     doc: "UNINSTALL a package.",
     fields: &[
         req("to", Ty::Str, "Target groups or devices."),
-        req("package", Ty::Str, "Package name."),
+        req("package", Ty::Str, "Package name.").templated(),
         f(
             "wait",
             Ty::Obj(&WAIT),
@@ -422,8 +535,17 @@ pub static COMMAND: Shape = Shape {
     doc: "Any Esper command (REBOOT, UPDATE_HEARTBEAT, SET_DEVICE_LOCKDOWN_STATE, …).",
     fields: &[
         req("to", Ty::Str, "Target groups or devices."),
-        req("name", Ty::Str, "Command name."),
-        f("args", Ty::Any, "command_args, sent as given."),
+        req(
+            "name",
+            Ty::Str,
+            "Command name from Esper's DeviceCommandEnum, e.g. REBOOT.",
+        ),
+        f(
+            "unchecked",
+            Ty::Bool,
+            "Send `name` although it is not in Esper's documented list (a newer command).",
+        ),
+        f("args", Ty::Any, "command_args, sent as given.").templated(),
         f(
             "schedule",
             Ty::Obj(&SCHEDULE),
@@ -438,6 +560,7 @@ pub static COMMAND: Shape = Shape {
 };
 
 pub const SCHEDULE_TYPES: &[&str] = &["IMMEDIATE", "WINDOW", "RECURRING"];
+pub const TIME_TYPES: &[&str] = &["console", "device"];
 
 pub static SCHEDULE: Shape = Shape {
     name: "schedule",
@@ -448,25 +571,42 @@ pub static SCHEDULE: Shape = Shape {
             Ty::Enum(SCHEDULE_TYPES),
             "WINDOW runs once inside the window; RECURRING until it succeeds or expires.",
         ),
-        f("name", Ty::Str, "Schedule name shown in the console."),
+        f("name", Ty::Str, "Schedule name shown in the console.").templated(),
         f(
             "start_datetime",
-            Ty::Str,
-            "ISO date-time the schedule starts.",
-        ),
-        f("end_datetime", Ty::Str, "ISO date-time the schedule ends."),
+            Ty::DateTime,
+            "RFC 3339 date-time the schedule starts, e.g. `2026-01-01T00:00:00Z`.",
+        )
+        .vars_at_load(),
+        f(
+            "end_datetime",
+            Ty::DateTime,
+            "RFC 3339 date-time the schedule ends (expires).",
+        )
+        .vars_at_load(),
         f(
             "time_type",
-            Ty::Enum(&["console", "device"]),
-            "Whose clock the window uses.",
+            Ty::Enum(TIME_TYPES),
+            "Whose time zone the window uses: `device` (each device's own) or `console` (the user's who made it).",
         ),
-        f("window_start_time", Ty::Str, "Daily window start, `HH:MM`."),
-        f("window_end_time", Ty::Str, "Daily window end, `HH:MM`."),
+        f(
+            "window_start_time",
+            Ty::TimeOfDay,
+            "Daily window start, `HH:MM` (24-hour).",
+        )
+        .vars_at_load(),
+        f(
+            "window_end_time",
+            Ty::TimeOfDay,
+            "Daily window end, `HH:MM` (24-hour).",
+        )
+        .vars_at_load(),
         f(
             "days",
-            Ty::StrList,
-            "Days of the week, e.g. `[Monday, Tuesday]`.",
-        ),
+            Ty::ListOf(&Ty::Weekday),
+            "Days of the week the window opens, e.g. `[Monday, Tuesday]`.",
+        )
+        .vars_at_load(),
     ],
 };
 
@@ -474,22 +614,23 @@ pub static ALARM_RULE: Shape = Shape {
     name: "alarm_rule",
     doc: "An alarm rule, keyed by name.",
     fields: &[
-        req("name", Ty::Str, "Rule name (the natural key)."),
-        f("description", Ty::Str, "Description."),
-        req("metric", Ty::Str, "Metric, e.g. battery_level."),
+        req("name", Ty::Str, "Rule name (the natural key).").templated(),
+        f("description", Ty::Str, "Description.").templated(),
+        req("metric", Ty::Str, "Metric, e.g. battery_level.").templated(),
         req("conditions", Ty::Obj(&CONDITIONS), "When the alarm fires."),
         req(
             "realert_interval",
-            Ty::Int,
-            "Interval between repeated alerts.",
-        ),
-        f("repeat_times", Ty::Int, "How often to repeat."),
+            Ty::Duration,
+            "Time between repeated alerts; sent to Esper in seconds.",
+        )
+        .vars_at_load(),
+        f("repeat_times", Ty::Int, "How often to repeat.").templated(),
         f("is_active", Ty::Bool, "Whether the rule is active."),
-        f("action_emails", Ty::StrList, "Emails to notify."),
-        f("actions", Ty::StrList, "Actions."),
-        f("alert_channels", Ty::ListOf(&Ty::Any), "Alert channel ids."),
-        f("groups", Ty::StrList, "Group ids (not with devices)."),
-        f("devices", Ty::StrList, "Device ids (not with groups)."),
+        f("action_emails", Ty::StrList, "Emails to notify.").templated(),
+        f("actions", Ty::StrList, "Actions.").templated(),
+        f("alert_channels", Ty::ListOf(&Ty::Any), "Alert channel ids.").templated(),
+        f("groups", Ty::StrList, "Group ids (not with devices).").templated(),
+        f("devices", Ty::StrList, "Device ids (not with groups).").templated(),
         f(
             "on_exists",
             Ty::Enum(ON_EXISTS),
@@ -507,7 +648,7 @@ pub static CONDITIONS: Shape = Shape {
             Ty::Enum(COMPARATORS),
             "How value is compared.",
         ),
-        req("value", Ty::Num, "Threshold."),
+        req("value", Ty::Num, "Threshold.").templated(),
         req("unit", Ty::Enum(UNITS), "Unit of value."),
         f("toggle_state", Ty::Bool, "Toggle state."),
     ],
@@ -537,9 +678,10 @@ pub static REQUEST: Shape = Shape {
             "path",
             Ty::Str,
             "Path below the base URL; `{enterprise_id}` is filled in.",
-        ),
-        f("query", Ty::MapOf(&Ty::Str), "Query parameters."),
-        f("body", Ty::Any, "JSON body."),
+        )
+        .templated(),
+        f("query", Ty::MapOf(&Ty::Str), "Query parameters.").templated(),
+        f("body", Ty::Any, "JSON body.").templated(),
     ],
 };
 
@@ -566,7 +708,7 @@ fn shape_schema(s: &Shape) -> Value {
         .fields
         .iter()
         .map(|f| {
-            let mut v = ty_schema(&f.ty);
+            let mut v = ty_schema(&f.ty, f.tpl);
             if let Value::Object(m) = &mut v {
                 m.insert("description".into(), json!(f.doc));
             }
@@ -603,15 +745,42 @@ fn shape_schema(s: &Shape) -> Value {
 
 const TEMPLATE: &str = "^.*\\$\\{\\{.*\\}\\}.*$";
 
-fn ty_schema(t: &Ty) -> Value {
+/// `schema`, or also a template string where the key takes templates.
+fn or_template(schema: Value, tpl: Tpl) -> Value {
+    if tpl == Tpl::No {
+        return schema;
+    }
+    let template = json!({"type": "string", "pattern": TEMPLATE});
+    match schema {
+        Value::Object(mut m) if m.contains_key("anyOf") => {
+            if let Some(Value::Array(alts)) = m.get_mut("anyOf") {
+                alts.push(template);
+            }
+            Value::Object(m)
+        }
+        other => json!({"anyOf": [other, template]}),
+    }
+}
+
+fn ty_schema(t: &Ty, tpl: Tpl) -> Value {
     match t {
         Ty::Str => json!({"type": "string"}),
-        Ty::Int => json!({"anyOf": [{"type": "integer"}, {"type": "string", "pattern": TEMPLATE}]}),
-        Ty::Num => json!({"anyOf": [{"type": "number"}, {"type": "string", "pattern": TEMPLATE}]}),
+        Ty::Int => or_template(json!({"type": "integer"}), tpl),
+        Ty::Num => or_template(json!({"type": "number"}), tpl),
         Ty::Bool => json!({"type": "boolean"}),
-        Ty::Duration => {
-            json!({"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": "^[0-9]+ ?(ms|s|m|h|d|sec|min|hour|days?)( ?[0-9]+ ?(ms|s|m|h|d))*$"}]})
-        }
+        Ty::Duration => or_template(
+            json!({"anyOf": [
+                {"type": "integer", "minimum": 0, "maximum": MAX_DURATION.as_secs()},
+                {"type": "string", "pattern": duration_pattern()}
+            ]}),
+            tpl,
+        ),
+        Ty::Weekday => or_template(json!({"enum": DAYS}), tpl),
+        Ty::TimeOfDay => or_template(
+            json!({"type": "string", "pattern": TIME_OF_DAY_PATTERN}),
+            tpl,
+        ),
+        Ty::DateTime => or_template(json!({"type": "string", "format": "date-time"}), tpl),
         Ty::Rate => {
             json!({"anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "string", "pattern": "^[0-9.]+ ?/ ?(s|m|h)$"}]})
         }
@@ -625,8 +794,10 @@ fn ty_schema(t: &Ty) -> Value {
         }
         Ty::Enum(values) => json!({"enum": values}),
         Ty::Obj(s) => shape_schema(s),
-        Ty::MapOf(inner) => json!({"type": "object", "additionalProperties": ty_schema(inner)}),
-        Ty::ListOf(inner) => json!({"type": "array", "items": ty_schema(inner)}),
+        Ty::MapOf(inner) => {
+            json!({"type": "object", "additionalProperties": ty_schema(inner, tpl)})
+        }
+        Ty::ListOf(inner) => json!({"type": "array", "items": ty_schema(inner, tpl)}),
     }
 }
 

@@ -2,10 +2,15 @@
 //!
 //! `${NAME}` is an environment variable, replaced when the job is loaded. `${{ a.b.c }}` is a
 //! template reference over `vars`, `item`, `steps` and `target`; this file parses and renders
-//! them, and [`super::validate`] checks every reference before anything runs. Lookups are
+//! them, and the checker (`job/check/refs.rs`) checks every reference before anything runs. Lookups are
 //! supplied by the caller, so rendering stays pure.
 
 use serde_json::Value;
+
+/// A malformed template or a reference without a value, phrased for the user.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct TemplateError(pub String);
 
 /// A piece of a templated string.
 #[derive(Debug, Clone, PartialEq)]
@@ -16,7 +21,8 @@ pub enum Part {
 }
 
 /// Splits a string into literals and `${{ … }}` references.
-pub fn parse(s: &str) -> Result<Vec<Part>, String> {
+pub fn parse(s: &str) -> Result<Vec<Part>, TemplateError> {
+    let err = |m: String| TemplateError(m);
     let mut parts = Vec::new();
     let mut rest = s;
     while let Some(start) = rest.find("${{") {
@@ -24,12 +30,14 @@ pub fn parse(s: &str) -> Result<Vec<Part>, String> {
             parts.push(Part::Lit(rest[..start].to_string()));
         }
         let after = &rest[start + 3..];
-        let end = after
-            .find("}}")
-            .ok_or_else(|| format!("unclosed template in `{s}`: `${{{{` has no matching `}}}}`"))?;
+        let end = after.find("}}").ok_or_else(|| {
+            err(format!(
+                "unclosed template in `{s}`: `${{{{` has no matching `}}}}`"
+            ))
+        })?;
         let expr = after[..end].trim();
         if expr.is_empty() {
-            return Err(format!("empty template `${{{{ }}}}` in `{s}`"));
+            return Err(err(format!("empty template `${{{{ }}}}` in `{s}`")));
         }
         let segs: Vec<String> = expr.split('.').map(|p| p.trim().to_string()).collect();
         if segs.iter().any(|p| {
@@ -38,9 +46,9 @@ pub fn parse(s: &str) -> Result<Vec<Part>, String> {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         }) {
-            return Err(format!(
+            return Err(err(format!(
                 "`{expr}` is not a reference: write dotted names such as `item.name` or `vars.package`"
-            ));
+            )));
         }
         parts.push(Part::Ref(segs));
         rest = &after[end + 2..];
@@ -52,7 +60,7 @@ pub fn parse(s: &str) -> Result<Vec<Part>, String> {
 }
 
 /// Every reference in a string.
-pub fn refs(s: &str) -> Result<Vec<Vec<String>>, String> {
+pub fn refs(s: &str) -> Result<Vec<Vec<String>>, TemplateError> {
     Ok(parse(s)?
         .into_iter()
         .filter_map(|p| match p {
@@ -72,12 +80,26 @@ pub fn strings(v: &Value, out: &mut Vec<String>) {
     }
 }
 
+/// The value at `path` inside `v`: object keys by name, list items by index
+/// (`results.0.id`).
+pub fn lookup_path<'a>(v: &'a Value, path: &[String]) -> Option<&'a Value> {
+    path.iter().try_fold(v, |v, seg| match v {
+        Value::Object(m) => m.get(seg),
+        Value::Array(items) => seg.parse::<usize>().ok().and_then(|i| items.get(i)),
+        _ => None,
+    })
+}
+
 /// Renders a string. A string that is exactly one reference yields the referenced value
 /// itself (so `${{ vars.count }}` stays a number); otherwise values are spliced as text.
-pub fn render_str(s: &str, lookup: &dyn Fn(&[String]) -> Option<Value>) -> Result<Value, String> {
+pub fn render_str(
+    s: &str,
+    lookup: &dyn Fn(&[String]) -> Option<Value>,
+) -> Result<Value, TemplateError> {
+    let missing = |r: &[String]| TemplateError(format!("`{}` has no value", r.join(".")));
     let parts = parse(s)?;
     if let [Part::Ref(r)] = parts.as_slice() {
-        return lookup(r).ok_or_else(|| format!("`{}` has no value", r.join(".")));
+        return lookup(r).ok_or_else(|| missing(r));
     }
     let mut out = String::new();
     for p in parts {
@@ -85,7 +107,7 @@ pub fn render_str(s: &str, lookup: &dyn Fn(&[String]) -> Option<Value>) -> Resul
             Part::Lit(l) => out.push_str(&l),
             Part::Ref(r) => match lookup(&r) {
                 Some(Value::String(v)) => out.push_str(&v),
-                Some(Value::Null) | None => return Err(format!("`{}` has no value", r.join("."))),
+                Some(Value::Null) | None => return Err(missing(&r)),
                 Some(v) => out.push_str(&v.to_string()),
             },
         }
@@ -97,7 +119,7 @@ pub fn render_str(s: &str, lookup: &dyn Fn(&[String]) -> Option<Value>) -> Resul
 pub fn render_value(
     v: &Value,
     lookup: &dyn Fn(&[String]) -> Option<Value>,
-) -> Result<Value, String> {
+) -> Result<Value, TemplateError> {
     Ok(match v {
         Value::String(s) if s.contains("${{") => render_str(s, lookup)?,
         Value::Array(items) => Value::Array(
@@ -109,14 +131,25 @@ pub fn render_value(
         Value::Object(map) => Value::Object(
             map.iter()
                 .map(|(k, v)| Ok((k.clone(), render_value(v, lookup)?)))
-                .collect::<Result<_, String>>()?,
+                .collect::<Result<_, TemplateError>>()?,
         ),
         other => other.clone(),
     })
 }
 
+/// Why `${NAME}` could not be substituted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvError {
+    #[error("environment variable {0} is not set")]
+    Unset(String),
+    #[error("`${{{0}}}` is not an environment variable name")]
+    BadName(String),
+    #[error("unclosed `${{` in `{0}`")]
+    Unclosed(String),
+}
+
 /// Replaces `${NAME}` with the environment variable's value; `${{` is left alone.
-pub fn subst_env(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+pub fn subst_env(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, EnvError> {
     let mut out = String::new();
     let mut rest = s;
     while let Some(start) = rest.find("${") {
@@ -131,12 +164,12 @@ pub fn subst_env(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String
         }
         let end = after
             .find('}')
-            .ok_or_else(|| format!("unclosed `${{` in `{s}`"))?;
+            .ok_or_else(|| EnvError::Unclosed(s.to_string()))?;
         let name = &after[..end];
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!("`${{{name}}}` is not an environment variable name"));
+            return Err(EnvError::BadName(name.to_string()));
         }
-        let value = env(name).ok_or_else(|| format!("environment variable {name} is not set"))?;
+        let value = env(name).ok_or_else(|| EnvError::Unset(name.to_string()))?;
         out.push_str(&value);
         rest = &after[end + 1..];
     }
@@ -189,7 +222,10 @@ mod tests {
             subst_env("${{ item.id }}-${EID}", &env).unwrap(),
             "${{ item.id }}-e-1"
         );
-        assert!(subst_env("${NOPE}", &env).unwrap_err().contains("NOPE"));
+        assert_eq!(
+            subst_env("${NOPE}", &env).unwrap_err().to_string(),
+            "environment variable NOPE is not set"
+        );
         assert_eq!(whole_env_ref("${ESPER_API_KEY}"), Some("ESPER_API_KEY"));
         assert_eq!(whole_env_ref("abc"), None);
     }

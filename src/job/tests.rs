@@ -246,3 +246,121 @@ fn values() {
     assert_eq!(parse_amount(&n("150%")), None);
     assert_eq!(Amount::Percent(10.0).of(5), 1);
 }
+
+/// A job whose operation is `op` (one step, a `stores` target and `vars`).
+fn with_step(vars: &str, op: &str) -> String {
+    format!(
+        "version: 1\nname: t\nvars: {vars}\ntargets:\n  stores: {{ groups: {{ name: \"Stores/*\" }} }}\nsteps:\n  - id: s\n    {op}\n"
+    )
+}
+
+#[test]
+fn plan_time_keys_are_rendered_from_vars_when_the_job_loads() {
+    let text = with_step(
+        "{ pkg: com.acme.kiosk, code: 410, every: 1h, day: Friday }",
+        "app_install: { to: stores, package: \"${{ vars.pkg }}\", version_code: \"${{ vars.code }}\" }",
+    );
+    let (job, _) = load("t.yaml", &text, &host()).unwrap();
+    let StepOp::AppInstall { version, .. } = &job.steps[0].op else {
+        panic!()
+    };
+    assert_eq!(
+        version,
+        &VersionRef::Package {
+            package: "com.acme.kiosk".into(),
+            version_code: "410".into()
+        }
+    );
+    let text = with_step(
+        "{ every: 1h }",
+        "alarm_rule: { name: r, metric: m, conditions: { comparator: Frequency, value: 1, unit: Count }, realert_interval: \"${{ vars.every }}\" }",
+    );
+    let (job, _) = load("t.yaml", &text, &host()).unwrap();
+    let StepOp::AlarmRule { body, .. } = &job.steps[0].op else {
+        panic!()
+    };
+    assert_eq!(body["realert_interval"], 3600, "Esper takes seconds");
+    // Only vars are known when the job loads.
+    let p = problems(&with_step(
+        "{}",
+        "app_install: { to: stores, package: \"${{ item.name }}\", version_code: \"1\" }",
+    ));
+    assert!(
+        p.iter()
+            .any(|(_, m)| m.contains("cannot be used in `steps[0].app_install.package`")),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn validate_warns_where_load_refuses_unset_connection_variables() {
+    let text = "version: 1\nname: t\nesper:\n  base_url: ${NOT_SET_URL}\n  api_key: ${ESPER_API_KEY}\nsteps:\n  - id: s\n    request: { method: GET, path: /x }\n";
+    let d = load("t.yaml", text, &host()).unwrap_err();
+    assert_eq!(d.errors(), 1);
+    let (job, warnings) = validate("t.yaml", text, &host()).unwrap();
+    assert_eq!(job.esper.base_url, None);
+    assert_eq!(warnings.len(), 1);
+    assert_eq!(warnings[0].severity, Severity::Warning);
+    assert!(warnings[0].message.contains("NOT_SET_URL"));
+    // Outside `esper:` a value the job uses cannot be left unset, even when validating.
+    let text = text.replace("path: /x", "path: /${NOT_SET_PATH}");
+    assert!(validate("t.yaml", &text, &host()).is_err());
+}
+
+#[test]
+fn command_names_and_the_unchecked_escape() {
+    let p = problems(&with_step("{}", "command: { to: stores, name: reboooot }"));
+    assert!(
+        p.iter()
+            .any(|(_, m)| m == "`REBOOOOT` is not an Esper command"),
+        "{p:?}"
+    );
+    let (job, warnings) = load(
+        "t.yaml",
+        &with_step(
+            "{}",
+            "command: { to: stores, name: set_future_thing, unchecked: true }",
+        ),
+        &host(),
+    )
+    .unwrap();
+    assert!(warnings.is_empty());
+    assert!(matches!(&job.steps[0].op, StepOp::Command { name, .. } if name == "SET_FUTURE_THING"));
+    let (_, warnings) = load(
+        "t.yaml",
+        &with_step(
+            "{}",
+            "command: { to: stores, name: REBOOT, unchecked: true }",
+        ),
+        &host(),
+    )
+    .unwrap();
+    assert!(
+        warnings[0]
+            .message
+            .contains("`unchecked: true` is not needed")
+    );
+}
+
+#[test]
+fn vars_are_read_inside_maps_and_lists() {
+    let ok = with_step(
+        "{ lock: { state: LOCKED, ids: [a, b] } }",
+        "command: { to: stores, name: LOCK, args: { s: \"${{ vars.lock.state }}\", i: \"${{ vars.lock.ids.1 }}\" } }",
+    );
+    assert!(load("t.yaml", &ok, &host()).is_ok());
+    let p = problems(
+        &ok.replace("ids.1", "ids.7")
+            .replace("lock.state", "lock.stat"),
+    );
+    assert!(
+        p.iter()
+            .any(|(_, m)| m == "`vars.lock.stat` is not defined"),
+        "{p:?}"
+    );
+    assert!(
+        p.iter()
+            .any(|(_, m)| m == "`vars.lock.ids.7` is not defined"),
+        "{p:?}"
+    );
+}

@@ -654,7 +654,12 @@ impl Plan {
     fn lookup(&self, item: Option<&Item>, target: Option<&str>, r: &[String]) -> Option<Value> {
         let field = r.get(1).map(String::as_str)?;
         match r[0].as_str() {
-            "vars" => self.vars.get(field).cloned(),
+            // `vars.lock.state` reads inside the var, as the checker checked it does.
+            "vars" => self
+                .vars
+                .get(field)
+                .and_then(|v| template::lookup_path(v, &r[2..]))
+                .cloned(),
             "item" => {
                 let item = item?;
                 match field {

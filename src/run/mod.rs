@@ -48,7 +48,7 @@ pub use config::{
 };
 pub use dir::{RunId, latest_run, read_plan, run_dir, state_dir, unlock, write_plan};
 pub use error::RunError;
-pub use load::{LoadedJob, load_job, load_job_text};
+pub use load::{LoadedJob, Validated, Validation, load_job, load_job_text, validate_paths};
 pub use notice::{Notice, Notices};
 pub use rebuild::{Format, rebuild, rebuild_report, write_report};
 pub use signal::cancel_on_signals;

@@ -553,6 +553,103 @@ fn the_schema_file_is_current() {
     );
 }
 
+/// The JSON Schema's duration pattern and the checker's duration parser accept the same
+/// strings: the schema is built from the same unit table, and this runs both on a list of
+/// forms people write. The pattern cannot count, so it also takes well-formed durations
+/// over the 30-day cap, which the checker refuses with "must be at most 30 days".
+#[test]
+fn the_schema_and_the_checker_agree_on_durations() {
+    use regex_automata::Input;
+    use regex_automata::dfa::{Automaton, dense};
+
+    let schema = shape::json_schema();
+    let pattern = schema["properties"]["deadline"]["anyOf"]
+        .as_array()
+        .and_then(|alts| alts.iter().find_map(|a| a["pattern"].as_str()))
+        .expect("the deadline's schema has a string pattern");
+    assert_eq!(pattern, job::duration_pattern());
+    // Every duration key carries the same pattern (realert_interval also takes templates).
+    let text = serde_json::to_string(&schema).unwrap();
+    let quoted = serde_json::to_string(pattern).unwrap();
+    assert!(
+        text.matches(&quoted).count() >= 6,
+        "deadline, retry (3), wait, realert_interval"
+    );
+    let dfa = dense::DFA::new(pattern).expect("the pattern compiles");
+    let schema_accepts = |s: &str| dfa.try_search_fwd(&Input::new(s)).unwrap().is_some();
+    let forms = [
+        "0",
+        "90",
+        "500ms",
+        "30s",
+        "50m",
+        "1h 30m",
+        "1h30m",
+        "10 minutes",
+        "3 minutes",
+        "1 minute",
+        "2 days",
+        "1 day",
+        "2 hours 5 mins",
+        "1hr",
+        "5 hrs",
+        "5 sec",
+        "5secs",
+        "10 seconds",
+        "1 millisecond",
+        "250 milliseconds",
+        "5  m",
+        "1h  30m",
+        "30d",
+        "720h",
+        "31d",
+        "99999999999999999999999999s",
+        "",
+        " 5m",
+        "5m ",
+        "5M",
+        "5 Minutes",
+        "1.5h",
+        "m",
+        "h1",
+        "5m,3s",
+        "10 minuets",
+        "1h 30",
+        "ten minutes",
+        "-5s",
+        "5ms5",
+        "1w",
+        "1y",
+        "1 month",
+        "PT5M",
+        "5msec",
+        "1h\t30m",
+        "1_000s",
+    ];
+    for s in forms {
+        let checker = job::parse_duration_str(s);
+        if checker == Err(job::DurationError::TooLong) {
+            assert!(schema_accepts(s), "{s:?} is well formed, only too long");
+            continue;
+        }
+        assert_eq!(
+            checker.is_ok(),
+            schema_accepts(s),
+            "{s:?}: the checker says {checker:?}, the schema {}",
+            schema_accepts(s)
+        );
+    }
+    // Both sides of the list are exercised.
+    assert!(
+        forms
+            .iter()
+            .filter(|s| job::parse_duration_str(s).is_ok())
+            .count()
+            >= 20
+    );
+    assert!(forms.iter().filter(|s| !schema_accepts(s)).count() >= 15);
+}
+
 // ------------------------------------------------------------------ README
 
 /// The README's `yaml` code blocks, with whether each is inside the language reference.

@@ -16,5 +16,7 @@ mod scenarios;
 mod schedule;
 mod secrets;
 mod support;
+mod templates;
 mod tidy;
 mod truthful;
+mod validate;

@@ -3,16 +3,19 @@
 //! This file is the driver. It owns the checking context ([`Cx`]) every pass reports
 //! into, the `${NAME}` substitution that runs before any pass looks at a value, the order
 //! of the passes, and the assembly of the [`Job`] once none of them found an error. The
-//! passes live beside it: `shape_pass` (the tree against the tables in `job/shape.rs`),
+//! passes live beside it: `load_templates` (`${{ vars.* }}` in keys read when the job
+//! loads), `shape_pass` (the tree against the tables in `job/shape.rs`),
 //! `settings` (version, name, `esper:`, `limits:`, `retry:`, `vars:`), `targets`, `steps`
-//! (each step and its operation, built in `ops`), `needs` (the dependency graph and its
-//! cycles) and `refs` (every `${{ … }}`); `values` parses the durations, rates and amounts
-//! they share. Every diagnostic points at a line and column. Nothing here touches the
+//! (each step and its operation, built in `ops`; a command's `schedule` in `schedule`),
+//! `needs` (the dependency graph and its cycles) and `refs` (every `${{ … }}`); `values`
+//! parses the durations, rates, amounts and clock times they share. Every diagnostic points at a line and column. Nothing here touches the
 //! network; files (CSV device lists) are read through [`Host`].
 
+mod load_templates;
 mod needs;
 mod ops;
 mod refs;
+mod schedule;
 mod settings;
 mod shape_pass;
 mod steps;
@@ -20,38 +23,75 @@ mod targets;
 mod values;
 
 pub use targets::csv_column;
-pub use values::{parse_amount, parse_duration, parse_rate};
+pub use values::{
+    DURATION_UNITS, DurationError, MAX_DURATION, TIME_OF_DAY_PATTERN, duration_pattern,
+    parse_amount, parse_date_time, parse_duration, parse_duration_str, parse_rate,
+    parse_time_of_day,
+};
+
+use std::collections::BTreeSet;
 
 use super::model::*;
-use super::node::{Kind, Node, Span};
+use super::node::{Kind, Node, Pos, Span};
 use super::shape;
 use super::{Diagnostic, Diagnostics, Host, Severity, closest, template};
 
+/// How strict a check is about the environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnvMode {
+    /// Every `${NAME}` must be set: the job is about to be planned or run.
+    Strict,
+    /// `${NAME}` in `esper:` may be unset (a warning): `validate` connects to nothing, so
+    /// CI can lint jobs without the connection's variables.
+    Lint,
+}
+
+/// What checking found: the job or its errors, and where the file holds secrets (so that
+/// no rendering of a diagnostic shows them).
+pub struct Checked {
+    pub result: Result<(Job, Vec<Diagnostic>), Diagnostics>,
+    pub secrets: Vec<Span>,
+}
+
 /// Checks a parsed job file.
-pub fn check(file: &str, root: &Node, host: &Host) -> Result<(Job, Vec<Diagnostic>), Diagnostics> {
+pub fn check(file: &str, root: &Node, host: &Host, env_mode: EnvMode) -> Checked {
     let mut cx = Cx {
         file,
         host,
+        env_mode,
         diags: Vec::new(),
         parent_key: None,
+        reported: BTreeSet::new(),
+        secrets: Vec::new(),
     };
-    let root = &subst_env_outside_esper(&mut cx, root);
-    shape_pass::check_shape(&mut cx, root, &shape::JOB, "");
-    if root.as_map().is_none() {
-        return Err(Diagnostics(cx.diags));
+    let result = check_in(&mut cx, root);
+    Checked {
+        result,
+        secrets: cx.secrets,
     }
-    let settings = settings::settings(&mut cx, root);
-    let targets = targets::targets(&mut cx, root.get("targets"));
-    let steps = steps::steps(&mut cx, root.get("steps"), &targets, &settings.vars);
+}
 
+fn check_in(cx: &mut Cx, root: &Node) -> Result<(Job, Vec<Diagnostic>), Diagnostics> {
+    let cx = &mut *cx;
+    let mut root = subst_env_outside_esper(cx, root);
+    load_templates::render_at_load(cx, &mut root);
+    let root = &root;
+    shape_pass::check_shape(cx, root, &shape::JOB, "");
+    if root.as_map().is_none() {
+        return Err(Diagnostics(std::mem::take(&mut cx.diags)));
+    }
+    let settings = settings::settings(cx, root);
+    let targets = targets::targets(cx, root.get("targets"));
+    let steps = steps::steps(cx, root.get("steps"), &targets, &settings.vars);
+
+    cx.diags.sort_by_key(|d| d.span.map(|s| s.start));
     if cx.diags.iter().any(|d| d.severity == Severity::Error) {
-        cx.diags.sort_by_key(|d| d.span.map(|s| s.start));
-        return Err(Diagnostics(cx.diags));
+        return Err(Diagnostics(std::mem::take(&mut cx.diags)));
     }
     let job = Job {
         name: settings.name,
         description: settings.description,
-        source: file.to_string(),
+        source: cx.file.to_string(),
         esper: settings.esper,
         limits: settings.limits,
         retry: settings.retry,
@@ -60,17 +100,23 @@ pub fn check(file: &str, root: &Node, host: &Host) -> Result<(Job, Vec<Diagnosti
         targets: targets.into_iter().map(|(k, (_, t))| (k, t)).collect(),
         steps,
     };
-    Ok((job, cx.diags))
+    Ok((job, std::mem::take(&mut cx.diags)))
 }
 
 /// What every pass reports into.
 struct Cx<'a> {
     file: &'a str,
     host: &'a Host<'a>,
+    env_mode: EnvMode,
     diags: Vec<Diagnostic>,
     /// The key whose value is being checked, so "missing key" errors can point at
     /// `alarm_rule:` rather than at whichever key happens to come first in the map.
     parent_key: Option<Span>,
+    /// Values whose every problem was reported by an earlier pass, so later passes do not
+    /// report the same value again in other words.
+    reported: BTreeSet<Pos>,
+    /// Values that are secrets (a literal API key); diagnostics never show them.
+    secrets: Vec<Span>,
 }
 
 impl Cx<'_> {
@@ -89,6 +135,7 @@ impl Cx<'_> {
             path: path.to_string(),
             message,
             help,
+            snippet: None,
         });
     }
     fn error(&mut self, at: &Node, path: &str, message: impl Into<String>, help: Option<String>) {
@@ -97,13 +144,29 @@ impl Cx<'_> {
     fn warn(&mut self, at: &Node, path: &str, message: impl Into<String>, help: Option<String>) {
         self.push(Severity::Warning, at.span, path, message.into(), help);
     }
-    /// Substitutes `${NAME}`; reports a missing variable at the node.
+    fn mark_reported(&mut self, n: &Node) {
+        self.reported.insert(n.span.start);
+    }
+    fn was_reported(&self, n: &Node) -> bool {
+        self.reported.contains(&n.span.start)
+    }
+    /// Substitutes `${NAME}` in a connection setting of `esper:`; a missing variable is an
+    /// error, or a warning when linting (the setting is then left unset).
     fn env(&mut self, node: &Node, path: &str) -> Option<String> {
         let s = node.scalar_text()?;
         match template::subst_env(&s, self.host.env) {
             Ok(v) => Some(v),
+            Err(e @ template::EnvError::Unset(_)) if self.env_mode == EnvMode::Lint => {
+                self.warn(
+                    node,
+                    path,
+                    e.to_string(),
+                    Some("`validate` connects to nothing, so this is only a warning; export the variable before `plan` or `run`".into()),
+                );
+                None
+            }
             Err(e) => {
-                self.unset_env(node, path, e);
+                self.unset_env(node, path, e.to_string());
                 None
             }
         }
@@ -143,7 +206,7 @@ fn subst_env_tree(cx: &mut Cx, n: &mut Node, path: &str) {
             Ok(v) => *s = v,
             Err(e) => {
                 let at = n.clone();
-                cx.unset_env(&at, path, e);
+                cx.unset_env(&at, path, e.to_string());
             }
         },
         Kind::Seq(items) => {

@@ -2,18 +2,24 @@
 //! to a [`StepOp`].
 //!
 //! Owns what each operation requires beyond its shape: the targets its `to:` names and the
-//! kind of item they yield, the values that must be written literally because they are
-//! used before any task exists, `app_install`'s two ways to name a version, command names,
-//! alarm rules' groups-or-devices, and request paths. The frame around the operation
-//! (`id`, `for_each`, `rollout`) is `steps`'s, and its `${{ … }}` references are `refs`'s.
+//! kind of item they yield, `app_install`'s two ways to name a version, command names
+//! (against Esper's documented list, unless `unchecked`), alarm rules' groups-or-devices
+//! and their `realert_interval` in seconds, and request paths. Every part of an operation
+//! is checked even when an earlier part failed, so one run shows every problem. Which
+//! keys take `${{ … }}` templates is the shape table's; a command's `schedule` is
+//! `schedule`'s; the frame around the operation (`id`, `for_each`, `rollout`) is
+//! `steps`'s, and the operation's `${{ … }}` references are `refs`'s.
 
 use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::job::closest;
 use crate::job::model::*;
-use crate::job::node::Node;
+use crate::job::node::{Kind, Node};
+use crate::job::shape::COMMANDS;
 
+use super::schedule::check_schedule;
 use super::targets::{self, Targets, target_kind};
 use super::values::parse_duration;
 use super::{Cx, help_names, is_template, text};
@@ -45,7 +51,6 @@ pub(super) fn operation(
         path,
         targets,
     };
-    check_literals(cx, &op);
     Some(match op.kind {
         "app_upload" => StepOp::AppUpload {
             file: op.text("file")?,
@@ -53,17 +58,23 @@ pub(super) fn operation(
             version_code: op.text("version_code"),
         },
         "app_install" => app_install(cx, &op)?,
-        "app_uninstall" => StepOp::AppUninstall {
-            to: op.target(cx, "to", None)?,
-            package: op.text("package")?,
-            wait: op.wait(),
-        },
+        "app_uninstall" => {
+            let to = op.target(cx, "to", None);
+            StepOp::AppUninstall {
+                to: to?,
+                package: op.text("package")?,
+                wait: op.wait(),
+            }
+        }
         "command" => command(cx, &op)?,
         "alarm_rule" => alarm_rule(cx, &op)?,
-        "group_move" => StepOp::GroupMove {
-            devices: op.target(cx, "devices", Some("devices"))?,
-            group: op.text("to")?,
-        },
+        "group_move" => {
+            let devices = op.target(cx, "devices", Some("devices"));
+            StepOp::GroupMove {
+                devices: devices?,
+                group: op.text("to")?,
+            }
+        }
         "content_upload" => StepOp::ContentUpload {
             file: op.text("file")?,
         },
@@ -83,6 +94,10 @@ impl Op<'_, '_> {
             .node
             .get(key)
             .and_then(|n| Some((n, n.scalar_text()?)))?;
+        // The shape pass refused the template; its text names no target.
+        if is_template(n) {
+            return None;
+        }
         let path = format!("{}.{key}", self.path);
         match target_kind(self.targets, &t) {
             None => {
@@ -116,31 +131,6 @@ impl Op<'_, '_> {
     }
 }
 
-/// These values pick targets, files or names before any task exists, so templates in
-/// them would be sent literally; say so instead of failing later.
-fn check_literals(cx: &mut Cx, op: &Op) {
-    let literal: &[&str] = match op.kind {
-        "app_upload" => &["file", "package", "version_code"],
-        "content_upload" => &["file"],
-        "group_move" => &["devices", "to"],
-        "command" => &["to", "name"],
-        "app_install" | "app_uninstall" => &["to"],
-        _ => &[],
-    };
-    for key in literal {
-        if let Some(n) = op.node.get(key)
-            && is_template(n)
-        {
-            cx.error(
-                n,
-                &format!("{}.{key}", op.path),
-                format!("`{}.{key}` does not take `${{{{ … }}}}` templates", op.kind),
-                Some("write the value itself, or an environment variable as `${NAME}`".into()),
-            );
-        }
-    }
-}
-
 fn app_install(cx: &mut Cx, op: &Op) -> Option<StepOp> {
     let to = op.target(cx, "to", None);
     let version = match (
@@ -166,26 +156,71 @@ fn app_install(cx: &mut Cx, op: &Op) -> Option<StepOp> {
 }
 
 fn command(cx: &mut Cx, op: &Op) -> Option<StepOp> {
-    let name = op.text("name")?.trim().to_ascii_uppercase();
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        cx.error(
-            op.node.get("name")?,
-            &format!("{}.name", op.path),
-            format!("`{name}` is not a command name"),
-            Some("Esper command names look like REBOOT or UPDATE_HEARTBEAT".into()),
-        );
+    let to = op.target(cx, "to", None);
+    let name = command_name(cx, op);
+    let schedule = op.node.get("schedule");
+    if let Some(s) = schedule {
+        check_schedule(cx, s, &format!("{}.schedule", op.path));
     }
     Some(StepOp::Command {
-        to: op.target(cx, "to", None)?,
-        name,
+        to: to?,
+        name: name?,
         args: op
             .node
             .get("args")
             .map(Node::to_json)
             .unwrap_or(Value::Object(Default::default())),
-        schedule: op.node.get("schedule").map(Node::to_json),
+        schedule: schedule.map(Node::to_json),
         wait: op.wait(),
     })
+}
+
+/// The command's name, upper-cased: one of Esper's documented commands, or any
+/// well-formed name with `unchecked: true`.
+fn command_name(cx: &mut Cx, op: &Op) -> Option<String> {
+    let node = op.node.get("name")?;
+    if is_template(node) {
+        return None;
+    }
+    let name = node.scalar_text()?.trim().to_ascii_uppercase();
+    let path = format!("{}.name", op.path);
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        cx.error(
+            node,
+            &path,
+            format!("`{name}` is not a command name"),
+            Some("Esper command names look like REBOOT or UPDATE_HEARTBEAT".into()),
+        );
+        return None;
+    }
+    let unchecked = op.node.entry("unchecked");
+    let is_unchecked = unchecked.is_some_and(|(_, v)| v.kind == Kind::Bool(true));
+    let known = COMMANDS.contains(&name.as_str());
+    if !known && !is_unchecked {
+        let escape = "a command newer than esper-bulk's list of Esper's commands is sent with `unchecked: true`";
+        let help = match closest(&name, COMMANDS) {
+            Some(c) => format!("did you mean `{c}`? {escape}"),
+            None => format!(
+                "Esper documents commands such as REBOOT, UPDATE_HEARTBEAT and SET_DEVICE_LOCKDOWN_STATE; {escape}"
+            ),
+        };
+        cx.error(
+            node,
+            &path,
+            format!("`{name}` is not an Esper command"),
+            Some(help),
+        );
+        return None;
+    }
+    if let Some((k, _)) = unchecked.filter(|_| known && is_unchecked) {
+        cx.warn(
+            k,
+            &format!("{}.unchecked", op.path),
+            format!("`{name}` is a documented Esper command; `unchecked: true` is not needed"),
+            Some("remove `unchecked` so that a typo in `name` is caught".into()),
+        );
+    }
+    Some(name)
 }
 
 fn alarm_rule(cx: &mut Cx, op: &Op) -> Option<StepOp> {
@@ -206,6 +241,9 @@ fn alarm_rule(cx: &mut Cx, op: &Op) -> Option<StepOp> {
     let mut body = op.node.to_json();
     if let Value::Object(m) = &mut body {
         m.remove("on_exists");
+        if let Some(secs) = realert_seconds(cx, op) {
+            m.insert("realert_interval".into(), Value::from(secs));
+        }
     }
     Some(StepOp::AlarmRule {
         name: op.text("name")?,
@@ -214,13 +252,34 @@ fn alarm_rule(cx: &mut Cx, op: &Op) -> Option<StepOp> {
     })
 }
 
-fn request(cx: &mut Cx, op: &Op) -> Option<StepOp> {
-    let path = op.text("path")?;
-    if !path.starts_with('/') {
+/// Esper takes `realert_interval` as whole seconds; the job may write any duration.
+fn realert_seconds(cx: &mut Cx, op: &Op) -> Option<u64> {
+    let n = op.node.get("realert_interval")?;
+    let d = parse_duration(n)?;
+    if d.subsec_millis() != 0 {
         cx.error(
-            op.node.get("path")?,
+            n,
+            &format!("{}.realert_interval", op.path),
+            format!(
+                "`realert_interval` must be whole seconds, found `{}`",
+                n.scalar_text().unwrap_or_default()
+            ),
+            Some("Esper takes it in seconds: write e.g. `600`, `10m` or `1h`".into()),
+        );
+        return None;
+    }
+    Some(d.as_secs())
+}
+
+fn request(cx: &mut Cx, op: &Op) -> Option<StepOp> {
+    let path = op.text("path");
+    if let (Some(p), Some(n)) = (&path, op.node.get("path"))
+        && !p.starts_with('/')
+    {
+        cx.error(
+            n,
             &format!("{}.path", op.path),
-            format!("`{path}` must start with `/`"),
+            format!("`{p}` must start with `/`"),
             Some(
                 "paths are below the base URL, e.g. `/v1/enterprise/{enterprise_id}/alarmrules/`"
                     .into(),
@@ -239,7 +298,7 @@ fn request(cx: &mut Cx, op: &Op) -> Option<StepOp> {
         .unwrap_or_default();
     Some(StepOp::Request {
         method: op.text("method")?,
-        path,
+        path: path?,
         query,
         body: op.node.get("body").map(Node::to_json),
     })

@@ -32,19 +32,22 @@ pub(super) struct RefCx<'a, 'r> {
     pub for_each: Option<&'a str>,
 }
 
-type Problem = (String, Option<String>);
+pub(super) type Problem = (String, Option<String>);
 
 const GROUP_ITEM: &[&str] = &["id", "name", "path"];
 const DEVICE_ITEM: &[&str] = &["id", "name", "serial"];
 
 /// Checks every string in a subtree.
 pub(super) fn check_refs(cx: &mut Cx, n: &Node, path: &str, r: &mut RefCx) {
+    if cx.was_reported(n) {
+        return;
+    }
     match &n.kind {
         Kind::Str(s) if s.contains("${{") => {
             let refs = match template::refs(s) {
                 Ok(refs) => refs,
                 Err(e) => {
-                    cx.error(n, path, e, None);
+                    cx.error(n, path, e.to_string(), None);
                     return;
                 }
             };
@@ -113,15 +116,17 @@ fn item_ref(parts: &[String], shown: &str, field: &str, r: &RefCx) -> Option<Pro
     })
 }
 
-fn vars_ref(
+/// What is wrong with a `vars.…` reference. `vars` are known when the job loads, so a
+/// path into a var (`vars.lock.state`) is checked too.
+pub(super) fn vars_ref(
     parts: &[String],
     shown: &str,
     field: &str,
     vars: &BTreeMap<String, Value>,
 ) -> Option<Problem> {
-    (parts.len() < 2 || !vars.contains_key(field)).then(|| {
+    let Some(value) = vars.get(field).filter(|_| parts.len() >= 2) else {
         let names: Vec<String> = vars.keys().cloned().collect();
-        (
+        return Some((
             format!("`{shown}` is not defined"),
             help_names(field, &names).map(|h| {
                 if names.is_empty() {
@@ -130,8 +135,35 @@ fn vars_ref(
                     h
                 }
             }),
-        )
-    })
+        ));
+    };
+    let rest = &parts[2..];
+    if template::lookup_path(value, rest).is_some() {
+        return None;
+    }
+    // The deepest part of the path that exists, to say what is there instead.
+    let (mut at, mut depth) = (value, 0);
+    while let Some(v) = template::lookup_path(at, &rest[depth..depth + 1]) {
+        at = v;
+        depth += 1;
+    }
+    let have = format!("vars.{}", parts[1..2 + depth].join("."));
+    let missing = rest[depth].as_str();
+    let help = match at {
+        Value::Object(m) => {
+            let keys: Vec<&str> = m.keys().map(String::as_str).collect();
+            match closest(missing, &keys) {
+                Some(k) => format!("did you mean `{have}.{k}`?"),
+                None => format!("`{have}` has: {}", keys.join(", ")),
+            }
+        }
+        Value::Array(items) => format!(
+            "`{have}` is a list of {}; index it from 0, e.g. `{have}.0`",
+            items.len()
+        ),
+        _ => format!("`{have}` is a single value, with nothing inside it"),
+    };
+    Some((format!("`{shown}` is not defined"), Some(help)))
 }
 
 fn target_ref(parts: &[String], shown: &str, field: &str, r: &RefCx) -> Option<Problem> {
@@ -163,7 +195,8 @@ fn steps_ref(parts: &[String], shown: &str, field: &str, r: &mut RefCx) -> Optio
             None,
         ));
     }
-    if !r.reach.needs(r.step, field) {
+    // A step without a usable id (already reported) has no known `needs` to check.
+    if r.info.contains_key(r.step) && !r.reach.needs(r.step, field) {
         return Some((
             format!(
                 "`{shown}` reads step `{field}`, which step `{}` does not need",

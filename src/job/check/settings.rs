@@ -168,6 +168,7 @@ fn api_key(cx: &mut Cx, e: &Node) -> Option<KeySource> {
         (Some(k), None) => match k.as_str().and_then(template::whole_env_ref) {
             Some(name) => Some(KeySource::Env(name.to_string())),
             None => {
+                cx.secrets.push(k.span);
                 cx.error(
                     k,
                     "esper.api_key",

@@ -19,7 +19,7 @@ use super::needs::{self, Reach};
 use super::refs::{self, RefCx};
 use super::targets::{self, Targets, target_kind};
 use super::values::parse_amount;
-use super::{Cx, help_names, ops, strs, text};
+use super::{Cx, help_names, is_template, ops, strs, text};
 
 /// What a step looks like to steps after it.
 pub(super) struct StepInfo<'n> {
@@ -145,16 +145,22 @@ fn output_names(kind: &str) -> &'static [&'static str] {
 fn step(cx: &mut Cx, i: usize, s: &Node, scope: &Scope, reach: &mut Reach) -> Option<Step> {
     let at = format!("steps[{i}]");
     s.as_map()?;
-    let id = text(s, "id")?;
+    // A missing or bad id is reported elsewhere; the rest of the step is still checked,
+    // named by its position, so that one error does not hide the others.
+    let id = text(s, "id");
+    let name = id.clone().unwrap_or_else(|| at.clone());
     if let Some(needs) = s.get("needs") {
-        needs::check_step_needs(cx, needs, &id, &at, scope.info, scope.ids);
+        needs::check_step_needs(cx, needs, &name, &at, scope.info, scope.ids);
     }
-    let (op_key, op) = operation(cx, s, &id, &at)?;
-    let kind = op_key.as_str().unwrap_or_default();
-    let opath = format!("{at}.{kind}");
+    let ops = operations(cx, s, &name, &at);
+    let kind = ops
+        .first()
+        .and_then(|(k, _)| k.as_str())
+        .unwrap_or_default();
     let for_each = s
         .entry("for_each")
-        .and_then(|(k, v)| Some((k, v, v.scalar_text()?)));
+        .and_then(|(k, v)| Some((k, v, v.scalar_text()?)))
+        .filter(|(_, v, _)| !is_template(v));
     let item_kind = for_each
         .as_ref()
         .and_then(|(k, v, t)| for_each_items(cx, (k, v), t, kind, &at, scope.targets));
@@ -162,22 +168,29 @@ fn step(cx: &mut Cx, i: usize, s: &Node, scope: &Scope, reach: &mut Reach) -> Op
         .get("rollout")
         .and_then(|r| rollout(cx, r, &format!("{at}.rollout")));
     let for_each = for_each.map(|f| f.2);
-    // Every string inside the operation: templates must resolve.
-    let mut refs_cx = RefCx {
-        step: &id,
-        item_kind,
-        vars: scope.vars,
-        info: scope.info,
-        reach,
-        for_each: for_each.as_deref(),
+    let mut built = Vec::new();
+    for (op_key, op) in &ops {
+        let opath = format!("{at}.{}", op_key.as_str().unwrap_or_default());
+        // Every string inside the operation: templates must resolve.
+        let mut refs_cx = RefCx {
+            step: &name,
+            item_kind,
+            vars: scope.vars,
+            info: scope.info,
+            reach,
+            for_each: for_each.as_deref(),
+        };
+        refs::check_refs(cx, op, &opath, &mut refs_cx);
+        built.push(ops::operation(cx, op_key, op, &opath, scope.targets));
+    }
+    let [Some(op)] = <[Option<StepOp>; 1]>::try_from(built).ok()? else {
+        return None;
     };
-    refs::check_refs(cx, op, &opath, &mut refs_cx);
-    let op = ops::operation(cx, op_key, op, &opath, scope.targets)?;
     if rollout.is_some() {
         warn_nothing_to_stage(cx, s, &op, for_each.is_some(), &at);
     }
     Some(Step {
-        id,
+        id: id?,
         needs: strs(s.get("needs")),
         for_each,
         rollout,
@@ -185,36 +198,33 @@ fn step(cx: &mut Cx, i: usize, s: &Node, scope: &Scope, reach: &mut Reach) -> Op
     })
 }
 
-/// The step's one operation, as key and value.
-fn operation<'n>(cx: &mut Cx, s: &'n Node, id: &str, at: &str) -> Option<(&'n Node, &'n Node)> {
-    // In file order, so "two operations" points at the second one written.
-    let ops: Vec<&(Node, Node)> = s
+/// The step's operations as keys and values, in file order; anything but exactly one is
+/// reported (each of several is still checked, for its own problems).
+fn operations<'n>(cx: &mut Cx, s: &'n Node, id: &str, at: &str) -> Vec<(&'n Node, &'n Node)> {
+    let ops: Vec<(&Node, &Node)> = s
         .as_map()
         .unwrap_or_default()
         .iter()
         .filter(|(k, _)| k.as_str().is_some_and(|k| shape::OPERATIONS.contains(&k)))
+        .map(|(k, v)| (k, v))
         .collect();
     match ops.as_slice() {
-        [(k, v)] => Some((k, v)),
-        [] => {
-            cx.error(
-                s.get("id").unwrap_or(s),
-                at,
-                format!("step `{id}` has no operation"),
-                Some(format!("add one of: {}", shape::OPERATIONS.join(", "))),
-            );
-            None
-        }
-        [_, second, ..] => {
-            cx.error(
-                &second.0,
-                at,
-                format!("step `{id}` has {} operations", ops.len()),
-                Some("one operation per step; split it into steps joined by `needs`".into()),
-            );
-            None
-        }
+        [_] => {}
+        [] => cx.error(
+            s.get("id").unwrap_or(s),
+            at,
+            format!("step `{id}` has no operation"),
+            Some(format!("add one of: {}", shape::OPERATIONS.join(", "))),
+        ),
+        // In file order, so "two operations" points at the second one written.
+        [_, second, ..] => cx.error(
+            second.0,
+            at,
+            format!("step `{id}` has {} operations", ops.len()),
+            Some("one operation per step; split it into steps joined by `needs`".into()),
+        ),
     }
+    ops
 }
 
 /// The kind of item `for_each` yields (`"unknown"` for a target that does not exist),
@@ -260,12 +270,10 @@ fn for_each_items(
 fn rollout(cx: &mut Cx, r: &Node, path: &str) -> Option<Rollout> {
     let stages_node = r.get("stages")?;
     let items = stages_node.as_seq()?;
-    let stages: Vec<Amount> = items.iter().filter_map(parse_amount).collect();
-    // A stage that is not an amount is the shape pass's error already.
-    if stages.len() != items.len() {
-        return None;
-    }
-    if stages.is_empty() {
+    // A stage that is not an amount is the shape pass's error already; the others are
+    // still checked, so every bad stage is reported at once.
+    let parsed: Vec<Option<Amount>> = items.iter().map(parse_amount).collect();
+    if items.is_empty() {
         cx.error(
             stages_node,
             &format!("{path}.stages"),
@@ -274,16 +282,9 @@ fn rollout(cx: &mut Cx, r: &Node, path: &str) -> Option<Rollout> {
         );
         return None;
     }
-    if stages.last() != Some(&Amount::Percent(100.0)) {
-        cx.error(
-            stages_node,
-            &format!("{path}.stages"),
-            "the last stage must be `100%`",
-            Some("otherwise the remaining tasks never run; end with `100%`".into()),
-        );
-    }
-    for (j, (a, n)) in stages.iter().zip(items).enumerate() {
-        if matches!(a, Amount::Count(0)) || matches!(a, Amount::Percent(p) if *p <= 0.0) {
+    for (j, (a, n)) in parsed.iter().zip(items).enumerate() {
+        if matches!(a, Some(Amount::Count(0))) || matches!(a, Some(Amount::Percent(p)) if *p <= 0.0)
+        {
             cx.error(
                 n,
                 &format!("{path}.stages[{j}]"),
@@ -292,6 +293,17 @@ fn rollout(cx: &mut Cx, r: &Node, path: &str) -> Option<Rollout> {
             );
         }
     }
+    if let Some(Some(last)) = parsed.last()
+        && *last != Amount::Percent(100.0)
+    {
+        cx.error(
+            stages_node,
+            &format!("{path}.stages"),
+            "the last stage must be `100%`",
+            Some("otherwise the remaining tasks never run; end with `100%`".into()),
+        );
+    }
+    let stages: Vec<Amount> = parsed.into_iter().collect::<Option<_>>()?;
     let max_failures = r
         .get("max_failures")
         .and_then(parse_amount)
