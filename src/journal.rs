@@ -136,6 +136,8 @@ pub enum ReasonRecord {
 pub struct ShortfallRecord {
     pub step: String,
     pub not_succeeded: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -327,6 +329,7 @@ impl From<&Reason> for ReasonRecord {
                     .map(|n| ShortfallRecord {
                         step: n.step.clone(),
                         not_succeeded: n.not_succeeded,
+                        item: n.item.clone(),
                     })
                     .collect(),
             },
@@ -354,6 +357,7 @@ impl From<ReasonRecord> for Reason {
                     .map(|n| Shortfall {
                         step: n.step,
                         not_succeeded: n.not_succeeded,
+                        item: n.item,
                     })
                     .collect(),
             ),
@@ -937,6 +941,7 @@ pub mod v1 {
                 Some(ShortfallRecord {
                     step: step.to_string(),
                     not_succeeded: n.parse().ok()?,
+                    item: None,
                 })
             })
             .collect()
@@ -1126,10 +1131,18 @@ mod tests {
                 failure: failure.clone(),
                 gave_up: Some(GaveUp::Budget),
             },
-            Reason::NeedsFailed(vec![Shortfall {
-                step: "a".into(),
-                not_succeeded: 2,
-            }]),
+            Reason::NeedsFailed(vec![
+                Shortfall {
+                    step: "a".into(),
+                    not_succeeded: 2,
+                    item: None,
+                },
+                Shortfall {
+                    step: "b".into(),
+                    not_succeeded: 1,
+                    item: Some("Stores/North/0002".into()),
+                },
+            ]),
             Reason::RolloutStopped(RolloutStop {
                 step: "r".into(),
                 stage: 1,
@@ -1248,11 +1261,13 @@ mod tests {
             Reason::NeedsFailed(vec![
                 Shortfall {
                     step: "a".into(),
-                    not_succeeded: 4
+                    not_succeeded: 4,
+                    item: None,
                 },
                 Shortfall {
                     step: "b".into(),
-                    not_succeeded: 1
+                    not_succeeded: 1,
+                    item: None,
                 },
             ])
         );

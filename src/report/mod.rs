@@ -334,6 +334,9 @@ pub enum ReasonReport {
 pub struct NeedReport {
     pub step: String,
     pub not_succeeded: u32,
+    /// The item whose task in `step` did not succeed, when the need is per item.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<String>,
 }
 
 /// A rollout stopped by `max_failures` after stage `stage` (1-based) of `stages`:
@@ -458,7 +461,10 @@ impl TaskReport {
             ReasonReport::NeedsFailed { needs } => {
                 let list: Vec<String> = needs
                     .iter()
-                    .map(|n| format!("`{}` ({} not succeeded)", n.step, n.not_succeeded))
+                    .map(|n| match &n.item {
+                        Some(item) => format!("`{}` for {item}", n.step),
+                        None => format!("`{}` ({} not succeeded)", n.step, n.not_succeeded),
+                    })
                     .collect();
                 let steps = if needs.len() == 1 { "step" } else { "steps" };
                 format!(
@@ -539,6 +545,7 @@ impl From<&Reason> for ReasonReport {
                     .map(|n| NeedReport {
                         step: n.step.clone(),
                         not_succeeded: n.not_succeeded,
+                        item: n.item.clone(),
                     })
                     .collect(),
             },

@@ -170,6 +170,7 @@ fn fixture() -> Report {
         needs: vec![NeedReport {
             step: "install".into(),
             not_succeeded: 4,
+            item: None,
         }],
     });
     let stopped = Some(ReasonReport::RolloutStopped { stop: threshold() });
