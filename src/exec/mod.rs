@@ -542,4 +542,104 @@ mod tests {
             "a failure that is not retried did not give up on anything"
         );
     }
+
+    /// Accepts every write as a command to follow, and follows each for its whole timeout.
+    struct SlowFollow;
+
+    impl Dispatch for SlowFollow {
+        fn attempt<'a>(
+            &'a self,
+            t: &'a Task,
+            _cx: &'a AttemptCx,
+        ) -> BoxFuture<'a, Result<Done, Failure>> {
+            async move {
+                Ok(Done {
+                    summary: String::new(),
+                    result: Value::Null,
+                    follow: Some(format!("cmd-{}", t.id.0)),
+                    reconciled: false,
+                })
+            }
+            .boxed()
+        }
+        fn follow<'a>(
+            &'a self,
+            _t: &'a Task,
+            c: &'a str,
+            d: Duration,
+            _s: &'a CancellationToken,
+        ) -> BoxFuture<'a, Followed> {
+            async move {
+                tokio::time::sleep(d).await;
+                Followed {
+                    command: c.to_string(),
+                    finished: true,
+                    counts: None,
+                    devices: Vec::new(),
+                }
+            }
+            .boxed()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slot_given_back_by_a_follower_dispatches_the_next_task_at_once() {
+        let text = "version: 1\nname: t\nlimits: { max_in_flight: 1 }\ntargets:\n  s: { groups: { name: \"S/*\" } }\nsteps:\n  - id: reboot\n    command: { to: s, name: REBOOT, wait: { timeout: 10s } }\n";
+        let env = |_: &str| None;
+        let (job, _) = crate::job::load("t.yaml", text, &crate::job::Host::env_only(&env)).unwrap();
+        let group = |i: u32| crate::plan::Item {
+            kind: crate::plan::ItemKind::Group,
+            id: format!("g{i}"),
+            name: format!("{i}"),
+            detail: Some(format!("S/{i}")),
+        };
+        let mut resolved = Resolved::default();
+        resolved.targets.insert(
+            "s".into(),
+            crate::plan::FrozenTarget {
+                kind: crate::plan::ItemKind::Group,
+                items: (0..3).map(group).collect(),
+            },
+        );
+        let server = Server {
+            base_url: "http://127.0.0.1:1/api".into(),
+            enterprise_id: "e".into(),
+        };
+        let plan = Arc::new(crate::plan::compile(&job, &resolved, server).unwrap());
+        let t0 = Instant::now();
+        let mut dispatched = Vec::new();
+        let out = run(
+            plan,
+            Arc::new(SlowFollow),
+            RunOptions {
+                deadline: None,
+                drain: Duration::from_secs(1),
+                seed: 1,
+                prior: BTreeMap::new(),
+                reconcile: false,
+            },
+            CancellationToken::new(),
+            |e| {
+                if let Event::Dispatched(t) = e {
+                    dispatched.push((t.0, t0.elapsed()));
+                }
+            },
+        )
+        .await;
+        assert!(
+            out.outcomes
+                .iter()
+                .all(|o| o.status == TaskStatus::Succeeded)
+        );
+        assert_eq!(
+            dispatched,
+            [
+                (0, Duration::ZERO),
+                (1, Duration::ZERO),
+                (2, Duration::ZERO)
+            ],
+            "one write slot, yet no task waits for another's follow (nor for a poll)"
+        );
+        assert_eq!(out.elapsed, Duration::from_secs(10), "the follows overlap");
+    }
 }

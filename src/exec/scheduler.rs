@@ -171,6 +171,7 @@ impl<'p> Scheduler<'p> {
         self.ready.pop_front()
     }
 
+    /// Whether [`Scheduler::pop_ready`] would hand out a task.
     pub fn has_ready(&self) -> bool {
         !self.stopped && !self.ready.is_empty()
     }
@@ -231,7 +232,11 @@ impl<'p> Scheduler<'p> {
     fn stage_range(&self, si: usize, stage: usize) -> (u32, u32) {
         let s = &self.plan.steps[si];
         let end = |i: usize| match &s.rollout {
-            Some(r) => r.stage_ends.get(i).copied().unwrap_or(s.task_count),
+            // Clamped: a hand-edited plan must not reach into the next step's tasks.
+            Some(r) => r
+                .stage_ends
+                .get(i)
+                .map_or(s.task_count, |e| (*e).min(s.task_count)),
             None => s.task_count,
         };
         let from = if stage == 0 { 0 } else { end(stage - 1) };
@@ -307,6 +312,7 @@ impl<'p> Scheduler<'p> {
                 _ => return,
             }
         }
+        // A prior success wins over a skip, as in `decide_unrun`.
         if let Some(o) = self.prior.remove(&t) {
             let f = Finish::of(&o);
             self.decided.push_back(Decision::Replayed(o));

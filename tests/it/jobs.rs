@@ -626,6 +626,11 @@ async fn every_readme_example_validates_and_plans() {
         [true, false],
         "the alarm needs the install per store; `needs_all` makes the reboot wait for all"
     );
+    let text = plan::plan_text(&plan, false);
+    assert!(
+        text.contains("after install per item)") && text.contains("after install)\n"),
+        "{text}"
+    );
     let (file, text) = plan_of("vars");
     let (plan, _) = plan_on(&server, &file, &load(&file, &text, &env).0).await;
     assert_eq!(
