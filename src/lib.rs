@@ -26,8 +26,9 @@
 //!   for advice on errors. A leaf: it imports nothing from the crate.
 //! - [`exec`]: runs a plan: the [`exec::Governor`] (rate ceiling, adaptive send rate,
 //!   adaptive in-flight window, run-wide pause on 429, a gate that closes when the run
-//!   stops), retries with backon, rollout stages, step outputs, and the worker pool. Task
-//!   failures are data ([`exec::Outcome`] with a typed [`exec::Reason`] and
+//!   stops), retries with backon, step outputs, and the worker pool, driving the pure
+//!   [`exec::Scheduler`] (steps, rollout stages, `needs` whole or per item, skips, replay on
+//!   resume). Task failures are data ([`exec::Outcome`] with a typed [`exec::Reason`] and
 //!   [`exec::Failure`]), never `Err`.
 //! - [`esper`]: the typed Esper client (one attempt per call, its own
 //!   [`esper::ErrorClass`], the one table of paths by endpoint) and [`esper::adapter`],

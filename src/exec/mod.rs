@@ -6,18 +6,23 @@
 //! tests) and turns everything that happens into [`Outcome`]s, whose [`Reason`]s and
 //! [`Failure`]s are typed all the way to the report. `run` returns `Err` never; failures
 //! are outcomes.
+//!
+//! [`run`] is the async shell: workers, write slots, cancellation, the deadline and the
+//! drain. What may start when, and what is skipped or replayed without running, is decided
+//! by the synchronous [`Scheduler`] (`scheduler.rs`); one task's attempts are `task.rs`.
 
 mod adaptive;
 mod governor;
 mod outcome;
 mod retry;
+mod scheduler;
+mod slots;
+mod task;
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use backon::{ExponentialBuilder, Retryable};
 use futures::future::BoxFuture;
 use serde_json::Value;
 use tokio::task::JoinSet;
@@ -34,6 +39,7 @@ pub use outcome::{
     RolloutStop, Shortfall, StopReason, TaskStatus,
 };
 pub use retry::{Failure, RetryBudget, next_delay};
+pub use scheduler::{Decision, Finish, Scheduler};
 
 /// Context of one attempt.
 #[derive(Debug, Clone)]
@@ -118,28 +124,6 @@ pub enum Event<'a> {
     Finished(&'a Outcome),
 }
 
-/// Failure units of an outcome: devices when a command was followed, else the task.
-fn units(o: &Outcome) -> (u64, u64) {
-    if let Some(c) = o.followed.as_ref().and_then(|f| f.counts)
-        && c.total() > 0
-    {
-        return (c.unsuccessful(), c.total());
-    }
-    (u64::from(o.status != TaskStatus::Succeeded), 1)
-}
-
-#[derive(Default, Clone)]
-struct StepState {
-    started: bool,
-    done: bool,
-    stage: usize,
-    /// Tasks of the current stage not finished yet.
-    left: u32,
-    bad: u32,
-    failed_units: u64,
-    total_units: u64,
-}
-
 /// Why a task's `${{ steps.… }}` references could not be filled in.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OutputError {
@@ -186,6 +170,47 @@ fn fill_outputs(task: &mut Task, outputs: &BTreeMap<String, Value>) -> Result<()
     Ok(())
 }
 
+/// Outcomes as they are decided, and the outputs later steps read from them.
+struct Books {
+    outcomes: Vec<Option<Outcome>>,
+    outputs: BTreeMap<String, Value>,
+}
+
+impl Books {
+    /// Keeps an outcome, and its result as the step's output when the step is one task.
+    fn record(&mut self, plan: &Plan, o: Outcome, on_event: &mut dyn FnMut(Event<'_>)) {
+        let step = plan.step_of(o.task);
+        if o.status == TaskStatus::Succeeded
+            && step.task_count == 1
+            && let Some(r) = &o.result
+        {
+            self.outputs.insert(step.id.clone(), r.clone());
+        }
+        on_event(Event::Finished(&o));
+        let i = o.task.0 as usize;
+        self.outcomes[i] = Some(o);
+    }
+
+    /// Records what the scheduler decided without running anything.
+    fn record_decided(
+        &mut self,
+        plan: &Plan,
+        sched: &mut Scheduler,
+        at_ms: u64,
+        on_event: &mut dyn FnMut(Event<'_>),
+    ) {
+        for d in sched.take_decided() {
+            let o = match d {
+                Decision::Skipped { task, reason } => {
+                    Outcome::not_run(task, TaskStatus::Skipped, reason, at_ms)
+                }
+                Decision::Replayed(o) => o,
+            };
+            self.record(plan, o, on_event);
+        }
+    }
+}
+
 /// Runs every task of `plan`. `on_event` sees each dispatch and each outcome as it happens
 /// (the journal and progress hook in here); the returned outcomes are in plan order.
 pub async fn run(
@@ -195,205 +220,120 @@ pub async fn run(
     cancel: CancellationToken,
     mut on_event: impl FnMut(Event<'_>),
 ) -> RunOutput {
+    let on_event: &mut dyn FnMut(Event<'_>) = &mut on_event;
     let t0 = Instant::now();
     let ms = move || t0.elapsed().as_millis() as u64;
     let n = plan.task_count as usize;
-    let mut outcomes: Vec<Option<Outcome>> = vec![None; n];
-    // Prior successes are replayed through the normal bookkeeping when their stage opens.
-    let mut prior = opts.prior.clone();
-    let mut preset_done: Vec<Outcome> = Vec::new();
+    let mut books = Books {
+        outcomes: vec![None; n],
+        outputs: BTreeMap::new(),
+    };
     let budget = Arc::new(RetryBudget::for_tasks(n));
     // Tasks in their write phase; followers (command tracking) do not count against it.
-    let slots = Arc::new(tokio::sync::Semaphore::new(
-        plan.limits.max_in_flight.max(1) as usize,
-    ));
+    let slots = slots::WriteSlots::new(plan.limits.max_in_flight as usize);
     let stop_followers = CancellationToken::new();
-
-    let step_index: BTreeMap<&str, usize> = plan
-        .steps
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.id.as_str(), i))
-        .collect();
-    let mut st: Vec<StepState> = vec![StepState::default(); plan.steps.len()];
-    let mut outputs: BTreeMap<String, Value> = BTreeMap::new();
-    let mut rollout_stops: Vec<RolloutStop> = Vec::new();
-    let mut queue: VecDeque<TaskId> = VecDeque::new();
+    let mut sched = Scheduler::new(&plan, opts.prior.clone());
     let mut running: JoinSet<Outcome> = JoinSet::new();
-    let mut in_flight: std::collections::BTreeSet<u32> = Default::default();
+    let mut in_flight: BTreeSet<u32> = BTreeSet::new();
     let mut stopped: Option<StopReason> = None;
 
-    // The task range of a step's stage.
-    let stage_range = |si: usize, stage: usize| -> (u32, u32) {
-        let s = &plan.steps[si];
-        let ends: Vec<u32> = s
-            .rollout
-            .as_ref()
-            .map(|r| r.stage_ends.clone())
-            .unwrap_or_else(|| vec![s.task_count]);
-        let from = if stage == 0 { 0 } else { ends[stage - 1] };
-        (
-            s.first_task + from,
-            s.first_task + ends.get(stage).copied().unwrap_or(s.task_count),
-        )
-    };
-    let stages_of = |si: usize| {
-        plan.steps[si]
-            .rollout
-            .as_ref()
-            .map_or(1, |r| r.stage_ends.len())
-    };
-
     loop {
-        // Start every step whose needs are done; skip those whose needs did not succeed.
-        if stopped.is_none() {
-            let mut changed = true;
-            while changed {
-                changed = false;
-                for (si, step) in plan.steps.iter().enumerate() {
-                    if st[si].started {
-                        continue;
-                    }
-                    let needs: Vec<usize> = step
-                        .needs
-                        .iter()
-                        .filter_map(|n| step_index.get(n.as_str()).copied())
-                        .collect();
-                    if needs.iter().any(|&d| !st[d].done) {
-                        continue;
-                    }
-                    st[si].started = true;
-                    changed = true;
-                    let failed: Vec<Shortfall> = needs
-                        .iter()
-                        .filter(|&&d| st[d].bad > 0)
-                        .map(|&d| Shortfall {
-                            step: plan.steps[d].id.clone(),
-                            not_succeeded: st[d].bad,
-                        })
-                        .collect();
-                    if !failed.is_empty() || step.task_count == 0 {
-                        if !failed.is_empty() {
-                            let needs: Vec<&str> = failed.iter().map(|f| f.step.as_str()).collect();
-                            tracing::warn!(step = %step.id, ?needs, "skipped: needed steps did not succeed");
-                        }
-                        let why = Reason::NeedsFailed(failed);
-                        for t in step.tasks() {
-                            let o = Outcome::not_run(t, TaskStatus::Skipped, why.clone(), ms());
-                            on_event(Event::Finished(&o));
-                            outcomes[t.0 as usize] = Some(o);
-                        }
-                        st[si].bad = step.task_count;
-                        st[si].done = true;
-                        continue;
-                    }
-                    let (a, b) = stage_range(si, 0);
-                    st[si].left = b - a;
-                    for t in a..b {
-                        match prior.remove(&t) {
-                            Some(o) => preset_done.push(o),
-                            None => queue.push_back(TaskId(t)),
-                        }
-                    }
-                    tracing::info!(step = %step.id, tasks = step.task_count, stages = stages_of(si), "step started");
-                }
-            }
-        }
-        // Replayed outcomes are handled before anything can wait or end the loop.
-        let mut finished: Vec<Outcome> = std::mem::take(&mut preset_done);
-        if finished.is_empty() {
-            if stopped.is_none() {
-                while let Some(&tid) = queue.front() {
-                    let Ok(permit) = slots.clone().try_acquire_owned() else {
-                        break;
-                    };
-                    queue.pop_front();
-                    let Some(mut task) = plan.task(tid) else {
-                        continue;
-                    };
-                    if task.op.needs_outputs()
-                        && let Err(e) = fill_outputs(&mut task, &outputs)
-                    {
-                        drop(permit);
-                        let failure = Failure {
-                            hint: crate::base::Hint::hint(&e),
-                            ..Failure::local(FailureClass::Build, e.to_string())
-                        };
-                        let why = Reason::Failed {
-                            failure,
-                            gave_up: None,
-                        };
-                        let o = Outcome::not_run(tid, TaskStatus::Failed, why, ms());
-                        running.spawn(async move { o });
-                        continue;
-                    }
-                    in_flight.insert(tid.0);
-                    on_event(Event::Dispatched(tid));
-                    let (dispatch, budget, stop_followers) =
-                        (dispatch.clone(), budget.clone(), stop_followers.clone());
-                    let retry = plan.retry.clone();
-                    let seed = opts.seed ^ (tid.0 as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-                    let reconcile = opts.reconcile;
-                    running.spawn(async move {
-                        run_task(
-                            task,
-                            dispatch,
-                            retry,
-                            budget,
-                            permit,
-                            stop_followers,
-                            seed,
-                            t0,
-                            reconcile,
-                        )
-                        .await
-                    });
-                }
-            }
-            if running.is_empty() && (queue.is_empty() || stopped.is_some()) {
+        // Decided outcomes go first: a replayed success may hold an output that a task
+        // dispatched below reads.
+        books.record_decided(&plan, &mut sched, ms(), on_event);
+        while sched.has_ready() {
+            let Some(slot) = slots.try_take() else {
                 break;
-            }
-            let deadline = opts.deadline;
-            let joined = tokio::select! {
-                joined = running.join_next(), if !running.is_empty() => joined,
-                _ = cancel.cancelled(), if stopped.is_none() => {
-                    tracing::warn!("interrupted: no new tasks are started; waiting for in-flight requests");
-                    stopped = Some(StopReason::Interrupted);
-                    stop_followers.cancel();
-                    dispatch.stop();
-                    None
-                }
-                _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)).await }, if stopped.is_none() && deadline.is_some() => {
-                    tracing::warn!("deadline reached: no new tasks are started; the run can be resumed");
-                    stopped = Some(StopReason::Deadline);
-                    stop_followers.cancel();
-                    dispatch.stop();
-                    None
-                }
-                // Wakes the loop when a slot frees up without a task finishing (a follower
-                // released its write slot).
-                _ = tokio::time::sleep(Duration::from_millis(50)), if !queue.is_empty() && stopped.is_none() => None,
             };
-            match joined {
-                Some(Ok(o)) => finished.push(o),
-                Some(Err(e)) => tracing::error!(error = %e, "a task worker ended abnormally"),
-                None => {}
+            let Some(tid) = sched.pop_ready() else {
+                break;
+            };
+            let Some(mut task) = plan.task(tid) else {
+                continue;
+            };
+            if task.op.needs_outputs()
+                && let Err(e) = fill_outputs(&mut task, &books.outputs)
+            {
+                drop(slot);
+                let failure = Failure {
+                    hint: crate::base::Hint::hint(&e),
+                    ..Failure::local(FailureClass::Build, e.to_string())
+                };
+                let why = Reason::Failed {
+                    failure,
+                    gave_up: None,
+                };
+                let o = Outcome::not_run(tid, TaskStatus::Failed, why, ms());
+                running.spawn(async move { o });
+                continue;
             }
-            if stopped.is_some() && !running.is_empty() {
-                // Drain in-flight work, bounded; whatever is left is abandoned.
-                let drain_until = Instant::now() + opts.drain;
-                loop {
-                    tokio::select! {
-                        joined = running.join_next() => match joined {
-                            Some(Ok(o)) => finished.push(o),
-                            Some(Err(_)) => {}
-                            None => break,
-                        },
-                        _ = tokio::time::sleep_until(drain_until) => {
-                            tracing::warn!(abandoned = running.len(), "in-flight tasks did not finish in time; their outcome is unknown");
-                            running.abort_all();
-                            break;
-                        }
+            in_flight.insert(tid.0);
+            on_event(Event::Dispatched(tid));
+            let (dispatch, budget, stop_followers) =
+                (dispatch.clone(), budget.clone(), stop_followers.clone());
+            let retry = plan.retry.clone();
+            let seed = opts.seed ^ (tid.0 as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let reconcile = opts.reconcile;
+            running.spawn(async move {
+                task::run_task(
+                    task,
+                    dispatch,
+                    retry,
+                    budget,
+                    slot,
+                    stop_followers,
+                    seed,
+                    t0,
+                    reconcile,
+                )
+                .await
+            });
+        }
+        if running.is_empty() && !sched.has_ready() {
+            break;
+        }
+        let deadline = opts.deadline;
+        let joined = tokio::select! {
+            joined = running.join_next(), if !running.is_empty() => joined,
+            _ = cancel.cancelled(), if stopped.is_none() => {
+                tracing::warn!("interrupted: no new tasks are started; waiting for in-flight requests");
+                stopped = Some(StopReason::Interrupted);
+                sched.stop();
+                stop_followers.cancel();
+                dispatch.stop();
+                None
+            }
+            _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)).await }, if stopped.is_none() && deadline.is_some() => {
+                tracing::warn!("deadline reached: no new tasks are started; the run can be resumed");
+                stopped = Some(StopReason::Deadline);
+                sched.stop();
+                stop_followers.cancel();
+                dispatch.stop();
+                None
+            }
+            // A slot came back without a task finishing: a follower let go of its slot.
+            _ = slots.released(), if sched.has_ready() => None,
+        };
+        let mut finished: Vec<Outcome> = Vec::new();
+        match joined {
+            Some(Ok(o)) => finished.push(o),
+            Some(Err(e)) => tracing::error!(error = %e, "a task worker ended abnormally"),
+            None => {}
+        }
+        if stopped.is_some() && !running.is_empty() {
+            // Drain in-flight work, bounded; whatever is left is abandoned.
+            let drain_until = Instant::now() + opts.drain;
+            loop {
+                tokio::select! {
+                    joined = running.join_next() => match joined {
+                        Some(Ok(o)) => finished.push(o),
+                        Some(Err(_)) => {}
+                        None => break,
+                    },
+                    _ = tokio::time::sleep_until(drain_until) => {
+                        tracing::warn!(abandoned = running.len(), "in-flight tasks did not finish in time; their outcome is unknown");
+                        running.abort_all();
+                        break;
                     }
                 }
             }
@@ -405,87 +345,18 @@ pub async fn run(
             if let Some(Reason::NotStarted(by @ None)) = &mut o.reason {
                 *by = stopped;
             }
-            let si = step_index[plan.step_of(o.task).id.as_str()];
-            let step = &plan.steps[si];
-            if o.status == TaskStatus::Succeeded
-                && step.task_count == 1
-                && let Some(r) = &o.result
-            {
-                outputs.insert(step.id.clone(), r.clone());
-            }
-            let (f, t) = units(&o);
-            let s = &mut st[si];
-            s.failed_units += f;
-            s.total_units += t;
-            if o.status != TaskStatus::Succeeded {
-                s.bad += 1;
-            }
-            s.left = s.left.saturating_sub(1);
-            on_event(Event::Finished(&o));
-            let idx = o.task.0 as usize;
-            outcomes[idx] = Some(o);
-            if s.left > 0 || stopped.is_some() {
-                continue;
-            }
-            // The stage is complete: check the rollout threshold, then open the next stage.
-            let stage = s.stage;
-            if let Some(r) = &step.rollout {
-                let allowed = r.max_failures.of(s.total_units);
-                if s.failed_units > allowed {
-                    let stop = RolloutStop {
-                        step: step.id.clone(),
-                        stage: stage + 1,
-                        stages: r.stage_ends.len(),
-                        failed: s.failed_units,
-                        allowed,
-                        total: s.total_units,
-                    };
-                    tracing::warn!(
-                        step = %step.id,
-                        stage = stop.stage,
-                        stages = stop.stages,
-                        failed = stop.failed,
-                        allowed,
-                        total = stop.total,
-                        max_failures = %r.max_failures,
-                        "rollout stopped at its max_failures threshold"
-                    );
-                    let (a, _) = stage_range(si, stage + 1);
-                    for t in a..step.first_task + step.task_count {
-                        let o = Outcome::not_run(
-                            TaskId(t),
-                            TaskStatus::Skipped,
-                            Reason::RolloutStopped(stop.clone()),
-                            ms(),
-                        );
-                        on_event(Event::Finished(&o));
-                        outcomes[t as usize] = Some(o);
-                        s.bad += 1;
-                    }
-                    rollout_stops.push(stop);
-                    s.done = true;
-                    continue;
-                }
-            }
-            if stage + 1 < stages_of(si) {
-                s.stage += 1;
-                let (a, b) = stage_range(si, stage + 1);
-                s.left = b - a;
-                for t in a..b {
-                    match prior.remove(&t) {
-                        Some(o) => preset_done.push(o),
-                        None => queue.push_back(TaskId(t)),
-                    }
-                }
-                tracing::info!(step = %step.id, stage = stage + 2, tasks = b - a, "rollout stage started");
-            } else {
-                s.done = true;
-            }
+            let (task, f) = (o.task, Finish::of(&o));
+            // Recorded before the scheduler hears of it, so what it unlocks can read the
+            // output.
+            books.record(&plan, o, on_event);
+            sched.finished(task, f);
+            books.record_decided(&plan, &mut sched, ms(), on_event);
         }
     }
     running.abort_all();
     let now = ms();
-    let outcomes = outcomes
+    let outcomes = books
+        .outcomes
         .into_iter()
         .enumerate()
         .map(|(i, o)| {
@@ -511,150 +382,8 @@ pub async fn run(
     RunOutput {
         outcomes,
         stopped,
-        rollout_stops,
+        rollout_stops: sched.rollout_stops().to_vec(),
         elapsed: t0.elapsed(),
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn run_task(
-    task: Task,
-    dispatch: Arc<dyn Dispatch>,
-    retry: crate::job::RetrySettings,
-    budget: Arc<RetryBudget>,
-    permit: tokio::sync::OwnedSemaphorePermit,
-    stop_followers: CancellationToken,
-    seed: u64,
-    t0: Instant,
-    reconcile: bool,
-) -> Outcome {
-    let ms = || t0.elapsed().as_millis() as u64;
-    let started_ms = ms();
-    let task_started = SystemTime::now();
-    let attempts: Mutex<Vec<Attempt>> = Mutex::new(Vec::new());
-    let uncertain = AtomicBool::new(reconcile);
-    let counter = AtomicU32::new(0);
-    let rng = Mutex::new(fastrand::Rng::with_seed(seed));
-    let lock = |m: &Mutex<Vec<Attempt>>| -> Vec<Attempt> {
-        m.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    };
-
-    let once = || async {
-        let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
-        let cx = AttemptCx {
-            attempt: n,
-            uncertain: uncertain.load(Ordering::SeqCst),
-            task_started,
-        };
-        let at = ms();
-        let began = Instant::now();
-        let r = dispatch.attempt(&task, &cx).await;
-        let (result, note) = match &r {
-            Ok(d) => (Ok(()), d.reconciled.then(|| d.summary.clone())),
-            Err(f) => (Err(f.clone()), None),
-        };
-        if let Err(f) = &r
-            && f.maybe_processed
-        {
-            uncertain.store(true, Ordering::SeqCst);
-        }
-        attempts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(Attempt {
-                n,
-                at_ms: at,
-                took_ms: began.elapsed().as_millis() as u64,
-                result,
-                wait_ms: None,
-                note,
-            });
-        r
-    };
-    let backoff = ExponentialBuilder::default()
-        .with_min_delay(retry.initial_delay)
-        .with_max_delay(retry.max_delay)
-        .with_factor(2.0)
-        .with_max_times(retry.attempts.saturating_sub(1) as usize);
-    let result = once
-        .retry(backoff)
-        .sleep(tokio::time::sleep)
-        .when(|f: &Failure| f.retryable() && !stop_followers.is_cancelled() && budget.try_spend(f))
-        .adjust(|f: &Failure, step: Option<Duration>| {
-            step.map(|s| next_delay(f, s, retry.max_retry_after, &mut rng.lock().unwrap_or_else(|e| e.into_inner())))
-        })
-        .notify(|f: &Failure, wait: Duration| {
-            tracing::debug!(task = %task.id, error = %f, wait_ms = wait.as_millis() as u64, "retrying");
-            if let Some(last) = attempts.lock().unwrap_or_else(|e| e.into_inner()).last_mut() {
-                last.wait_ms = Some(wait.as_millis() as u64);
-            }
-        })
-        .await;
-    drop(permit);
-    let outcome = |status, reason, result, followed| Outcome {
-        task: task.id,
-        status,
-        attempts: lock(&attempts),
-        reason,
-        result,
-        followed,
-        started_ms,
-        finished_ms: ms(),
-    };
-    match result {
-        Ok(done) => {
-            budget.refund();
-            let (mut status, mut reason, mut followed) = (TaskStatus::Succeeded, None, None);
-            if let (
-                Some(cmd),
-                crate::plan::Operation::Command {
-                    wait_ms: Some(wait),
-                    ..
-                },
-            ) = (&done.follow, &task.op)
-            {
-                let f = dispatch.follow(&task, cmd, *wait, &stop_followers).await;
-                if let Some(c) = f.counts
-                    && c.unsuccessful() > 0
-                {
-                    status = TaskStatus::Failed;
-                    reason = Some(Reason::DeviceFailures(c));
-                }
-                followed = Some(f);
-            }
-            outcome(status, reason, Some(done.result), followed)
-        }
-        Err(f) if f.class == FailureClass::Stopped && !uncertain.load(Ordering::SeqCst) => {
-            // Nothing was written: the stop came before this task's write went out.
-            outcome(
-                TaskStatus::NotStarted,
-                Some(Reason::NotStarted(None)),
-                None,
-                None,
-            )
-        }
-        Err(failure) => {
-            let status = if uncertain.load(Ordering::SeqCst) {
-                TaskStatus::Unknown
-            } else {
-                TaskStatus::Failed
-            };
-            let n = counter.load(Ordering::SeqCst);
-            let gave_up =
-                if failure.retryable() && n < retry.attempts && !stop_followers.is_cancelled() {
-                    Some(GaveUp::Budget)
-                } else if failure.retryable() && n >= retry.attempts {
-                    Some(GaveUp::Attempts)
-                } else {
-                    None
-                };
-            outcome(
-                status,
-                Some(Reason::Failed { failure, gave_up }),
-                None,
-                None,
-            )
-        }
     }
 }
 
@@ -813,5 +542,105 @@ mod tests {
             }),
             "a failure that is not retried did not give up on anything"
         );
+    }
+
+    /// Accepts every write as a command to follow, and follows each for its whole timeout.
+    struct SlowFollow;
+
+    impl Dispatch for SlowFollow {
+        fn attempt<'a>(
+            &'a self,
+            t: &'a Task,
+            _cx: &'a AttemptCx,
+        ) -> BoxFuture<'a, Result<Done, Failure>> {
+            async move {
+                Ok(Done {
+                    summary: String::new(),
+                    result: Value::Null,
+                    follow: Some(format!("cmd-{}", t.id.0)),
+                    reconciled: false,
+                })
+            }
+            .boxed()
+        }
+        fn follow<'a>(
+            &'a self,
+            _t: &'a Task,
+            c: &'a str,
+            d: Duration,
+            _s: &'a CancellationToken,
+        ) -> BoxFuture<'a, Followed> {
+            async move {
+                tokio::time::sleep(d).await;
+                Followed {
+                    command: c.to_string(),
+                    finished: true,
+                    counts: None,
+                    devices: Vec::new(),
+                }
+            }
+            .boxed()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slot_given_back_by_a_follower_dispatches_the_next_task_at_once() {
+        let text = "version: 1\nname: t\nlimits: { max_in_flight: 1 }\ntargets:\n  s: { groups: { name: \"S/*\" } }\nsteps:\n  - id: reboot\n    command: { to: s, name: REBOOT, wait: { timeout: 10s } }\n";
+        let env = |_: &str| None;
+        let (job, _) = crate::job::load("t.yaml", text, &crate::job::Host::env_only(&env)).unwrap();
+        let group = |i: u32| crate::plan::Item {
+            kind: crate::plan::ItemKind::Group,
+            id: format!("g{i}"),
+            name: format!("{i}"),
+            detail: Some(format!("S/{i}")),
+        };
+        let mut resolved = Resolved::default();
+        resolved.targets.insert(
+            "s".into(),
+            crate::plan::FrozenTarget {
+                kind: crate::plan::ItemKind::Group,
+                items: (0..3).map(group).collect(),
+            },
+        );
+        let server = Server {
+            base_url: "http://127.0.0.1:1/api".into(),
+            enterprise_id: "e".into(),
+        };
+        let plan = Arc::new(crate::plan::compile(&job, &resolved, server).unwrap());
+        let t0 = Instant::now();
+        let mut dispatched = Vec::new();
+        let out = run(
+            plan,
+            Arc::new(SlowFollow),
+            RunOptions {
+                deadline: None,
+                drain: Duration::from_secs(1),
+                seed: 1,
+                prior: BTreeMap::new(),
+                reconcile: false,
+            },
+            CancellationToken::new(),
+            |e| {
+                if let Event::Dispatched(t) = e {
+                    dispatched.push((t.0, t0.elapsed()));
+                }
+            },
+        )
+        .await;
+        assert!(
+            out.outcomes
+                .iter()
+                .all(|o| o.status == TaskStatus::Succeeded)
+        );
+        assert_eq!(
+            dispatched,
+            [
+                (0, Duration::ZERO),
+                (1, Duration::ZERO),
+                (2, Duration::ZERO)
+            ],
+            "one write slot, yet no task waits for another's follow (nor for a poll)"
+        );
+        assert_eq!(out.elapsed, Duration::from_secs(10), "the follows overlap");
     }
 }

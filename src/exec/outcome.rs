@@ -79,6 +79,9 @@ pub enum GaveUp {
 pub struct Shortfall {
     pub step: String,
     pub not_succeeded: u32,
+    /// Set when the need is per item: the item (group path, device name) whose task in
+    /// `step` did not succeed; `not_succeeded` is then 1.
+    pub item: Option<String>,
 }
 
 /// A rollout stopped by its `max_failures` threshold after a stage.

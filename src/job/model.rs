@@ -150,6 +150,8 @@ pub struct DeviceSelector {
 pub struct Step {
     pub id: String,
     pub needs: Vec<String>,
+    /// Wait for the whole of every needed step, even where `needs` would be per item.
+    pub needs_all: bool,
     /// Fan out one task per group or device of this target (ops without `to:`).
     pub for_each: Option<String>,
     pub rollout: Option<Rollout>,

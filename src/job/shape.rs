@@ -396,7 +396,16 @@ pub static STEP: Shape = Shape {
     doc: "A step: an id, optional needs/for_each/rollout, and exactly one operation.",
     fields: &[
         req("id", Ty::Str, "Unique step id."),
-        f("needs", Ty::StrList, "Steps that must succeed first."),
+        f(
+            "needs",
+            Ty::StrList,
+            "Steps that must succeed first; per item when both steps fan out over the same target.",
+        ),
+        f(
+            "needs_all",
+            Ty::Bool,
+            "Wait for every task of the needed steps, even over the same target. Default false.",
+        ),
         f(
             "for_each",
             Ty::Str,

@@ -140,6 +140,36 @@ fn cycles_show_the_chain() {
 }
 
 #[test]
+fn needs_all_is_a_boolean_that_wants_needs() {
+    let with = |line: &str| {
+        GOOD.replace(
+            "    needs: [install]\n",
+            &format!("    needs: [install]\n{line}"),
+        )
+    };
+    let (job, warnings) = load("good.yaml", &with("    needs_all: true\n"), &host()).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(
+        job.steps.iter().map(|s| s.needs_all).collect::<Vec<_>>(),
+        [false, false, true]
+    );
+    let p = problems(&with("    needs_all: always\n"));
+    assert!(
+        p.iter()
+            .any(|(l, m)| *l == 24 && m.contains("true or false")),
+        "{p:?}"
+    );
+    let alone = GOOD.replace("  - id: upload\n", "  - id: upload\n    needs_all: true\n");
+    let (_, warnings) = load("good.yaml", &alone, &host()).unwrap();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.message.contains("`needs_all` has nothing to wait for")),
+        "{warnings:?}"
+    );
+}
+
+#[test]
 fn step_outputs_must_be_needed_and_exist() {
     let p = problems(&GOOD.replace("version_id }}", "versionid }}"));
     assert!(

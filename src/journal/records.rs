@@ -112,6 +112,8 @@ pub enum ReasonRecord {
 pub struct ShortfallRecord {
     pub step: String,
     pub not_succeeded: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -303,6 +305,7 @@ impl From<&Reason> for ReasonRecord {
                     .map(|n| ShortfallRecord {
                         step: n.step.clone(),
                         not_succeeded: n.not_succeeded,
+                        item: n.item.clone(),
                     })
                     .collect(),
             },
@@ -330,6 +333,7 @@ impl From<ReasonRecord> for Reason {
                     .map(|n| Shortfall {
                         step: n.step,
                         not_succeeded: n.not_succeeded,
+                        item: n.item,
                     })
                     .collect(),
             ),

@@ -96,10 +96,18 @@ fn records_round_trip_the_executor_types() {
             failure: failure.clone(),
             gave_up: Some(GaveUp::Budget),
         },
-        Reason::NeedsFailed(vec![Shortfall {
-            step: "a".into(),
-            not_succeeded: 2,
-        }]),
+        Reason::NeedsFailed(vec![
+            Shortfall {
+                step: "a".into(),
+                not_succeeded: 2,
+                item: None,
+            },
+            Shortfall {
+                step: "b".into(),
+                not_succeeded: 1,
+                item: Some("Stores/North/0002".into()),
+            },
+        ]),
         Reason::RolloutStopped(RolloutStop {
             step: "r".into(),
             stage: 1,
@@ -218,11 +226,13 @@ fn format_1_journals_still_read() {
         Reason::NeedsFailed(vec![
             Shortfall {
                 step: "a".into(),
-                not_succeeded: 4
+                not_succeeded: 4,
+                item: None,
             },
             Shortfall {
                 step: "b".into(),
-                not_succeeded: 1
+                not_succeeded: 1,
+                item: None,
             },
         ])
     );

@@ -241,6 +241,7 @@ fn needs(text: &str) -> Option<Vec<ShortfallRecord>> {
             Some(ShortfallRecord {
                 step: step.to_string(),
                 not_succeeded: n.parse().ok()?,
+                item: None,
             })
         })
         .collect()

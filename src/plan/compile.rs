@@ -193,6 +193,8 @@ pub fn compile(job: &Job, resolved: &Resolved, server: Server) -> Result<Plan, P
             id: step.id.clone(),
             kind: step.op.kind().to_string(),
             needs: step.needs.clone(),
+            needs_all: step.needs_all,
+            resolved_needs: Vec::new(),
             first_task: next as u32,
             task_count: count as u32,
             fanout,
@@ -202,7 +204,7 @@ pub fn compile(job: &Job, resolved: &Resolved, server: Server) -> Result<Plan, P
         next += count;
     }
     let estimate = estimate(&steps, &resolved.targets, job.limits.rate);
-    Ok(Plan {
+    let mut plan = Plan {
         format: PLAN_FORMAT,
         job: job.name.clone(),
         description: job.description.clone(),
@@ -216,7 +218,9 @@ pub fn compile(job: &Job, resolved: &Resolved, server: Server) -> Result<Plan, P
         steps,
         task_count: next as u32,
         estimate,
-    })
+    };
+    plan.link();
+    Ok(plan)
 }
 
 /// Requests by endpoint. Command polls are a lower bound: one stats read plus the

@@ -146,12 +146,31 @@ pub struct PlanRollout {
     pub max_failures: Amount,
 }
 
+/// A `needs` entry resolved to the needed step's index, and how it gates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Need {
+    /// Index in [`Plan::steps`].
+    pub step: usize,
+    /// Task `k` of the needing step waits only for task `k` of the needed one: both fan out
+    /// one task per item of the same target, so task `k` of each is item `k`.
+    pub per_item: bool,
+}
+
 /// A step of the plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlanStep {
     pub id: String,
     pub kind: String,
+    /// By step id: what plan files record and reports show.
     pub needs: Vec<String>,
+    /// `needs_all: true`: wait for the whole of every needed step even where the need could
+    /// be per item. Left out when false, so plans without it keep their hash.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub needs_all: bool,
+    /// `needs` resolved by [`Plan::link`]. Never serialized: it follows from the names and
+    /// fan-outs, and leaving it out keeps plan files (and their hashes) as they were.
+    #[serde(skip)]
+    pub resolved_needs: Vec<Need>,
     pub first_task: u32,
     pub task_count: u32,
     pub fanout: Fanout,
@@ -367,7 +386,11 @@ fn no_waits(max_seconds: &f64) -> bool {
 }
 
 /// A compiled, frozen job.
+///
+/// Deserializing links the steps ([`Plan::link`]): `remote = "Self"` makes the derives
+/// plain functions that the trait impls below wrap, so no way of loading a plan can skip it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Plan {
     pub format: u32,
     pub job: String,
@@ -389,6 +412,20 @@ pub struct Plan {
     pub steps: Vec<PlanStep>,
     pub task_count: u32,
     pub estimate: Estimate,
+}
+
+impl Serialize for Plan {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        Plan::serialize(self, s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Plan {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Plan, D::Error> {
+        let mut plan = Plan::deserialize(d)?;
+        plan.link();
+        Ok(plan)
+    }
 }
 
 /// Why compiling failed, naming what to change.
@@ -449,6 +486,60 @@ impl crate::base::Hint for PlanError {
 }
 
 impl Plan {
+    /// Resolves every step's `needs` to [`Need`]s. Names that match no step are dropped:
+    /// validation refuses them, and a hand-edited plan should not fail here for it.
+    pub fn link(&mut self) {
+        let index: BTreeMap<&str, usize> = self
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.as_str(), i))
+            .collect();
+        let resolved: Vec<Vec<Need>> = self
+            .steps
+            .iter()
+            .map(|s| {
+                s.needs
+                    .iter()
+                    .filter_map(|n| index.get(n.as_str()).copied())
+                    .map(|d| Need {
+                        step: d,
+                        per_item: !s.needs_all && self.same_items(&self.steps[d], s),
+                    })
+                    .collect()
+            })
+            .collect();
+        for (s, r) in self.steps.iter_mut().zip(resolved) {
+            s.resolved_needs = r;
+        }
+    }
+
+    /// Whether task `k` of `a` and task `k` of `b` are the same item, for every `k`.
+    fn same_items(&self, a: &PlanStep, b: &PlanStep) -> bool {
+        let (ka, kb) = (self.item_target(a), self.item_target(b));
+        ka.is_some() && ka == kb && a.task_count == b.task_count
+    }
+
+    /// The target a step runs one task per item of, if it does.
+    fn item_target<'s>(&self, s: &'s PlanStep) -> Option<&'s str> {
+        match &s.fanout {
+            Fanout::PerItem { target } => Some(target),
+            // Device chunks hold several devices each; a chunk is not an item.
+            Fanout::Chunks { target, .. } => self
+                .targets
+                .get(target)
+                .filter(|t| t.kind == ItemKind::Group)
+                .map(|_| target.as_str()),
+            Fanout::Single => None,
+        }
+    }
+
+    /// How reports name the item of task `k` of `step`, when its tasks are one per item.
+    pub fn item_label(&self, step: &PlanStep, k: u32) -> Option<&str> {
+        let t = self.targets.get(self.item_target(step)?)?;
+        t.items.get(k as usize).map(Item::label)
+    }
+
     /// Every task id, in order.
     pub fn task_ids(&self) -> impl Iterator<Item = TaskId> + use<> {
         (0..self.task_count).map(TaskId)

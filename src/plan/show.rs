@@ -53,7 +53,24 @@ pub fn plan_text(p: &Plan, show_requests: bool, paths: &dyn Paths) -> String {
         let needs = if s.needs.is_empty() {
             String::new()
         } else {
-            format!(", after {}", s.needs.join(", "))
+            let per_item: Vec<&str> = s
+                .resolved_needs
+                .iter()
+                .filter(|n| n.per_item)
+                .map(|n| p.steps[n.step].id.as_str())
+                .collect();
+            let names: Vec<String> = s
+                .needs
+                .iter()
+                .map(|n| {
+                    if per_item.contains(&n.as_str()) {
+                        format!("{n} per item")
+                    } else {
+                        n.clone()
+                    }
+                })
+                .collect();
+            format!(", after {}", names.join(", "))
         };
         let fan = match &s.fanout {
             Fanout::Single => "once".to_string(),

@@ -69,6 +69,7 @@ impl From<&Reason> for ReasonReport {
                     .map(|n| NeedReport {
                         step: n.step.clone(),
                         not_succeeded: n.not_succeeded,
+                        item: n.item.clone(),
                     })
                     .collect(),
             },

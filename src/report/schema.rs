@@ -238,6 +238,9 @@ pub enum ReasonReport {
 pub struct NeedReport {
     pub step: String,
     pub not_succeeded: u32,
+    /// The item whose task in `step` did not succeed, when the need is per item.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<String>,
 }
 
 /// A rollout stopped by `max_failures` after stage `stage` (1-based) of `stages`:

@@ -1,15 +1,20 @@
 //! Whole jobs through the engine against the mock: faults without duplicates, idempotent
-//! re-runs, skipped dependents, device-side failures and interruption.
+//! re-runs, skipped dependents (per item over the same target, or whole with `needs_all`),
+//! device-side failures and interruption.
 
 use std::time::Duration;
 
 use esper_bulk::base::FailureClass;
 use esper_bulk::exec::{DeviceState, TaskStatus};
-use esper_bulk::mock::{CommandBehaviour, Faults, RateLimit};
-use esper_bulk::report::{ReasonReport, RunOutcome};
+use esper_bulk::mock::{CommandBehaviour, Faults, MockServer, RateLimit};
+use esper_bulk::plan::{self, Plan, Server};
+use esper_bulk::report::{NeedReport, ReasonReport, Report, RunOutcome};
+use esper_bulk::run::Source;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{job_header, run_job, run_job_with, small, start};
+use crate::support::{
+    client, job_header, load, run, run_config, run_job, run_job_with, small, start,
+};
 
 fn rollout_job(header: &str) -> String {
     format!(
@@ -204,4 +209,122 @@ async fn interruption_stops_dispatch_and_is_reported() {
     assert_eq!(report.run.exit_code, 130);
     assert!(report.summary.not_started > 0, "{}", report.summary_text());
     assert!(report.summary.not_started < 80);
+}
+
+/// A reboot of three store groups, and an alarm rule per group that needs it.
+fn reboot_then_alarm(server: &MockServer, needs_all: bool) -> String {
+    format!(
+        r#"{}targets:
+  stores: {{ groups: {{ name: "Stores/*/*" }} }}
+steps:
+  - id: reboot
+    command: {{ to: stores, name: REBOOT }}
+  - id: alarm
+    needs: [reboot]
+    needs_all: {needs_all}
+    for_each: stores
+    alarm_rule:
+      name: "Rebooted - ${{{{ item.path }}}}"
+      metric: battery_level
+      conditions: {{ comparator: LessThanThreshold, value: 15, unit: Percent }}
+      realert_interval: 3600
+      groups: ["${{{{ item.id }}}}"]
+"#,
+        job_header(server, "200/s")
+    )
+}
+
+/// Plans `yaml`, then runs the plan with the second store's group id replaced by one the
+/// mock does not know, as if the group was deleted between plan and run: that group's
+/// reboot is refused (400) and the others go through.
+async fn run_with_a_lost_group(server: &MockServer, yaml: &str) -> (Plan, Report) {
+    let job = load(server, yaml);
+    let resolved = plan::resolve(&job, &client(server)).await.unwrap();
+    let at = Server {
+        base_url: server.base_url(),
+        enterprise_id: server.enterprise_id().to_string(),
+    };
+    let mut plan = plan::compile(&job, &resolved, at).unwrap();
+    plan.targets.get_mut("stores").unwrap().items[1].id =
+        "00000000-0000-4000-8000-00000000dead".into();
+    let state = tempfile::tempdir().unwrap();
+    let cfg = run_config(server, Source::Plan(Box::new(plan)), state.path());
+    let r = run(cfg, CancellationToken::new()).await;
+    (r.plan.as_ref().clone(), r.report)
+}
+
+fn statuses(report: &Report, step: &str) -> Vec<TaskStatus> {
+    report
+        .tasks
+        .iter()
+        .filter(|t| t.step == step)
+        .map(|t| t.status)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_need_over_the_same_target_is_per_item() {
+    let mut cfg = small(26);
+    cfg.groups = 3;
+    let server = start(cfg).await;
+    let (plan, report) = run_with_a_lost_group(&server, &reboot_then_alarm(&server, false)).await;
+    use TaskStatus::*;
+    assert_eq!(statuses(&report, "reboot"), [Succeeded, Failed, Succeeded]);
+    assert_eq!(
+        statuses(&report, "alarm"),
+        [Succeeded, Skipped, Succeeded],
+        "only the lost group's alarm waits on a failed reboot: {}",
+        report.summary_text()
+    );
+    let lost = plan.targets["stores"].items[1].label().to_string();
+    let skipped = report
+        .tasks
+        .iter()
+        .find(|t| t.step == "alarm" && t.status == Skipped)
+        .unwrap();
+    assert_eq!(
+        skipped.reason,
+        Some(ReasonReport::NeedsFailed {
+            needs: vec![NeedReport {
+                step: "reboot".into(),
+                not_succeeded: 1,
+                item: Some(lost.clone()),
+            }]
+        })
+    );
+    assert_eq!(
+        skipped.error_text().as_deref(),
+        Some(format!("skipped: needed step `reboot` for {lost} did not succeed").as_str())
+    );
+    assert!(skipped.attempts.is_empty(), "a skipped task sends nothing");
+    let rules = server.snapshot().alarm_rules;
+    assert_eq!(rules.len(), 2, "{rules:?}");
+    assert!(rules.iter().all(|r| !r.name.contains(&lost)));
+    assert_eq!(report.run.exit_code, 1);
+}
+
+#[tokio::test]
+async fn needs_all_waits_for_the_whole_needed_step() {
+    let mut cfg = small(27);
+    cfg.groups = 3;
+    let server = start(cfg).await;
+    let (_, report) = run_with_a_lost_group(&server, &reboot_then_alarm(&server, true)).await;
+    use TaskStatus::*;
+    assert_eq!(statuses(&report, "reboot"), [Succeeded, Failed, Succeeded]);
+    assert_eq!(statuses(&report, "alarm"), [Skipped, Skipped, Skipped]);
+    let whole = Some(ReasonReport::NeedsFailed {
+        needs: vec![NeedReport {
+            step: "reboot".into(),
+            not_succeeded: 1,
+            item: None,
+        }],
+    });
+    assert!(
+        report
+            .tasks
+            .iter()
+            .filter(|t| t.step == "alarm")
+            .all(|t| t.reason == whole)
+    );
+    assert!(server.snapshot().alarm_rules.is_empty());
 }

@@ -741,6 +741,22 @@ async fn every_readme_example_validates_and_plans() {
     let (file, text) = plan_of("union");
     let (plan, _) = plan_on(&server, &file, &load(&file, &text, &env).0).await;
     assert_eq!(plan.targets["back-office"].items.len(), 2);
+    let (file, text) = plan_of("needs-per-item");
+    let (plan, _) = plan_on(&server, &file, &load(&file, &text, &env).0).await;
+    let per_item: Vec<bool> = plan.steps[1..]
+        .iter()
+        .map(|s| s.resolved_needs[0].per_item)
+        .collect();
+    assert_eq!(
+        per_item,
+        [true, false],
+        "the alarm needs the install per store; `needs_all` makes the reboot wait for all"
+    );
+    let text = plan::plan_text(&plan, false, &EsperPaths);
+    assert!(
+        text.contains("after install per item)") && text.contains("after install)\n"),
+        "{text}"
+    );
     let (file, text) = plan_of("vars");
     let (plan, _) = plan_on(&server, &file, &load(&file, &text, &env).0).await;
     assert_eq!(

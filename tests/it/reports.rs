@@ -170,6 +170,7 @@ fn fixture() -> Report {
         needs: vec![NeedReport {
             step: "install".into(),
             not_succeeded: 4,
+            item: None,
         }],
     });
     let stopped = Some(ReasonReport::RolloutStopped { stop: threshold() });
@@ -1296,6 +1297,7 @@ fn singular() -> Report {
         needs: vec![NeedReport {
             step: "install".into(),
             not_succeeded: 2,
+            item: None,
         }],
     });
     let deadline = Some(ReasonReport::NotStarted {

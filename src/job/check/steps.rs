@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::job::model::*;
-use crate::job::node::Node;
+use crate::job::node::{Kind, Node};
 use crate::job::shape;
 
 use super::needs::{self, Reach};
@@ -189,9 +189,17 @@ fn step(cx: &mut Cx, i: usize, s: &Node, scope: &Scope, reach: &mut Reach) -> Op
     if rollout.is_some() {
         warn_nothing_to_stage(cx, s, &op, for_each.is_some(), &at);
     }
+    let needs = strs(s.get("needs"));
+    let needs_all = s
+        .get("needs_all")
+        .is_some_and(|n| n.kind == Kind::Bool(true));
+    if needs_all && needs.is_empty() {
+        warn_needs_all_alone(cx, s, &at);
+    }
     Some(Step {
         id: id?,
-        needs: strs(s.get("needs")),
+        needs,
+        needs_all,
         for_each,
         rollout,
         op,
@@ -323,6 +331,18 @@ fn warn_nothing_to_stage(cx: &mut Cx, s: &Node, op: &StepOp, for_each: bool, at:
             key,
             &format!("{at}.rollout"),
             "this step runs a single task; `rollout` has nothing to stage",
+            None,
+        );
+    }
+}
+
+/// A warning, not an error: `needs_all` is harmless alone, but the author expected needs.
+fn warn_needs_all_alone(cx: &mut Cx, s: &Node, at: &str) {
+    if let Some((key, _)) = s.entry("needs_all") {
+        cx.warn(
+            key,
+            &format!("{at}.needs_all"),
+            "this step needs no step; `needs_all` has nothing to wait for",
             None,
         );
     }

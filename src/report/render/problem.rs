@@ -52,9 +52,10 @@ impl TaskReport {
                     if i > 0 {
                         line.push_text(", ");
                     }
-                    line = line
-                        .code(n.step.clone())
-                        .text(format!(" ({} not succeeded)", n.not_succeeded));
+                    line = line.code(n.step.clone()).text(match &n.item {
+                        Some(item) => format!(" for {item}"),
+                        None => format!(" ({} not succeeded)", n.not_succeeded),
+                    });
                 }
                 line.text(" did not succeed")
             }

@@ -1,0 +1,166 @@
+//! One task's life on a worker: its attempts with backon's exponential backoff and full
+//! jitter (honouring `Retry-After` up to its cap, spending the run-wide retry budget), the
+//! read-back flag after an attempt that may have been processed, and following an
+//! accepted command to its devices' final states.
+//!
+//! It holds the task's write slot only while writing. Which task runs when, and what its
+//! outcome unlocks, is the scheduler's; stopping and draining are `exec::run`'s.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use backon::{ExponentialBuilder, Retryable};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::slots::WriteSlot;
+use super::{
+    Attempt, AttemptCx, Dispatch, Failure, GaveUp, Outcome, Reason, RetryBudget, TaskStatus,
+    next_delay,
+};
+use crate::base::FailureClass;
+use crate::plan::Task;
+
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn run_task(
+    task: Task,
+    dispatch: Arc<dyn Dispatch>,
+    retry: crate::job::RetrySettings,
+    budget: Arc<RetryBudget>,
+    slot: WriteSlot,
+    stop_followers: CancellationToken,
+    seed: u64,
+    t0: Instant,
+    reconcile: bool,
+) -> Outcome {
+    let ms = || t0.elapsed().as_millis() as u64;
+    let started_ms = ms();
+    let task_started = SystemTime::now();
+    let attempts: Mutex<Vec<Attempt>> = Mutex::new(Vec::new());
+    let uncertain = AtomicBool::new(reconcile);
+    let counter = AtomicU32::new(0);
+    let rng = Mutex::new(fastrand::Rng::with_seed(seed));
+    let lock = |m: &Mutex<Vec<Attempt>>| -> Vec<Attempt> {
+        m.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    };
+
+    let once = || async {
+        let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+        let cx = AttemptCx {
+            attempt: n,
+            uncertain: uncertain.load(Ordering::SeqCst),
+            task_started,
+        };
+        let at = ms();
+        let began = Instant::now();
+        let r = dispatch.attempt(&task, &cx).await;
+        let (result, note) = match &r {
+            Ok(d) => (Ok(()), d.reconciled.then(|| d.summary.clone())),
+            Err(f) => (Err(f.clone()), None),
+        };
+        if let Err(f) = &r
+            && f.maybe_processed
+        {
+            uncertain.store(true, Ordering::SeqCst);
+        }
+        attempts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Attempt {
+                n,
+                at_ms: at,
+                took_ms: began.elapsed().as_millis() as u64,
+                result,
+                wait_ms: None,
+                note,
+            });
+        r
+    };
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(retry.initial_delay)
+        .with_max_delay(retry.max_delay)
+        .with_factor(2.0)
+        .with_max_times(retry.attempts.saturating_sub(1) as usize);
+    let result = once
+        .retry(backoff)
+        .sleep(tokio::time::sleep)
+        .when(|f: &Failure| f.retryable() && !stop_followers.is_cancelled() && budget.try_spend(f))
+        .adjust(|f: &Failure, step: Option<Duration>| {
+            step.map(|s| next_delay(f, s, retry.max_retry_after, &mut rng.lock().unwrap_or_else(|e| e.into_inner())))
+        })
+        .notify(|f: &Failure, wait: Duration| {
+            tracing::debug!(task = %task.id, error = %f, wait_ms = wait.as_millis() as u64, "retrying");
+            if let Some(last) = attempts.lock().unwrap_or_else(|e| e.into_inner()).last_mut() {
+                last.wait_ms = Some(wait.as_millis() as u64);
+            }
+        })
+        .await;
+    // Following holds no slot: a command may take minutes to reach its devices.
+    drop(slot);
+    let outcome = |status, reason, result, followed| Outcome {
+        task: task.id,
+        status,
+        attempts: lock(&attempts),
+        reason,
+        result,
+        followed,
+        started_ms,
+        finished_ms: ms(),
+    };
+    match result {
+        Ok(done) => {
+            budget.refund();
+            let (mut status, mut reason, mut followed) = (TaskStatus::Succeeded, None, None);
+            if let (
+                Some(cmd),
+                crate::plan::Operation::Command {
+                    wait_ms: Some(wait),
+                    ..
+                },
+            ) = (&done.follow, &task.op)
+            {
+                let f = dispatch.follow(&task, cmd, *wait, &stop_followers).await;
+                if let Some(c) = f.counts
+                    && c.unsuccessful() > 0
+                {
+                    status = TaskStatus::Failed;
+                    reason = Some(Reason::DeviceFailures(c));
+                }
+                followed = Some(f);
+            }
+            outcome(status, reason, Some(done.result), followed)
+        }
+        Err(f) if f.class == FailureClass::Stopped && !uncertain.load(Ordering::SeqCst) => {
+            // Nothing was written: the stop came before this task's write went out.
+            outcome(
+                TaskStatus::NotStarted,
+                Some(Reason::NotStarted(None)),
+                None,
+                None,
+            )
+        }
+        Err(failure) => {
+            let status = if uncertain.load(Ordering::SeqCst) {
+                TaskStatus::Unknown
+            } else {
+                TaskStatus::Failed
+            };
+            let n = counter.load(Ordering::SeqCst);
+            let gave_up =
+                if failure.retryable() && n < retry.attempts && !stop_followers.is_cancelled() {
+                    Some(GaveUp::Budget)
+                } else if failure.retryable() && n >= retry.attempts {
+                    Some(GaveUp::Attempts)
+                } else {
+                    None
+                };
+            outcome(
+                status,
+                Some(Reason::Failed { failure, gave_up }),
+                None,
+                None,
+            )
+        }
+    }
+}
