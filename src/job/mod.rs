@@ -26,7 +26,19 @@ pub use node::{Pos, Span};
 /// in the job; the host resolves them, normally against the job file's directory).
 pub struct Host<'a> {
     pub env: &'a dyn Fn(&str) -> Option<String>,
-    pub read: &'a dyn Fn(&str) -> Result<String, String>,
+    pub read: &'a dyn Fn(&str) -> Result<String, ReadError>,
+}
+
+/// A file the job names could not be read; the host phrases why (`not found`,
+/// `permission denied`, "reading files is not available here").
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ReadError(pub String);
+
+impl From<std::io::Error> for ReadError {
+    fn from(e: std::io::Error) -> ReadError {
+        ReadError(e.to_string())
+    }
 }
 
 impl<'a> Host<'a> {
@@ -34,7 +46,11 @@ impl<'a> Host<'a> {
     pub fn env_only(env: &'a dyn Fn(&str) -> Option<String>) -> Host<'a> {
         Host {
             env,
-            read: &|p| Err(format!("reading files is not available here ({p})")),
+            read: &|p| {
+                Err(ReadError(format!(
+                    "reading files is not available here ({p})"
+                )))
+            },
         }
     }
 }

@@ -9,10 +9,10 @@ fn env(n: &str) -> Option<String> {
     (n == "ESPER_ENTERPRISE_ID").then(|| "e-1".into())
 }
 
-fn read(p: &str) -> Result<String, String> {
+fn read(p: &str) -> Result<String, ReadError> {
     match p {
         "pilot.csv" => Ok("name,serial\nTill 1, R58M01\nTill 2,R58M02\n,\n".into()),
-        _ => Err("no such file".into()),
+        _ => Err(ReadError("no such file".into())),
     }
 }
 

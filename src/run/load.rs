@@ -73,7 +73,7 @@ fn check(
     env: &Env,
     strictness: Strictness,
 ) -> Result<(Job, Vec<Diagnostic>), Diagnostics> {
-    let read = |p: &str| std::fs::read_to_string(base.join(p)).map_err(|e| e.to_string());
+    let read = |p: &str| std::fs::read_to_string(base.join(p)).map_err(job::ReadError::from);
     let lookup = |n: &str| env.get(n);
     let host = job::Host {
         env: &lookup,

@@ -32,8 +32,9 @@ fn env(name: &str) -> Option<String> {
 
 /// Reads files relative to the fixtures folder, like the CLI does relative to the job file.
 /// The error text is the `io::ErrorKind`, so it does not depend on the platform's wording.
-fn read(path: &str) -> Result<String, String> {
-    std::fs::read_to_string(dir().join(path)).map_err(|e| e.kind().to_string())
+fn read(path: &str) -> Result<String, esper_bulk::job::ReadError> {
+    std::fs::read_to_string(dir().join(path))
+        .map_err(|e| esper_bulk::job::ReadError(e.kind().to_string()))
 }
 
 /// What `esper-bulk validate` prints for one file, and how many errors it found.

@@ -374,11 +374,11 @@ fn check_position(d: &Diagnostic, text: &str) -> Result<(), String> {
 /// Loads, and when that works plans, one input; every way out but a panic is fine.
 fn exercise(text: &str, csv: &str, stats: &Stats) -> Result<(), String> {
     stats.cases.fetch_add(1, Ordering::Relaxed);
-    let read = |p: &str| -> Result<String, String> {
+    let read = |p: &str| -> Result<String, job::ReadError> {
         if p.ends_with(".csv") {
             Ok(csv.to_string())
         } else {
-            Err("no such file".into())
+            Err(job::ReadError("no such file".into()))
         }
     };
     let host = Host {
@@ -1384,7 +1384,7 @@ fn seeds_load_and_plan() {
 }
 
 fn load(text: &str) -> Result<job::Job, job::Diagnostics> {
-    let read = |_: &str| -> Result<String, String> { Ok(CSV.to_string()) };
+    let read = |_: &str| -> Result<String, job::ReadError> { Ok(CSV.to_string()) };
     let host = Host {
         env: &env,
         read: &read,

@@ -72,7 +72,8 @@ fn env_of(server: &MockServer) -> BTreeMap<&'static str, String> {
 /// Loads a job as the CLI does: files relative to `jobs/`, then paths made absolute.
 fn load(file: &str, text: &str, env: &BTreeMap<&'static str, String>) -> (Job, Vec<String>) {
     let env_fn = |n: &str| env.get(n).cloned();
-    let read_fn = |p: &str| std::fs::read_to_string(jobs_dir().join(p)).map_err(|e| e.to_string());
+    let read_fn =
+        |p: &str| std::fs::read_to_string(jobs_dir().join(p)).map_err(job::ReadError::from);
     let host = Host {
         env: &env_fn,
         read: &read_fn,

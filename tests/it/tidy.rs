@@ -291,7 +291,9 @@ fn failures_are_typed_not_strings() {
     // The mock is a stand-alone fake whose handlers answer HTTP; its internals may use
     // strings. The engine's failures travel as types.
     for (path, text) in files("src") {
-        if path.starts_with("src/mock") {
+        // The format 1 journal reader decodes the old string-shaped records on purpose: that
+        // shape is what it exists to read and convert.
+        if path.starts_with("src/mock") || path == "src/journal/v1.rs" {
             continue;
         }
         for (i, line) in code(&text).lines().enumerate() {

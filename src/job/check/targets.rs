@@ -173,35 +173,59 @@ fn csv_serials(cx: &mut Cx, f: &Node, col: Option<&Node>, path: &str) -> Option<
         }
         Ok(v) => Some(v),
         Err(e) => {
-            cx.error(col.unwrap_or(f), &format!("{path}.devices.column"), e, None);
+            cx.error(
+                col.unwrap_or(f),
+                &format!("{path}.devices.column"),
+                e.to_string(),
+                None,
+            );
             None
         }
     }
 }
 
+/// Why a CSV target's column could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CsvError {
+    #[error("the CSV has no header row: {0}")]
+    NoHeader(String),
+    #[error("the CSV has no column `{column}`; {}", match suggestion {
+        Some(c) => format!("did you mean `{c}`?"),
+        None => format!("its columns are: {}", columns.join(", ")),
+    })]
+    NoColumn {
+        column: String,
+        suggestion: Option<String>,
+        columns: Vec<String>,
+    },
+    #[error("CSV row {row}: {why}")]
+    BadRow { row: usize, why: String },
+}
+
 /// The non-empty values of one CSV column, in file order.
-pub fn csv_column(text: &str, column: &str) -> Result<Vec<String>, String> {
+pub fn csv_column(text: &str, column: &str) -> Result<Vec<String>, CsvError> {
     let mut rdr = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .flexible(true)
         .from_reader(text.as_bytes());
     let headers = rdr
         .headers()
-        .map_err(|e| format!("the CSV has no header row: {e}"))?
+        .map_err(|e| CsvError::NoHeader(e.to_string()))?
         .clone();
     let Some(idx) = headers.iter().position(|h| h.eq_ignore_ascii_case(column)) else {
         let cols: Vec<&str> = headers.iter().collect();
-        return Err(match closest(column, &cols) {
-            Some(c) => format!("the CSV has no column `{column}`; did you mean `{c}`?"),
-            None => format!(
-                "the CSV has no column `{column}`; its columns are: {}",
-                cols.join(", ")
-            ),
+        return Err(CsvError::NoColumn {
+            column: column.to_string(),
+            suggestion: closest(column, &cols).map(str::to_string),
+            columns: cols.iter().map(|c| c.to_string()).collect(),
         });
     };
     let mut out = Vec::new();
     for (i, rec) in rdr.records().enumerate() {
-        let rec = rec.map_err(|e| format!("CSV row {}: {e}", i + 2))?;
+        let rec = rec.map_err(|e| CsvError::BadRow {
+            row: i + 2,
+            why: e.to_string(),
+        })?;
         if let Some(v) = rec.get(idx).filter(|v| !v.is_empty()) {
             out.push(v.to_string());
         }
