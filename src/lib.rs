@@ -6,8 +6,9 @@
 //! arrow and nothing is mutated in place:
 //!
 //! ```text
-//! jobs/x.yaml ─job::load→ Job ─plan::resolve(Inventory)→ Targets ─plan::compile→ Plan
-//!   ─exec::run(Dispatch, Governor)→ Outcome* ─report::Report::build→ Report ─render→ files
+//! jobs/x.yaml ─job::load→ Job ─plan::resolve(Inventory)→ Resolved ─plan::compile→ Plan
+//!   ─exec::run(Dispatch, Governor, Scheduler)→ Outcome* ─report::Report::build→ Report
+//!   ─report::render→ files                      └─journal::OutcomeRecord→ journal.jsonl
 //! ```
 //!
 //! [`run`] drives that pipeline for one run (lock, run directory, journal, reports);
@@ -22,8 +23,9 @@
 //!   by [`plan::Endpoint`], never by path; the text gets paths through [`plan::Paths`].
 //!   Apart from the inventory reads it is pure and sends nothing.
 //! - [`base`]: the vocabulary the layers share and none owns: endpoints
-//!   ([`base::Endpoint`]), request kinds, observations, the [`base::Throttle`] gate, [`base::FailureClass`], and the [`base::Hint`] convention
-//!   for advice on errors. A leaf: it imports nothing from the crate.
+//!   ([`base::Endpoint`]), request kinds, observations, the [`base::Throttle`] gate,
+//!   [`base::FailureClass`], and the [`base::Hint`] convention for advice on errors. A
+//!   leaf: it imports nothing from the crate.
 //! - [`exec`]: runs a plan: the [`exec::Governor`] (rate ceiling, adaptive send rate,
 //!   adaptive in-flight window, run-wide pause on 429, a gate that closes when the run
 //!   stops), retries with backon, step outputs, and the worker pool, driving the pure
@@ -36,7 +38,8 @@
 //!   errors onto executor failures, and reading back by natural key before any create
 //!   is repeated), [`plan::Inventory`] and [`plan::Paths`].
 //! - [`report`]: folds outcomes into a [`report::Report`] (its own schema types, the
-//!   [`report::RunOutcome`] and its exit code) and renders it.
+//!   [`report::RunOutcome`] and its exit code) and renders it: one file per format under
+//!   `report/render/`, Markdown and HTML laying out one shared view model.
 //! - [`mock`]: an embedded, stateful fake of Esper with fault injection, used by tests,
 //!   the demo and people trying jobs without a tenant.
 //! - [`apk`]: reads package and version code from an APK (or the mock's text "APK") so
@@ -49,11 +52,12 @@
 //!   resumes runs, rebuilds reports from journals and runs the demo. It never prints:
 //!   notices go to the caller's [`run::Notices`], failures to start are [`run::RunError`].
 //! - [`journal`]: the append-only JSON Lines record of task outcomes that `run --resume`
-//!   and report rebuilding read, in its own versioned record types. It records; it does
-//!   not know reports.
-//! - [`lock`]: the run lock (one run of a job per state directory; exit 75 when held).
+//!   and report rebuilding read, in its own versioned record types (`journal::v1` reads
+//!   the first format). It records; it does not know reports.
+//! - [`lock`]: the run lock: one run of a job against one server and enterprise at a
+//!   time, keyed by all three (exit 75 when held).
 //! - [`progress`]: progress bars on a terminal (nothing under cron or a pipe).
-//! - [`util`]: atomic file writes.
+//! - [`util`]: atomic file writes and file-safe names.
 //! - [`cli`]: the command line: flags to [`run`]'s settings, results to stdout, notices
 //!   and errors to stderr, exit codes. The only place that uses `anyhow`, and the only
 //!   one that prints run output (the mock's own command prints its address).
@@ -95,6 +99,10 @@
 //!   back before any write).
 //! - **Invariant:** failures stay typed from the dispatch to every renderer: nothing
 //!   downstream of `exec` parses message text to group, count or advise.
+//! - **Invariant:** saved formats are versioned types owned by the module that writes
+//!   them (`journal::records`, `report::schema`, the plan module's own `Plan` data with
+//!   `PLAN_FORMAT`), never `Serialize` derived on executor internals; old formats stay
+//!   readable, and a fixture test keeps an old plan file byte-identical on a round trip.
 //! - **Invariant:** reports list tasks in plan order (by `TaskId`), never completion order.
 //! - **Invariant:** the API key lives in [`esper::ApiKey`]; it is never printed by `Debug`,
 //!   logs, errors, plans or reports.
