@@ -122,6 +122,9 @@ pub enum Event<'a> {
     Dispatched(TaskId),
     /// A task's outcome is decided.
     Finished(&'a Outcome),
+    /// A task an earlier segment of the run already finished, kept as it was: it counts
+    /// for progress but is already in the journal, so it is not recorded again.
+    Replayed(&'a Outcome),
 }
 
 /// Why a task's `${{ steps.… }}` references could not be filled in.
@@ -178,7 +181,13 @@ struct Books {
 
 impl Books {
     /// Keeps an outcome, and its result as the step's output when the step is one task.
-    fn record(&mut self, plan: &Plan, o: Outcome, on_event: &mut dyn FnMut(Event<'_>)) {
+    fn record(
+        &mut self,
+        plan: &Plan,
+        o: Outcome,
+        replayed: bool,
+        on_event: &mut dyn FnMut(Event<'_>),
+    ) {
         let step = plan.step_of(o.task);
         if o.status == TaskStatus::Succeeded
             && step.task_count == 1
@@ -186,7 +195,11 @@ impl Books {
         {
             self.outputs.insert(step.id.clone(), r.clone());
         }
-        on_event(Event::Finished(&o));
+        on_event(if replayed {
+            Event::Replayed(&o)
+        } else {
+            Event::Finished(&o)
+        });
         let i = o.task.0 as usize;
         self.outcomes[i] = Some(o);
     }
@@ -200,13 +213,14 @@ impl Books {
         on_event: &mut dyn FnMut(Event<'_>),
     ) {
         for d in sched.take_decided() {
-            let o = match d {
-                Decision::Skipped { task, reason } => {
-                    Outcome::not_run(task, TaskStatus::Skipped, reason, at_ms)
-                }
-                Decision::Replayed(o) => o,
+            let (o, replayed) = match d {
+                Decision::Skipped { task, reason } => (
+                    Outcome::not_run(task, TaskStatus::Skipped, reason, at_ms),
+                    false,
+                ),
+                Decision::Replayed(o) => (o, true),
             };
-            self.record(plan, o, on_event);
+            self.record(plan, o, replayed, on_event);
         }
     }
 }
@@ -348,7 +362,7 @@ pub async fn run(
             let (task, f) = (o.task, Finish::of(&o));
             // Recorded before the scheduler hears of it, so what it unlocks can read the
             // output.
-            books.record(&plan, o, on_event);
+            books.record(&plan, o, false, on_event);
             sched.finished(task, f);
             books.record_decided(&plan, &mut sched, ms(), on_event);
         }

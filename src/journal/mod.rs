@@ -146,6 +146,23 @@ pub struct Replay {
     pub finish: Option<FinishRecord>,
     /// The last line was cut short (a crash mid-write) and was ignored.
     pub torn: bool,
+    /// One per `start` line: the first run and each resumption, in order.
+    pub segments: Vec<Segment>,
+    /// For each task, the segment (index into `segments`) that recorded its last outcome.
+    pub task_segment: BTreeMap<u32, usize>,
+}
+
+/// One stretch of a run between a `start` line and its `finish` (or the journal's end,
+/// when the process was killed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Segment {
+    pub started_at: String,
+    pub resumed: bool,
+    /// The segment's `finish` line; `None` when it never wrote one (killed, or its disk
+    /// filled up).
+    pub finish: Option<FinishRecord>,
+    /// Outcome lines the segment wrote.
+    pub outcomes: u32,
 }
 
 impl Replay {
@@ -198,18 +215,38 @@ pub fn read(path: &Path) -> Result<Replay, JournalError> {
                     found: f,
                 });
             }
-            Ok(Entry::Start { format: f, .. }) => {
+            Ok(Entry::Start {
+                format: f,
+                at,
+                resumed,
+                ..
+            }) => {
                 format = f;
                 replay.starts += 1;
+                replay.segments.push(Segment {
+                    started_at: at,
+                    resumed,
+                    finish: None,
+                    outcomes: 0,
+                });
             }
             Ok(Entry::Intent { task }) => {
                 replay.in_flight.insert(task);
             }
             Ok(Entry::Outcome(o)) => {
                 replay.in_flight.remove(&o.task);
+                if let Some(n) = replay.segments.len().checked_sub(1) {
+                    replay.segments[n].outcomes += 1;
+                    replay.task_segment.insert(o.task, n);
+                }
                 replay.outcomes.insert(o.task, o.into());
             }
-            Ok(Entry::Finish(f)) => replay.finish = Some(f),
+            Ok(Entry::Finish(f)) => {
+                if let Some(s) = replay.segments.last_mut() {
+                    s.finish = Some(f.clone());
+                }
+                replay.finish = Some(f);
+            }
             Err(_) if i + 1 == last => replay.torn = true,
             Err(e) => {
                 return Err(JournalError::Corrupt {

@@ -164,6 +164,9 @@ pub struct FinishRecord {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rollout_stops: Vec<StopRecord>,
     pub governor: GovernorRecord,
+    /// The exit code of the segment this line ends (absent in older journals).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<u8>,
 }
 
 impl FinishRecord {
@@ -181,6 +184,7 @@ impl FinishRecord {
             stopped: out.stopped,
             rollout_stops: out.rollout_stops.iter().map(StopRecord::from).collect(),
             governor: GovernorRecord::from(gov),
+            exit_code: None,
         }
     }
 }

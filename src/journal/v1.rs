@@ -112,6 +112,7 @@ impl From<Entry> for super::Entry {
                     })
                     .collect(),
                 governor,
+                exit_code: None,
             }),
         }
     }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use super::{
     AttemptReport, DeviceCountsReport, DeviceRef, DeviceResultReport, FailureReport,
     FollowedReport, GovernorReport, NeedReport, REPORT_FORMAT, ReasonReport, Report, RunInfo,
-    RunOutcome, SampleReport, StepReport, StopReport, Summary, TaskReport,
+    RunOutcome, SampleReport, SegmentReport, StepReport, StopReport, Summary, TaskReport,
 };
 use crate::exec::{
     Attempt, DeviceCounts, Failure, Followed, GovernorStats, Outcome, Reason, RolloutStop,
@@ -226,12 +226,36 @@ impl Report {
                 outcome,
                 exit_code: outcome.exit_code(),
                 rollout_stops: out.rollout_stops.iter().map(StopReport::from).collect(),
+                segments: Vec::new(),
             },
             summary: s,
             governor: GovernorReport::from(&gov),
             steps,
             tasks,
         }
+    }
+
+    /// Gives a report its history: the segments of a resumed (or rebuilt) run, oldest
+    /// first, and for each task the segment (0-based index) that recorded its outcome. The
+    /// run then starts when its first segment did, and its elapsed time is the sum of
+    /// the segments' (a report never rewrites when the run began).
+    pub fn with_segments(
+        mut self,
+        segments: Vec<SegmentReport>,
+        task_segment: &BTreeMap<u32, usize>,
+    ) -> Report {
+        if let Some(first) = segments.first() {
+            self.run.started_at = first.started_at.clone();
+        }
+        let total: u64 = segments.iter().filter_map(|s| s.elapsed_ms).sum();
+        if total > 0 {
+            self.run.elapsed_ms = total;
+        }
+        for t in &mut self.tasks {
+            t.segment = task_segment.get(&t.id).map(|i| *i as u32 + 1);
+        }
+        self.run.segments = segments;
+        self
     }
 
     pub fn to_json(&self) -> String {
@@ -262,6 +286,7 @@ fn task_report(plan: &Plan, o: &Outcome) -> TaskReport {
                 name: d.name.clone(),
             })
             .collect(),
+        segment: None,
     }
 }
 

@@ -20,5 +20,5 @@ pub use outcome::RunOutcome;
 pub use schema::{
     AttemptReport, DeviceCountsReport, DeviceRef, DeviceResultReport, FailureReport,
     FollowedReport, GovernorReport, NeedReport, REPORT_FORMAT, ReasonReport, Report, RunInfo,
-    SampleReport, StepReport, StopReport, Summary, TaskReport,
+    SampleReport, SegmentReport, StepReport, StopReport, Summary, TaskReport,
 };

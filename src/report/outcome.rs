@@ -32,16 +32,21 @@ pub enum RunOutcome {
     /// The run ended with tasks not started, without a recorded stop; resumable.
     #[serde(rename = "incomplete")]
     Incomplete,
+    /// The process ended without recording a stop (`kill -9`, a crash, a power cut), as a
+    /// report rebuilt from its journal finds; resumable.
+    #[serde(rename = "killed")]
+    Killed,
 }
 
 impl RunOutcome {
-    pub const ALL: [RunOutcome; 6] = [
+    pub const ALL: [RunOutcome; 7] = [
         RunOutcome::Succeeded,
         RunOutcome::FailedTasks,
         RunOutcome::Threshold,
         RunOutcome::Interrupted,
         RunOutcome::Deadline,
         RunOutcome::Incomplete,
+        RunOutcome::Killed,
     ];
 
     /// The outcome of a run with these counts: a stop beats a threshold, which beats
@@ -65,7 +70,7 @@ impl RunOutcome {
             RunOutcome::FailedTasks => exit::FAILED_TASKS,
             RunOutcome::Threshold => exit::THRESHOLD,
             RunOutcome::Interrupted => exit::INTERRUPTED,
-            RunOutcome::Deadline | RunOutcome::Incomplete => exit::INCOMPLETE,
+            RunOutcome::Deadline | RunOutcome::Incomplete | RunOutcome::Killed => exit::INCOMPLETE,
         }
     }
 
@@ -78,6 +83,7 @@ impl RunOutcome {
             RunOutcome::Threshold => "stopped",
             RunOutcome::Interrupted => "interrupted",
             RunOutcome::Deadline | RunOutcome::Incomplete => "incomplete",
+            RunOutcome::Killed => "killed",
         }
     }
 
@@ -90,6 +96,7 @@ impl RunOutcome {
             RunOutcome::Interrupted => "interrupted by a signal",
             RunOutcome::Deadline => "incomplete but resumable: the deadline was reached",
             RunOutcome::Incomplete => "incomplete but resumable: some tasks were not started",
+            RunOutcome::Killed => "killed before it could record a stop; resumable",
         }
     }
 }

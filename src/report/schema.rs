@@ -50,6 +50,27 @@ pub struct RunInfo {
     /// Rollouts stopped by `max_failures`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rollout_stops: Vec<StopReport>,
+    /// The first run and each resumption, in order. `started_at` is the first one's start;
+    /// `elapsed_ms` adds up the segments' running times (not the gaps between them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub segments: Vec<SegmentReport>,
+}
+
+/// One stretch of a run: the first start or a resumption, to its end.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SegmentReport {
+    pub started_at: String,
+    /// Absent when the segment never recorded its end (killed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elapsed_ms: Option<u64>,
+    /// `finished`, `interrupted`, `deadline` or `killed`.
+    pub ended: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<u8>,
+    /// Tasks whose outcome this segment recorded.
+    pub tasks_finished: u32,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -129,6 +150,9 @@ pub struct TaskReport {
     /// so `results.csv` can give each its own row.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<DeviceRef>,
+    /// The segment (1-based, see `run.segments`) that recorded this outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<u32>,
 }
 
 /// A device of a multi-device task.

@@ -377,6 +377,12 @@ impl Ready {
                     }
                     Entry::Outcome(o.into())
                 }
+                Event::Replayed(o) => {
+                    if let Some(p) = &progress {
+                        p.task_done(step_of[plan.step_of(o.task).id.as_str()], o);
+                    }
+                    return;
+                }
             };
             if journal_error.is_none()
                 && let Err(e) = journal.append(&entry)
@@ -391,16 +397,32 @@ impl Ready {
             p.finish();
         }
         let gov_stats = gov.stats();
-        let finish = Entry::Finish(crate::journal::FinishRecord::of_run(
+        let report = Report::build(id.as_str(), &plan, &out, gov_stats.clone(), started_at);
+        let mut finish = crate::journal::FinishRecord::of_run(
             started_at.to_string(),
-            jiff::Timestamp::now().to_string(),
+            report.run.finished_at.clone(),
             &out,
             &gov_stats,
-        ));
-        if let Err(e) = journal.append(&finish).and_then(|_| journal.sync()) {
+        );
+        finish.exit_code = Some(match journal_error {
+            Some(_) => crate::exit::INCOMPLETE,
+            None => report.run.exit_code,
+        });
+        if let Err(e) = journal
+            .append(&Entry::Finish(finish))
+            .and_then(|_| journal.sync())
+        {
             journal_error.get_or_insert(e);
         }
-        let report = Report::build(id.as_str(), &plan, &out, gov_stats, started_at);
+        // The run's history (first start, every resumption) is what its journal says, read
+        // back the same way `esper-bulk report` rebuilds it, so the two always agree.
+        let report = match journal_error {
+            None => match crate::journal::read(&dir.join("journal.jsonl")) {
+                Ok(replay) => rebuild::with_history(report, &replay),
+                Err(_) => report,
+            },
+            Some(_) => report,
+        };
         let report_path = write_report(&dir, &report, Format::Json)?;
         if output.renderings {
             for f in &Format::ALL[1..] {

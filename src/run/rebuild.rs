@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::exec::{GovernorStats, Outcome, Reason, RolloutStop, RunOutput, StopReason, TaskStatus};
 use crate::journal::{self, Replay};
 use crate::plan::Plan;
-use crate::report::{Report, render};
+use crate::report::{Report, RunOutcome, SegmentReport, render};
 
 use super::RunError;
 
@@ -61,14 +61,58 @@ pub fn rebuild_report(run_id: &str, plan: &Plan, replay: &Replay) -> Report {
         elapsed: Duration::from_millis(elapsed),
     };
     let epoch = jiff::Timestamp::UNIX_EPOCH;
-    Report::build_at(
+    // A killed run has no finish line: its real start is its first `start` line.
+    let first_start = replay
+        .segments
+        .first()
+        .and_then(|s| s.started_at.parse().ok());
+    let report = Report::build_at(
         run_id,
         plan,
         &out,
         gov,
-        started.unwrap_or(epoch),
-        finished.unwrap_or(epoch),
-    )
+        started.or(first_start).unwrap_or(epoch),
+        finished.or(first_start).unwrap_or(epoch),
+    );
+    let mut report = with_history(report, replay);
+    if replay.segments.last().is_some_and(|s| s.finish.is_none()) {
+        report.run.outcome = RunOutcome::Killed;
+        report.run.exit_code = RunOutcome::Killed.exit_code();
+    }
+    report
+}
+
+/// The report with its run's segments from the journal: the first start and every
+/// resumption, each with its end (or "killed"), exit code and the tasks it finished.
+pub(super) fn with_history(report: Report, replay: &Replay) -> Report {
+    let segments = replay
+        .segments
+        .iter()
+        .map(|s| {
+            let (finished_at, elapsed_ms, ended, exit_code) = match &s.finish {
+                Some(f) => (
+                    Some(f.finished_at.clone()),
+                    Some(f.elapsed_ms),
+                    match f.stopped {
+                        Some(StopReason::Interrupted) => "interrupted",
+                        Some(StopReason::Deadline) => "deadline",
+                        None => "finished",
+                    },
+                    f.exit_code,
+                ),
+                None => (None, None, "killed", None),
+            };
+            SegmentReport {
+                started_at: s.started_at.clone(),
+                finished_at,
+                elapsed_ms,
+                ended: ended.to_string(),
+                exit_code,
+                tasks_finished: s.outcomes,
+            }
+        })
+        .collect();
+    report.with_segments(segments, &replay.task_segment)
 }
 
 /// Rebuilds the report of the run in `dir` (a `runs/<run id>` directory).

@@ -143,6 +143,7 @@ fn task(
         result,
         followed: None,
         devices: Vec::new(),
+        segment: None,
     }
 }
 
@@ -511,6 +512,7 @@ fn fixture() -> Report {
             outcome: RunOutcome::Deadline,
             exit_code: esper_bulk::exit::INCOMPLETE,
             rollout_stops: vec![threshold()],
+            segments: Vec::new(),
         },
         summary,
         governor: GovernorReport {
@@ -1365,7 +1367,8 @@ fn counts_of_one_read_in_the_singular() {
         "1 task failed on a server error (5xx) after its retries",
         "1 task failed in 1 distinct way (",
         "1 task skipped because a step it needs did not succeed; it runs when",
-        "1 task not started: re-run the job to finish it;",
+        "1 task not started: resume the run with `esper-bulk run --resume ",
+        "to finish it (not a new run of the job);",
         "1 task not started: the run stopped before its first request.",
     ] {
         assert!(md.contains(needle), "report.md lacks {needle:?}:\n{md}");

@@ -328,3 +328,107 @@ async fn run_job_resume_continues_a_killed_run_and_otherwise_starts_one() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is a run of `nightly`, not of `other`"));
 }
+
+// See: #9 — resume and `report` never rewrite history: one start time, one segment per
+// resumption, and a killed run rebuilt as "killed", not as a 1970 run that exited 130.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segments_record_every_resumption_and_a_killed_run_says_so() {
+    let mut cfg = small(97);
+    cfg.groups = 40;
+    cfg.faults.latency = std::time::Duration::from_millis(15);
+    let server = start(cfg).await;
+    let dir = tempfile::tempdir().unwrap();
+    let job = alarm_job(dir.path(), "history", "20/s");
+    let mut child = bin(&server)
+        .arg("run")
+        .arg(&job)
+        .arg("--state-dir")
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..400 {
+        if server.snapshot().alarm_rules.len() >= 5 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let run_dir = run_dirs(dir.path())
+        .pop()
+        .expect("the run directory exists");
+    let id = run_dir.file_name().unwrap().to_string_lossy().into_owned();
+    let report = |dir: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap()
+    };
+    // Rebuilt from the journal alone: killed, resumable, with its real start time.
+    let out = bin(&server).arg("report").arg(&run_dir).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let killed = report(&run_dir);
+    assert_eq!(killed["run"]["outcome"], "killed");
+    assert_eq!(killed["run"]["exit_code"], 4);
+    let started = killed["run"]["started_at"].as_str().unwrap().to_string();
+    assert!(!started.starts_with("1970"), "{started}");
+    assert_eq!(killed["run"]["segments"][0]["ended"], "killed");
+    let md = std::fs::read_to_string(run_dir.join("report.md")).unwrap();
+    assert!(
+        md.contains("was killed before it recorded an end; resumable")
+            && md.contains(&format!("esper-bulk run --resume {id}"))
+            && !md.contains("re-run the job"),
+        "{md}"
+    );
+    // Two resumptions: the first finishes the work, the second has nothing left to do.
+    for _ in 0..2 {
+        let out = bin(&server)
+            .args(["run", "--resume", &id, "--state-dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let r = report(&run_dir);
+    let segments = r["run"]["segments"].as_array().unwrap();
+    assert_eq!(segments.len(), 3, "{segments:?}");
+    assert_eq!(
+        r["run"]["started_at"],
+        started.as_str(),
+        "the first start is kept"
+    );
+    assert_eq!(segments[0]["ended"], "killed");
+    assert_eq!(segments[1]["ended"], "finished");
+    assert_eq!(segments[1]["exit_code"], 0);
+    assert_eq!(
+        segments[2]["tasks_finished"], 0,
+        "a no-op resume finishes nothing"
+    );
+    let finished: u64 = segments
+        .iter()
+        .map(|s| s["tasks_finished"].as_u64().unwrap())
+        .sum();
+    assert!(finished >= 40, "every task's outcome is in some segment");
+    assert!(
+        r["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["segment"] == 1 || t["segment"] == 2)
+    );
+    assert_eq!(server.snapshot().alarm_rules.len(), 40);
+    assert_eq!(server.stats().duplicates.alarm_rules, 0);
+    // And `report` rebuilds exactly that history.
+    let live = report(&run_dir);
+    bin(&server).arg("report").arg(&run_dir).output().unwrap();
+    assert_eq!(report(&run_dir)["run"], live["run"]);
+}

@@ -110,10 +110,11 @@ fn unknown(r: &Report) -> Option<Line> {
     };
     let line = Line::from(format!(
         "{} ended unknown: the write may have been applied without an answer reaching the engine. \
-         Check {these} in the tenant (Esper console or API) before you re-run the job, \
-         so nothing is created twice",
+         Check {these} in the tenant (Esper console or API); ",
         tasks(n)
-    ));
+    ))
+    .code(format!("esper-bulk run --resume {}", r.run.id))
+    .text(" reads each back by its natural key before it writes, so nothing is created twice");
     Some(line.append(examples(&unknown)).text("."))
 }
 
@@ -302,10 +303,11 @@ fn not_started(r: &Report) -> Option<Line> {
         })
     };
     let them = if n == 1 { "it" } else { "them" };
-    let mut line = Line::from(format!(
-        "{} not started: re-run the job to finish {them}",
-        tasks(n)
-    ));
+    // Resuming keeps what succeeded and reads back everything else before writing;
+    // re-running the job would start over (a reboot job would reboot twice).
+    let mut line = Line::from(format!("{} not started: resume the run with ", tasks(n)))
+        .code(format!("esper-bulk run --resume {}", r.run.id))
+        .text(format!(" to finish {them} (not a new run of the job)"));
     if why(StopReason::Deadline) || r.run.outcome == RunOutcome::Deadline {
         line = line
             .text("; the run reached its deadline, so if that keeps happening raise ")

@@ -68,6 +68,13 @@ pub fn html(r: &Report) -> String {
         html_line(&v.run),
         html_line(&v.records)
     );
+    if !v.segments.is_empty() {
+        out.push_str("<h2>Segments</h2>\n<ul>\n");
+        for line in &v.segments {
+            let _ = writeln!(out, "<li>{}</li>", html_line(line));
+        }
+        out.push_str("</ul>\n");
+    }
     cards(&mut out, &v.measures);
     stops(&mut out, &v);
     out.push_str("<h2>What to do next</h2>\n<ul>\n");

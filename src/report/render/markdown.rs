@@ -37,6 +37,13 @@ fn head(out: &mut String, v: &View) {
         md_line(&v.run, false),
         md_line(&v.records, false)
     );
+    if !v.segments.is_empty() {
+        out.push_str("## Segments\n\n");
+        for line in &v.segments {
+            let _ = writeln!(out, "- {}", md_line(line, false));
+        }
+        out.push('\n');
+    }
 }
 
 fn summary(out: &mut String, v: &View) {

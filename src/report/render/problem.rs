@@ -62,12 +62,14 @@ impl TaskReport {
             ReasonReport::RolloutStopped { stop } => Line::from("skipped: ").append(stop.line()),
             ReasonReport::NotStarted { stopped } => Line::from(match stopped {
                 Some(StopReason::Interrupted) => {
-                    "not started: the run was interrupted; resume it to continue"
+                    "not started: the run was interrupted; resume the run (esper-bulk run --resume) to continue"
                 }
                 Some(StopReason::Deadline) => {
-                    "not started: the deadline was reached; resume it to continue"
+                    "not started: the deadline was reached; resume the run (esper-bulk run --resume) to continue"
                 }
-                None => "not started: the run stopped; resume it to continue",
+                None => {
+                    "not started: the run stopped; resume the run (esper-bulk run --resume) to continue"
+                }
             }),
             ReasonReport::NotRecorded => Line::from("not started: no outcome in the journal"),
             ReasonReport::Abandoned => {

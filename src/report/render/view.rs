@@ -34,6 +34,9 @@ pub struct View<'a> {
     pub run: Line,
     /// Where the rest of the record is.
     pub records: Line,
+    /// The run's segments (first start, then each resumption), when there was more than
+    /// one or one was killed: a run that was cut short says so, and when.
+    pub segments: Vec<Line>,
     pub measures: Vec<Measure>,
     pub stops: Vec<StopView<'a>>,
     pub steps: Vec<StepRow>,
@@ -53,6 +56,7 @@ impl<'a> View<'a> {
         let failure_notes = failure_notes(r, &groups);
         groups.truncate(MAX_GROUPS);
         View {
+            segments: segment_lines(r),
             report: r,
             headline: headline(r),
             run: Line::from("Run ")
@@ -359,4 +363,37 @@ pub fn span_ms(attempts: &[AttemptReport]) -> Option<(u64, u64)> {
     let start = attempts.iter().map(|a| a.at_ms).min()?;
     let end = attempts.iter().map(|a| a.at_ms + a.took_ms).max()?;
     Some((start, end.max(start)))
+}
+
+/// One line per segment, oldest first, or none for a run that ran once to its end.
+fn segment_lines(r: &Report) -> Vec<Line> {
+    let segs = &r.run.segments;
+    if segs.len() < 2 && segs.iter().all(|s| s.ended != "killed") {
+        return Vec::new();
+    }
+    segs.iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let how = match (s.ended.as_str(), s.elapsed_ms, s.exit_code) {
+                ("killed", _, _) => "was killed before it recorded an end; resumable".to_string(),
+                (ended, Some(ms), Some(code)) => {
+                    format!(
+                        "ended {ended} after {} (exit {code})",
+                        super::text::duration(ms)
+                    )
+                }
+                (ended, Some(ms), None) => {
+                    format!("ended {ended} after {}", super::text::duration(ms))
+                }
+                (ended, None, _) => format!("ended {ended}"),
+            };
+            Line::from(format!(
+                "{} {}: started {}, {how}; {} finished in it.",
+                if i == 0 { "Run" } else { "Resumption" },
+                i + 1,
+                super::text::moment(&s.started_at),
+                super::text::tasks(s.tasks_finished as u64),
+            ))
+        })
+        .collect()
 }
