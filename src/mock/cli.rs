@@ -58,14 +58,17 @@ pub struct MockArgs {
     /// Plus a uniform extra delay below this.
     #[arg(long, default_value = "0ms", value_parser = parse_duration)]
     pub latency_jitter: Duration,
-    /// Fraction of devices that are offline (their commands stay queued).
-    #[arg(long = "offline", default_value_t = 0.05, value_parser = parse_fraction)]
+    // Device-side faults default to off: API faults (429s, 5xx, commit-then-fail) are
+    // absorbed by the engine and a try still ends green, but a failed device is a real
+    // task failure, so a first try with them on would end red for no fault of the job.
+    /// Fraction of devices that are offline (their commands stay queued), e.g. 0.05
+    #[arg(long = "offline", default_value_t = 0.0, value_parser = parse_fraction)]
     pub offline: f64,
-    /// Fraction of online devices whose commands fail.
-    #[arg(long = "command-failure", default_value_t = 0.02, value_parser = parse_fraction)]
+    /// Fraction of online devices whose commands fail, e.g. 0.02
+    #[arg(long = "command-failure", default_value_t = 0.0, value_parser = parse_fraction)]
     pub command_failure: f64,
-    /// Fraction of online devices whose commands time out.
-    #[arg(long = "command-timeout", default_value_t = 0.01, value_parser = parse_fraction)]
+    /// Fraction of online devices whose commands time out, e.g. 0.01
+    #[arg(long = "command-timeout", default_value_t = 0.0, value_parser = parse_fraction)]
     pub command_timeout: f64,
     /// Shortest time for a command to reach its final state on a device.
     #[arg(long, default_value = "200ms", value_parser = parse_duration)]
@@ -270,6 +273,7 @@ mod tests {
         assert_eq!(cfg.enterprise_id, "67e55044-10b1-426f-9247-bb680e5fe0c8");
         assert_eq!(cfg.faults.drop_rate, 0.5);
         assert_eq!((cfg.groups, cfg.devices_per_group), (200, 50));
+        assert_eq!(cfg.offline_fraction, 0.0, "device faults are opt-in");
 
         let w = Wrap::try_parse_from(["x", "--rate", "0", "--retry-after", "--no-retry-after"])
             .unwrap();

@@ -432,3 +432,68 @@ async fn segments_record_every_resumption_and_a_killed_run_says_so() {
     bin(&server).arg("report").arg(&run_dir).output().unwrap();
     assert_eq!(report(&run_dir)["run"], live["run"]);
 }
+
+#[derive(clap::Parser)]
+struct MockFlags {
+    #[command(flatten)]
+    args: esper_bulk::mock::MockArgs,
+}
+
+// See: #9 — the README's mock session runs as printed and ends as the README says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_mock_session_runs_as_printed() {
+    use clap::Parser;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let at = readme
+        .find("Try a job against the mock from a shell:")
+        .expect("the README has its mock session");
+    let block = &readme[at..];
+    let block = &block[block.find("```sh\n").unwrap() + 6..];
+    let block = &block[..block.find("```").unwrap()];
+    let commands: Vec<Vec<&str>> = block
+        .lines()
+        .filter(|l| l.starts_with("cargo run --release -- "))
+        .map(|l| {
+            l["cargo run --release -- ".len()..]
+                .split_whitespace()
+                .take_while(|w| *w != "&" && !w.starts_with('#'))
+                .collect()
+        })
+        .collect();
+    assert_eq!(commands.len(), 3, "{block}");
+    assert_eq!(commands[0][0], "mock");
+    let flags =
+        MockFlags::try_parse_from(std::iter::once("mock").chain(commands[0][1..].iter().copied()))
+            .expect("the README's mock flags parse");
+    let server = start(flags.args.to_config().unwrap()).await;
+    let state = tempfile::tempdir().unwrap();
+    for cmd in &commands[1..] {
+        let out = bin(&server)
+            .current_dir(root)
+            .env("XDG_STATE_HOME", state.path())
+            .env_remove("STATE_DIRECTORY")
+            .args(cmd)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{cmd:?}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if cmd[0] == "run" {
+            assert!(stdout.contains("— succeeded"), "{stdout}");
+            assert!(stdout.contains(" 0 failed, 0 skipped"), "{stdout}");
+        }
+    }
+    let stats = server.stats();
+    assert_eq!(
+        (
+            stats.duplicates.alarm_rules,
+            stats.duplicates.command_requests
+        ),
+        (0, 0)
+    );
+}
