@@ -311,6 +311,11 @@ async fn bench_run() {
             .await
             .expect("the bench job plans");
         assert_eq!(p.task_count as usize, TASKS);
+        // The plan's own estimate, printed next to what happened so a wrong one shows.
+        let (est, est_max) = (
+            p.estimate.seconds,
+            p.estimate.max_seconds.max(p.estimate.seconds),
+        );
         // Let the server's bucket refill after the planning reads.
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         let state = tempfile::tempdir().expect("a state directory");
@@ -354,6 +359,15 @@ async fn bench_run() {
                 .map(|r| format!("{r:.0}/s"))
                 .unwrap_or_else(|| "-".into()),
             cpu * 1000.0 / stats.requests as f64 * 1000.0 / 1000.0
+        );
+        let range = if est_max > est {
+            format!("{est:.1}s to {est_max:.1}s")
+        } else {
+            format!("{est:.1}s")
+        };
+        println!(
+            "  {:<34} plan estimate {range} at the job's rate vs {secs:.1}s actual",
+            ""
         );
     }
 }
