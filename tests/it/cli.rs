@@ -187,7 +187,7 @@ mod against_mock {
     use std::process::Command;
     use std::time::Duration;
 
-    use crate::support::{small, start};
+    use crate::support::{esper_bulk as bin, small, start};
 
     fn job(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
         let p = dir.join("job.yaml");
@@ -199,15 +199,6 @@ mod against_mock {
         )
         .unwrap();
         p
-    }
-
-    fn bin(server: &esper_bulk::mock::MockServer) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_esper-bulk"));
-        c.env("ESPER_BASE_URL", server.base_url())
-            .env("ESPER_ENTERPRISE_ID", server.enterprise_id())
-            .env("ESPER_API_KEY", server.api_key())
-            .env_remove("ESPER_TENANT");
-        c
     }
 
     /// `esper-bulk run JOB --state-dir DIR` against the mock.

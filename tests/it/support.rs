@@ -115,6 +115,19 @@ pub async fn run(cfg: RunConfig, cancel: CancellationToken) -> RunResult {
         .unwrap_or_else(|e| panic!("the run starts and is recorded: {e}"))
 }
 
+/// The binary, pointed at `server` through the environment as a person would after
+/// pasting `esper-bulk mock`'s export lines (and nothing else from this process's
+/// environment that could point elsewhere).
+pub fn esper_bulk(server: &MockServer) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_esper-bulk"));
+    c.env("ESPER_BASE_URL", server.base_url())
+        .env("ESPER_ENTERPRISE_ID", server.enterprise_id())
+        .env("ESPER_API_KEY", server.api_key())
+        .env_remove("ESPER_TENANT")
+        .env_remove("ESPER_BULK_LOG");
+    c
+}
+
 /// A job header pointing at the mock (the base URL and enterprise come from the server).
 pub fn job_header(server: &MockServer, rate: &str) -> String {
     format!(

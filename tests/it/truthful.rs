@@ -7,17 +7,7 @@ use std::process::Command;
 
 use esper_bulk::mock::MockServer;
 
-use crate::support::{small, start};
-
-fn bin(server: &MockServer) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_esper-bulk"));
-    c.env("ESPER_BASE_URL", server.base_url())
-        .env("ESPER_ENTERPRISE_ID", server.enterprise_id())
-        .env("ESPER_API_KEY", server.api_key())
-        .env_remove("ESPER_TENANT")
-        .env_remove("ESPER_BULK_LOG");
-    c
-}
+use crate::support::{esper_bulk as bin, small, start};
 
 fn reboot_job(dir: &Path, selector: &str) -> PathBuf {
     let p = dir.join("reboot.yaml");
@@ -121,6 +111,23 @@ fn alarm_job(dir: &Path, name: &str, rate: &str) -> PathBuf {
     )
     .unwrap();
     p
+}
+
+/// Starts `cmd` and `kill -9`s it once the mock holds a few of its alarm rules.
+async fn kill_part_way(server: &MockServer, mut cmd: Command) {
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..400 {
+        if server.snapshot().alarm_rules.len() >= 5 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
 
 fn run_dirs(state: &Path) -> Vec<PathBuf> {
@@ -279,19 +286,7 @@ async fn run_job_resume_continues_a_killed_run_and_otherwise_starts_one() {
         c
     };
     // Nothing to continue: it starts a run, and we kill it part way.
-    let mut child = resume()
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    for _ in 0..400 {
-        if server.snapshot().alarm_rules.len() >= 5 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    kill_part_way(&server, resume()).await;
     let created = server.snapshot().alarm_rules.len();
     assert!(
         (1..40).contains(&created),
@@ -339,23 +334,9 @@ async fn segments_record_every_resumption_and_a_killed_run_says_so() {
     let server = start(cfg).await;
     let dir = tempfile::tempdir().unwrap();
     let job = alarm_job(dir.path(), "history", "20/s");
-    let mut child = bin(&server)
-        .arg("run")
-        .arg(&job)
-        .arg("--state-dir")
-        .arg(dir.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    for _ in 0..400 {
-        if server.snapshot().alarm_rules.len() >= 5 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let mut run = bin(&server);
+    run.arg("run").arg(&job).arg("--state-dir").arg(dir.path());
+    kill_part_way(&server, run).await;
     let run_dir = run_dirs(dir.path())
         .pop()
         .expect("the run directory exists");
