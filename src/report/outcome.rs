@@ -153,7 +153,8 @@ mod tests {
                 ("stopped", 3),
                 ("interrupted", 130),
                 ("incomplete", 4),
-                ("incomplete", 4)
+                ("incomplete", 4),
+                ("killed", 4)
             ]
         );
         for o in RunOutcome::ALL {
