@@ -80,8 +80,12 @@ impl Dispatch for Commands {
 
 /// Three group tasks of one command step that waits up to `wait`.
 fn plan(wait: &str) -> Arc<Plan> {
+    plan_with(wait, 40)
+}
+
+fn plan_with(wait: &str, max_in_flight: u32) -> Arc<Plan> {
     let text = format!(
-        "version: 1\nname: t\ntargets:\n  s: {{ groups: {{ name: \"S/*\" }} }}\nsteps:\n  - id: reboot\n    command: {{ to: s, name: REBOOT, wait: {{ timeout: {wait} }} }}\n"
+        "version: 1\nname: t\nlimits: {{ max_in_flight: {max_in_flight} }}\ntargets:\n  s: {{ groups: {{ name: \"S/*\" }} }}\nsteps:\n  - id: reboot\n    command: {{ to: s, name: REBOOT, wait: {{ timeout: {wait} }} }}\n"
     );
     let env = |_: &str| None;
     let (job, _) = crate::job::load("t.yaml", &text, &crate::job::Host::env_only(&env)).unwrap();
@@ -255,6 +259,58 @@ async fn an_interrupted_prior_outcome_is_followed_by_id_and_not_sent_again() {
         assert_eq!(
             o.result,
             Some(serde_json::json!({"command_id": format!("cmd-{}", o.task.0)}))
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interrupted_task_a_stopped_resumption_never_reached_stays_interrupted() {
+    let cancel = CancellationToken::new();
+    let stopper = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        stopper.cancel();
+    });
+    let first = Commands::new(Duration::from_secs(60));
+    let cut = run(
+        plan("2m"),
+        first,
+        opts(BTreeMap::new(), None),
+        cancel,
+        |_| {},
+    )
+    .await;
+    let prior: BTreeMap<u32, Outcome> = cut.outcomes.into_iter().map(|o| (o.task.0, o)).collect();
+    // One write slot and a stop at the first dispatch: tasks 1 and 2 are never reached.
+    let stop = CancellationToken::new();
+    let again = Commands::new(Duration::from_secs(5));
+    let out = run(
+        plan_with("2m", 1),
+        again.clone(),
+        opts(prior.clone(), None),
+        stop.clone(),
+        |e| {
+            if let Event::Dispatched(_) = e {
+                stop.cancel();
+            }
+        },
+    )
+    .await;
+    assert_eq!(again.attempts.load(Ordering::SeqCst), 0);
+    assert!(
+        again.followed.lock().unwrap().len() < 3,
+        "some task was never reached: {:?}",
+        again.followed.lock().unwrap()
+    );
+    for o in &out.outcomes {
+        assert_eq!(
+            o.status,
+            TaskStatus::Interrupted,
+            "not `not_started`: {o:?}"
+        );
+        assert_eq!(
+            o.interrupted_command(),
+            prior[&o.task.0].interrupted_command()
         );
     }
 }

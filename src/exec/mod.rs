@@ -243,6 +243,8 @@ pub async fn run(
         .filter(|(_, o)| o.interrupted_command().is_some())
         .map(|(t, o)| (*t, o.clone()))
         .collect();
+    // What a follow-only task still is if this run stops before it is followed again.
+    let resumable = follow_only.clone();
     let mut running: JoinSet<Outcome> = JoinSet::new();
     let mut in_flight: BTreeSet<u32> = BTreeSet::new();
     let mut stopped: Option<StopReason> = None;
@@ -379,7 +381,10 @@ pub async fn run(
         .enumerate()
         .map(|(i, o)| {
             o.unwrap_or_else(|| {
-                if in_flight.contains(&(i as u32)) {
+                // Still interrupted, with its command id: a later resumption follows it.
+                if let Some(prior) = resumable.get(&(i as u32)) {
+                    prior.clone()
+                } else if in_flight.contains(&(i as u32)) {
                     Outcome::not_run(
                         TaskId(i as u32),
                         TaskStatus::Unknown,
