@@ -12,6 +12,8 @@
 //! by the synchronous [`Scheduler`] (`scheduler.rs`); one task's attempts are `task.rs`.
 
 mod adaptive;
+#[cfg(test)]
+mod follow_tests;
 mod governor;
 mod outcome;
 mod retry;
@@ -96,8 +98,9 @@ pub struct RunOptions {
     pub drain: Duration,
     /// Seed for backoff jitter.
     pub seed: u64,
-    /// Outcomes of tasks a previous attempt of this run finished successfully: they are
-    /// kept, not run again (their outputs still feed later steps).
+    /// Outcomes of tasks a previous attempt of this run finished: successes are kept, not
+    /// run again (their outputs still feed later steps); `interrupted` ones with a command
+    /// id are followed by that id, never written again. Other statuses run as usual.
     pub prior: BTreeMap<u32, Outcome>,
     /// Treat every task as possibly already applied: read back before the first write.
     /// Set when resuming, since a crash may have lost the record of a write.
@@ -247,6 +250,15 @@ pub async fn run(
     let slots = slots::WriteSlots::new(plan.limits.max_in_flight as usize);
     let stop_followers = CancellationToken::new();
     let mut sched = Scheduler::new(&plan, opts.prior.clone());
+    // The scheduler hands these out like any task; the worker follows instead of writing.
+    let mut follow_only: BTreeMap<u32, Outcome> = opts
+        .prior
+        .iter()
+        .filter(|(_, o)| o.interrupted_command().is_some())
+        .map(|(t, o)| (*t, o.clone()))
+        .collect();
+    // What a follow-only task still is if this run stops before it is followed again.
+    let resumable = follow_only.clone();
     let mut running: JoinSet<Outcome> = JoinSet::new();
     let mut in_flight: BTreeSet<u32> = BTreeSet::new();
     let mut stopped: Option<StopReason> = None;
@@ -288,6 +300,7 @@ pub async fn run(
             let retry = plan.retry.clone();
             let seed = opts.seed ^ (tid.0 as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
             let reconcile = opts.reconcile;
+            let interrupted = follow_only.remove(&tid.0);
             running.spawn(async move {
                 task::run_task(
                     task,
@@ -299,6 +312,7 @@ pub async fn run(
                     seed,
                     t0,
                     reconcile,
+                    interrupted,
                 )
                 .await
             });
@@ -356,7 +370,13 @@ pub async fn run(
             in_flight.remove(&o.task.0);
             // A task refused by the closing gate does not know why the run stopped; the
             // loop does.
-            if let Some(Reason::NotStarted(by @ None)) = &mut o.reason {
+            if let Some(
+                Reason::NotStarted(by @ None)
+                | Reason::Interrupted {
+                    stopped: by @ None, ..
+                },
+            ) = &mut o.reason
+            {
                 *by = stopped;
             }
             let (task, f) = (o.task, Finish::of(&o));
@@ -375,7 +395,10 @@ pub async fn run(
         .enumerate()
         .map(|(i, o)| {
             o.unwrap_or_else(|| {
-                if in_flight.contains(&(i as u32)) {
+                // Still interrupted, with its command id: a later resumption follows it.
+                if let Some(prior) = resumable.get(&(i as u32)) {
+                    prior.clone()
+                } else if in_flight.contains(&(i as u32)) {
                     Outcome::not_run(
                         TaskId(i as u32),
                         TaskStatus::Unknown,

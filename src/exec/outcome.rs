@@ -27,6 +27,9 @@ pub enum TaskStatus {
     Unknown,
     /// Not started because the run stopped (signal, deadline, budget); resumable.
     NotStarted,
+    /// The command was accepted, but the run stopped while waiting for its devices: its
+    /// request id is known, its devices' final state is not. Resuming follows it again.
+    Interrupted,
 }
 
 impl TaskStatus {
@@ -37,6 +40,7 @@ impl TaskStatus {
             TaskStatus::Skipped => "skipped",
             TaskStatus::Unknown => "unknown",
             TaskStatus::NotStarted => "not_started",
+            TaskStatus::Interrupted => "interrupted",
         }
     }
 }
@@ -185,6 +189,12 @@ pub enum Reason {
     Abandoned,
     /// The command was accepted but devices failed, timed out or were cancelled.
     DeviceFailures(DeviceCounts),
+    /// The run stopped while following command request `command` (`stopped`: why, `None`
+    /// when the task could not tell); resuming follows it by id instead of sending it again.
+    Interrupted {
+        command: String,
+        stopped: Option<StopReason>,
+    },
 }
 
 /// The final record of a task.
@@ -204,6 +214,18 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// The command request an interrupted task was following: what a resumption follows
+    /// instead of writing again.
+    pub fn interrupted_command(&self) -> Option<&str> {
+        if self.status != TaskStatus::Interrupted {
+            return None;
+        }
+        match &self.reason {
+            Some(Reason::Interrupted { command, .. }) => Some(command),
+            _ => self.followed.as_ref().map(|f| f.command.as_str()),
+        }
+    }
+
     pub fn not_run(task: TaskId, status: TaskStatus, reason: Reason, at_ms: u64) -> Outcome {
         Outcome {
             task,

@@ -72,7 +72,8 @@ impl Finish {
 pub enum Decision {
     /// Not run: a need did not succeed, or the step's rollout stopped.
     Skipped { task: TaskId, reason: Reason },
-    /// Succeeded in an earlier attempt of this run: kept, not run again.
+    /// Finished in an earlier attempt of this run: kept, not run again (a success, or an
+    /// interrupted command a stopped step will not follow now).
     Replayed(Outcome),
 }
 
@@ -128,7 +129,8 @@ pub struct Scheduler<'p> {
 
 impl<'p> Scheduler<'p> {
     /// Starts every step that needs nothing whole. `prior` holds outcomes of tasks an
-    /// earlier attempt finished successfully; each is replayed when its task would start.
+    /// earlier attempt finished successfully, each replayed when its task would start, and
+    /// interrupted ones, handed out when their task would start so the shell follows them.
     pub fn new(plan: &'p Plan, prior: BTreeMap<u32, Outcome>) -> Self {
         let n = plan.steps.len();
         let mut s = Scheduler {
@@ -312,8 +314,18 @@ impl<'p> Scheduler<'p> {
                 _ => return,
             }
         }
+        // An interrupted command is followed again, not replayed: its devices decide.
+        if short.is_empty()
+            && self
+                .prior
+                .get(&t)
+                .is_some_and(|o| o.status == TaskStatus::Interrupted)
+        {
+            self.prior.remove(&t);
+            self.tasks[t as usize] = TaskState::Dispatched;
+            self.ready.push_back(TaskId(t));
         // A prior success wins over a skip, as in `decide_unrun`.
-        if let Some(o) = self.prior.remove(&t) {
+        } else if let Some(o) = self.prior.remove(&t) {
             let f = Finish::of(&o);
             self.decided.push_back(Decision::Replayed(o));
             self.finish(t, f);
@@ -334,9 +346,11 @@ impl<'p> Scheduler<'p> {
     /// as one, since the report must not call done work skipped.
     fn decide_unrun(&mut self, t: u32, why: &Reason) {
         let ok = match self.prior.remove(&t) {
+            // A sent command stays on record as sent, even when its step is not followed now.
             Some(o) => {
+                let ok = o.status == TaskStatus::Succeeded;
                 self.decided.push_back(Decision::Replayed(o));
-                true
+                ok
             }
             None => {
                 self.decided.push_back(Decision::Skipped {

@@ -33,11 +33,23 @@ pub(super) async fn run_task(
     seed: u64,
     t0: Instant,
     reconcile: bool,
+    interrupted: Option<Outcome>,
 ) -> Outcome {
     let ms = || t0.elapsed().as_millis() as u64;
     let started_ms = ms();
     let task_started = SystemTime::now();
-    let attempts: Mutex<Vec<Attempt>> = Mutex::new(Vec::new());
+    // A command an earlier attempt of the run sent and was following when it stopped:
+    // following it again by id is the only way not to send it twice.
+    let resumed = interrupted.and_then(|o| {
+        let cmd = o.interrupted_command()?.to_string();
+        Some((cmd, o))
+    });
+    let attempts: Mutex<Vec<Attempt>> = Mutex::new(
+        resumed
+            .as_ref()
+            .map(|(_, o)| o.attempts.clone())
+            .unwrap_or_default(),
+    );
     let uncertain = AtomicBool::new(reconcile);
     let counter = AtomicU32::new(0);
     let rng = Mutex::new(fastrand::Rng::with_seed(seed));
@@ -82,8 +94,15 @@ pub(super) async fn run_task(
         .with_max_delay(retry.max_delay)
         .with_factor(2.0)
         .with_max_times(retry.attempts.saturating_sub(1) as usize);
-    let result = once
-        .retry(backoff)
+    let result = if let Some((cmd, o)) = resumed {
+        Ok(super::Done {
+            summary: format!("following command request {cmd} sent by an earlier attempt"),
+            result: o.result.unwrap_or(serde_json::Value::Null),
+            follow: Some(cmd),
+            reconciled: true,
+        })
+    } else {
+        once.retry(backoff)
         .sleep(tokio::time::sleep)
         .when(|f: &Failure| f.retryable() && !stop_followers.is_cancelled() && budget.try_spend(f))
         .adjust(|f: &Failure, step: Option<Duration>| {
@@ -95,7 +114,8 @@ pub(super) async fn run_task(
                 last.wait_ms = Some(wait.as_millis() as u64);
             }
         })
-        .await;
+        .await
+    };
     // Following holds no slot: a command may take minutes to reach its devices.
     drop(slot);
     let outcome = |status, reason, result, followed| Outcome {
@@ -121,7 +141,15 @@ pub(super) async fn run_task(
             ) = (&done.follow, &task.op)
             {
                 let f = dispatch.follow(&task, cmd, *wait, &stop_followers).await;
-                if let Some(c) = f.counts
+                if !f.finished && stop_followers.is_cancelled() {
+                    // The stop cut the wait short, not the wait's timeout: the devices
+                    // may still succeed, so this is neither a success nor a failure.
+                    status = TaskStatus::Interrupted;
+                    reason = Some(Reason::Interrupted {
+                        command: cmd.clone(),
+                        stopped: None,
+                    });
+                } else if let Some(c) = f.counts
                     && c.unsuccessful() > 0
                 {
                     status = TaskStatus::Failed;

@@ -106,6 +106,12 @@ pub enum ReasonRecord {
     DeviceFailures {
         counts: CountsRecord,
     },
+    /// The run stopped while following `command`.
+    Interrupted {
+        command: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stopped: Option<StopReason>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -320,6 +326,10 @@ impl From<&Reason> for ReasonRecord {
             Reason::DeviceFailures(c) => ReasonRecord::DeviceFailures {
                 counts: (*c).into(),
             },
+            Reason::Interrupted { command, stopped } => ReasonRecord::Interrupted {
+                command: command.clone(),
+                stopped: *stopped,
+            },
         }
     }
 }
@@ -346,6 +356,9 @@ impl From<ReasonRecord> for Reason {
             ReasonRecord::NotRecorded => Reason::NotRecorded,
             ReasonRecord::Abandoned => Reason::Abandoned,
             ReasonRecord::DeviceFailures { counts } => Reason::DeviceFailures(counts.into()),
+            ReasonRecord::Interrupted { command, stopped } => {
+                Reason::Interrupted { command, stopped }
+            }
         }
     }
 }

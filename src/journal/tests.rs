@@ -121,6 +121,10 @@ fn records_round_trip_the_executor_types() {
         Reason::NotRecorded,
         Reason::Abandoned,
         Reason::DeviceFailures(counts),
+        Reason::Interrupted {
+            command: "c-1".into(),
+            stopped: Some(StopReason::Interrupted),
+        },
     ];
     for reason in reasons {
         let o = Outcome {

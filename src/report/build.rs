@@ -77,6 +77,10 @@ impl From<&Reason> for ReasonReport {
             Reason::NotStarted(stopped) => ReasonReport::NotStarted { stopped: *stopped },
             Reason::NotRecorded => ReasonReport::NotRecorded,
             Reason::Abandoned => ReasonReport::Abandoned,
+            Reason::Interrupted { command, stopped } => ReasonReport::Interrupted {
+                command: command.clone(),
+                stopped: *stopped,
+            },
             Reason::DeviceFailures(c) => ReasonReport::DeviceFailures {
                 counts: (*c).into(),
             },
@@ -177,6 +181,7 @@ impl Report {
                 TaskStatus::Skipped => s.skipped += 1,
                 TaskStatus::Unknown => s.unknown += 1,
                 TaskStatus::NotStarted => s.not_started += 1,
+                TaskStatus::Interrupted => s.interrupted += 1,
             }
             s.retries += o.attempts.len().saturating_sub(1) as u64;
         }

@@ -57,7 +57,7 @@ impl RunOutcome {
             Some(StopReason::Deadline) => RunOutcome::Deadline,
             None if threshold => RunOutcome::Threshold,
             None if s.failed + s.unknown + s.skipped > 0 => RunOutcome::FailedTasks,
-            None if s.not_started > 0 => RunOutcome::Incomplete,
+            None if s.not_started + s.interrupted > 0 => RunOutcome::Incomplete,
             None => RunOutcome::Succeeded,
         }
     }

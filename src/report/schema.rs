@@ -81,6 +81,9 @@ pub struct Summary {
     pub skipped: u64,
     pub unknown: u64,
     pub not_started: u64,
+    /// Commands sent whose wait the run's stop cut short; resuming follows them.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub interrupted: u64,
     pub requests: u64,
     pub retries: u64,
     pub rate_limited: u64,
@@ -89,6 +92,11 @@ pub struct Summary {
     /// The busiest second of the run (requests in one timeline sample per second).
     #[serde(default)]
     pub peak_rate: f64,
+}
+
+/// Keeps the count out of reports of runs without it, so their JSON reads as before.
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The governor's counters as the report records them.
@@ -255,6 +263,12 @@ pub enum ReasonReport {
     Abandoned,
     /// The command was accepted but devices failed, timed out or were cancelled.
     DeviceFailures { counts: DeviceCountsReport },
+    /// The run stopped while waiting for command request `command`'s devices.
+    Interrupted {
+        command: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stopped: Option<StopReason>,
+    },
 }
 
 /// A needed step that did not succeed.

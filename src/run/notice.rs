@@ -29,6 +29,8 @@ pub enum Notice {
     Resuming {
         run_id: String,
         succeeded: usize,
+        /// Interrupted commands followed by their request id, not sent again.
+        following: usize,
         tasks: u32,
     },
     Started {
@@ -85,10 +87,20 @@ impl fmt::Display for Notice {
             Notice::Resuming {
                 run_id,
                 succeeded,
+                following: 0,
                 tasks,
             } => write!(
                 f,
                 "resuming run {run_id}: {succeeded} of {tasks} tasks already succeeded; every other task is read back before it writes"
+            ),
+            Notice::Resuming {
+                run_id,
+                succeeded,
+                following,
+                tasks,
+            } => write!(
+                f,
+                "resuming run {run_id}: {succeeded} of {tasks} tasks already succeeded; {following} interrupted commands are followed by request id, not sent again; every other task is read back before it writes"
             ),
             Notice::Started { run_id, tasks, dir } => {
                 write!(f, "run {run_id}: {tasks} tasks; report in {}", dir.display())

@@ -1,9 +1,10 @@
 //! Picking up an earlier run: its frozen plan and what its journal says, turned into the
 //! outcomes a resumption keeps.
 //!
-//! Only recorded successes are kept; every other task runs again with read-back first
-//! (the executor's `reconcile`), because a crash can lose the record of a write but a
-//! read by natural key cannot be fooled by that. Locking and running are the parent
+//! Recorded successes are kept, and tasks interrupted while waiting for a command's devices
+//! are followed by the command's request id rather than sent again; every other task runs
+//! again with read-back first (the executor's `reconcile`), because a crash can lose the
+//! record of a write but a read by natural key cannot be fooled by that. Locking and running are the parent
 //! module's; reading the journal is [`crate::journal`]'s.
 
 use std::collections::BTreeMap;
@@ -20,7 +21,8 @@ use super::{RunError, RunId, dir};
 pub(super) struct Resumed {
     pub dir: PathBuf,
     pub plan: Plan,
-    /// The tasks that already succeeded, kept as they are.
+    /// The tasks that already succeeded, kept as they are, and the interrupted ones whose
+    /// command is followed again.
     pub prior: BTreeMap<u32, Outcome>,
 }
 
@@ -37,13 +39,23 @@ pub(super) fn open(state: &Path, id: &RunId, notices: &Notices) -> Result<Resume
     if replay.torn {
         notices.send(Notice::TornJournal);
     }
-    let prior = replay.succeeded();
+    let mut prior = replay.succeeded();
+    let succeeded = prior.len();
+    let interrupted: Vec<(u32, Outcome)> = replay
+        .outcomes
+        .iter()
+        .filter(|(_, o)| o.interrupted_command().is_some())
+        .map(|(t, o)| (*t, o.clone()))
+        .collect();
+    let following = interrupted.len();
+    prior.extend(interrupted);
     if !replay.in_flight.is_empty() {
         notices.send(Notice::InFlight(replay.in_flight.len()));
     }
     notices.send(Notice::Resuming {
         run_id: id.to_string(),
-        succeeded: prior.len(),
+        succeeded,
+        following,
         tasks: plan.task_count,
     });
     Ok(Resumed { dir, plan, prior })

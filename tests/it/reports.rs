@@ -479,6 +479,7 @@ fn fixture() -> Report {
         skipped: count(Skipped),
         unknown: count(Unknown),
         not_started: count(NotStarted),
+        interrupted: count(TaskStatus::Interrupted),
         requests: total,
         retries: tasks
             .iter()

@@ -233,3 +233,96 @@ async fn cancelling_while_planning_stops_before_anything_is_written() {
     assert!(!state.path().join("runs").exists(), "no run directory");
     assert!(server.snapshot().alarm_rules.is_empty());
 }
+
+/// A reboot per store group that waits up to two minutes for its devices.
+fn waiting_job(server: &MockServer) -> String {
+    format!(
+        "{}targets:\n  s: {{ groups: {{ name: \"Stores/*/*\" }} }}\nsteps:\n  - id: reboot\n    command: {{ to: s, name: REBOOT, wait: {{ timeout: 2m }} }}\n",
+        job_header(server, "50/s")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_cancelled_while_waiting_for_devices_resumes_by_following_not_resending() {
+    const GROUPS: usize = 4;
+    let mut cfg = small(85);
+    cfg.groups = GROUPS;
+    // Long enough that the cancel lands mid-wait, short enough for the resumption to see
+    // every device finish.
+    cfg.commands.min_duration = Duration::from_secs(2);
+    cfg.commands.max_duration = Duration::from_secs(3);
+    let server = start(cfg).await;
+    let state = tempfile::tempdir().unwrap();
+    let job = load(&server, &waiting_job(&server));
+    let cancel = CancellationToken::new();
+    let first = run(
+        run_config(&server, Source::Job(Box::new(job)), state.path()),
+        cancel.clone(),
+    );
+    let cut = async {
+        for _ in 0..1000 {
+            if server.stats().created.command_requests >= GROUPS as u64 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // A few polls into the wait, well before any device is done.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cancel.cancel();
+    };
+    let (first, ()) = tokio::join!(first, cut);
+    assert_eq!(first.outcome, RunOutcome::Interrupted);
+    assert_eq!(first.exit_code, 130);
+    assert_eq!(
+        first.report.summary.interrupted,
+        GROUPS as u64,
+        "{}",
+        first.report.summary_text()
+    );
+    assert_eq!(first.report.summary.succeeded, 0, "nothing claims success");
+    for t in &first.report.tasks {
+        assert_eq!(t.status, TaskStatus::Interrupted, "{t:?}");
+        let command = t.followed.as_ref().map(|f| f.command.clone());
+        assert!(
+            matches!(&t.reason, Some(esper_bulk::report::ReasonReport::Interrupted { command: c, .. }) if Some(c) == command.as_ref()),
+            "the command request id is on record: {t:?}"
+        );
+    }
+    let markdown = esper_bulk::report::render::markdown(&first.report);
+    assert!(
+        markdown.contains(&format!("esper-bulk run --resume {}", first.run_id)),
+        "the advice is to resume, not to re-run: {markdown}"
+    );
+
+    let (notices, seen) = recorder();
+    let mut cfg = run_config(&server, Source::Resume(first.run_id.clone()), state.path());
+    cfg.output.notices = notices;
+    let second = run(cfg, CancellationToken::new()).await;
+    assert_eq!(
+        second.outcome,
+        RunOutcome::Succeeded,
+        "{}",
+        second.report.summary_text()
+    );
+    assert!(
+        second
+            .report
+            .tasks
+            .iter()
+            .all(|t| t.status == TaskStatus::Succeeded)
+    );
+    assert!(
+        seen.lock().unwrap().iter().any(|n| matches!(
+            n,
+            Notice::Resuming { following, .. } if *following == GROUPS
+        )),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+    let stats = server.stats();
+    assert_eq!(stats.duplicates.command_requests, 0, "{stats:?}");
+    assert_eq!(
+        stats.created.command_requests, GROUPS as u64,
+        "each command was sent once: {stats:?}"
+    );
+}

@@ -3,7 +3,8 @@
 //! the behaviour it pins down.
 //!
 //! Shape lines: `ID COUNT [over T | to T] [needs A,B] [all] [stages 1,2,4] [max N|N%]`,
-//! plus `prior a0 b2` for successes of an earlier attempt. `over T` is one task per item of
+//! plus `prior a0 b2` for successes of an earlier attempt (`~a1`: interrupted while its
+//! command was followed). `over T` is one task per item of
 //! `T`, `to T` one per group (or per 2 devices when `T` starts with `d`, a devices target).
 //! Script: `+a0` / `-a0` finish a task (units 0/1 or 1/1), `+a0:1/4` with units, `stop`.
 //! Transcript: one line per event, what it decided (`replay`, `skip`), handed out (`run`)
@@ -129,12 +130,29 @@ fn plan(shape: &str) -> (Plan, BTreeMap<u32, Outcome>) {
     plan.link();
     let prior = prior_names
         .iter()
-        .map(|n| {
-            let t = task_of(&plan, n);
-            (t.0, success(t))
+        .map(|n| match n.strip_prefix('~') {
+            Some(n) => {
+                let t = task_of(&plan, n);
+                (t.0, interrupted(t))
+            }
+            None => {
+                let t = task_of(&plan, n);
+                (t.0, success(t))
+            }
         })
         .collect();
     (plan, prior)
+}
+
+fn interrupted(task: TaskId) -> Outcome {
+    Outcome {
+        status: TaskStatus::Interrupted,
+        reason: Some(Reason::Interrupted {
+            command: format!("c{}", task.0),
+            stopped: None,
+        }),
+        ..success(task)
+    }
 }
 
 fn success(task: TaskId) -> Outcome {
@@ -657,5 +675,32 @@ fn plan_files_link_their_needs_when_loaded() {
             step: 0,
             per_item: true
         }]
+    );
+}
+
+#[test]
+fn an_interrupted_prior_is_handed_out_again_not_replayed() {
+    check(
+        "a 2
+         b 2 needs a
+         prior a0 ~a1",
+        "+a1 +b0 +b1",
+        "start: replay a0, run a1
+         +a1: run b0 b1
+         +b0:
+         +b1:
+         end:",
+    );
+}
+
+#[test]
+fn an_interrupted_prior_past_a_rollout_stop_is_replayed_not_skipped() {
+    check(
+        "r 3 stages 1,3
+         prior ~r2",
+        "-r0",
+        "start: run r0
+         -r0: skip r1 rollout(r after 1), replay r2, halt r at 1/2: 1 > 0 of 1
+         end:",
     );
 }

@@ -19,6 +19,7 @@ pub fn next_steps(r: &Report, groups: &[Group], stops: &[StopView]) -> Vec<Line>
     let bad = Bad::of(r);
     let mut out: Vec<Line> = Vec::new();
     out.extend(unknown(r));
+    out.extend(interrupted(r));
     out.extend(stops.iter().map(rollout_stop));
     out.extend(unauthorized(r, &bad));
     out.extend(forbidden(&bad));
@@ -284,6 +285,27 @@ fn skipped(r: &Report) -> Option<Line> {
         Line::from(format!(
             "{} skipped because a step {they} {need} did not succeed; {they} {run} when you re-run the job once that step succeeds.",
             tasks(n)
+        ))
+    })
+}
+
+/// Re-running the job would send these commands again; only resuming the run follows
+/// the requests already sent.
+fn interrupted(r: &Report) -> Option<Line> {
+    let n = r.summary.interrupted;
+    let (their, them) = if n == 1 {
+        ("its", "it")
+    } else {
+        ("their", "them")
+    };
+    (n > 0).then(|| {
+        Line::from(format!(
+            "{} interrupted while waiting for {their} command's devices: resume with ",
+            tasks(n)
+        ))
+        .code(format!("esper-bulk run --resume {}", r.run.id))
+        .text(format!(
+            " to follow {them} by request id; re-running the job would send {them} again."
         ))
     })
 }

@@ -44,7 +44,8 @@ fn cause(t: &TaskReport) -> Cause {
         Some(ReasonReport::NotStarted { .. }) => (4, None, None),
         Some(ReasonReport::NotRecorded) => (5, None, None),
         Some(ReasonReport::Abandoned) => (6, None, None),
-        None => (7, None, None),
+        Some(ReasonReport::Interrupted { .. }) => (7, None, None),
+        None => (8, None, None),
     }
 }
 

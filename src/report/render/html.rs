@@ -35,7 +35,7 @@ th{font-size:12px;color:#57606a;font-weight:600}
 .nw{white-space:nowrap}.ex{min-width:15em}
 .err{white-space:pre-wrap;overflow-wrap:anywhere;font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12px}
 code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12px;background:#f6f8fa;padding:1px 4px;border-radius:4px;overflow-wrap:anywhere}
-.s-failed,.s-unknown{color:#cf222e;font-weight:600}.s-skipped,.s-not_started{color:#9a6700;font-weight:600}
+.s-failed,.s-unknown{color:#cf222e;font-weight:600}.s-skipped,.s-not_started,.s-interrupted{color:#9a6700;font-weight:600}
 svg{display:block;width:100%;height:auto}
 svg text{font-family:system-ui,sans-serif;font-size:11px;fill:#57606a}
 .grid{stroke:#eaeef2}.axis{stroke:#8c959f}
@@ -161,12 +161,20 @@ fn stops(out: &mut String, v: &View) {
 }
 
 fn steps(out: &mut String, v: &View) {
+    // The column only appears for runs stopped mid-wait, so other reports read as before.
+    let mut statuses = vec!["succeeded", "failed", "unknown", "skipped", "not_started"];
+    if v.report.summary.interrupted > 0 {
+        statuses.push("interrupted");
+    }
     out.push_str(
         "<h2>Steps</h2>\n<table>\n<tr><th>step</th><th>kind</th><th class=\"n\">tasks</th>\
          <th class=\"n\">succeeded</th><th class=\"n\">failed</th><th class=\"n\">unknown</th>\
-         <th class=\"n\">skipped</th><th class=\"n\">not started</th><th class=\"n\">attempts</th>\
-         <th class=\"n\">time</th></tr>\n",
+         <th class=\"n\">skipped</th><th class=\"n\">not started</th>",
     );
+    if statuses.len() > 5 {
+        out.push_str("<th class=\"n\">interrupted</th>");
+    }
+    out.push_str("<th class=\"n\">attempts</th><th class=\"n\">time</th></tr>\n");
     for row in &v.steps {
         let _ = write!(
             out,
@@ -175,7 +183,7 @@ fn steps(out: &mut String, v: &View) {
             esc(&row.kind),
             row.tasks
         );
-        for status in ["succeeded", "failed", "unknown", "skipped", "not_started"] {
+        for &status in &statuses {
             let n = row.count(status);
             // Only counts that need a look stand out.
             if n == 0 || status == "succeeded" {

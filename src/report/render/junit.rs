@@ -23,7 +23,7 @@ pub fn junit(r: &Report) -> String {
         s.tasks,
         s.failed,
         s.unknown,
-        s.skipped + s.not_started,
+        s.skipped + s.not_started + s.interrupted,
         seconds(r.run.elapsed_ms),
         xml(&r.run.started_at)
     );
@@ -45,7 +45,11 @@ fn suite(out: &mut String, r: &Report, row: &StepRow) {
         tasks.len(),
         n(&[TaskStatus::Failed]),
         n(&[TaskStatus::Unknown]),
-        n(&[TaskStatus::Skipped, TaskStatus::NotStarted]),
+        n(&[
+            TaskStatus::Skipped,
+            TaskStatus::NotStarted,
+            TaskStatus::Interrupted
+        ]),
         seconds(row.span.map_or(0, |(a, b)| b - a)),
         xml(&r.run.started_at)
     );
@@ -116,7 +120,8 @@ fn case(out: &mut String, class: &str, t: &TaskReport) {
                 xml_text(&failure_body(t, &error))
             );
         }
-        TaskStatus::Skipped | TaskStatus::NotStarted => {
+        // Not run to the end, which CI should neither pass nor fail.
+        TaskStatus::Skipped | TaskStatus::NotStarted | TaskStatus::Interrupted => {
             let _ = writeln!(
                 out,
                 "{head}>\n      <skipped message=\"{}\"/>\n    </testcase>",

@@ -81,14 +81,27 @@ fn stops(out: &mut String, v: &View) {
 }
 
 fn steps(out: &mut String, v: &View) {
-    out.push_str(
-        "\n## Steps\n\n| step | kind | tasks | succeeded | failed | unknown | skipped | not started | attempts | time |\n\
-         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    // The column only appears for runs stopped mid-wait, so other reports read as before.
+    let interrupted = v.report.summary.interrupted > 0;
+    let (head, rule) = if interrupted {
+        (" interrupted |", " ---: |")
+    } else {
+        ("", "")
+    };
+    let _ = write!(
+        out,
+        "\n## Steps\n\n| step | kind | tasks | succeeded | failed | unknown | skipped | not started |{head} attempts | time |\n\
+         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |{rule} ---: | ---: |\n",
     );
     for row in &v.steps {
+        let extra = if interrupted {
+            format!(" {} |", row.count("interrupted"))
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |{extra} {} | {} |",
             code(&row.id, true),
             code(&row.kind, true),
             row.tasks,

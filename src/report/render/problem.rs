@@ -76,6 +76,14 @@ impl TaskReport {
                 Line::from("abandoned while in flight: check the tenant before resuming")
             }
             ReasonReport::DeviceFailures { counts } => Line::from(counts.to_string()),
+            ReasonReport::Interrupted { command, stopped } => Line::from(match stopped {
+                Some(StopReason::Deadline) => {
+                    "interrupted by the deadline while waiting for command request "
+                }
+                _ => "interrupted while waiting for command request ",
+            })
+            .code(command.clone())
+            .text("; resume the run to follow it (it is not sent again)"),
         })
     }
 }

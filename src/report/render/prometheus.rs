@@ -75,6 +75,7 @@ impl Report {
             ("skipped", s.skipped),
             ("unknown", s.unknown),
             ("not_started", s.not_started),
+            ("interrupted", s.interrupted),
         ];
         metric(
             "last_run_tasks",

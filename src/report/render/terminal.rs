@@ -21,9 +21,14 @@ impl Report {
             self.run.outcome,
             self.run.elapsed_ms as f64 / 1000.0
         );
+        let interrupted = if s.interrupted > 0 {
+            format!(", {} interrupted", s.interrupted)
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "tasks: {} succeeded, {} failed, {} skipped, {} unknown, {} not started (of {})",
+            "tasks: {} succeeded, {} failed, {} skipped, {} unknown, {} not started{interrupted} (of {})",
             s.succeeded, s.failed, s.skipped, s.unknown, s.not_started, s.tasks
         );
         let _ = writeln!(

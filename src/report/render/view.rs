@@ -127,6 +127,14 @@ fn failure_notes(r: &Report, groups: &[Group]) -> Vec<Line> {
             if n == 1 { "its" } else { "their" }
         )));
     }
+    let n = r.summary.interrupted;
+    if n > 0 {
+        notes.push(Line::from(format!(
+            "{} interrupted: {} command was sent and the run stopped while waiting for its devices.",
+            tasks(n),
+            if n == 1 { "its" } else { "each one's" }
+        )));
+    }
     notes
 }
 
@@ -202,6 +210,12 @@ fn measures(r: &Report) -> Vec<Measure> {
         task("unknown", s.unknown, Tone::Bad),
         task("skipped", s.skipped, Tone::Warn),
         task("not started", s.not_started, Tone::Warn),
+    ];
+    // Only runs stopped mid-wait have these; every other report reads as before.
+    if s.interrupted > 0 {
+        rows.push(task("interrupted", s.interrupted, Tone::Warn));
+    }
+    rows.extend([
         req("requests", s.requests.to_string()),
         req("retries", s.retries.to_string()),
         req("answered 429", s.rate_limited.to_string()).count_tone(s.rate_limited, Tone::Warn),
@@ -215,7 +229,7 @@ fn measures(r: &Report) -> Vec<Measure> {
             "({})",
             count(g.window_changes, "change", "changes")
         )),
-    ];
+    ]);
     // Pacing the run had to adapt is worth a look even when it went well.
     if let Some(rate) = g.adaptive_rate {
         rows.push(
