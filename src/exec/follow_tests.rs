@@ -83,7 +83,19 @@ fn plan(wait: &str) -> Arc<Plan> {
     plan_with(wait, 40)
 }
 
-fn plan_with(wait: &str, max_in_flight: u32) -> Arc<Plan> {
+/// A token that a signal "arrives" on after `after` (of paused tokio time).
+fn cancelled_after(after: Duration) -> CancellationToken {
+    let cancel = CancellationToken::new();
+    let stopper = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(after).await;
+        stopper.cancel();
+    });
+    cancel
+}
+
+/// Three group tasks of one REBOOT step waiting up to `wait`, under `max_in_flight`.
+pub(super) fn plan_with(wait: &str, max_in_flight: u32) -> Arc<Plan> {
     let text = format!(
         "version: 1\nname: t\nlimits: {{ max_in_flight: {max_in_flight} }}\ntargets:\n  s: {{ groups: {{ name: \"S/*\" }} }}\nsteps:\n  - id: reboot\n    command: {{ to: s, name: REBOOT, wait: {{ timeout: {wait} }} }}\n"
     );
@@ -122,12 +134,7 @@ fn opts(prior: BTreeMap<u32, Outcome>, deadline: Option<Instant>) -> RunOptions 
 
 #[tokio::test(start_paused = true)]
 async fn a_signal_during_the_wait_interrupts_the_task_with_its_command_id() {
-    let cancel = CancellationToken::new();
-    let stopper = cancel.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs(4)).await;
-        stopper.cancel();
-    });
+    let cancel = cancelled_after(Duration::from_secs(4));
     let d = Commands::new(Duration::from_secs(60));
     let out = run(
         plan("2m"),
@@ -204,12 +211,7 @@ async fn a_wait_that_times_out_without_a_stop_is_not_interrupted() {
 
 #[tokio::test(start_paused = true)]
 async fn an_interrupted_prior_outcome_is_followed_by_id_and_not_sent_again() {
-    let cancel = CancellationToken::new();
-    let stopper = cancel.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs(4)).await;
-        stopper.cancel();
-    });
+    let cancel = cancelled_after(Duration::from_secs(4));
     let first = Commands::new(Duration::from_secs(60));
     let cut = run(
         plan("2m"),
@@ -265,12 +267,7 @@ async fn an_interrupted_prior_outcome_is_followed_by_id_and_not_sent_again() {
 
 #[tokio::test(start_paused = true)]
 async fn an_interrupted_task_a_stopped_resumption_never_reached_stays_interrupted() {
-    let cancel = CancellationToken::new();
-    let stopper = cancel.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs(4)).await;
-        stopper.cancel();
-    });
+    let cancel = cancelled_after(Duration::from_secs(4));
     let first = Commands::new(Duration::from_secs(60));
     let cut = run(
         plan("2m"),

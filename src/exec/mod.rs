@@ -622,28 +622,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_slot_given_back_by_a_follower_dispatches_the_next_task_at_once() {
-        let text = "version: 1\nname: t\nlimits: { max_in_flight: 1 }\ntargets:\n  s: { groups: { name: \"S/*\" } }\nsteps:\n  - id: reboot\n    command: { to: s, name: REBOOT, wait: { timeout: 10s } }\n";
-        let env = |_: &str| None;
-        let (job, _) = crate::job::load("t.yaml", text, &crate::job::Host::env_only(&env)).unwrap();
-        let group = |i: u32| crate::plan::Item {
-            kind: crate::plan::ItemKind::Group,
-            id: format!("g{i}"),
-            name: format!("{i}"),
-            detail: Some(format!("S/{i}")),
-        };
-        let mut resolved = Resolved::default();
-        resolved.targets.insert(
-            "s".into(),
-            crate::plan::FrozenTarget {
-                kind: crate::plan::ItemKind::Group,
-                items: (0..3).map(group).collect(),
-            },
-        );
-        let server = Server {
-            base_url: "http://127.0.0.1:1/api".into(),
-            enterprise_id: "e".into(),
-        };
-        let plan = Arc::new(crate::plan::compile(&job, &resolved, server).unwrap());
+        let plan = super::follow_tests::plan_with("10s", 1);
         let t0 = Instant::now();
         let mut dispatched = Vec::new();
         let out = run(
