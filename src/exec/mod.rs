@@ -20,6 +20,8 @@ mod retry;
 mod scheduler;
 mod slots;
 mod task;
+#[cfg(test)]
+mod tolerance_tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -379,7 +381,7 @@ pub async fn run(
             {
                 *by = stopped;
             }
-            let (task, f) = (o.task, Finish::of(&o));
+            let (task, f) = (o.task, Finish::of(&o, &plan));
             // Recorded before the scheduler hears of it, so what it unlocks can read the
             // output.
             books.record(&plan, o, false, on_event);
@@ -612,7 +614,10 @@ mod tests {
                 Followed {
                     command: c.to_string(),
                     finished: true,
-                    counts: None,
+                    counts: Some(DeviceCounts {
+                        succeeded: 1,
+                        ..DeviceCounts::default()
+                    }),
                     devices: Vec::new(),
                 }
             }

@@ -187,8 +187,12 @@ pub enum Reason {
     NotRecorded,
     /// In flight when the run stopped, and not finished within the drain time.
     Abandoned,
-    /// The command was accepted but devices failed, timed out or were cancelled.
+    /// The command was accepted but more devices failed, timed out or were cancelled (or
+    /// stayed pending, under `pending: fail`) than the step's `wait` allows.
     DeviceFailures(DeviceCounts),
+    /// The command was accepted and followed, but its per-device status could not be
+    /// read: status `unknown`, and resuming reads it again instead of sending it again.
+    StatusUnread { command: String },
     /// The run stopped while following command request `command` (`stopped`: why, `None`
     /// when the task could not tell); resuming follows it by id instead of sending it again.
     Interrupted {
@@ -214,15 +218,14 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// The command request an interrupted task was following: what a resumption follows
-    /// instead of writing again.
+    /// The command request an interrupted task was following, or one whose device status
+    /// could not be read: what a resumption follows instead of writing again.
     pub fn interrupted_command(&self) -> Option<&str> {
-        if self.status != TaskStatus::Interrupted {
-            return None;
-        }
-        match &self.reason {
-            Some(Reason::Interrupted { command, .. }) => Some(command),
-            _ => self.followed.as_ref().map(|f| f.command.as_str()),
+        match (self.status, &self.reason) {
+            (TaskStatus::Unknown, Some(Reason::StatusUnread { command })) => Some(command),
+            (TaskStatus::Interrupted, Some(Reason::Interrupted { command, .. })) => Some(command),
+            (TaskStatus::Interrupted, _) => self.followed.as_ref().map(|f| f.command.as_str()),
+            _ => None,
         }
     }
 

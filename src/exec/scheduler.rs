@@ -37,15 +37,17 @@ pub struct Finish {
 }
 
 impl Finish {
-    /// Units are devices when a command was followed and reported any, else the task.
-    pub fn of(o: &Outcome) -> Finish {
+    /// Units are devices when a command was followed and reported any, else the task;
+    /// pending devices count as failed units under the step's `pending: fail`.
+    pub fn of(o: &Outcome, plan: &Plan) -> Finish {
         let succeeded = o.status == TaskStatus::Succeeded;
         if let Some(c) = o.followed.as_ref().and_then(|f| f.counts)
             && c.total() > 0
         {
+            let tolerance = plan.step_of(o.task).op.tolerance();
             return Finish {
                 succeeded,
-                failed_units: c.unsuccessful(),
+                failed_units: tolerance.failures(c.unsuccessful(), c.pending),
                 total_units: c.total(),
             };
         }
@@ -319,14 +321,14 @@ impl<'p> Scheduler<'p> {
             && self
                 .prior
                 .get(&t)
-                .is_some_and(|o| o.status == TaskStatus::Interrupted)
+                .is_some_and(|o| o.interrupted_command().is_some())
         {
             self.prior.remove(&t);
             self.tasks[t as usize] = TaskState::Dispatched;
             self.ready.push_back(TaskId(t));
         // A prior success wins over a skip, as in `decide_unrun`.
         } else if let Some(o) = self.prior.remove(&t) {
-            let f = Finish::of(&o);
+            let f = Finish::of(&o, self.plan);
             self.decided.push_back(Decision::Replayed(o));
             self.finish(t, f);
         } else if !short.is_empty() {

@@ -136,24 +136,36 @@ pub(super) async fn run_task(
                 Some(cmd),
                 crate::plan::Operation::Command {
                     wait_ms: Some(wait),
+                    tolerance,
                     ..
                 },
             ) = (&done.follow, &task.op)
             {
                 let f = dispatch.follow(&task, cmd, *wait, &stop_followers).await;
-                if !f.finished && stop_followers.is_cancelled() {
-                    // The stop cut the wait short, not the wait's timeout: the devices
-                    // may still succeed, so this is neither a success nor a failure.
-                    status = TaskStatus::Interrupted;
-                    reason = Some(Reason::Interrupted {
-                        command: cmd.clone(),
-                        stopped: None,
-                    });
-                } else if let Some(c) = f.counts
-                    && c.unsuccessful() > 0
-                {
-                    status = TaskStatus::Failed;
-                    reason = Some(Reason::DeviceFailures(c));
+                match f.counts {
+                    _ if !f.finished && stop_followers.is_cancelled() => {
+                        // The stop cut the wait short, not the wait's timeout: the devices
+                        // may still succeed, so this is neither a success nor a failure.
+                        status = TaskStatus::Interrupted;
+                        reason = Some(Reason::Interrupted {
+                            command: cmd.clone(),
+                            stopped: None,
+                        });
+                    }
+                    None => {
+                        // Accepted, but where its devices ended is not known: resuming
+                        // reads the command's status again instead of sending it again.
+                        status = TaskStatus::Unknown;
+                        reason = Some(Reason::StatusUnread {
+                            command: cmd.clone(),
+                        });
+                    }
+                    Some(c) if !tolerance.accepts(c.unsuccessful(), c.pending, c.total()) => {
+                        status = TaskStatus::Failed;
+                        reason = Some(Reason::DeviceFailures(c));
+                    }
+                    // Within the step's threshold; pending devices stay listed in `followed`.
+                    Some(_) => {}
                 }
                 followed = Some(f);
             }

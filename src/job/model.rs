@@ -167,6 +167,59 @@ pub struct Rollout {
     pub max_failures: Amount,
 }
 
+/// `wait:` on a command step: how long to follow the command, and what its devices must
+/// reach for the task to count as succeeded.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Wait {
+    pub timeout: Duration,
+    pub tolerance: Tolerance,
+}
+
+/// What success means for a followed command's devices. The default is strict: any
+/// failed, timed-out or cancelled device fails the task; devices still queued when the
+/// wait ends (offline ones) are counted and listed as pending, not failed, unless
+/// `pending_fails`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Tolerance {
+    /// `success: 95%`: the share of the task's devices that must not fail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success: Option<f64>,
+    /// `max_device_failures: N`: devices that may fail before the task fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_device_failures: Option<u64>,
+    /// `pending: fail`: devices still pending when the wait ends count as failures.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending_fails: bool,
+}
+
+impl Tolerance {
+    /// No threshold and pending devices not failed: what a plan without these fields means.
+    pub fn is_default(&self) -> bool {
+        *self == Tolerance::default()
+    }
+
+    /// Devices that may fail out of `total` before the task fails. `success: 95%` of 50
+    /// devices needs 48 (95% rounded up), so 2 may fail.
+    pub fn allowed(&self, total: u64) -> u64 {
+        match (self.max_device_failures, self.success) {
+            (Some(n), _) => n.min(total),
+            (None, Some(p)) => total - Amount::Percent(p).of(total),
+            (None, None) => 0,
+        }
+    }
+
+    /// The devices that count as failed: `unsuccessful` (failed, timed out, cancelled),
+    /// plus the `pending` ones under `pending: fail`.
+    pub fn failures(&self, unsuccessful: u64, pending: u64) -> u64 {
+        unsuccessful + if self.pending_fails { pending } else { 0 }
+    }
+
+    /// Whether a task whose devices ended so is a success.
+    pub fn accepts(&self, unsuccessful: u64, pending: u64, total: u64) -> bool {
+        self.failures(unsuccessful, pending) <= self.allowed(total)
+    }
+}
+
 /// A count or a percentage.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -208,13 +261,13 @@ pub enum StepOp {
     AppInstall {
         to: String,
         version: VersionRef,
-        wait: Option<Duration>,
+        wait: Option<Wait>,
     },
     /// UNINSTALL of a package.
     AppUninstall {
         to: String,
         package: String,
-        wait: Option<Duration>,
+        wait: Option<Wait>,
     },
     /// Any Esper command with free-form args.
     Command {
@@ -223,7 +276,7 @@ pub enum StepOp {
         args: Value,
         /// Esper's `schedule` (`type`) and `schedule_args` (the rest), as written.
         schedule: Option<Value>,
-        wait: Option<Duration>,
+        wait: Option<Wait>,
     },
     /// Create or update an alarm rule keyed by name.
     AlarmRule {

@@ -472,14 +472,33 @@ pub static ROLLOUT: Shape = Shape {
     ],
 };
 
+pub const PENDING: &[&str] = &["report", "fail"];
+
 pub static WAIT: Shape = Shape {
     name: "wait",
-    doc: "Follow the command until every device is in a final state.",
-    fields: &[f(
-        "timeout",
-        Ty::Duration,
-        "Stop waiting after this long (devices still queued are reported). Default 30m.",
-    )],
+    doc: "Follow the command until every device is in a final state, and say what success means.",
+    fields: &[
+        f(
+            "timeout",
+            Ty::Duration,
+            "Stop waiting after this long (devices still queued are reported). Default 30m.",
+        ),
+        f(
+            "success",
+            Ty::Amount,
+            "Share of the task's devices that must not fail, e.g. `95%`. Default 100%.",
+        ),
+        f(
+            "max_device_failures",
+            Ty::Int,
+            "Devices of the task that may fail (instead of `success`). Default 0.",
+        ),
+        f(
+            "pending",
+            Ty::Enum(PENDING),
+            "Devices still queued when the wait ends: `report` (counted, not failed; default) or `fail`.",
+        ),
+    ],
 };
 
 pub static APP_UPLOAD: Shape = Shape {

@@ -394,3 +394,55 @@ fn vars_are_read_inside_maps_and_lists() {
         "{p:?}"
     );
 }
+
+#[test]
+fn wait_says_what_success_means() {
+    let wait = |w: &str| {
+        let text = with_step(
+            "{}",
+            &format!("command: {{ to: stores, name: REBOOT, wait: {w} }}"),
+        );
+        load("t.yaml", &text, &host()).map(|(job, _)| match &job.steps[0].op {
+            StepOp::Command { wait, .. } => wait.unwrap(),
+            _ => panic!(),
+        })
+    };
+    let w = wait("{ timeout: 10m, success: 95% }").unwrap();
+    assert_eq!(w.timeout, Duration::from_secs(600));
+    assert_eq!(w.tolerance.success, Some(95.0));
+    assert_eq!(w.tolerance.allowed(50), 2);
+    assert_eq!(w.tolerance.allowed(0), 0);
+    let w = wait("{ max_device_failures: 3, pending: fail }").unwrap();
+    assert_eq!(w.timeout, Duration::from_secs(30 * 60));
+    assert_eq!(w.tolerance.allowed(50), 3);
+    assert_eq!(w.tolerance.allowed(2), 2);
+    assert!(w.tolerance.accepts(1, 2, 50) && !w.tolerance.accepts(2, 2, 50));
+    let strict = wait("{}").unwrap().tolerance;
+    assert!(strict.is_default() && strict.accepts(0, 5, 50) && !strict.accepts(1, 0, 50));
+
+    let p = |w: &str| {
+        problems(&with_step(
+            "{}",
+            &format!("command: {{ to: stores, name: REBOOT, wait: {w} }}"),
+        ))
+    };
+    let msgs = |w: &str| p(w).into_iter().map(|(_, m)| m).collect::<Vec<_>>();
+    assert_eq!(
+        msgs("{ success: 95 }"),
+        ["`success: 95` is a count, but success is a share of the task's devices"]
+    );
+    assert_eq!(
+        msgs("{ success: 90%, max_device_failures: 2 }"),
+        ["`success` and `max_device_failures` both say how many devices may fail"]
+    );
+    assert_eq!(
+        msgs("{ max_device_failures: -1 }"),
+        ["`max_device_failures: -1` is negative"]
+    );
+    assert_eq!(msgs("{ success: 120% }").len(), 1);
+    assert!(
+        msgs("{ pending: later }")[0].contains("later"),
+        "{:?}",
+        msgs("{ pending: later }")
+    );
+}

@@ -112,6 +112,10 @@ pub enum ReasonRecord {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         stopped: Option<StopReason>,
     },
+    /// `command` was followed but its per-device status could not be read.
+    StatusUnread {
+        command: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -330,6 +334,9 @@ impl From<&Reason> for ReasonRecord {
                 command: command.clone(),
                 stopped: *stopped,
             },
+            Reason::StatusUnread { command } => ReasonRecord::StatusUnread {
+                command: command.clone(),
+            },
         }
     }
 }
@@ -359,6 +366,7 @@ impl From<ReasonRecord> for Reason {
             ReasonRecord::Interrupted { command, stopped } => {
                 Reason::Interrupted { command, stopped }
             }
+            ReasonRecord::StatusUnread { command } => Reason::StatusUnread { command },
         }
     }
 }

@@ -14,7 +14,7 @@ use super::{
     Endpoint, Estimate, Fanout, ItemKind, OpTemplate, PLAN_FORMAT, Plan, PlanError, PlanRollout,
     PlanStep, Server,
 };
-use crate::job::{Job, StepOp, VersionRef};
+use crate::job::{Job, StepOp, VersionRef, Wait};
 
 /// Esper accepts at most 500 groups and (now) 1000 devices per command request; 500 is
 /// safe on every generation of the endpoint.
@@ -44,21 +44,23 @@ pub fn compile(job: &Job, resolved: &Resolved, server: Server) -> Result<Plan, P
             Some(t) => (Fanout::PerItem { target: t.clone() }, count_of(t)),
             None => (Fanout::Single, 1),
         };
-        let command = |to: &str, command: &str, args: Value, schedule: Option<Value>, wait_ms| {
-            (
-                Fanout::Chunks {
-                    target: to.to_string(),
-                    size: MAX_DEVICES_PER_COMMAND,
-                },
-                chunks(to, MAX_DEVICES_PER_COMMAND),
-                OpTemplate::Command {
-                    command: command.to_string(),
-                    args,
-                    schedule,
-                    wait_ms,
-                },
-            )
-        };
+        let command =
+            |to: &str, command: &str, args: Value, schedule: Option<Value>, wait: Option<Wait>| {
+                (
+                    Fanout::Chunks {
+                        target: to.to_string(),
+                        size: MAX_DEVICES_PER_COMMAND,
+                    },
+                    chunks(to, MAX_DEVICES_PER_COMMAND),
+                    OpTemplate::Command {
+                        command: command.to_string(),
+                        args,
+                        schedule,
+                        wait_ms: wait.map(|w| w.timeout),
+                        tolerance: wait.map(|w| w.tolerance).unwrap_or_default(),
+                    },
+                )
+            };
         let (fanout, count, op) = match &step.op {
             StepOp::AppInstall { to, version, wait } => {
                 let version_id = match version {

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 pub use crate::base::Endpoint;
-use crate::job::{Amount, Limits, OnExists, RetrySettings, template};
+use crate::job::{Amount, Limits, OnExists, RetrySettings, Tolerance, template};
 
 pub use compile::{MAX_DEVICES_PER_COMMAND, MAX_DEVICES_PER_MOVE, compile};
 pub use resolve::{GroupInfo, Inventory, InventoryError, Resolved, resolve, select_groups};
@@ -108,6 +108,10 @@ pub enum OpTemplate {
             skip_serializing_if = "Option::is_none"
         )]
         wait_ms: Option<std::time::Duration>,
+        /// What the devices must reach for the task to succeed (`wait.success`, …);
+        /// absent means strict, as in plans written before it existed.
+        #[serde(default, skip_serializing_if = "Tolerance::is_default")]
+        tolerance: Tolerance,
     },
     AlarmRule {
         name: String,
@@ -205,6 +209,16 @@ impl Task {
     }
 }
 
+impl OpTemplate {
+    /// What success means for the devices of a followed command; strict for the rest.
+    pub fn tolerance(&self) -> Tolerance {
+        match self {
+            OpTemplate::Command { tolerance, .. } => *tolerance,
+            _ => Tolerance::default(),
+        }
+    }
+}
+
 /// What a task sends. Strings may still hold `${{ steps.… }}`, filled in at run time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -217,6 +231,10 @@ pub enum Operation {
             skip_serializing_if = "Option::is_none"
         )]
         wait_ms: Option<std::time::Duration>,
+        /// What the devices must reach for the task to succeed (`wait.success`, …);
+        /// absent means strict, as in plans written before it existed.
+        #[serde(default, skip_serializing_if = "Tolerance::is_default")]
+        tolerance: Tolerance,
     },
     AlarmRule {
         name: String,
@@ -632,6 +650,7 @@ impl Plan {
                 args,
                 schedule,
                 wait_ms,
+                tolerance,
             } => {
                 let (kind, key, ids): (&str, &str, Vec<&str>) = match item {
                     Some(g) if g.kind == ItemKind::Group => {
@@ -665,6 +684,7 @@ impl Plan {
                     Operation::Command {
                         body,
                         wait_ms: *wait_ms,
+                        tolerance: *tolerance,
                     },
                 )
             }

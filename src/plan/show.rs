@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use std::collections::BTreeMap;
 
-use super::{Endpoint, Fanout, ItemKind, Plan, WriteSpec};
+use super::{Endpoint, Fanout, ItemKind, OpTemplate, Plan, WriteSpec};
 
 /// How requests are written for people, as `METHOD /path`: the client's path table, seen
 /// from a plan that holds none.
@@ -85,6 +85,9 @@ pub fn plan_text(p: &Plan, show_requests: bool, paths: &dyn Paths) -> String {
             "  {:<20} {:<15} {:>7} tasks ({fan}{needs})",
             s.id, s.kind, s.task_count
         );
+        if let Some(w) = wait_line(&s.op) {
+            let _ = writeln!(out, "  {:<20} {w}", "");
+        }
         if let Some(r) = &s.rollout {
             let stages: Vec<String> = r.stage_ends.iter().map(|e| e.to_string()).collect();
             let _ = writeln!(
@@ -142,6 +145,33 @@ pub fn plan_text(p: &Plan, show_requests: bool, paths: &dyn Paths) -> String {
         }
     }
     out
+}
+
+/// What a followed command waits for and what counts as its success, in words.
+fn wait_line(op: &OpTemplate) -> Option<String> {
+    let OpTemplate::Command {
+        wait_ms: Some(timeout),
+        tolerance: t,
+        ..
+    } = op
+    else {
+        return None;
+    };
+    let allowed = match (t.max_device_failures, t.success) {
+        (Some(0), _) | (None, None) => "every device succeeds".to_string(),
+        (Some(1), _) => "at most 1 device fails".to_string(),
+        (Some(n), _) => format!("at most {n} devices fail"),
+        (None, Some(p)) => format!("at least {p}% of its devices do not fail"),
+    };
+    let pending = if t.pending_fails {
+        "devices still pending then fail"
+    } else {
+        "devices still pending then are reported, not failed"
+    };
+    Some(format!(
+        "wait: up to {} per task; a task succeeds when {allowed}; {pending}",
+        humantime::format_duration(*timeout)
+    ))
 }
 
 /// `about 40s`, or `40s to 10m 40s` when command waits may add time: the best case sends

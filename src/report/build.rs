@@ -84,6 +84,9 @@ impl From<&Reason> for ReasonReport {
             Reason::DeviceFailures(c) => ReasonReport::DeviceFailures {
                 counts: (*c).into(),
             },
+            Reason::StatusUnread { command } => ReasonReport::StatusUnread {
+                command: command.clone(),
+            },
         }
     }
 }
@@ -184,6 +187,12 @@ impl Report {
                 TaskStatus::Interrupted => s.interrupted += 1,
             }
             s.retries += o.attempts.len().saturating_sub(1) as u64;
+            if let Some(c) = o.followed.as_ref().and_then(|f| f.counts)
+                && c.pending > 0
+            {
+                s.devices_pending += c.pending;
+                s.tasks_with_pending += 1;
+            }
         }
         s.requests = gov.requests;
         s.rate_limited = gov.rate_limited;

@@ -84,6 +84,12 @@ pub struct Summary {
     /// Commands sent whose wait the run's stop cut short; resuming follows them.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub interrupted: u64,
+    /// Devices of followed commands still queued (offline) when their wait ended, and the
+    /// tasks they belong to: counted and listed, not failed (unless `pending: fail`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub devices_pending: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub tasks_with_pending: u64,
     pub requests: u64,
     pub retries: u64,
     pub rate_limited: u64,
@@ -261,7 +267,8 @@ pub enum ReasonReport {
     NotRecorded,
     /// In flight when the run stopped, and not finished within the drain time.
     Abandoned,
-    /// The command was accepted but devices failed, timed out or were cancelled.
+    /// The command was accepted but more devices failed, timed out or were cancelled
+    /// (or stayed pending, under `pending: fail`) than the step's `wait` allows.
     DeviceFailures { counts: DeviceCountsReport },
     /// The run stopped while waiting for command request `command`'s devices.
     Interrupted {
@@ -269,6 +276,8 @@ pub enum ReasonReport {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         stopped: Option<StopReason>,
     },
+    /// Command request `command` was followed, but its devices' status could not be read.
+    StatusUnread { command: String },
 }
 
 /// A needed step that did not succeed.

@@ -224,3 +224,83 @@ async fn rollout_proceeds_through_every_stage_when_healthy() {
             .all(|t| t.attempts[0].at_ms >= end_of_canary)
     );
 }
+
+/// The README's complaint: one failed device out of 25, or an offline one, failed its
+/// group's task and skipped what came after. Strict by default (and only that group's
+/// dependent is skipped, since `needs` over one target is per item); with `success: 80%`
+/// every group succeeds, its offline devices counted and listed as pending.
+#[tokio::test]
+async fn a_success_threshold_decides_a_group_task_and_pending_devices_are_listed() {
+    let mut cfg = small(45);
+    cfg.groups = 8;
+    cfg.devices_per_group = 25;
+    cfg.offline_fraction = 0.04;
+    cfg.commands = CommandBehaviour {
+        failure_rate: 0.04,
+        timeout_rate: 0.0,
+        min_duration: Duration::from_millis(20),
+        max_duration: Duration::from_millis(60),
+    };
+    let server = start(cfg).await;
+    let job = |wait: &str| {
+        format!(
+            "{}targets:\n  stores: {{ groups: {{ name: \"Stores/*/*\" }} }}\nsteps:\n  - id: reboot\n    command: {{ to: stores, name: REBOOT, wait: {{ timeout: 2s{wait} }} }}\n  - id: after\n    needs: [reboot]\n    command: {{ to: stores, name: UPDATE_HEARTBEAT }}\n",
+            job_header(&server, "200/s")
+        )
+    };
+    let of = |r: &esper_bulk::report::Report, step: &str, s: TaskStatus| {
+        r.tasks
+            .iter()
+            .filter(|t| t.step == step && t.status == s)
+            .count()
+    };
+
+    let (_, strict) = run_job(&server, &job("")).await;
+    let failed = of(&strict, "reboot", TaskStatus::Failed);
+    assert!(
+        (1..8).contains(&failed),
+        "some groups have a failed device, not all: {}",
+        strict.summary_text()
+    );
+    assert_eq!(of(&strict, "after", TaskStatus::Skipped), failed);
+    assert_eq!(of(&strict, "after", TaskStatus::Succeeded), 8 - failed);
+
+    let (_, lenient) = run_job(&server, &job(", success: 80%")).await;
+    assert_eq!(lenient.run.exit_code, 0, "{}", lenient.summary_text());
+    assert_eq!(of(&lenient, "after", TaskStatus::Succeeded), 8);
+    let pending: u64 = lenient
+        .tasks
+        .iter()
+        .filter_map(|t| t.followed.as_ref()?.counts)
+        .map(|c| c.pending)
+        .sum();
+    assert!(pending > 0, "the offline devices stay queued");
+    assert_eq!(lenient.summary.devices_pending, pending);
+    assert!(
+        lenient
+            .summary_text()
+            .contains(&format!("devices: {pending} ")),
+        "{}",
+        lenient.summary_text()
+    );
+    let csv = esper_bulk::report::render::csv(&lenient);
+    assert_eq!(
+        csv.lines().filter(|l| l.contains(",pending,")).count() as u64,
+        pending,
+        "each pending device has its row"
+    );
+
+    let (_, pending_fail) = run_job(&server, &job(", pending: fail")).await;
+    let mut offline = 0;
+    for t in pending_fail.tasks.iter().filter(|t| t.step == "reboot") {
+        if t.followed
+            .as_ref()
+            .and_then(|f| f.counts)
+            .is_some_and(|c| c.pending > 0)
+        {
+            offline += 1;
+            assert_eq!(t.status, TaskStatus::Failed, "{t:?}");
+        }
+    }
+    assert!(offline > 0, "{}", pending_fail.summary_text());
+}

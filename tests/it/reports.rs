@@ -215,18 +215,38 @@ fn fixture() -> Report {
         }),
         devices: Vec::new(),
     });
-    let tasks = vec![
-        task(
-            0,
-            "install",
-            "Stores/Berlin/Mitte",
-            Succeeded,
-            None,
-            ok(120, 340),
-            Some(
-                json!({"version_id": "5b0e6a7c-1d2e-4f30-9a1b-2c3d4e5f6a70", "application_id": "app-1", "action": "installed"}),
-            ),
+    // A group install within its wait's threshold, with two devices still offline: they
+    // are counted and listed as pending, not failed.
+    let mut install_pending = task(
+        0,
+        "install",
+        "Stores/Berlin/Mitte",
+        Succeeded,
+        None,
+        ok(120, 340),
+        Some(
+            json!({"version_id": "5b0e6a7c-1d2e-4f30-9a1b-2c3d4e5f6a70", "application_id": "app-1", "action": "installed"}),
         ),
+    );
+    install_pending.followed = Some(FollowedReport {
+        command: "c0ffee00-0000-4000-8000-0000000000a0".into(),
+        finished: false,
+        counts: Some(DeviceCountsReport {
+            succeeded: 38,
+            pending: 2,
+            ..DeviceCountsReport::default()
+        }),
+        devices: ["POS-0031", "POS-0032"]
+            .iter()
+            .map(|d| DeviceResultReport {
+                id: d.to_string(),
+                state: DeviceState::Pending,
+                reason: None,
+            })
+            .collect(),
+    });
+    let tasks = vec![
+        install_pending,
         task(
             1,
             "install",
@@ -480,6 +500,8 @@ fn fixture() -> Report {
         unknown: count(Unknown),
         not_started: count(NotStarted),
         interrupted: count(TaskStatus::Interrupted),
+        devices_pending: 2,
+        tasks_with_pending: 1,
         requests: total,
         retries: tasks
             .iter()
@@ -537,6 +559,15 @@ fn fixture() -> Report {
 fn clean() -> Report {
     let mut r = fixture();
     r.tasks.retain(|t| t.status == TaskStatus::Succeeded);
+    // Every device finished too.
+    for t in &mut r.tasks {
+        if let Some(c) = t.followed.as_mut().and_then(|f| f.counts.as_mut()) {
+            c.succeeded += std::mem::take(&mut c.pending);
+        }
+        if let Some(f) = t.followed.as_mut() {
+            f.devices.clear();
+        }
+    }
     for st in &mut r.steps {
         let n = r.tasks.iter().filter(|t| t.step == st.id).count() as u64;
         st.tasks = n;
@@ -687,7 +718,16 @@ fn csv_parses_back_with_the_tricky_error_intact() {
             "result_id"
         ]
     );
-    let rows: Vec<csv::StringRecord> = rd.records().map(Result::unwrap).collect();
+    let (pending, rows): (Vec<csv::StringRecord>, Vec<csv::StringRecord>) = rd
+        .records()
+        .map(Result::unwrap)
+        .partition(|row| row[2].contains(" device POS-"));
+    // The group install's two offline devices get a row each, after the group's.
+    assert_eq!(pending.len(), 2);
+    for (row, d) in pending.iter().zip(["POS-0031", "POS-0032"]) {
+        assert_eq!((&row[0], &row[3]), ("0", "pending"));
+        assert_eq!(&row[2], format!("Stores/Berlin/Mitte device {d}"));
+    }
     assert_eq!(rows.len(), r.tasks.len());
     for (row, t) in rows.iter().zip(&r.tasks) {
         assert_eq!(row.len(), 7);

@@ -602,9 +602,10 @@ fn finishes_of_tasks_not_handed_out_are_ignored() {
 #[test]
 fn finish_units_are_devices_of_a_followed_command_else_the_task() {
     use crate::exec::{DeviceCounts, Followed};
+    let (plan, _) = plan("a 1");
     let mut o = success(TaskId(0));
     assert_eq!(
-        Finish::of(&o),
+        Finish::of(&o, &plan),
         Finish {
             succeeded: true,
             failed_units: 0,
@@ -625,7 +626,7 @@ fn finish_units_are_devices_of_a_followed_command_else_the_task() {
         devices: Vec::new(),
     });
     assert_eq!(
-        Finish::of(&o),
+        Finish::of(&o, &plan),
         Finish {
             succeeded: false,
             failed_units: 3,
@@ -635,7 +636,7 @@ fn finish_units_are_devices_of_a_followed_command_else_the_task() {
     );
     o.followed.as_mut().unwrap().counts = Some(DeviceCounts::default());
     assert_eq!(
-        Finish::of(&o),
+        Finish::of(&o, &plan),
         Finish {
             succeeded: false,
             failed_units: 1,

@@ -4,7 +4,7 @@
 //! Owns what each operation requires beyond its shape: the targets its `to:` names and the
 //! kind of item they yield, `app_install`'s two ways to name a version, command names
 //! (against Esper's documented list, unless `unchecked`), alarm rules' groups-or-devices
-//! and their `realert_interval` in seconds, and request paths. Every part of an operation
+//! and their `realert_interval` in seconds, a `wait`'s success threshold, and request paths. Every part of an operation
 //! is checked even when an earlier part failed, so one run shows every problem. Which
 //! keys take `${{ … }}` templates is the shape table's; a command's `schedule` is
 //! `schedule`'s; the frame around the operation (`id`, `for_each`, `rollout`) is
@@ -21,7 +21,7 @@ use crate::job::shape::COMMANDS;
 
 use super::schedule::check_schedule;
 use super::targets::{self, Targets, target_kind};
-use super::values::parse_duration;
+use super::values::{parse_amount, parse_duration};
 use super::{Cx, help_names, is_template, text};
 
 /// How long a `wait:` without `timeout` waits.
@@ -63,7 +63,7 @@ pub(super) fn operation(
             StepOp::AppUninstall {
                 to: to?,
                 package: op.text("package")?,
-                wait: op.wait(),
+                wait: op.wait(cx)?,
             }
         }
         "command" => command(cx, &op)?,
@@ -122,12 +122,65 @@ impl Op<'_, '_> {
         }
     }
 
-    fn wait(&self) -> Option<Duration> {
-        self.node.get("wait").map(|w| {
-            w.get("timeout")
-                .and_then(parse_duration)
-                .unwrap_or(DEFAULT_WAIT)
-        })
+    /// `wait:` with its defaults; `None` once something in it was reported.
+    fn wait(&self, cx: &mut Cx) -> Option<Option<Wait>> {
+        let Some(w) = self.node.get("wait") else {
+            return Some(None);
+        };
+        let timeout = w
+            .get("timeout")
+            .and_then(parse_duration)
+            .unwrap_or(DEFAULT_WAIT);
+        let path = format!("{}.wait", self.path);
+        let mut tolerance = Tolerance {
+            pending_fails: w.get("pending").and_then(Node::as_str) == Some("fail"),
+            ..Tolerance::default()
+        };
+        let mut ok = true;
+        if let Some(v) = w.get("success") {
+            match parse_amount(v) {
+                Some(Amount::Percent(p)) => tolerance.success = Some(p),
+                Some(Amount::Count(n)) => {
+                    cx.error(
+                        v,
+                        &format!("{path}.success"),
+                        format!("`success: {n}` is a count, but success is a share of the task's devices"),
+                        Some(format!("write a percentage such as `95%`, or `max_device_failures: {n}` to allow {n} failed devices")),
+                    );
+                    ok = false;
+                }
+                // The shape pass reported it.
+                None => ok = false,
+            }
+        }
+        if let Some(v) = w.get("max_device_failures") {
+            match &v.kind {
+                Kind::Int(n) if *n >= 0 => tolerance.max_device_failures = Some(*n as u64),
+                Kind::Int(n) => {
+                    cx.error(
+                        v,
+                        &format!("{path}.max_device_failures"),
+                        format!("`max_device_failures: {n}` is negative"),
+                        Some("write 0 or more devices, e.g. `max_device_failures: 2`".into()),
+                    );
+                    ok = false;
+                }
+                _ => ok = false,
+            }
+        }
+        if let (Some(_), Some(v)) = (w.get("success"), w.get("max_device_failures")) {
+            cx.error(
+                v,
+                &format!("{path}.max_device_failures"),
+                "`success` and `max_device_failures` both say how many devices may fail",
+                Some(
+                    "keep one: `success: 95%` (a share) or `max_device_failures: 2` (a count)"
+                        .into(),
+                ),
+            );
+            ok = false;
+        }
+        ok.then_some(Some(Wait { timeout, tolerance }))
     }
 }
 
@@ -148,10 +201,11 @@ fn app_install(cx: &mut Cx, op: &Op) -> Option<StepOp> {
             return None;
         }
     };
+    let wait = op.wait(cx);
     Some(StepOp::AppInstall {
         to: to?,
         version,
-        wait: op.wait(),
+        wait: wait?,
     })
 }
 
@@ -162,6 +216,7 @@ fn command(cx: &mut Cx, op: &Op) -> Option<StepOp> {
     if let Some(s) = schedule {
         check_schedule(cx, s, &format!("{}.schedule", op.path));
     }
+    let wait = op.wait(cx);
     Some(StepOp::Command {
         to: to?,
         name: name?,
@@ -171,7 +226,7 @@ fn command(cx: &mut Cx, op: &Op) -> Option<StepOp> {
             .map(Node::to_json)
             .unwrap_or(Value::Object(Default::default())),
         schedule: schedule.map(Node::to_json),
-        wait: op.wait(),
+        wait: wait?,
     })
 }
 

@@ -11,7 +11,8 @@ use crate::report::Report;
 
 /// `results.csv`: one row per target, in plan order, with RFC 4180 quoting: a task that
 /// covers several devices gets one row per device, with that device's final command state
-/// and reason when the command was followed. Records end in
+/// and reason when the command was followed; a command to a group gets one more row per
+/// device that did not succeed (failed or still pending). Records end in
 /// `\n` rather than RFC 4180's CRLF: spreadsheets accept both, and shell tools (`cut`,
 /// `awk`) would otherwise see a stray `\r` in the last column.
 pub fn csv(r: &Report) -> String {
@@ -32,34 +33,48 @@ pub fn csv(r: &Report) -> String {
             out.push('\n');
         };
         let error = t.error_text().unwrap_or_default();
+        let followed = t.followed.as_ref().map_or(&[][..], |f| &f.devices[..]);
         if t.devices.is_empty() {
             row(&t.target, t.status.as_str(), &error);
+            // A group's command: one more row for each device that did not succeed, so
+            // pending and failed devices are listed, not only counted.
+            for d in followed {
+                if let Some((status, text)) = device_row(d.state, d.reason.as_deref()) {
+                    row(&format!("{} device {}", t.target, d.id), status, &text);
+                }
+            }
             continue;
         }
         // Per-device command results, when the command was followed to its end.
-        let followed = t.followed.as_ref().map_or(&[][..], |f| &f.devices[..]);
         for d in &t.devices {
             let found = followed.iter().find(|x| x.id == d.id);
-            match found.map(|x| (x.state, x.reason.as_deref())) {
-                Some((DeviceState::Pending, _)) => row(
-                    &d.name,
-                    "pending",
-                    "still queued when the wait ended (offline?)",
-                ),
-                Some((state, reason)) if state != DeviceState::Succeeded => {
-                    let what = match state {
-                        DeviceState::TimedOut => "command timed out",
-                        DeviceState::Cancelled => "command cancelled",
-                        _ => "command failed",
-                    };
-                    let text = reason.map_or_else(|| what.to_string(), |r| format!("{what}: {r}"));
-                    row(&d.name, "failed", &text);
-                }
-                _ => row(&d.name, t.status.as_str(), &error),
+            match found.and_then(|x| device_row(x.state, x.reason.as_deref())) {
+                Some((status, text)) => row(&d.name, status, &text),
+                None => row(&d.name, t.status.as_str(), &error),
             }
         }
     }
     out
+}
+
+/// The status and error columns of a device that did not succeed; `None` for one that did.
+fn device_row(state: DeviceState, reason: Option<&str>) -> Option<(&'static str, String)> {
+    let what = match state {
+        DeviceState::Succeeded => return None,
+        DeviceState::Pending => {
+            return Some((
+                "pending",
+                "still queued when the wait ended (offline?)".into(),
+            ));
+        }
+        DeviceState::TimedOut => "command timed out",
+        DeviceState::Cancelled => "command cancelled",
+        DeviceState::Failed => "command failed",
+    };
+    Some((
+        "failed",
+        reason.map_or_else(|| what.to_string(), |r| format!("{what}: {r}")),
+    ))
 }
 
 /// A field quoted when it holds a comma, a quote or a line break, quotes doubled.

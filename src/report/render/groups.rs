@@ -45,7 +45,8 @@ fn cause(t: &TaskReport) -> Cause {
         Some(ReasonReport::NotRecorded) => (5, None, None),
         Some(ReasonReport::Abandoned) => (6, None, None),
         Some(ReasonReport::Interrupted { .. }) => (7, None, None),
-        None => (8, None, None),
+        Some(ReasonReport::StatusUnread { .. }) => (8, None, None),
+        None => (9, None, None),
     }
 }
 

@@ -84,6 +84,11 @@ impl TaskReport {
             })
             .code(command.clone())
             .text("; resume the run to follow it (it is not sent again)"),
+            ReasonReport::StatusUnread { command } => Line::from(
+                "accepted, but the devices' status of command request ",
+            )
+            .code(command.clone())
+            .text(" could not be read; resume the run to read it again (it is not sent again)"),
         })
     }
 }

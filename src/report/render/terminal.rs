@@ -6,6 +6,7 @@
 
 use std::fmt::Write as _;
 
+use super::text::count;
 use crate::exec::TaskStatus;
 use crate::report::{Report, TaskReport};
 
@@ -31,6 +32,14 @@ impl Report {
             "tasks: {} succeeded, {} failed, {} skipped, {} unknown, {} not started{interrupted} (of {})",
             s.succeeded, s.failed, s.skipped, s.unknown, s.not_started, s.tasks
         );
+        if s.devices_pending > 0 {
+            let _ = writeln!(
+                out,
+                "devices: {} still pending in {} when the wait ended (counted, not failed; listed in results.csv)",
+                count(s.devices_pending, "device", "devices"),
+                count(s.tasks_with_pending, "task", "tasks"),
+            );
+        }
         let _ = writeln!(
             out,
             "requests: {} ({} retries, {} answered 429), {:.1} req/s; in-flight window {}..{}",

@@ -127,6 +127,20 @@ fn failure_notes(r: &Report, groups: &[Group]) -> Vec<Line> {
             if n == 1 { "its" } else { "their" }
         )));
     }
+    let (n, t) = (r.summary.devices_pending, r.summary.tasks_with_pending);
+    if n > 0 {
+        notes.push(
+            Line::from(format!(
+                "{} still pending in {} when the wait ended (offline or queued): counted, not failed; each is listed in ",
+                count(n, "device", "devices"),
+                tasks(t)
+            ))
+            .code("results.csv")
+            .text(". Set ")
+            .code("pending: fail")
+            .text(" on the step's wait to fail them."),
+        );
+    }
     let n = r.summary.interrupted;
     if n > 0 {
         notes.push(Line::from(format!(
