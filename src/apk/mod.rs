@@ -197,6 +197,7 @@ fn parse_mock(bytes: &[u8]) -> Result<ApkInfo, ApkError> {
 }
 
 mod axml;
+pub mod write;
 
 use axml::parse_manifest;
 

@@ -3,147 +3,8 @@
 //! exercised without shipping binary fixtures.
 
 use super::axml::*;
+use super::write::*;
 use super::*;
-use std::io::Write;
-
-const ANDROID_NS: &str = "http://schemas.android.com/apk/res/android";
-
-/// One `<manifest>` attribute for the builder.
-struct Attr {
-    ns: u32,
-    name: u32,
-    raw: u32,
-    ty: u8,
-    data: u32,
-}
-
-fn push16(v: &mut Vec<u8>, x: u16) {
-    v.extend_from_slice(&x.to_le_bytes());
-}
-
-fn push32(v: &mut Vec<u8>, x: u32) {
-    v.extend_from_slice(&x.to_le_bytes());
-}
-
-fn chunk(kind: u16, header: &[u8], body: &[u8]) -> Vec<u8> {
-    let mut v = Vec::new();
-    push16(&mut v, kind);
-    push16(&mut v, (8 + header.len()) as u16);
-    push32(&mut v, (8 + header.len() + body.len()) as u32);
-    v.extend_from_slice(header);
-    v.extend_from_slice(body);
-    v
-}
-
-fn string_pool(strings: &[&str], utf8: bool) -> Vec<u8> {
-    let mut data = Vec::new();
-    let mut offsets = Vec::new();
-    for s in strings {
-        push32(&mut offsets, data.len() as u32);
-        if utf8 {
-            for n in [s.chars().count(), s.len()] {
-                if n > 0x7F {
-                    data.push(0x80 | (n >> 8) as u8);
-                    data.push(n as u8);
-                } else {
-                    data.push(n as u8);
-                }
-            }
-            data.extend_from_slice(s.as_bytes());
-            data.push(0);
-        } else {
-            let units: Vec<u16> = s.encode_utf16().collect();
-            let n = units.len();
-            if n > 0x7FFF {
-                push16(&mut data, 0x8000 | (n >> 16) as u16);
-                push16(&mut data, n as u16);
-            } else {
-                push16(&mut data, n as u16);
-            }
-            for u in units {
-                push16(&mut data, u);
-            }
-            push16(&mut data, 0);
-        }
-    }
-    while data.len() % 4 != 0 {
-        data.push(0);
-    }
-    let mut header = Vec::new();
-    push32(&mut header, strings.len() as u32);
-    push32(&mut header, 0); // styleCount
-    push32(&mut header, if utf8 { UTF8_FLAG } else { 0 });
-    push32(&mut header, (28 + offsets.len()) as u32); // stringsStart
-    push32(&mut header, 0); // stylesStart
-    let mut body = offsets;
-    body.extend_from_slice(&data);
-    chunk(RES_STRING_POOL_TYPE, &header, &body)
-}
-
-fn node_header() -> Vec<u8> {
-    let mut h = Vec::new();
-    push32(&mut h, 1); // line
-    push32(&mut h, NO_ENTRY); // comment
-    h
-}
-
-/// A whole AXML document: pool, resource map, namespace, `<element attrs/>`.
-fn axml_doc(
-    strings: &[&str],
-    utf8: bool,
-    res_map: &[u32],
-    element: u32,
-    attrs: &[Attr],
-) -> Vec<u8> {
-    let ns_prefix = strings.iter().position(|s| *s == "android").unwrap_or(0) as u32;
-    let ns_uri = strings.iter().position(|s| *s == ANDROID_NS).unwrap_or(0) as u32;
-    let mut body = string_pool(strings, utf8);
-    let mut map = Vec::new();
-    for id in res_map {
-        push32(&mut map, *id);
-    }
-    body.extend(chunk(RES_XML_RESOURCE_MAP_TYPE, &[], &map));
-    let mut ns = Vec::new();
-    push32(&mut ns, ns_prefix);
-    push32(&mut ns, ns_uri);
-    body.extend(chunk(0x0100, &node_header(), &ns));
-    let mut ext = Vec::new();
-    push32(&mut ext, NO_ENTRY); // ns
-    push32(&mut ext, element);
-    push16(&mut ext, 20); // attributeStart
-    push16(&mut ext, 20); // attributeSize
-    push16(&mut ext, attrs.len() as u16);
-    push16(&mut ext, 0);
-    push16(&mut ext, 0);
-    push16(&mut ext, 0);
-    for a in attrs {
-        push32(&mut ext, a.ns);
-        push32(&mut ext, a.name);
-        push32(&mut ext, a.raw);
-        push16(&mut ext, 8);
-        ext.push(0);
-        ext.push(a.ty);
-        push32(&mut ext, a.data);
-    }
-    body.extend(chunk(RES_XML_START_ELEMENT_TYPE, &node_header(), &ext));
-    let mut end = Vec::new();
-    push32(&mut end, NO_ENTRY);
-    push32(&mut end, element);
-    body.extend(chunk(0x0103, &node_header(), &end));
-    body.extend(chunk(0x0101, &node_header(), &ns));
-    chunk(RES_XML_TYPE, &[], &body)
-}
-
-fn zip_with(entries: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
-    let opts = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated);
-    for (name, data) in entries {
-        w.start_file(*name, opts).unwrap();
-        w.write_all(data).unwrap();
-    }
-    w.finish().unwrap().into_inner()
-}
 
 /// The usual aapt2 layout: attribute names with resource ids first, then the rest.
 /// `code` is (dataType, data); versionName is the string "4.2.0".
@@ -514,4 +375,17 @@ fn truncated_and_corrupted_inputs_never_panic() {
         let _ = read(&v);
         let _ = parse_manifest(&v);
     }
+}
+
+#[test]
+fn the_minimal_apk_writer_round_trips() {
+    let info = read(&minimal_apk("com.acme.scan", 77, "7.7")).unwrap();
+    assert_eq!(
+        info,
+        ApkInfo {
+            package: "com.acme.scan".into(),
+            version_code: "77".into(),
+            version_name: Some("7.7".into()),
+        }
+    );
 }

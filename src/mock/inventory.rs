@@ -108,6 +108,23 @@ pub(crate) struct CommandStatus {
     pub id: Uuid,
     pub device: usize,
     pub plan: Plan,
+    /// A state set with `PUT /commands/v0/status/{id}/` (a cancel), with its reason: it
+    /// wins over the plan from then on.
+    pub set: Option<(&'static str, String)>,
+}
+
+impl CommandStatus {
+    /// Where this device's command is `elapsed` after it was created.
+    pub fn progress(&self, command: &str, elapsed: Duration) -> Progress {
+        match &self.set {
+            Some((state, reason)) => Progress {
+                state,
+                reason: reason.clone(),
+                since: elapsed,
+            },
+            None => progress(self.plan, command, elapsed),
+        }
+    }
 }
 
 pub(crate) struct CommandRequest {
@@ -594,7 +611,7 @@ impl Inventory {
                             .statuses
                             .iter()
                             .map(|s| {
-                                let p = progress(s.plan, &c.command, elapsed);
+                                let p = s.progress(&c.command, elapsed);
                                 SnapshotCommandStatus {
                                     id: s.id.to_string(),
                                     device_id: did(s.device),

@@ -71,6 +71,9 @@ pub(crate) enum Route {
         id: String,
     },
     Statuses,
+    Status {
+        id: String,
+    },
     V2Devices,
 }
 
@@ -89,6 +92,7 @@ impl Route {
             | Route::Command { .. }
             | Route::CommandStats { .. }
             | Route::Statuses
+            | Route::Status { .. }
             | Route::V2Devices => Family::Service,
             _ => Family::Core,
         }
@@ -127,6 +131,7 @@ pub(crate) fn family_of_path(path: &str) -> Family {
 const GET: &[Method] = &[Method::GET];
 const GET_PATCH: &[Method] = &[Method::GET, Method::PATCH];
 const GET_POST: &[Method] = &[Method::GET, Method::POST];
+const GET_PUT: &[Method] = &[Method::GET, Method::PUT];
 const POST: &[Method] = &[Method::POST];
 const GET_PUT_PATCH_DELETE: &[Method] = &[Method::GET, Method::PUT, Method::PATCH, Method::DELETE];
 
@@ -237,6 +242,11 @@ pub(crate) fn resolve(path: &str) -> Option<Matched> {
             GET,
         ),
         ["commands", "v0", "status"] => (Route::Statuses, "/commands/v0/status/", GET),
+        ["commands", "v0", "status", _] => (
+            Route::Status { id: s(3) },
+            "/commands/v0/status/{id}/",
+            GET_PUT,
+        ),
         ["v2", "devices"] => (Route::V2Devices, "/v2/devices/", GET),
         _ => return None,
     };

@@ -321,7 +321,7 @@ impl Operation {
                 )];
                 if *on_exists == OnExists::Update {
                     v.push(w(
-                        Endpoint::UpdateAlarmRule,
+                        Endpoint::PatchAlarmRule,
                         None,
                         body.clone(),
                         Some("instead, when the rule exists and differs"),

@@ -251,7 +251,16 @@ async fn alarm_rule_crud_and_field_errors() {
     );
     assert_eq!(
         c.get_alarm_rule(&rule.id).await.unwrap().realert_interval,
-        Some(600)
+        Some(600),
+        "PATCH merges: what it leaves out stays"
+    );
+    assert_eq!(
+        c.replace_alarm_rule(&rule.id, &body)
+            .await
+            .unwrap()
+            .is_active,
+        Some(true),
+        "PUT replaces: what the body leaves out returns to its default"
     );
     c.delete_alarm_rule(&rule.id).await.unwrap();
     let gone = c.get_alarm_rule(&rule.id).await.unwrap_err();

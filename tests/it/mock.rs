@@ -238,8 +238,16 @@ async fn unknown_paths_and_ids_are_404_with_error_bodies() {
     }
     let (status, body) = env.get(&format!("/commands/v0/commands/{unknown}/")).await;
     assert_eq!((status, body["code"].clone()), (404, json!(404)));
-    let (status, _) = env.get(&format!("/enterprise/{unknown}/device/")).await;
-    assert_eq!(status, 403, "another enterprise");
+    let (status, body) = env.get(&format!("/enterprise/{unknown}/device/")).await;
+    assert_eq!(
+        (status, body["status"].clone()),
+        (404, json!(404)),
+        "another enterprise is not found, as the API reference documents: {body}"
+    );
+    let (status, body) = env
+        .get(&format!("/v1/enterprise/{unknown}/alarmrules/"))
+        .await;
+    assert_eq!((status, body["errors"].is_array()), (404, true), "{body}");
     let resp = env
         .auth(env.http.put(env.url("/enterprise/{eid}/devicegroup/")))
         .send()
@@ -570,6 +578,44 @@ async fn commands_progress_to_final_states() {
         rows.iter()
             .all(|r| r["request"] == id.as_str() && r["device"].is_string())
     );
+
+    // One row by id, and the console's cancel: a PUT of its state.
+    let queued = rows
+        .iter()
+        .find(|r| r["state"] == "Command Queued")
+        .expect("an offline store device is queued");
+    let row = queued["id"].as_str().unwrap();
+    let (status, one) = env.get(&format!("/commands/v0/status/{row}/")).await;
+    assert_eq!((status, &one["content"]), (200, queued), "{one}");
+    let put = |body: Value| {
+        env.http
+            .put(env.url(&format!("/commands/v0/status/{row}/")))
+            .json(&body)
+    };
+    let (status, bad) = env.send(put(json!({"state": "Gone"}))).await;
+    assert_eq!((status, bad["code"].clone()), (400, json!(400)), "{bad}");
+    let (status, cancelled) = env
+        .send(put(
+            json!({"state": "Command Cancelled", "reason": "cancelled by ops"}),
+        ))
+        .await;
+    assert_eq!(status, 200, "{cancelled}");
+    assert_eq!(cancelled["content"]["state"], "Command Cancelled");
+    let (_, again) = env.get(&format!("/commands/v0/status/{row}/")).await;
+    assert_eq!(again["content"]["reason"], "cancelled by ops");
+    let (_, stats) = env.get(&format!("/commands/v0/commands/{id}/stats/")).await;
+    assert!(
+        stats["content"]["status"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["state"] == "Command Cancelled" && r["total"] == 1),
+        "{stats}"
+    );
+    let (status, _) = env
+        .get("/commands/v0/status/00000000-0000-4000-8000-000000000000/")
+        .await;
+    assert_eq!(status, 404);
 }
 
 #[tokio::test]
@@ -668,6 +714,31 @@ async fn uploads_apps_and_content() {
         ))
         .await;
     assert_eq!(status, 400);
+    // A real APK (binary manifest in a ZIP) is read as Esper reads it; random bytes are not
+    // an APK.
+    let real = esper_bulk::apk::write::minimal_apk("com.acme.scanner", 31, "3.1");
+    let binary = |data: Vec<u8>| {
+        let part = reqwest::multipart::Part::bytes(data).file_name("scanner.apk");
+        let form = reqwest::multipart::Form::new().part("app_file", part);
+        env.http
+            .post(env.url("/enterprise/{eid}/application/upload/"))
+            .multipart(form)
+    };
+    let (status, body) = env.send(binary(real)).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["application"]["package_name"], "com.acme.scanner");
+    assert_eq!(body["application"]["versions"][0]["version_code"], "31");
+    assert_eq!(body["application"]["versions"][0]["version_name"], "3.1");
+    let mut rng = fastrand::Rng::with_seed(3);
+    let noise: Vec<u8> = (0..4096).map(|_| rng.u8(..)).collect();
+    let (status, body) = env.send(binary(noise)).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["errors"][0]
+            .as_str()
+            .is_some_and(|e| e.contains("not a valid APK")),
+        "{body}"
+    );
     let json_body = env
         .http
         .post(env.url("/enterprise/{eid}/application/upload/"))

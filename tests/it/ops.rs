@@ -304,3 +304,61 @@ async fn a_success_threshold_decides_a_group_task_and_pending_devices_are_listed
     }
     assert!(offline > 0, "{}", pending_fail.summary_text());
 }
+
+/// `on_exists: update` patches the fields the job manages and keeps what the console set:
+/// the mock replaces on PUT, as Esper's Django servers do, so a PUT would lose them.
+#[tokio::test]
+async fn updating_a_rule_keeps_the_fields_the_job_does_not_manage() {
+    use esper_bulk::esper::model::AlarmRule;
+    use futures::TryStreamExt;
+    let server = start(small(46)).await;
+    let job = |threshold: u32| {
+        format!(
+            "{}targets:\n  stores: {{ groups: {{ name: \"Stores/*/*\" }} }}\nsteps:\n  - id: rule\n    for_each: stores\n    alarm_rule:\n      name: \"Battery - ${{{{ item.path }}}}\"\n      metric: battery_level\n      conditions: {{ comparator: LessThanThreshold, value: {threshold}, unit: Percent }}\n      realert_interval: 1h\n      on_exists: update\n",
+            job_header(&server, "200/s")
+        )
+    };
+    let (_, first) = run_job(&server, &job(15)).await;
+    assert_eq!(first.run.exit_code, 0, "{}", first.summary_text());
+    let c = crate::support::client(&server);
+    let rules: Vec<AlarmRule> = c.list_alarm_rules(None).try_collect().await.unwrap();
+    let console = &rules[0];
+    c.patch_alarm_rule(
+        &console.id,
+        &serde_json::json!({"description": "set in the console", "action_emails": ["oncall@acme.example"]}),
+    )
+    .await
+    .unwrap();
+
+    let (_, second) = run_job(&server, &job(20)).await;
+    assert_eq!(second.run.exit_code, 0, "{}", second.summary_text());
+    assert!(
+        server
+            .stats()
+            .by_route
+            .keys()
+            .all(|r| !r.starts_with("PUT ")),
+        "nothing is replaced: {:?}",
+        server.stats().by_route
+    );
+    assert!(
+        server
+            .stats()
+            .by_route
+            .keys()
+            .any(|r| r.starts_with("PATCH ")),
+        "the changed rules were patched: {:?}",
+        server.stats().by_route
+    );
+    let after = c.get_alarm_rule(&console.id).await.unwrap();
+    assert_eq!(after.extra["description"], "set in the console");
+    assert_eq!(
+        after.extra["action_emails"],
+        serde_json::json!(["oncall@acme.example"])
+    );
+    assert_eq!(
+        after.conditions.unwrap()["value"],
+        20,
+        "the managed field changed"
+    );
+}

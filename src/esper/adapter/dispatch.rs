@@ -89,10 +89,12 @@ impl EsperDispatch {
                     rule_result(&rule.id, "unchanged"),
                     true,
                 )),
+                // PATCH, never PUT: a replace would wipe what the job does not manage
+                // (a description, action emails, an operator's deactivation).
                 OnExists::Update => {
                     let r = self
                         .client
-                        .replace_alarm_rule(&rule.id, body)
+                        .patch_alarm_rule(&rule.id, body)
                         .await
                         .map_err(fail)?;
                     Ok(done(

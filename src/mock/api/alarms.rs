@@ -329,8 +329,21 @@ pub(super) fn create(
         Err(e) => return ctx.bad_request(e),
     };
     let now = rfc3339(SystemTime::now());
-    let mut rule = AlarmRule {
-        id: random_uuid(rng),
+    let mut rule = blank(random_uuid(rng), now);
+    if let Err(e) = apply(&mut rule, patch) {
+        return ctx.bad_request(e);
+    }
+    let body = render(ctx, inv, &rule);
+    inv.alarm_rules.push(rule);
+    inv.created.alarm_rules += 1;
+    ctx.created(body)
+}
+
+/// A rule with every optional field at its default: what a create starts from, and what
+/// a `PUT` replaces the stored rule with (keeping its id and creation time).
+fn blank(id: Uuid, now: String) -> AlarmRule {
+    AlarmRule {
+        id,
         name: String::new(),
         description: None,
         metric: String::new(),
@@ -350,14 +363,7 @@ pub(super) fn create(
         repeat_times: 0,
         created_on: now.clone(),
         updated_on: now,
-    };
-    if let Err(e) = apply(&mut rule, patch) {
-        return ctx.bad_request(e);
     }
-    let body = render(ctx, inv, &rule);
-    inv.alarm_rules.push(rule);
-    inv.created.alarm_rules += 1;
-    ctx.created(body)
 }
 
 pub(super) fn get(inv: &Inventory, ctx: &Ctx, raw: &str) -> Reply {
@@ -387,7 +393,16 @@ pub(super) fn update(
         Ok(p) => p,
         Err(e) => return ctx.bad_request(e),
     };
-    let mut rule = inv.alarm_rules[i].clone();
+    // PATCH merges into the stored rule; PUT replaces it, as Django REST framework does:
+    // fields the body leaves out fall back to their defaults.
+    let stored = &inv.alarm_rules[i];
+    let mut rule = if partial {
+        stored.clone()
+    } else {
+        let mut r = blank(stored.id, stored.created_on.clone());
+        r.created_on = stored.created_on.clone();
+        r
+    };
     if let Err(e) = apply(&mut rule, patch) {
         return ctx.bad_request(e);
     }

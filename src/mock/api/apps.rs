@@ -194,6 +194,25 @@ fn valid_package(p: &str) -> bool {
         })
 }
 
+/// A real APK (a ZIP with a binary `AndroidManifest.xml`, read as the engine reads it), or
+/// the mock's text "APK"; anything else is refused as Esper refuses a file that is not an
+/// APK.
+fn read_apk(data: &[u8]) -> Result<MockApk, String> {
+    if !data.starts_with(b"PK\x03\x04") {
+        return parse_mock_apk(data);
+    }
+    let info = crate::apk::read(data)
+        .map_err(|e| format!("The uploaded file is not a valid APK: {e}."))?;
+    Ok(MockApk {
+        version_name: info
+            .version_name
+            .unwrap_or_else(|| info.version_code.clone()),
+        package: info.package,
+        version_code: info.version_code,
+        application_name: None,
+    })
+}
+
 /// Reads the text "APK"; the error says what is wrong in words a test author can act on.
 fn parse_mock_apk(data: &[u8]) -> Result<MockApk, String> {
     let text = std::str::from_utf8(data).map_err(|_| {
@@ -247,7 +266,7 @@ pub(super) fn upload(
     let Some(part) = parts.iter().find(|p| p.name == "app_file") else {
         return ctx.bad_field("app_file", "No file was submitted.");
     };
-    let apk = match parse_mock_apk(&part.data) {
+    let apk = match read_apk(&part.data) {
         Ok(a) => a,
         Err(e) => return ctx.bad_field("app_file", e),
     };
@@ -306,5 +325,23 @@ mod tests {
         assert!(parse_mock_apk(b"package=nodots\nversion_code=1").is_err());
         assert!(parse_mock_apk(b"PK\x03\x04\xff\xfe").is_err());
         assert!(parse_mock_apk(b"just text").is_err());
+    }
+
+    #[test]
+    fn real_apks_are_read_and_other_zips_refused() {
+        let apk = read_apk(&crate::apk::write::minimal_apk("com.acme.scan", 77, "7.7")).unwrap();
+        assert_eq!(
+            (
+                apk.package.as_str(),
+                apk.version_code.as_str(),
+                apk.version_name.as_str()
+            ),
+            ("com.acme.scan", "77", "7.7")
+        );
+        let e = read_apk(b"PK\x03\x04 not really a zip").unwrap_err();
+        assert!(
+            e.starts_with("The uploaded file is not a valid APK: "),
+            "{e}"
+        );
     }
 }

@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 
 use super::super::http::{Ctx, FieldError, PageParams, Reply, page_links, rfc3339, strict_uuid};
-use super::super::inventory::{CommandRequest, CommandStatus, Inventory, progress, random_uuid};
+use super::super::inventory::{CommandRequest, CommandStatus, Inventory, Progress, random_uuid};
 use super::{Fields, id_filter, object, resolve_ids};
 
 const DEFAULT_LIMIT: usize = 20;
@@ -248,6 +248,7 @@ pub(super) fn create(
                 id: random_uuid(rng),
                 device: d,
                 plan: Inventory::plan_for(ctx.seed, &ctx.commands, id, dev),
+                set: None,
             })
         })
         .collect();
@@ -357,7 +358,7 @@ pub(super) fn stats(inv: &Inventory, ctx: &Ctx, raw: &str) -> Reply {
     let elapsed = ctx.now.saturating_duration_since(c.created);
     let mut totals = [0u64; STATES.len()];
     for s in &c.statuses {
-        let state = progress(s.plan, &c.command, elapsed).state;
+        let state = s.progress(&c.command, elapsed).state;
         if let Some(k) = STATES.iter().position(|x| *x == state) {
             totals[k] += 1;
         }
@@ -405,24 +406,76 @@ pub(super) fn statuses(inv: &Inventory, ctx: &Ctx) -> Reply {
             if devices.as_ref().is_some_and(|d| !d.contains(&s.device)) {
                 continue;
             }
-            let prog = progress(s.plan, &c.command, elapsed);
+            let prog = s.progress(&c.command, elapsed);
             if state.is_some_and(|x| x != prog.state) {
                 continue;
             }
             if wanted.contains(&count) {
-                let device = inv.devices.get(s.device).map(|d| d.id.to_string());
-                rows.push(json!({
-                    "id": s.id.to_string(),
-                    "request": c.id.to_string(),
-                    "device": device,
-                    "state": prog.state,
-                    "reason": prog.reason,
-                    "created_at": rfc3339(c.created_at),
-                    "updated_at": rfc3339(c.created_at.checked_add(prog.since).unwrap_or(c.created_at)),
-                }));
+                rows.push(status_row(inv, c, s, &prog));
             }
             count += 1;
         }
     }
     envelope_page(ctx, count, p, rows)
+}
+
+/// One `CommandStatus` row.
+fn status_row(inv: &Inventory, c: &CommandRequest, s: &CommandStatus, prog: &Progress) -> Value {
+    let device = inv.devices.get(s.device).map(|d| d.id.to_string());
+    json!({
+        "id": s.id.to_string(),
+        "request": c.id.to_string(),
+        "device": device,
+        "state": prog.state,
+        "reason": prog.reason,
+        "created_at": rfc3339(c.created_at),
+        "updated_at": rfc3339(c.created_at.checked_add(prog.since).unwrap_or(c.created_at)),
+    })
+}
+
+/// The command and status index of status row `raw`.
+fn find_status(inv: &Inventory, raw: &str) -> Option<(usize, usize)> {
+    let id = strict_uuid(raw)?;
+    inv.commands.iter().enumerate().find_map(|(ci, c)| {
+        c.statuses
+            .iter()
+            .position(|s| s.id == id)
+            .map(|si| (ci, si))
+    })
+}
+
+/// `GET /commands/v0/status/{id}/`: one device's row.
+pub(super) fn status(inv: &Inventory, ctx: &Ctx, raw: &str) -> Reply {
+    let Some((ci, si)) = find_status(inv, raw) else {
+        return ctx.not_found();
+    };
+    let c = &inv.commands[ci];
+    let s = &c.statuses[si];
+    let prog = s.progress(&c.command, ctx.now.saturating_duration_since(c.created));
+    ctx.ok(status_row(inv, c, s, &prog))
+}
+
+/// `PUT /commands/v0/status/{id}/` with `{"state", "reason"}`: sets one device's state,
+/// as the console's cancel does.
+pub(super) fn set_status(inv: &mut Inventory, ctx: &Ctx, raw: &str, body: &Value) -> Reply {
+    let Some((ci, si)) = find_status(inv, raw) else {
+        return ctx.not_found();
+    };
+    let Some(state) = body
+        .get("state")
+        .and_then(Value::as_str)
+        .and_then(|s| STATES.iter().find(|x| **x == s))
+    else {
+        let got = body
+            .get("state")
+            .map_or("nothing".to_string(), Value::to_string);
+        return ctx.bad_field("state", format!("{got} is not a valid choice."));
+    };
+    let reason = body
+        .get("reason")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    inv.commands[ci].statuses[si].set = Some((state, reason));
+    status(inv, ctx, raw)
 }
