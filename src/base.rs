@@ -273,6 +273,15 @@ impl<'de> Deserialize<'de> for Endpoint {
     }
 }
 
+/// A count with its noun, singular for one: `1 task`, `0 tasks`, `3 tasks`.
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

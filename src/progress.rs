@@ -1,10 +1,12 @@
 //! Progress on a terminal: one bar per step (done / total, rate, ETA) with the run's
 //! retries and 429s, for people watching a one-off migration.
 //!
-//! Shown only when stdout is a terminal; under cron, systemd or a pipe nothing is drawn
-//! and logs stay clean. Bars draw on stdout; log lines go to stderr through [`LogWriter`],
-//! which hides the bars while it writes so the two never tear each other. Bars are cleared
-//! before the summary is printed. It only displays; it decides nothing.
+//! Shown only when stderr is a terminal; under cron, systemd or a pipe nothing is drawn
+//! and logs stay clean. Bars draw on stderr, with the logs, so stdout carries only results;
+//! log lines go through [`LogWriter`], which hides the bars while it writes so the two
+//! never tear each other. Bars are cleared before the summary is printed. A step's ETA
+//! comes from its own pace since its first task finished, not from the run's start, so a
+//! step that waited for another does not show hours. It only displays; it decides nothing.
 
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -44,22 +46,23 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
 pub struct Progress {
     multi: MultiProgress,
     bars: Vec<ProgressBar>,
+    /// Per step: when its first task finished, and how many have finished since.
+    paces: Vec<std::sync::Mutex<Option<(std::time::Instant, u64)>>>,
     gov: Arc<Governor>,
     retries: std::sync::atomic::AtomicU64,
     started: std::time::Instant,
 }
 
 impl Progress {
-    /// Bars for every step of `plan`, or `None` when stdout is not a terminal.
+    /// Bars for every step of `plan`, or `None` when stderr is not a terminal.
     pub fn new(plan: &Plan, gov: Arc<Governor>) -> Option<Progress> {
-        if !std::io::stdout().is_terminal() {
+        if !std::io::stderr().is_terminal() {
             return None;
         }
-        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stdout());
-        let style =
-            ProgressStyle::with_template("{prefix:>20} [{bar:30}] {pos}/{len} ETA {eta:>4} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> ");
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        let style = ProgressStyle::with_template("{prefix:>20} [{bar:30}] {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
         let bars = plan
             .steps
             .iter()
@@ -75,6 +78,11 @@ impl Progress {
         }
         Some(Progress {
             multi,
+            paces: plan
+                .steps
+                .iter()
+                .map(|_| std::sync::Mutex::new(None))
+                .collect(),
             bars,
             gov,
             retries: Default::default(),
@@ -92,8 +100,15 @@ impl Progress {
         let rate = requests as f64 / self.started.elapsed().as_secs_f64().max(1.0);
         if let Some(b) = self.bars.get(step) {
             b.inc(1);
+            let eta = self.paces.get(step).map_or(String::new(), |p| {
+                let mut p = p.lock().unwrap_or_else(|e| e.into_inner());
+                let (since, n) = p.get_or_insert((std::time::Instant::now(), 0));
+                *n += 1;
+                let left = b.length().unwrap_or(0).saturating_sub(b.position());
+                eta_text(since.elapsed(), *n - 1, left)
+            });
             b.set_message(format!(
-                "{rate:.1} req/s · retries {retries} · 429s {limited}"
+                "{eta}{rate:.1} req/s · retries {retries} · 429s {limited}"
             ));
         }
     }
@@ -107,5 +122,31 @@ impl Progress {
             b.finish_and_clear();
         }
         let _ = self.multi.clear();
+    }
+}
+
+/// `ETA 1m 20s · ` from a step's own pace: `done` tasks finished in `elapsed` after its
+/// first; nothing until that pace is known, and nothing once the step is done.
+fn eta_text(elapsed: std::time::Duration, done: u64, left: u64) -> String {
+    if done == 0 || left == 0 {
+        return String::new();
+    }
+    let secs = elapsed.as_secs_f64() / done as f64 * left as f64;
+    let eta = std::time::Duration::from_secs(secs.ceil() as u64);
+    format!("ETA {} · ", humantime::format_duration(eta))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn the_eta_is_the_steps_own_pace() {
+        assert_eq!(eta_text(Duration::from_secs(10), 0, 5), "");
+        assert_eq!(eta_text(Duration::from_secs(10), 10, 0), "");
+        // 10 tasks in 10 s after the first: 30 more take 30 s, however long it waited.
+        assert_eq!(eta_text(Duration::from_secs(10), 10, 30), "ETA 30s · ");
+        assert_eq!(eta_text(Duration::from_millis(1500), 3, 2), "ETA 1s · ");
     }
 }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use std::collections::BTreeMap;
 
 use super::{Endpoint, Fanout, ItemKind, OpTemplate, Plan, WriteSpec};
+use crate::base::count;
 
 /// How requests are written for people, as `METHOD /path`: the client's path table, seen
 /// from a plan that holds none.
@@ -35,18 +36,14 @@ pub fn plan_text(p: &Plan, show_requests: bool, paths: &dyn Paths) -> String {
         p.job, p.server.base_url, p.server.enterprise_id
     );
     for (name, t) in &p.targets {
+        let n = t.items.len() as u64;
         let kind = match t.kind {
-            ItemKind::Group => "groups",
-            ItemKind::Device => "devices",
+            ItemKind::Group => count(n, "group", "groups"),
+            ItemKind::Device => count(n, "device", "devices"),
         };
         let sample: Vec<&str> = t.items.iter().take(3).map(|i| i.label()).collect();
         let more = if t.items.len() > 3 { ", …" } else { "" };
-        let _ = writeln!(
-            out,
-            "target {name}: {} {kind} ({}{more})",
-            t.items.len(),
-            sample.join(", ")
-        );
+        let _ = writeln!(out, "target {name}: {kind} ({}{more})", sample.join(", "));
     }
     let _ = writeln!(out, "steps:");
     for s in &p.steps {
@@ -82,8 +79,11 @@ pub fn plan_text(p: &Plan, show_requests: bool, paths: &dyn Paths) -> String {
         };
         let _ = writeln!(
             out,
-            "  {:<20} {:<15} {:>7} tasks ({fan}{needs})",
-            s.id, s.kind, s.task_count
+            "  {:<20} {:<15} {:>7} {} ({fan}{needs})",
+            s.id,
+            s.kind,
+            s.task_count,
+            if s.task_count == 1 { "task " } else { "tasks" }
         );
         if let Some(w) = wait_line(&s.op) {
             let _ = writeln!(out, "  {:<20} {w}", "");

@@ -201,6 +201,11 @@ fn unreadable(file: &str, message: &str) -> Validated {
 }
 
 impl Validation {
+    /// Warnings over every file.
+    pub fn warnings(&self) -> usize {
+        self.files.iter().map(|f| f.count(Severity::Warning)).sum()
+    }
+
     pub fn invalid(&self) -> usize {
         self.files.iter().filter(|f| !f.is_valid()).count()
     }

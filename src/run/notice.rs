@@ -10,6 +10,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::base::count;
 use crate::lock::Holder;
 
 /// Something worth telling a person, as it happens.
@@ -68,6 +69,24 @@ pub enum Notice {
     StoppedAtOnce,
 }
 
+impl Notice {
+    /// Whether it warns of something to look at (shown under `-q`), rather than telling
+    /// how the run goes.
+    pub fn is_warning(&self) -> bool {
+        matches!(
+            self,
+            Notice::JobWarning(_)
+                | Notice::PlanWarning(_)
+                | Notice::LockTakenOver(_)
+                | Notice::TornJournal
+                | Notice::RenderingNotWritten { .. }
+                | Notice::MetricsNotWritten { .. }
+                | Notice::DeadlineMayPass { .. }
+                | Notice::StoppedAtOnce
+        )
+    }
+}
+
 impl fmt::Display for Notice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -82,7 +101,12 @@ impl fmt::Display for Notice {
             ),
             Notice::InFlight(n) => write!(
                 f,
-                "{n} tasks were in flight when the run stopped; like every unfinished task they are read back before anything is sent"
+                "{} in flight when the run stopped; like every unfinished task {} read back before anything is sent",
+                match n {
+                    1 => "1 task was".to_string(),
+                    n => format!("{n} tasks were"),
+                },
+                if *n == 1 { "it is" } else { "they are" }
             ),
             Notice::Resuming {
                 run_id,
@@ -91,7 +115,8 @@ impl fmt::Display for Notice {
                 tasks,
             } => write!(
                 f,
-                "resuming run {run_id}: {succeeded} of {tasks} tasks already succeeded; every other task is read back before it writes"
+                "resuming run {run_id}: {succeeded} of {} already succeeded; every other task is read back before it writes",
+                count(u64::from(*tasks), "task", "tasks")
             ),
             Notice::Resuming {
                 run_id,
@@ -100,10 +125,20 @@ impl fmt::Display for Notice {
                 tasks,
             } => write!(
                 f,
-                "resuming run {run_id}: {succeeded} of {tasks} tasks already succeeded; {following} interrupted commands are followed by request id, not sent again; every other task is read back before it writes"
+                "resuming run {run_id}: {succeeded} of {} already succeeded; {} followed by request id, not sent again; every other task is read back before it writes",
+                count(u64::from(*tasks), "task", "tasks"),
+                match following {
+                    1 => "1 interrupted command is".to_string(),
+                    n => format!("{n} interrupted commands are"),
+                }
             ),
             Notice::Started { run_id, tasks, dir } => {
-                write!(f, "run {run_id}: {tasks} tasks; report in {}", dir.display())
+                write!(
+                    f,
+                    "run {run_id}: {}; report in {}",
+                    count(u64::from(*tasks), "task", "tasks"),
+                    dir.display()
+                )
             }
             Notice::RenderingNotWritten { path, error } => {
                 write!(f, "warning: cannot write {}: {error}", path.display())

@@ -19,4 +19,5 @@ mod support;
 mod templates;
 mod tidy;
 mod truthful;
+mod unix;
 mod validate;

@@ -102,14 +102,7 @@ impl From<String> for Line {
     }
 }
 
-/// A count with its noun, singular for one: `1 task`, `0 tasks`, `3 tasks`.
-pub fn count(n: u64, one: &str, many: &str) -> String {
-    if n == 1 {
-        format!("1 {one}")
-    } else {
-        format!("{n} {many}")
-    }
-}
+pub use crate::base::count;
 
 /// `1 task`, `2 tasks`.
 pub fn tasks(n: u64) -> String {

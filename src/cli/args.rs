@@ -1,0 +1,200 @@
+//! The command line's grammar: every subcommand, flag and default, with the help text
+//! clap prints, and the parsers for flag values. What a command does with them is
+//! `cli/mod.rs`'s; the exit codes listed here are [`crate::exit`]'s.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::mock;
+
+pub const EXIT_CODES: &str = "Exit codes:
+  0    every task succeeded
+  1    the run finished with failed tasks
+  2    invalid job, plan or usage (nothing was sent)
+  3    stopped by a rollout's max_failures threshold
+  4    incomplete but resumable (deadline or retry budget)
+  75   another run holds the lock
+  130  interrupted (SIGINT/SIGTERM)";
+
+/// Run bulk operations against the Esper MDM API safely and fast.
+#[derive(Parser, Debug)]
+#[command(name = "esper-bulk", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// More log output (-v info, -vv debug)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Print nothing on success: only warnings and errors (and a failed run's summary)
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Log format on stderr (json: every stderr line is one JSON object)
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Start the embedded mock Esper, run jobs/demo.yaml against it and write the report
+    Demo(DemoArgs),
+    /// Run the embedded mock Esper server for trying jobs without a tenant
+    Mock(mock::MockArgs),
+    /// Check job files offline; sends nothing and needs no secrets
+    Validate {
+        /// Job files, directories (their *.yaml and *.yml files, in name order), or - for
+        /// standard input
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Print one JSON document of every diagnostic on stdout
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resolve targets (read-only) and show the task graph, requests and duration
+    Plan(PlanArgs),
+    /// Run a job file or a saved plan
+    Run(RunArgs),
+    /// Print the JSON Schema of job files (for editors: yaml-language-server)
+    Schema,
+    /// Rebuild a run's reports from its plan and journal alone
+    Report {
+        /// The run directory (…/runs/<run id>)
+        run_dir: PathBuf,
+        /// Which files to write (default: all); also `-` style printing with --stdout
+        #[arg(long, value_delimiter = ',', default_value = "json,md,xml,csv,html")]
+        format: Vec<String>,
+        /// Print the one format given instead of writing files
+        #[arg(long)]
+        stdout: bool,
+    },
+    /// Clear the lock record a dead run left behind (a live run is never unlocked)
+    Unlock {
+        /// The run id, as printed by `run` and named in the "already running" message
+        run_id: String,
+        /// The state directory the run used
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ConnArgs {
+    /// Esper API base URL (overrides the job file; else ESPER_BASE_URL)
+    #[arg(long)]
+    pub base_url: Option<String>,
+    /// Tenant name, for https://{tenant}-api.esper.cloud/api (else ESPER_TENANT)
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Enterprise id (overrides the job file; else ESPER_ENTERPRISE_ID)
+    #[arg(long)]
+    pub enterprise_id: Option<String>,
+    /// Read the API key from this file (else the job's api_key/api_key_file, else ESPER_API_KEY)
+    #[arg(long)]
+    pub api_key_file: Option<PathBuf>,
+    /// Extra CA certificates (PEM) to trust, e.g. a corporate proxy's
+    #[arg(long)]
+    pub ca_cert: Option<PathBuf>,
+    /// Connect timeout
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub connect_timeout: Duration,
+    /// Timeout of one request (uploads get ten times as long)
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub timeout: Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    /// Job file
+    pub file: PathBuf,
+    /// Print the plan as JSON
+    #[arg(long)]
+    pub json: bool,
+    /// Write the frozen plan to this file, for `run --plan`
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// List every write (method, path, body) without sending it
+    #[arg(long)]
+    pub show_requests: bool,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Job file (or use --plan or --resume); with --resume, continue this job's latest
+    /// unfinished run, or start one when there is none
+    #[arg(required_unless_present_any = ["plan", "resume"], conflicts_with = "plan")]
+    pub file: Option<PathBuf>,
+    /// Resume an interrupted run (a run id, or `latest`): finished tasks are kept, the rest
+    /// run against the same frozen targets, each read back before any write
+    #[arg(long, num_args = 0..=1, default_missing_value = "latest", conflicts_with = "plan", value_name = "RUN_ID")]
+    pub resume: Option<String>,
+    /// Run a plan saved by `plan --out`, unchanged
+    #[arg(long)]
+    pub plan: Option<PathBuf>,
+    /// Where run directories and locks go (default $STATE_DIRECTORY, else
+    /// $XDG_STATE_HOME/esper-bulk, else ~/.local/state/esper-bulk)
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Stop dispatching after this long (overrides the job's deadline)
+    #[arg(long, value_parser = parse_duration)]
+    pub deadline: Option<Duration>,
+    /// When another run of this job holds the lock, wait up to this long instead of exiting 75
+    #[arg(long, value_parser = parse_duration)]
+    pub wait_lock: Option<Duration>,
+    /// Write Prometheus metrics of the run here (atomically), for node_exporter's textfile collector
+    #[arg(long)]
+    pub metrics_file: Option<PathBuf>,
+    /// Print one JSON document on stdout: the run id, exit code, outcome, summary and report path
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Job to run instead of the built-in jobs/demo.yaml
+    #[arg(long)]
+    pub job: Option<PathBuf>,
+    /// Where the run directory goes
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Store groups in the mock
+    #[arg(long, default_value_t = 40)]
+    pub groups: usize,
+    /// Devices per store group
+    #[arg(long, default_value_t = 10)]
+    pub devices_per_group: usize,
+    /// Seed for the mock and the engine's jitter
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+}
+
+/// A duration flag that is not one, or is zero where zero would hang or fail every
+/// request at once.
+#[derive(Debug, thiserror::Error)]
+enum DurationFlagError {
+    #[error("`{value}` is not a duration ({why}); write e.g. 30s, 5m, 1h")]
+    Invalid { value: String, why: String },
+    #[error("`{0}` is zero; give a positive duration such as 30s")]
+    Zero(String),
+}
+
+fn parse_duration(s: &str) -> Result<Duration, DurationFlagError> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err(DurationFlagError::Zero(s.to_string())),
+        Ok(d) => Ok(d),
+        Err(e) => Err(DurationFlagError::Invalid {
+            value: s.to_string(),
+            why: e.to_string(),
+        }),
+    }
+}
