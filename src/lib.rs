@@ -62,8 +62,8 @@
 //!   and errors to stderr, exit codes. The only place that uses `anyhow`, and the only
 //!   one that prints run output (the mock's own command prints its address).
 //!
-//! Dependencies point one way: `exec` and the Esper client (`esper::{client, error, model,
-//! page, routes}`) both use `base` and never each other; only the adapter
+//! Dependencies point one way: `exec` and the Esper client (`esper::{client, transport,
+//! paginate, error, model, page, routes}`) both use `base` and never each other; only the adapter
 //! `esper::adapter` imports `exec` and `plan` (it implements their traits). `journal` and
 //! `report` read `exec`'s types and write their own.
 //!
