@@ -63,8 +63,8 @@
 //!   one that prints run output (the mock's own command prints its address).
 //!
 //! Dependencies point one way: `exec` and the Esper client (`esper::{client, transport,
-//! paginate, error, model, page, routes}`) both use `base` and never each other; only the adapter
-//! `esper::adapter` imports `exec` and `plan` (it implements their traits). `journal` and
+//! paginate, error, model, page, routes}`) both use `base` and never each other; only the
+//! adapter `esper::adapter` imports `exec` and `plan` (it implements their traits). `journal` and
 //! `report` read `exec`'s types and write their own.
 //!
 //! # Errors and advice
