@@ -28,9 +28,14 @@ use super::transport::Body;
 use crate::base::{Endpoint, RequestKind, Throttle};
 
 /// The API key. `Debug` and `Display` never show it; [`ApiKey::expose`] is called in exactly
-/// one place, when the `Authorization` header is built.
+/// one place, when the `Authorization` header is built, and [`ApiKey::scrub`] masks it in
+/// text that came from a server (which may echo the header back).
 #[derive(Clone)]
 pub struct ApiKey(SecretString);
+
+/// Keys shorter than this are only masked after `Bearer `: replacing every occurrence of a
+/// few common characters would garble bodies and hide nothing. Real keys are far longer.
+const MIN_SCRUBBED_KEY: usize = 8;
 
 impl ApiKey {
     pub fn new(key: impl Into<String>) -> ApiKey {
@@ -42,6 +47,60 @@ impl ApiKey {
     pub fn is_empty(&self) -> bool {
         self.0.expose_secret().trim().is_empty()
     }
+
+    /// `text` with the key (and `Bearer <key>`) replaced by [`crate::base::mask`].
+    pub fn scrub(&self, text: &str) -> String {
+        String::from_utf8(self.scrub_bytes(text.as_bytes().to_vec()))
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    }
+
+    /// [`ApiKey::scrub`] over raw bytes (a response body before it is decoded); returns
+    /// `bytes` itself when the key is not in it.
+    pub fn scrub_bytes(&self, bytes: Vec<u8>) -> Vec<u8> {
+        let key = self.0.expose_secret();
+        if key.is_empty() {
+            return bytes;
+        }
+        let masked = crate::base::mask(key);
+        let bearer = format!("Bearer {key}");
+        let bytes = replace_all(
+            bytes,
+            bearer.as_bytes(),
+            format!("Bearer {masked}").as_bytes(),
+        );
+        if key.len() >= MIN_SCRUBBED_KEY {
+            replace_all(bytes, key.as_bytes(), masked.as_bytes())
+        } else {
+            bytes
+        }
+    }
+}
+
+/// `hay` with every `needle` replaced by `with`, copied only when there is one.
+fn replace_all(hay: Vec<u8>, needle: &[u8], with: &[u8]) -> Vec<u8> {
+    let find = |from: usize| {
+        hay.get(from..).and_then(|rest| {
+            rest.windows(needle.len())
+                .position(|w| w == needle)
+                .map(|i| i + from)
+        })
+    };
+    let Some(mut at) = find(0) else {
+        return hay;
+    };
+    let mut out = Vec::with_capacity(hay.len());
+    let mut from = 0;
+    loop {
+        out.extend_from_slice(&hay[from..at]);
+        out.extend_from_slice(with);
+        from = at + needle.len();
+        match find(from) {
+            Some(next) => at = next,
+            None => break,
+        }
+    }
+    out.extend_from_slice(&hay[from..]);
+    out
 }
 
 impl fmt::Debug for ApiKey {
@@ -60,11 +119,6 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// `https://{tenant}-api.esper.cloud/api`.
-    pub fn tenant_url(tenant: &str) -> String {
-        format!("https://{tenant}-api.esper.cloud/api")
-    }
-
     pub fn new(base_url: &str, enterprise_id: &str, api_key: ApiKey) -> Connection {
         Connection {
             base_url: base_url.trim_end_matches('/').to_string(),
@@ -85,7 +139,13 @@ pub struct ClientOptions {
     /// Extra CA certificates (PEM bundle) trusted on top of the system roots, for
     /// corporate TLS-intercepting proxies. Proxies themselves come from `HTTPS_PROXY`/`NO_PROXY`.
     pub ca_cert: Option<PathBuf>,
+    /// The largest response body read, in bytes; a larger one fails the request (so a
+    /// server cannot make the process hold more than this per request in flight).
+    pub max_body: u64,
 }
+
+/// The default [`ClientOptions::max_body`]: 32 MiB, far above any page the engine asks for.
+pub const DEFAULT_MAX_BODY: u64 = 32 * 1024 * 1024;
 
 impl Default for ClientOptions {
     fn default() -> Self {
@@ -94,7 +154,33 @@ impl Default for ClientOptions {
             timeout: Duration::from_secs(60),
             upload_timeout: Duration::from_secs(600),
             ca_cert: None,
+            max_body: DEFAULT_MAX_BODY,
         }
+    }
+}
+
+/// A size that is not one, for `--max-body`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a positive size; write e.g. 32MiB, 512KiB or 1048576")]
+pub struct BadSize(pub String);
+
+/// Parses a byte count: digits, then optionally `B`, `KiB`, `MiB` or `GiB` (any case,
+/// spaces allowed). Zero is refused: every answer would fail.
+pub fn parse_size(s: &str) -> Result<u64, BadSize> {
+    let bad = || BadSize(s.to_string());
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let n: u64 = t[..digits].parse().map_err(|_| bad())?;
+    let unit = match t[digits..].trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        _ => return Err(bad()),
+    };
+    match n.checked_mul(unit) {
+        Some(v) if v > 0 => Ok(v),
+        _ => Err(bad()),
     }
 }
 
@@ -159,6 +245,9 @@ impl Client {
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("esper-bulk/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(opts.connect_timeout)
+            // Esper does not redirect API calls; following one would send the key (and a
+            // POST's body) wherever `Location` points. A 3xx is a failure instead.
+            .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_keepalive(Duration::from_secs(30));
         if let Some(path) = &opts.ca_cert {
@@ -646,10 +735,27 @@ mod tests {
     }
 
     #[test]
-    fn tenant_url() {
-        assert_eq!(
-            Connection::tenant_url("acme"),
-            "https://acme-api.esper.cloud/api"
-        );
+    fn echoed_keys_are_masked() {
+        let k = ApiKey::new("sk-live-NEVER-PRINT-ME-0123456789abcdef");
+        let echo = "auth: Bearer sk-live-NEVER-PRINT-ME-0123456789abcdef, again sk-live-NEVER-PRINT-ME-0123456789abcdef!";
+        let s = k.scrub(echo);
+        assert!(!s.contains("NEVER-PRINT"), "{s}");
+        assert_eq!(s, "auth: Bearer sk-l…ef, again sk-l…ef!");
+        assert_eq!(k.scrub("nothing here"), "nothing here");
+        // A short key is masked after `Bearer ` only, not wherever its letters occur.
+        let short = ApiKey::new("abc");
+        assert_eq!(short.scrub("abc: Bearer abc"), "abc: Bearer ****");
+        assert_eq!(replace_all(b"aaa".to_vec(), b"aa", b"b"), b"ba");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("32MiB"), Ok(32 << 20));
+        assert_eq!(parse_size("64 kib"), Ok(64 << 10));
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        for bad in ["", "0", "MiB", "12MB", "-1", "1.5MiB"] {
+            assert_eq!(parse_size(bad), Err(BadSize(bad.to_string())), "{bad}");
+        }
     }
 }

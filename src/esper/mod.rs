@@ -20,7 +20,8 @@ mod routes;
 mod transport;
 
 pub use client::{
-    ApiKey, Client, ClientOptions, CommandFilter, Connection, DeviceFilter, RawResponse,
+    ApiKey, BadSize, Client, ClientOptions, CommandFilter, Connection, DEFAULT_MAX_BODY,
+    DeviceFilter, RawResponse, parse_size,
 };
-pub use error::{ApiError, ErrorBody, ErrorClass, ErrorKind};
+pub use error::{ApiError, ErrorBody, ErrorClass, ErrorKind, size_text};
 pub use page::PageStyle;

@@ -18,6 +18,11 @@ use crate::base::{Observation, RequestKind};
 
 impl Client {
     /// Sends one request and returns the status and body bytes of a success, or the error.
+    ///
+    /// The answer is held to three rules: a 3xx is a failure (never followed), a body over
+    /// the size limit is a failure (read no further), and the API key is masked in the body
+    /// and in `Location` before anything is decoded, so no error, log line, journal entry
+    /// or report can repeat a key the server echoed.
     pub(super) async fn send(
         &self,
         kind: RequestKind,
@@ -25,12 +30,8 @@ impl Client {
         path_or_url: &str,
         query: &[(String, String)],
         body: Body,
-    ) -> Result<(u16, bytes::Bytes), ApiError> {
-        let url = if path_or_url.starts_with("http") {
-            path_or_url.to_string()
-        } else {
-            self.url(path_or_url)
-        };
+    ) -> Result<(u16, Vec<u8>), ApiError> {
+        let url = self.full_url(path_or_url);
         let shown = display_path(&self.conn.base_url, &url, query);
         let err = |kind: ErrorKind| ApiError {
             method: method.to_string(),
@@ -86,7 +87,7 @@ impl Client {
                 );
             }
         };
-        let resp = match result {
+        let mut resp = match result {
             Ok(r) => r,
             Err(e) => {
                 observe(None, None);
@@ -99,18 +100,28 @@ impl Client {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
-        let bytes = match resp.bytes().await {
+        if (300..400).contains(&status) {
+            observe(Some(status), None);
+            let location = resp.headers().get(reqwest::header::LOCATION).map(|v| {
+                self.conn
+                    .api_key
+                    .scrub(&String::from_utf8_lossy(v.as_bytes()))
+            });
+            return Err(err(ErrorKind::Redirect { status, location }));
+        }
+        let bytes = match self.read_body(&mut resp).await {
             Ok(b) => b,
-            Err(e) => {
-                observe(None, None);
-                let mut kind = classify(&e);
-                if let ErrorKind::Connect(m) = kind {
-                    kind = ErrorKind::Transport(m);
+            Err(kind) => {
+                match kind {
+                    ErrorKind::TooLarge { .. } => observe(Some(status), retry_after),
+                    _ => observe(None, None),
                 }
                 return Err(err(kind));
             }
         };
         observe(Some(status), retry_after);
+        // Whatever the server sent, the key it may have echoed goes no further.
+        let bytes = self.conn.api_key.scrub_bytes(bytes);
         if (200..300).contains(&status) {
             Ok((status, bytes))
         } else {
@@ -129,6 +140,47 @@ impl Client {
         }
     }
 
+    /// The body, read chunk by chunk into one buffer that never grows past
+    /// [`ClientOptions::max_body`](super::ClientOptions::max_body).
+    async fn read_body(&self, resp: &mut reqwest::Response) -> Result<Vec<u8>, ErrorKind> {
+        let status = resp.status().as_u16();
+        let limit = self.opts.max_body;
+        let too_large = ErrorKind::TooLarge { status, limit };
+        let announced = resp.content_length().unwrap_or(0);
+        if announced > limit {
+            return Err(too_large);
+        }
+        let mut buf = Vec::with_capacity(announced as usize);
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    if (buf.len() + chunk.len()) as u64 > limit {
+                        return Err(too_large);
+                    }
+                    buf.extend_from_slice(&chunk);
+                }
+                Ok(None) => return Ok(buf),
+                Err(e) => {
+                    // The request was sent and answered: a failure now is not a connect
+                    // failure, whatever the cause says.
+                    return Err(match classify(&e) {
+                        ErrorKind::Connect(m) => ErrorKind::Transport(m),
+                        other => other,
+                    });
+                }
+            }
+        }
+    }
+
+    /// A path below the base URL, or an absolute URL (a `next` link) as is.
+    pub(super) fn full_url(&self, path_or_url: &str) -> String {
+        if path_or_url.starts_with("http") {
+            path_or_url.to_string()
+        } else {
+            self.url(path_or_url)
+        }
+    }
+
     pub(super) async fn json<T: DeserializeOwned>(
         &self,
         kind: RequestKind,
@@ -140,7 +192,7 @@ impl Client {
         let (_, bytes) = self.send(kind, method.clone(), path, query, body).await?;
         decode(&bytes).map_err(|kind| ApiError {
             method: method.to_string(),
-            path: display_path(&self.conn.base_url, &self.url(path), query),
+            path: display_path(&self.conn.base_url, &self.full_url(path), query),
             kind,
         })
     }
