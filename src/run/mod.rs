@@ -82,7 +82,9 @@ pub async fn plan(cfg: PlanConfig) -> Result<Plan, RunError> {
         &cfg.pacing,
         seed,
     )?;
-    make_plan(&cfg.job, &client, &cfg.notices, cfg.job.deadline).await
+    // The deadline bounds runs; a plan of its own is bounded by the retry settings, and
+    // whether its estimate fits the deadline is `check_deadline`'s question.
+    make_plan(&cfg.job, &client, &cfg.notices, None).await
 }
 
 /// Refuses a plan whose best case does not fit its deadline (`plan` checks this so a job
