@@ -105,7 +105,11 @@
 //!   readable, and a fixture test keeps an old plan file byte-identical on a round trip.
 //! - **Invariant:** reports list tasks in plan order (by `TaskId`), never completion order.
 //! - **Invariant:** the API key lives in [`esper::ApiKey`]; it is never printed by `Debug`,
-//!   logs, errors, plans or reports.
+//!   logs, errors, plans or reports, and the client masks it in everything a server sends
+//!   (bodies, `Location`) before that text enters the engine.
+//! - **Invariant:** an answer that is not what its endpoint promises (a list that is not a
+//!   page, links that circle or leave the host, a redirect, an oversized body) is a typed
+//!   failure, never "nothing exists"; the client follows no redirect.
 //! - **Invariant:** `mock` imports nothing from the engine.
 
 pub mod apk;
