@@ -1,8 +1,8 @@
 //! The vocabulary the engine's layers share and none of them owns: which request
 //! ([`Endpoint`]) and what it is for ([`RequestKind`]), what came back ([`Observation`]),
 //! the gate every request passes ([`Throttle`]), the coarse classes of failure
-//! ([`FailureClass`]) and the one way an error carries advice ([`Hint`], rendered by
-//! [`render_error`] and [`one_line`]).
+//! ([`FailureClass`]), the one way an error carries advice ([`Hint`], rendered by
+//! [`render_error`] and [`one_line`]) and the one way a secret is shown ([`mask`]).
 //!
 //! It is a leaf: it imports nothing from the crate, so `exec` (which implements the
 //! throttle and decides retries by class) and `esper` (whose client calls the throttle)
@@ -140,6 +140,19 @@ pub fn one_line<E: fmt::Display + Hint + ?Sized>(e: &E) -> String {
         Some(h) => format!("{e} ({h})"),
         None => e.to_string(),
     }
+}
+
+/// How a secret is shown wherever it would otherwise appear (a job's snippet, server text
+/// echoing the key): `sk_l…5c`, the first four and last two characters, enough to tell
+/// which key leaked; a short value is hidden entirely.
+pub fn mask(secret: &str) -> String {
+    let chars: Vec<char> = secret.chars().collect();
+    if chars.len() < 16 {
+        return "****".into();
+    }
+    let head: String = chars[..4].iter().collect();
+    let tail: String = chars[chars.len() - 2..].iter().collect();
+    format!("{head}…{tail}")
 }
 
 /// An Esper request, named by what it does. Plans count and show requests by endpoint; the

@@ -62,9 +62,9 @@
 //!   and errors to stderr, exit codes. The only place that uses `anyhow`, and the only
 //!   one that prints run output (the mock's own command prints its address).
 //!
-//! Dependencies point one way: `exec` and the Esper client (`esper::{client, error, model,
-//! page, routes}`) both use `base` and never each other; only the adapter
-//! `esper::adapter` imports `exec` and `plan` (it implements their traits). `journal` and
+//! Dependencies point one way: `exec` and the Esper client (`esper::{client, transport,
+//! paginate, error, model, page, routes}`) both use `base` and never each other; only the
+//! adapter `esper::adapter` imports `exec` and `plan` (it implements their traits). `journal` and
 //! `report` read `exec`'s types and write their own.
 //!
 //! # Errors and advice
@@ -105,7 +105,11 @@
 //!   readable, and a fixture test keeps an old plan file byte-identical on a round trip.
 //! - **Invariant:** reports list tasks in plan order (by `TaskId`), never completion order.
 //! - **Invariant:** the API key lives in [`esper::ApiKey`]; it is never printed by `Debug`,
-//!   logs, errors, plans or reports.
+//!   logs, errors, plans or reports, and the client masks it in everything a server sends
+//!   (bodies, `Location`) before that text enters the engine.
+//! - **Invariant:** an answer that is not what its endpoint promises (a list that is not a
+//!   page, links that circle or leave the host, a redirect, an oversized body) is a typed
+//!   failure, never "nothing exists"; the client follows no redirect.
 //! - **Invariant:** `mock` imports nothing from the engine.
 
 pub mod apk;

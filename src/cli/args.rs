@@ -107,6 +107,9 @@ pub struct ConnArgs {
     /// Timeout of one request (uploads get ten times as long)
     #[arg(long, value_parser = parse_duration, default_value = "60s")]
     pub timeout: Duration,
+    /// Largest response body accepted (bigger answers fail the request)
+    #[arg(long, value_parser = crate::esper::parse_size, default_value = "32MiB")]
+    pub max_body: u64,
 }
 
 #[derive(Args, Debug)]

@@ -191,6 +191,7 @@ fn connection(conn: &ConnArgs, env: &Env) -> ConnectionSettings {
             timeout: conn.timeout,
             upload_timeout: conn.timeout * 10,
             ca_cert: conn.ca_cert.clone(),
+            max_body: conn.max_body,
         },
         env: env.clone(),
     }

@@ -5,29 +5,37 @@
 //! Every request goes through [`Throttle`] before it is sent and reports what came back, so
 //! rate limiting and adaptation (owned by the executor) see every page, poll and read-back.
 //! Retrying is not done here. Every path comes from the table in [`super::routes`]; a
-//! request function names its [`Endpoint`] and never writes a path of its own.
+//! request function names its [`Endpoint`] and never writes a path of its own. Sending one
+//! request and reading its answer is [`super::transport`]'s; following a list's pages is
+//! [`super::paginate`]'s.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures::{Stream, TryStreamExt};
+use futures::Stream;
 use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::error::{ApiError, ErrorBody, ErrorKind, parse_retry_after};
+use super::error::{ApiError, ErrorKind};
 use super::model::*;
-use super::page::{self, Next, PageStyle};
+use super::page::PageStyle;
 use super::routes;
-use crate::base::{Endpoint, Observation, RequestKind, Throttle};
+use super::transport::Body;
+use crate::base::{Endpoint, RequestKind, Throttle};
 
 /// The API key. `Debug` and `Display` never show it; [`ApiKey::expose`] is called in exactly
-/// one place, when the `Authorization` header is built.
+/// one place, when the `Authorization` header is built, and [`ApiKey::scrub`] masks it in
+/// text that came from a server (which may echo the header back).
 #[derive(Clone)]
 pub struct ApiKey(SecretString);
+
+/// Keys shorter than this are only masked after `Bearer `: replacing every occurrence of a
+/// few common characters would garble bodies and hide nothing. Real keys are far longer.
+const MIN_SCRUBBED_KEY: usize = 8;
 
 impl ApiKey {
     pub fn new(key: impl Into<String>) -> ApiKey {
@@ -39,6 +47,60 @@ impl ApiKey {
     pub fn is_empty(&self) -> bool {
         self.0.expose_secret().trim().is_empty()
     }
+
+    /// `text` with the key (and `Bearer <key>`) replaced by [`crate::base::mask`].
+    pub fn scrub(&self, text: &str) -> String {
+        String::from_utf8(self.scrub_bytes(text.as_bytes().to_vec()))
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    }
+
+    /// [`ApiKey::scrub`] over raw bytes (a response body before it is decoded); returns
+    /// `bytes` itself when the key is not in it.
+    pub fn scrub_bytes(&self, bytes: Vec<u8>) -> Vec<u8> {
+        let key = self.0.expose_secret();
+        if key.is_empty() {
+            return bytes;
+        }
+        let masked = crate::base::mask(key);
+        let bearer = format!("Bearer {key}");
+        let bytes = replace_all(
+            bytes,
+            bearer.as_bytes(),
+            format!("Bearer {masked}").as_bytes(),
+        );
+        if key.len() >= MIN_SCRUBBED_KEY {
+            replace_all(bytes, key.as_bytes(), masked.as_bytes())
+        } else {
+            bytes
+        }
+    }
+}
+
+/// `hay` with every `needle` replaced by `with`, copied only when there is one.
+fn replace_all(hay: Vec<u8>, needle: &[u8], with: &[u8]) -> Vec<u8> {
+    let find = |from: usize| {
+        hay.get(from..).and_then(|rest| {
+            rest.windows(needle.len())
+                .position(|w| w == needle)
+                .map(|i| i + from)
+        })
+    };
+    let Some(mut at) = find(0) else {
+        return hay;
+    };
+    let mut out = Vec::with_capacity(hay.len());
+    let mut from = 0;
+    loop {
+        out.extend_from_slice(&hay[from..at]);
+        out.extend_from_slice(with);
+        from = at + needle.len();
+        match find(from) {
+            Some(next) => at = next,
+            None => break,
+        }
+    }
+    out.extend_from_slice(&hay[from..]);
+    out
 }
 
 impl fmt::Debug for ApiKey {
@@ -57,11 +119,6 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// `https://{tenant}-api.esper.cloud/api`.
-    pub fn tenant_url(tenant: &str) -> String {
-        format!("https://{tenant}-api.esper.cloud/api")
-    }
-
     pub fn new(base_url: &str, enterprise_id: &str, api_key: ApiKey) -> Connection {
         Connection {
             base_url: base_url.trim_end_matches('/').to_string(),
@@ -82,7 +139,13 @@ pub struct ClientOptions {
     /// Extra CA certificates (PEM bundle) trusted on top of the system roots, for
     /// corporate TLS-intercepting proxies. Proxies themselves come from `HTTPS_PROXY`/`NO_PROXY`.
     pub ca_cert: Option<PathBuf>,
+    /// The largest response body read, in bytes; a larger one fails the request (so a
+    /// server cannot make the process hold more than this per request in flight).
+    pub max_body: u64,
 }
+
+/// The default [`ClientOptions::max_body`]: 32 MiB, far above any page the engine asks for.
+pub const DEFAULT_MAX_BODY: u64 = 32 * 1024 * 1024;
 
 impl Default for ClientOptions {
     fn default() -> Self {
@@ -91,7 +154,33 @@ impl Default for ClientOptions {
             timeout: Duration::from_secs(60),
             upload_timeout: Duration::from_secs(600),
             ca_cert: None,
+            max_body: DEFAULT_MAX_BODY,
         }
+    }
+}
+
+/// A size that is not one, for `--max-body`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a positive size; write e.g. 32MiB, 512KiB or 1048576")]
+pub struct BadSize(pub String);
+
+/// Parses a byte count: digits, then optionally `B`, `KiB`, `MiB` or `GiB` (any case,
+/// spaces allowed). Zero is refused: every answer would fail.
+pub fn parse_size(s: &str) -> Result<u64, BadSize> {
+    let bad = || BadSize(s.to_string());
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let n: u64 = t[..digits].parse().map_err(|_| bad())?;
+    let unit = match t[digits..].trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        _ => return Err(bad()),
+    };
+    match n.checked_mul(unit) {
+        Some(v) if v > 0 => Ok(v),
+        _ => Err(bad()),
     }
 }
 
@@ -105,10 +194,10 @@ pub struct RawResponse {
 /// The typed Esper client. Cheap to clone.
 #[derive(Clone)]
 pub struct Client {
-    http: reqwest::Client,
-    conn: Arc<Connection>,
-    opts: Arc<ClientOptions>,
-    throttle: Option<Arc<dyn Throttle>>,
+    pub(super) http: reqwest::Client,
+    pub(super) conn: Arc<Connection>,
+    pub(super) opts: Arc<ClientOptions>,
+    pub(super) throttle: Option<Arc<dyn Throttle>>,
 }
 
 impl fmt::Debug for Client {
@@ -156,6 +245,9 @@ impl Client {
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("esper-bulk/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(opts.connect_timeout)
+            // Esper does not redirect API calls; following one would send the key (and a
+            // POST's body) wherever `Location` points. A 3xx is a failure instead.
+            .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_keepalive(Duration::from_secs(30));
         if let Some(path) = &opts.ca_cert {
@@ -203,12 +295,16 @@ impl Client {
         &self.conn.enterprise_id
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(super) fn url(&self, path: &str) -> String {
         format!("{}{}", self.conn.base_url, path)
     }
 
     /// The method and path (below the base URL) of `endpoint` for this enterprise.
-    fn at(&self, endpoint: &Endpoint, id: Option<&str>) -> Result<(Method, String), ApiError> {
+    pub(super) fn at(
+        &self,
+        endpoint: &Endpoint,
+        id: Option<&str>,
+    ) -> Result<(Method, String), ApiError> {
         let (method, _) = routes::route(endpoint);
         let path = routes::path(endpoint, self.eid(), id);
         // Only a raw request's method can be wrong: the table's are all valid.
@@ -234,134 +330,6 @@ impl Client {
         self.json(kind, method, &path, query, body).await
     }
 
-    /// Sends one request and returns the status and body bytes of a success, or the error.
-    async fn send(
-        &self,
-        kind: RequestKind,
-        method: Method,
-        path_or_url: &str,
-        query: &[(String, String)],
-        body: Body,
-    ) -> Result<(u16, bytes::Bytes), ApiError> {
-        let url = if path_or_url.starts_with("http") {
-            path_or_url.to_string()
-        } else {
-            self.url(path_or_url)
-        };
-        let shown = display_path(&self.conn.base_url, &url, query);
-        let err = |kind: ErrorKind| ApiError {
-            method: method.to_string(),
-            path: shown.clone(),
-            kind,
-        };
-        let mut auth = reqwest::header::HeaderValue::from_str(&format!(
-            "Bearer {}",
-            self.conn.api_key.expose()
-        ))
-        .map_err(|_| {
-            err(ErrorKind::Build(
-                "the API key contains characters not allowed in a header".into(),
-            ))
-        })?;
-        auth.set_sensitive(true);
-        let mut req = self
-            .http
-            .request(method.clone(), &url)
-            .header(reqwest::header::AUTHORIZATION, auth)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .timeout(self.opts.timeout);
-        if !query.is_empty() {
-            req = req.query(query);
-        }
-        req = match body {
-            Body::None => req,
-            Body::Json(v) => req.json(&v),
-            Body::Upload { field, path, mime } => {
-                let part = file_part(&path, mime).await.map_err(err)?;
-                req.multipart(reqwest::multipart::Form::new().part(field, part))
-                    .timeout(self.opts.upload_timeout)
-            }
-        };
-        let _guard = match &self.throttle {
-            Some(t) => match t.acquire(kind).await {
-                Some(g) => Some(g),
-                None => return Err(err(ErrorKind::Stopped)),
-            },
-            None => None,
-        };
-        let started = Instant::now();
-        let result = req.send().await;
-        let observe = |status: Option<u16>, retry_after: Option<Duration>| {
-            if let Some(t) = &self.throttle {
-                t.observe(
-                    kind,
-                    Observation {
-                        status,
-                        retry_after,
-                        latency: started.elapsed(),
-                    },
-                );
-            }
-        };
-        let resp = match result {
-            Ok(r) => r,
-            Err(e) => {
-                observe(None, None);
-                return Err(err(classify(&e)));
-            }
-        };
-        let status = resp.status().as_u16();
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
-        let bytes = match resp.bytes().await {
-            Ok(b) => b,
-            Err(e) => {
-                observe(None, None);
-                let mut kind = classify(&e);
-                if let ErrorKind::Connect(m) = kind {
-                    kind = ErrorKind::Transport(m);
-                }
-                return Err(err(kind));
-            }
-        };
-        observe(Some(status), retry_after);
-        if (200..300).contains(&status) {
-            Ok((status, bytes))
-        } else {
-            let body = ErrorBody::parse(&bytes).map(Box::new);
-            let raw = if body.is_some() {
-                String::new()
-            } else {
-                snippet(&bytes)
-            };
-            Err(err(ErrorKind::Status {
-                status,
-                body,
-                raw,
-                retry_after,
-            }))
-        }
-    }
-
-    async fn json<T: DeserializeOwned>(
-        &self,
-        kind: RequestKind,
-        method: Method,
-        path: &str,
-        query: &[(String, String)],
-        body: Body,
-    ) -> Result<T, ApiError> {
-        let (_, bytes) = self.send(kind, method.clone(), path, query, body).await?;
-        decode(&bytes).map_err(|kind| ApiError {
-            method: method.to_string(),
-            path: display_path(&self.conn.base_url, &self.url(path), query),
-            kind,
-        })
-    }
-
     /// `{code, message, content}` responses: returns `content`.
     async fn enveloped<T: DeserializeOwned>(
         &self,
@@ -385,92 +353,7 @@ impl Client {
         })
     }
 
-    /// A stream of every item of a list endpoint, following the server's `next` links
-    /// exactly.
-    pub fn paginate<T: DeserializeOwned + Send + 'static>(
-        &self,
-        endpoint: Endpoint,
-        id: Option<&str>,
-        query: Vec<(String, String)>,
-        style: PageStyle,
-    ) -> impl Stream<Item = Result<T, ApiError>> + Send + 'static {
-        enum At {
-            First,
-            Url(String),
-            Cursor(String),
-            Done,
-        }
-        let client = self.clone();
-        let first = self.at(&endpoint, id);
-        let pages = futures::stream::try_unfold((At::First, 0usize), move |(at, n)| {
-            let client = client.clone();
-            let first = first.clone();
-            let query = query.clone();
-            async move {
-                let (method, path) = first?;
-                let (target, q) = match at {
-                    At::Done => return Ok(None),
-                    At::First => (path.clone(), query.clone()),
-                    At::Url(u) => (u, Vec::new()),
-                    At::Cursor(c) => {
-                        let mut q: Vec<_> = query
-                            .iter()
-                            .filter(|(k, _)| k != "cursor")
-                            .cloned()
-                            .collect();
-                        q.push(("cursor".into(), c));
-                        (path.clone(), q)
-                    }
-                };
-                let body: Value = client
-                    .json(RequestKind::Read, method.clone(), &target, &q, Body::None)
-                    .await?;
-                let shown = display_path(&client.conn.base_url, &client.url(&target), &q);
-                let decode_err = |e: String| ApiError {
-                    method: method.to_string(),
-                    path: shown.clone(),
-                    kind: ErrorKind::Decode(e),
-                };
-                let page = page::decode(style, body).map_err(|e| decode_err(e.to_string()))?;
-                let items = page
-                    .items
-                    .into_iter()
-                    .map(|v| serde_json::from_value::<T>(v).map_err(|e| decode_err(e.to_string())))
-                    .collect::<Result<Vec<T>, _>>()?;
-                let next = match page.next {
-                    None => At::Done,
-                    Some(Next::Cursor(c)) => At::Cursor(c),
-                    Some(Next::Url(u)) => {
-                        // The bearer key goes wherever `next` points: never follow a link
-                        // off the configured server.
-                        if !same_origin(&client.conn.base_url, &u) {
-                            return Err(decode_err(format!(
-                                "`next` link {u} points away from {}",
-                                client.conn.base_url
-                            )));
-                        }
-                        if u == client.url(&target) && q.is_empty() {
-                            return Err(decode_err("`next` link repeats the current page".into()));
-                        }
-                        At::Url(u)
-                    }
-                };
-                // A bound far above any real fleet (10M items at 100 per page) stops a
-                // server that keeps inventing pages.
-                if n > 100_000 {
-                    return Err(decode_err(
-                        "more than 100000 pages; refusing to continue".into(),
-                    ));
-                }
-                Ok(Some((items, (next, n + 1))))
-            }
-        });
-        pages
-            .map_ok(|items| futures::stream::iter(items.into_iter().map(Ok)))
-            .try_flatten()
-    }
-
-    fn page_query(mut q: Vec<(String, String)>) -> Vec<(String, String)> {
+    pub(super) fn page_query(mut q: Vec<(String, String)>) -> Vec<(String, String)> {
         q.push(("limit".into(), PAGE_SIZE.to_string()));
         q.push(("offset".into(), "0".into()));
         q
@@ -831,128 +714,11 @@ impl Client {
     }
 }
 
-enum Body {
-    None,
-    Json(Value),
-    Upload {
-        field: &'static str,
-        path: PathBuf,
-        mime: &'static str,
-    },
-}
-
-async fn file_part(path: &Path, mime: &str) -> Result<reqwest::multipart::Part, ErrorKind> {
-    let file = tokio::fs::File::open(path)
-        .await
-        .map_err(|e| ErrorKind::Build(format!("cannot open {}: {e}", path.display())))?;
-    let len = file
-        .metadata()
-        .await
-        .map_err(|e| ErrorKind::Build(format!("cannot stat {}: {e}", path.display())))?
-        .len();
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "upload".into());
-    let stream = tokio_util::io::ReaderStream::new(file);
-    reqwest::multipart::Part::stream_with_length(reqwest::Body::wrap_stream(stream), len)
-        .file_name(name)
-        .mime_str(mime)
-        .map_err(|e| ErrorKind::Build(format!("bad MIME type `{mime}`: {e}")))
-}
-
 /// A query with one optional filter.
 fn optional(key: &str, value: Option<&str>) -> Vec<(String, String)> {
     value
         .map(|v| vec![(key.to_string(), v.to_string())])
         .unwrap_or_default()
-}
-
-fn classify(e: &reqwest::Error) -> ErrorKind {
-    let mut msg = e.without_url_ref();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        src = s.source();
-    }
-    if e.is_timeout() {
-        ErrorKind::Timeout
-    } else if e.is_connect() {
-        ErrorKind::Connect(msg)
-    } else if e.is_decode() {
-        ErrorKind::Decode(msg)
-    } else if e.is_builder() {
-        ErrorKind::Build(msg)
-    } else {
-        ErrorKind::Transport(msg)
-    }
-}
-
-trait WithoutUrl {
-    fn without_url_ref(&self) -> String;
-}
-
-impl WithoutUrl for reqwest::Error {
-    fn without_url_ref(&self) -> String {
-        let text = self.to_string();
-        match self.url() {
-            Some(u) => text
-                .replace(&format!(" for url ({u})"), "")
-                .replace(u.as_str(), "<url>"),
-            None => text,
-        }
-    }
-}
-
-fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ErrorKind> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        ErrorKind::Decode(if path == "." {
-            e.inner().to_string()
-        } else {
-            format!("at `{path}`: {}", e.inner())
-        })
-    })
-}
-
-fn snippet(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let text = text.trim();
-    let mut out: String = text.chars().take(200).collect();
-    if text.chars().count() > 200 {
-        out.push('…');
-    }
-    out
-}
-
-fn same_origin(base: &str, other: &str) -> bool {
-    match (url::Url::parse(base), url::Url::parse(other)) {
-        (Ok(a), Ok(b)) => {
-            a.scheme() == b.scheme()
-                && a.host_str() == b.host_str()
-                && a.port_or_known_default() == b.port_or_known_default()
-        }
-        _ => false,
-    }
-}
-
-/// The path below the base URL plus query, as shown in errors and reports.
-fn display_path(base: &str, url: &str, query: &[(String, String)]) -> String {
-    let rel = url.strip_prefix(base).unwrap_or(url);
-    let rel = match url::Url::parse(url) {
-        Ok(u) if !url.starts_with(base) => {
-            u.path().to_string() + u.query().map(|q| format!("?{q}")).as_deref().unwrap_or("")
-        }
-        _ => rel.to_string(),
-    };
-    if query.is_empty() {
-        rel
-    } else {
-        let q: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        format!("{rel}?{}", q.join("&"))
-    }
 }
 
 #[cfg(test)]
@@ -969,22 +735,27 @@ mod tests {
     }
 
     #[test]
-    fn tenant_url() {
-        assert_eq!(
-            Connection::tenant_url("acme"),
-            "https://acme-api.esper.cloud/api"
-        );
+    fn echoed_keys_are_masked() {
+        let k = ApiKey::new("sk-live-NEVER-PRINT-ME-0123456789abcdef");
+        let echo = "auth: Bearer sk-live-NEVER-PRINT-ME-0123456789abcdef, again sk-live-NEVER-PRINT-ME-0123456789abcdef!";
+        let s = k.scrub(echo);
+        assert!(!s.contains("NEVER-PRINT"), "{s}");
+        assert_eq!(s, "auth: Bearer sk-l…ef, again sk-l…ef!");
+        assert_eq!(k.scrub("nothing here"), "nothing here");
+        // A short key is masked after `Bearer ` only, not wherever its letters occur.
+        let short = ApiKey::new("abc");
+        assert_eq!(short.scrub("abc: Bearer abc"), "abc: Bearer ****");
+        assert_eq!(replace_all(b"aaa".to_vec(), b"aa", b"b"), b"ba");
     }
 
     #[test]
-    fn origins() {
-        assert!(same_origin(
-            "http://127.0.0.1:80/api",
-            "http://127.0.0.1/api/x/?offset=2"
-        ));
-        assert!(!same_origin(
-            "https://a-api.esper.cloud/api",
-            "https://evil.example/api/x"
-        ));
+    fn sizes() {
+        assert_eq!(parse_size("32MiB"), Ok(32 << 20));
+        assert_eq!(parse_size("64 kib"), Ok(64 << 10));
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        for bad in ["", "0", "MiB", "12MB", "-1", "1.5MiB"] {
+            assert_eq!(parse_size(bad), Err(BadSize(bad.to_string())), "{bad}");
+        }
     }
 }

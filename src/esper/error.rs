@@ -1,15 +1,18 @@
 //! The client's typed error: what was asked, what came back, and how it failed.
 //!
 //! It decodes all three Esper error body shapes and the `Retry-After` header, and it classes
-//! the failure (connect, timeout, decode, status) in its own [`ErrorClass`], which the
-//! adapter maps to the executor's classes. `Display` says what happened (with Esper's own
-//! message); how to fix it is the error's [`Hint`](crate::base::Hint). It never holds the
-//! API key: only method, path and bodies.
+//! the failure (connect, timeout, decode, status, redirect, oversized body, inconsistent
+//! pages) in its own [`ErrorClass`], which the adapter maps to the executor's classes.
+//! `Display` says what happened (with Esper's own message); how to fix it is the error's
+//! [`Hint`](crate::base::Hint). It never holds the API key: only method, path and bodies,
+//! and the transport masks the key in whatever the server sent before it gets here.
 
 use std::fmt;
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use super::page::PageError;
 
 /// An Esper error body, decoded leniently from any of the three published shapes:
 /// `{errors, message, status}`, `{code, message, content}` and `{message, code}`.
@@ -123,6 +126,18 @@ pub enum ErrorKind {
     Transport(String),
     /// The response arrived but its body did not have the expected shape.
     Decode(String),
+    /// The server answered 3xx. Esper does not redirect API calls, so the redirect is not
+    /// followed (the key and a POST's body would go wherever `Location` points).
+    Redirect {
+        status: u16,
+        /// The `Location` header, key masked, when there was one.
+        location: Option<String>,
+    },
+    /// The response body was larger than the client's limit (`ClientOptions::max_body`).
+    TooLarge { status: u16, limit: u64 },
+    /// A list's pages cannot be trusted (not a page, counts that contradict the items,
+    /// links that circle or leave the server): the listing is not "empty", it failed.
+    Page(PageError),
     /// The request could not even be built (bad URL, unreadable file): nothing was sent.
     Build(String),
     /// The run is stopping (signal or deadline): the request was not sent.
@@ -188,7 +203,10 @@ impl ApiError {
             ErrorKind::Connect(_) => ErrorClass::Connect,
             ErrorKind::Timeout => ErrorClass::Timeout,
             ErrorKind::Transport(_) => ErrorClass::Transport,
-            ErrorKind::Decode(_) => ErrorClass::Decode,
+            ErrorKind::Decode(_) | ErrorKind::TooLarge { .. } | ErrorKind::Page(_) => {
+                ErrorClass::Decode
+            }
+            ErrorKind::Redirect { .. } => ErrorClass::Client,
             ErrorKind::Build(_) => ErrorClass::Build,
             ErrorKind::Stopped => ErrorClass::Stopped,
         }
@@ -196,7 +214,9 @@ impl ApiError {
 
     pub fn status(&self) -> Option<u16> {
         match &self.kind {
-            ErrorKind::Status { status, .. } => Some(*status),
+            ErrorKind::Status { status, .. }
+            | ErrorKind::Redirect { status, .. }
+            | ErrorKind::TooLarge { status, .. } => Some(*status),
             _ => None,
         }
     }
@@ -244,6 +264,21 @@ impl ApiError {
                 format!("{m} {p}: connection failed after the request was sent: {e}")
             }
             ErrorKind::Decode(e) => format!("{m} {p}: unexpected response body: {e}"),
+            ErrorKind::Redirect {
+                status,
+                location: Some(l),
+            } => {
+                format!("{m} {p} answered {status} redirecting to {l}; redirects are not followed")
+            }
+            ErrorKind::Redirect {
+                status,
+                location: None,
+            } => format!("{m} {p} answered {status} (a redirect); redirects are not followed"),
+            ErrorKind::TooLarge { limit, .. } => format!(
+                "{m} {p}: the response body is larger than the limit of {}",
+                size_text(*limit)
+            ),
+            ErrorKind::Page(e) => format!("{m} {p}: the listing cannot be trusted: {e}"),
             ErrorKind::Build(e) => format!("{m} {p}: cannot build the request: {e}"),
             ErrorKind::Stopped => format!("{m} {p}: not sent: the run is stopping"),
         }
@@ -251,12 +286,31 @@ impl ApiError {
 
     /// Whether the server may have acted on the request. A create that fails this way has
     /// an unknown outcome and must be read back before it is sent again.
+    ///
+    /// An answer that arrived whole but cannot be used (a body that does not decode or is
+    /// too large) only leaves a write in doubt: a read acts on nothing, so asking again
+    /// gets the same answer and is not worth a retry.
     pub fn maybe_processed(&self) -> bool {
         match &self.kind {
             ErrorKind::Status { status, .. } => *status >= 500,
-            ErrorKind::Timeout | ErrorKind::Transport(_) | ErrorKind::Decode(_) => true,
-            ErrorKind::Connect(_) | ErrorKind::Build(_) | ErrorKind::Stopped => false,
+            ErrorKind::Timeout | ErrorKind::Transport(_) => true,
+            ErrorKind::Decode(_) => self.is_write(),
+            ErrorKind::TooLarge { status, .. } => {
+                self.is_write() && ((200..300).contains(status) || *status >= 500)
+            }
+            ErrorKind::Connect(_)
+            | ErrorKind::Build(_)
+            | ErrorKind::Stopped
+            | ErrorKind::Redirect { .. }
+            | ErrorKind::Page(_) => false,
         }
+    }
+
+    /// Whether the request could change anything (not GET, HEAD or OPTIONS).
+    fn is_write(&self) -> bool {
+        !["GET", "HEAD", "OPTIONS"]
+            .iter()
+            .any(|m| self.method.eq_ignore_ascii_case(m))
     }
 }
 
@@ -272,6 +326,21 @@ impl crate::base::Hint for ApiError {
             },
             ErrorKind::Connect(_) => "check the base URL, proxy settings and network",
             ErrorKind::Timeout => "raise --timeout or lower limits.rate",
+            ErrorKind::Redirect { .. } => {
+                "Esper does not redirect API calls: check the base URL (another server or a proxy is answering)"
+            }
+            ErrorKind::TooLarge { limit, .. } => {
+                return Some(format!(
+                    "if the server really sends more, raise the limit with --max-body (now {})",
+                    size_text(*limit)
+                ));
+            }
+            ErrorKind::Page(PageError::OffHost { .. }) => {
+                "the server's links lead elsewhere: check the base URL; the key is never sent off it"
+            }
+            ErrorKind::Page(_) => {
+                "the server's listing is inconsistent and retrying will not change it; try again later or report it to Esper"
+            }
             _ => return None,
         };
         Some(h.to_string())
@@ -289,6 +358,18 @@ impl fmt::Display for ApiError {
 }
 
 impl std::error::Error for ApiError {}
+
+/// A byte count as the `--max-body` flag writes it: `32 MiB`, `64 KiB`, `1000 bytes`.
+pub fn size_text(n: u64) -> String {
+    const KIB: u64 = 1024;
+    match n {
+        0 => "0 bytes".into(),
+        n if n % (KIB * KIB * KIB) == 0 => format!("{} GiB", n / (KIB * KIB * KIB)),
+        n if n % (KIB * KIB) == 0 => format!("{} MiB", n / (KIB * KIB)),
+        n if n % KIB == 0 => format!("{} KiB", n / KIB),
+        n => format!("{n} bytes"),
+    }
+}
 
 /// Parses `Retry-After`: delta-seconds or an HTTP date (relative to `now`).
 pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {

@@ -1,11 +1,12 @@
 //! The typed Esper REST client: connection settings, models, pagination and errors.
 //!
 //! Each call makes exactly one HTTP attempt; deciding whether and when to retry belongs to
-//! the executor. Every request passes the optional [`Throttle`](crate::base::Throttle) hook first, which is how the
-//! executor's rate limiter sees pages, polls and read-backs as well as writes. The client
-//! (`client`, `error`, `model`, `page`, `routes`) knows nothing of the executor or the
-//! planner: it speaks the shared vocabulary of [`crate::base`], and `routes` is the one
-//! table of paths, by [`Endpoint`](crate::base::Endpoint). The adapter that maps plan
+//! the executor. Every request passes the optional [`Throttle`](crate::base::Throttle) hook
+//! first, which is how the executor's rate limiter sees pages, polls and read-backs as well
+//! as writes. The client (`client` with its endpoints, `transport` for one attempt,
+//! `paginate` for lists, `error`, `model`, `page`, `routes`) knows nothing of the executor
+//! or the planner: it speaks the shared vocabulary of [`crate::base`], and `routes` is the
+//! one table of paths, by [`Endpoint`](crate::base::Endpoint). The adapter that maps plan
 //! operations onto these calls, and client errors onto executor failures, lives in
 //! [`adapter`]; it is the only part of this module that imports `exec`, `plan` or `job`.
 
@@ -14,10 +15,13 @@ mod client;
 mod error;
 pub mod model;
 pub mod page;
+mod paginate;
 mod routes;
+mod transport;
 
 pub use client::{
-    ApiKey, Client, ClientOptions, CommandFilter, Connection, DeviceFilter, RawResponse,
+    ApiKey, BadSize, Client, ClientOptions, CommandFilter, Connection, DEFAULT_MAX_BODY,
+    DeviceFilter, RawResponse, parse_size,
 };
-pub use error::{ApiError, ErrorBody, ErrorClass, ErrorKind};
+pub use error::{ApiError, ErrorBody, ErrorClass, ErrorKind, size_text};
 pub use page::PageStyle;

@@ -396,17 +396,8 @@ fn masked(chars: &[char]) -> String {
     }
 }
 
-/// `sk_l…5c`: the first four and last two characters, enough to tell which key leaked;
-/// a short value is hidden entirely.
-pub fn mask(secret: &str) -> String {
-    let chars: Vec<char> = secret.chars().collect();
-    if chars.len() < 16 {
-        return "****".into();
-    }
-    let head: String = chars[..4].iter().collect();
-    let tail: String = chars[chars.len() - 2..].iter().collect();
-    format!("{head}…{tail}")
-}
+/// The one way a secret is shown, shared with the client's scrubbing of server text.
+pub use crate::base::mask;
 
 #[cfg(test)]
 mod tests {

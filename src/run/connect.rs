@@ -26,15 +26,18 @@ pub(super) fn resolve(
         check_plan_server(settings, plan)?;
     }
     let from_job = job.cloned().unwrap_or_default();
-    let base_url = settings
+    let flag_tenant = flag_tenant(settings)?;
+    let base_url = match settings
         .base_url
         .clone()
-        .or_else(|| settings.tenant.as_deref().map(Connection::tenant_url))
+        .or(flag_tenant)
         .or_else(|| plan_server.map(|s| s.base_url.clone()))
         .or(from_job.base_url)
         .or_else(|| env.get("ESPER_BASE_URL"))
-        .or_else(|| env.get("ESPER_TENANT").map(|t| Connection::tenant_url(&t)))
-        .ok_or(RunError::NoServer)?;
+    {
+        Some(url) => url,
+        None => env_tenant(settings)?.ok_or(RunError::NoServer)?,
+    };
     let enterprise_id = settings
         .enterprise_id
         .clone()
@@ -60,6 +63,33 @@ pub(super) fn resolve(
     Ok(Connection::new(&base_url, &enterprise_id, key))
 }
 
+/// The base URL `--tenant` names, checked by the rule the job's `esper.tenant` follows
+/// (a value such as `127.0.0.1:8080/x?` would otherwise pick the host itself).
+fn flag_tenant(settings: &ConnectionSettings) -> Result<Option<String>, RunError> {
+    settings
+        .tenant
+        .as_deref()
+        .map(|t| tenant_url(t, "--tenant"))
+        .transpose()
+}
+
+/// The base URL `ESPER_TENANT` names, by the same rule; empty counts as unset.
+fn env_tenant(settings: &ConnectionSettings) -> Result<Option<String>, RunError> {
+    settings
+        .env
+        .get("ESPER_TENANT")
+        .filter(|t| !t.is_empty())
+        .map(|t| tenant_url(&t, "ESPER_TENANT"))
+        .transpose()
+}
+
+fn tenant_url(tenant: &str, from: &'static str) -> Result<String, RunError> {
+    crate::job::tenant_base_url(tenant).ok_or_else(|| RunError::BadTenant {
+        tenant: tenant.to_string(),
+        from,
+    })
+}
+
 /// A saved plan (or a run being resumed) was resolved against one server and enterprise;
 /// its frozen targets are ids there. A flag or `ESPER_*` variable naming another one is a
 /// mistake to stop at, not a preference to follow or to ignore silently.
@@ -68,13 +98,9 @@ fn check_plan_server(settings: &ConnectionSettings, plan: &Server) -> Result<(),
     let same = |a: &str, b: &str| a.trim_end_matches('/') == b.trim_end_matches('/');
     let asked_server = [
         settings.base_url.clone().map(|u| (u, "--base-url")),
-        settings
-            .tenant
-            .as_deref()
-            .map(|t| (Connection::tenant_url(t), "--tenant")),
+        flag_tenant(settings)?.map(|u| (u, "--tenant")),
         env.get("ESPER_BASE_URL").map(|u| (u, "ESPER_BASE_URL")),
-        env.get("ESPER_TENANT")
-            .map(|t| (Connection::tenant_url(&t), "ESPER_TENANT")),
+        env_tenant(settings)?.map(|u| (u, "ESPER_TENANT")),
     ]
     .into_iter()
     .flatten()
@@ -207,6 +233,44 @@ mod tests {
         let mut same = settings(&[("ESPER_API_KEY", "k"), ("ESPER_ENTERPRISE_ID", "e-plan")]);
         same.base_url = Some("https://plan/api/".into());
         assert!(resolve(&same, None, Some(&plan)).is_ok());
+    }
+
+    #[test]
+    fn tenants_from_flags_and_the_environment_follow_the_job_rule() {
+        let bad = "127.0.0.1:8080/x?";
+        let mut flag = settings(&[("ESPER_ENTERPRISE_ID", "e"), ("ESPER_API_KEY", "k")]);
+        flag.tenant = Some(bad.into());
+        let err = resolve(&flag, None, None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`127.0.0.1:8080/x?` from --tenant is not a tenant name"
+        );
+        assert_eq!(err.exit_code(), crate::exit::INVALID);
+        let env = settings(&[
+            ("ESPER_TENANT", "evil.example/"),
+            ("ESPER_ENTERPRISE_ID", "e"),
+            ("ESPER_API_KEY", "k"),
+        ]);
+        assert!(matches!(
+            resolve(&env, None, None),
+            Err(RunError::BadTenant {
+                from: "ESPER_TENANT",
+                ..
+            })
+        ));
+        let plan = Server {
+            base_url: "https://plan/api".into(),
+            enterprise_id: "e".into(),
+        };
+        assert!(matches!(
+            resolve(&env, None, Some(&plan)),
+            Err(RunError::BadTenant { .. })
+        ));
+        let empty = settings(&[("ESPER_TENANT", ""), ("ESPER_API_KEY", "k")]);
+        assert!(matches!(
+            resolve(&empty, None, None),
+            Err(RunError::NoServer)
+        ));
     }
 
     #[test]

@@ -29,6 +29,15 @@ pub enum RunError {
     /// Resolving or compiling failed; rendered as `file: error: …` plus a help line.
     #[error("{job}: error: {error}{}", help_line(error))]
     Plan { job: String, error: PlanError },
+    /// Reading the job's targets did not finish within its deadline.
+    #[error(
+        "{job}: planning did not finish within the deadline of {}",
+        humantime::format_duration(*deadline)
+    )]
+    PlanningDeadline { job: String, deadline: Duration },
+    /// `--tenant` or `ESPER_TENANT` is not a tenant name.
+    #[error("`{tenant}` from {from} is not a tenant name")]
+    BadTenant { tenant: String, from: &'static str },
     #[error(
         "no Esper server: set `esper.tenant` in the job, pass --tenant or --base-url, or export ESPER_TENANT"
     )]
@@ -160,6 +169,14 @@ impl Hint for RunError {
                 holder.pid
             )),
             RunError::NoLock { .. } => Some("check the run id and --state-dir".into()),
+            RunError::PlanningDeadline { .. } => Some(
+                "the server was slow or kept failing while the targets were read; raise `deadline` (or --deadline) or try again later"
+                    .into(),
+            ),
+            RunError::BadTenant { .. } => Some(
+                "use the console sub-domain, e.g. `acme` for acme.esper.cloud, or --base-url for a full URL"
+                    .into(),
+            ),
             RunError::Client(e) => e.hint(),
             RunError::Journal(e) => e.hint(),
             _ => None,
@@ -174,6 +191,7 @@ impl RunError {
             RunError::Lock(LockError::Held { .. } | LockError::HeldUnknown { .. })
             | RunError::StillRunning { .. } => exit::LOCKED,
             RunError::Interrupted => exit::INTERRUPTED,
+            RunError::PlanningDeadline { .. } => exit::INCOMPLETE,
             _ => exit::INVALID,
         }
     }

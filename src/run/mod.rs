@@ -33,7 +33,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::esper::Client;
-use crate::esper::adapter::EsperDispatch;
+use crate::esper::adapter::{EsperDispatch, PlanReads};
 use crate::exec::{self, Event, Governor, Outcome, RunOptions};
 use crate::job::Job;
 use crate::journal::{self, Entry, Journal, JournalError};
@@ -82,7 +82,9 @@ pub async fn plan(cfg: PlanConfig) -> Result<Plan, RunError> {
         &cfg.pacing,
         seed,
     )?;
-    make_plan(&cfg.job, &client, &cfg.notices).await
+    // The deadline bounds runs; a plan of its own is bounded by the retry settings, and
+    // whether its estimate fits the deadline is `check_deadline`'s question.
+    make_plan(&cfg.job, &client, &cfg.notices, None).await
 }
 
 /// Refuses a plan whose best case does not fit its deadline (`plan` checks this so a job
@@ -110,13 +112,33 @@ pub fn check_deadline(p: &Plan, notices: &Notices) -> Result<(), RunError> {
     Ok(())
 }
 
-async fn make_plan(job: &Job, client: &Client, notices: &Notices) -> Result<Plan, RunError> {
+/// Resolves and compiles `job`. Its reads are retried as the job's `retry:` says, and the
+/// whole of planning must fit in `deadline`: a server that keeps failing or never ends a
+/// listing cannot hold a run past it.
+async fn make_plan(
+    job: &Job,
+    client: &Client,
+    notices: &Notices,
+    deadline: Option<Duration>,
+) -> Result<Plan, RunError> {
     let server = server_of(client.connection());
     let err = |error| RunError::Plan {
         job: job.source.clone(),
         error,
     };
-    let resolved = plan::resolve(job, client).await.map_err(err)?;
+    let reads = PlanReads::new(client, &job.retry);
+    let resolving = plan::resolve(job, &reads);
+    let resolved =
+        match deadline {
+            None => resolving.await,
+            Some(d) => tokio::time::timeout(d, resolving).await.map_err(|_| {
+                RunError::PlanningDeadline {
+                    job: job.source.clone(),
+                    deadline: d,
+                }
+            })?,
+        }
+        .map_err(err)?;
     for w in &resolved.warnings {
         notices.send(Notice::PlanWarning(w.clone()));
     }
@@ -240,6 +262,7 @@ pub async fn run(cfg: RunConfig, cancel: CancellationToken) -> Result<RunResult,
                 prior: Some(r.prior),
                 client,
                 gov,
+                planned_for: Duration::ZERO,
                 _lock: lock,
             }
         }
@@ -251,8 +274,9 @@ pub async fn run(cfg: RunConfig, cancel: CancellationToken) -> Result<RunResult,
             let (client, gov) =
                 connect::client(conn, &connection, &job.limits, &job.retry, &pacing, seed)?;
             // Planning only reads, so a cancelled run stops here with nothing to record.
+            let planning = tokio::time::Instant::now();
             let plan = tokio::select! {
-                p = make_plan(&job, &client, notices) => p?,
+                p = make_plan(&job, &client, notices, deadline.or(job.deadline)) => p?,
                 _ = cancel.cancelled() => return Err(RunError::Interrupted),
             };
             Ready {
@@ -262,6 +286,7 @@ pub async fn run(cfg: RunConfig, cancel: CancellationToken) -> Result<RunResult,
                 prior: None,
                 client,
                 gov,
+                planned_for: planning.elapsed(),
                 _lock: lock,
             }
         }
@@ -278,11 +303,15 @@ pub async fn run(cfg: RunConfig, cancel: CancellationToken) -> Result<RunResult,
                 prior: None,
                 client,
                 gov,
+                planned_for: Duration::ZERO,
                 _lock: lock,
             }
         }
     };
-    let deadline = deadline.or(ready.plan.deadline_ms);
+    // The deadline counts from the start of the run, planning included.
+    let deadline = deadline
+        .or(ready.plan.deadline_ms)
+        .map(|d| d.saturating_sub(ready.planned_for));
     ready
         .execute(deadline, &pacing, seed, &output, cancel)
         .await
@@ -297,6 +326,8 @@ struct Ready {
     prior: Option<BTreeMap<u32, Outcome>>,
     client: Client,
     gov: Arc<Governor>,
+    /// How long planning took (a job's targets read at the start of this run).
+    planned_for: Duration,
     /// Held until the report is written; dropping it releases the lock.
     _lock: crate::lock::RunLock,
 }
@@ -317,6 +348,7 @@ impl Ready {
             prior,
             client,
             gov,
+            planned_for: _,
             _lock,
         } = self;
         let notices = &output.notices;

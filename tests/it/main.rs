@@ -7,6 +7,7 @@ mod diagnostics;
 mod engine;
 mod fixtures;
 mod fuzz;
+mod hostile;
 mod jobs;
 mod mock;
 mod ops;

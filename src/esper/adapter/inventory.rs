@@ -2,6 +2,12 @@
 //! devices by ids, serials or filters, and app versions, each a whole listing retried on
 //! transient errors, since plans are made of reads and one 502 must not sink a plan.
 //!
+//! [`PlanReads`] retries as the job's `retry:` settings say (attempts, delays, the longest
+//! `Retry-After` honoured), the same settings its tasks get; `Client` itself is an
+//! inventory with the default settings. Answers no retry can change (a listing that is not
+//! a page, links that circle) fail at once. The run bounds the whole of planning by the
+//! job's deadline.
+//!
 //! It reads only. Turning what it returns into targets, and complaining about selections
 //! that match nothing, is the planner's; the version lookup itself is shared with the
 //! upload read-back in [`super::reconcile`].
@@ -15,7 +21,7 @@ use super::reconcile::find_app_version;
 use crate::esper::model::{Device, DeviceGroup};
 use crate::esper::{ApiError, Client, DeviceFilter};
 use crate::exec::Failure;
-use crate::job::DeviceSelector;
+use crate::job::{DeviceSelector, RetrySettings};
 use crate::plan::{GroupInfo, Inventory, InventoryError, Item, ItemKind};
 
 /// The root group Esper puts every group under; paths in job files are written below it.
@@ -30,47 +36,156 @@ fn inv_err(e: ApiError) -> InventoryError {
 }
 
 /// Retries an idempotent read (a whole listing, restarted from its first page) on 429,
-/// 5xx and network errors, with the same backoff shape as tasks.
-async fn read_retrying<T, F, Fut>(what: F) -> Result<T, InventoryError>
+/// 5xx and network errors, with the job's backoff: `retry.attempts` in all, exponential
+/// steps from `initial_delay` to `max_delay` with jitter, and at least a server's
+/// `Retry-After` up to `max_retry_after`.
+async fn read_retrying<T, F, Fut>(retry: &RetrySettings, what: F) -> Result<T, InventoryError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, ApiError>>,
 {
     use backon::{ExponentialBuilder, Retryable};
     let backoff = ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(250))
-        .with_max_delay(Duration::from_secs(10))
-        .with_max_times(6)
+        .with_min_delay(retry.initial_delay)
+        .with_max_delay(retry.max_delay)
+        .with_factor(2.0)
+        .with_max_times(retry.attempts.saturating_sub(1) as usize)
         .with_jitter();
+    let cap = retry.max_retry_after;
     what.retry(backoff)
         .sleep(tokio::time::sleep)
         .when(|e: &ApiError| Failure::from(e).retryable())
-        .adjust(|e: &ApiError, d| d.map(|d| d.max(e.retry_after().unwrap_or_default().min(Duration::from_secs(60)))))
+        .adjust(|e: &ApiError, d| d.map(|d| d.max(e.retry_after().unwrap_or_default().min(cap))))
         .notify(|e: &ApiError, d: Duration| tracing::warn!(error = %e, wait_ms = d.as_millis() as u64, "read failed; retrying"))
         .await
         .map_err(inv_err)
 }
 
+/// The planner's reads, retried as a job's `retry:` settings say.
+#[derive(Debug, Clone)]
+pub struct PlanReads<'a> {
+    client: &'a Client,
+    retry: RetrySettings,
+}
+
+impl<'a> PlanReads<'a> {
+    pub fn new(client: &'a Client, retry: &RetrySettings) -> PlanReads<'a> {
+        PlanReads {
+            client,
+            retry: retry.clone(),
+        }
+    }
+
+    async fn groups(&self) -> Result<Vec<GroupInfo>, InventoryError> {
+        let c = self.client;
+        let groups: Vec<DeviceGroup> =
+            read_retrying(&self.retry, || c.list_groups(None).try_collect()).await?;
+        Ok(groups
+            .into_iter()
+            .map(|g| {
+                let path = g.path.clone().unwrap_or_else(|| g.name.clone());
+                let path = path
+                    .strip_prefix(&format!("{ROOT_GROUP}/"))
+                    .map(str::to_string)
+                    .unwrap_or(path);
+                GroupInfo {
+                    id: g.id,
+                    name: g.name,
+                    path,
+                }
+            })
+            .collect())
+    }
+
+    async fn devices(&self, sel: &DeviceSelector) -> Result<Vec<Item>, InventoryError> {
+        let (c, retry) = (self.client, &self.retry);
+        let to_item = |d: Device| Item {
+            kind: ItemKind::Device,
+            id: d.id,
+            name: d.name,
+            detail: d.serial,
+        };
+        if !sel.ids.is_empty() {
+            let mut out = Vec::new();
+            for id in &sel.ids {
+                out.push(to_item(read_retrying(retry, || c.get_device(id)).await?));
+            }
+            return Ok(out);
+        }
+        if !sel.serials.is_empty() {
+            // One cursor scan of the fleet (1,000 a page) beats a request per serial.
+            let wanted: std::collections::BTreeSet<&str> =
+                sel.serials.iter().map(String::as_str).collect();
+            let all: Vec<Device> =
+                read_retrying(retry, || c.list_devices_v2(Vec::new()).try_collect()).await?;
+            return Ok(all
+                .into_iter()
+                .filter(|d| d.serial.as_deref().is_some_and(|s| wanted.contains(s)))
+                .map(to_item)
+                .collect());
+        }
+        // The legacy list filters state by Esper's integers.
+        let state = sel
+            .state
+            .as_deref()
+            .map(|s| match s.to_ascii_lowercase().as_str() {
+                "online" => "1".to_string(),
+                "offline" => "60".to_string(),
+                other => other.to_string(),
+            });
+        let filter = DeviceFilter {
+            group: sel.group.clone(),
+            name: sel.name.clone(),
+            serial: sel.serial.clone(),
+            state,
+            tags: sel.tags.clone(),
+        };
+        let devices: Vec<Device> =
+            read_retrying(retry, || c.list_devices(&filter).try_collect()).await?;
+        Ok(devices.into_iter().map(to_item).collect())
+    }
+
+    async fn app_version(
+        &self,
+        package: &str,
+        version_code: &str,
+    ) -> Result<Option<String>, InventoryError> {
+        Ok(read_retrying(&self.retry, || {
+            find_app_version(self.client, package, version_code)
+        })
+        .await?
+        .map(|(_, v)| v))
+    }
+}
+
+impl Inventory for PlanReads<'_> {
+    fn groups(&self) -> BoxFuture<'_, Result<Vec<GroupInfo>, InventoryError>> {
+        PlanReads::groups(self).boxed()
+    }
+
+    fn devices<'a>(
+        &'a self,
+        sel: &'a DeviceSelector,
+    ) -> BoxFuture<'a, Result<Vec<Item>, InventoryError>> {
+        PlanReads::devices(self, sel).boxed()
+    }
+
+    fn app_version<'a>(
+        &'a self,
+        package: &'a str,
+        version_code: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, InventoryError>> {
+        PlanReads::app_version(self, package, version_code).boxed()
+    }
+}
+
+/// The client as an inventory, retrying with the default `retry:` settings.
 impl Inventory for Client {
     fn groups(&self) -> BoxFuture<'_, Result<Vec<GroupInfo>, InventoryError>> {
         async move {
-            let groups: Vec<DeviceGroup> =
-                read_retrying(|| self.list_groups(None).try_collect()).await?;
-            Ok(groups
-                .into_iter()
-                .map(|g| {
-                    let path = g.path.clone().unwrap_or_else(|| g.name.clone());
-                    let path = path
-                        .strip_prefix(&format!("{ROOT_GROUP}/"))
-                        .map(str::to_string)
-                        .unwrap_or(path);
-                    GroupInfo {
-                        id: g.id,
-                        name: g.name,
-                        path,
-                    }
-                })
-                .collect())
+            PlanReads::new(self, &RetrySettings::default())
+                .groups()
+                .await
         }
         .boxed()
     }
@@ -80,50 +195,9 @@ impl Inventory for Client {
         sel: &'a DeviceSelector,
     ) -> BoxFuture<'a, Result<Vec<Item>, InventoryError>> {
         async move {
-            let to_item = |d: Device| Item {
-                kind: ItemKind::Device,
-                id: d.id,
-                name: d.name,
-                detail: d.serial,
-            };
-            if !sel.ids.is_empty() {
-                let mut out = Vec::new();
-                for id in &sel.ids {
-                    out.push(to_item(read_retrying(|| self.get_device(id)).await?));
-                }
-                return Ok(out);
-            }
-            if !sel.serials.is_empty() {
-                // One cursor scan of the fleet (1,000 a page) beats a request per serial.
-                let wanted: std::collections::BTreeSet<&str> =
-                    sel.serials.iter().map(String::as_str).collect();
-                let all: Vec<Device> =
-                    read_retrying(|| self.list_devices_v2(Vec::new()).try_collect()).await?;
-                return Ok(all
-                    .into_iter()
-                    .filter(|d| d.serial.as_deref().is_some_and(|s| wanted.contains(s)))
-                    .map(to_item)
-                    .collect());
-            }
-            // The legacy list filters state by Esper's integers.
-            let state = sel
-                .state
-                .as_deref()
-                .map(|s| match s.to_ascii_lowercase().as_str() {
-                    "online" => "1".to_string(),
-                    "offline" => "60".to_string(),
-                    other => other.to_string(),
-                });
-            let filter = DeviceFilter {
-                group: sel.group.clone(),
-                name: sel.name.clone(),
-                serial: sel.serial.clone(),
-                state,
-                tags: sel.tags.clone(),
-            };
-            let devices: Vec<Device> =
-                read_retrying(|| self.list_devices(&filter).try_collect()).await?;
-            Ok(devices.into_iter().map(to_item).collect())
+            PlanReads::new(self, &RetrySettings::default())
+                .devices(sel)
+                .await
         }
         .boxed()
     }
@@ -134,11 +208,9 @@ impl Inventory for Client {
         version_code: &'a str,
     ) -> BoxFuture<'a, Result<Option<String>, InventoryError>> {
         async move {
-            Ok(
-                read_retrying(|| find_app_version(self, package, version_code))
-                    .await?
-                    .map(|(_, v)| v),
-            )
+            PlanReads::new(self, &RetrySettings::default())
+                .app_version(package, version_code)
+                .await
         }
         .boxed()
     }

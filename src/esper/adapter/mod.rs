@@ -6,8 +6,8 @@
 //!   one attempt of a task's write, and `follow` for tracking a command to its devices;
 //! - `reconcile`: the read-backs by natural key that keep a retried create from making
 //!   a duplicate;
-//! - `inventory`: the planner's [`Inventory`](crate::plan::Inventory) (target reads,
-//!   retried, and app version lookups);
+//! - `inventory`: the planner's [`Inventory`](crate::plan::Inventory) ([`PlanReads`]:
+//!   target reads, retried as the job's `retry:` says, and app version lookups);
 //! - `paths`: the planner's [`Paths`](crate::plan::Paths), the client's path table as the
 //!   review text shows it.
 //!
@@ -22,6 +22,7 @@ mod paths;
 mod reconcile;
 
 pub use dispatch::{EsperDispatch, PollSettings};
+pub use inventory::PlanReads;
 pub use paths::EsperPaths;
 
 use crate::base::{FailureClass, Hint};
@@ -62,4 +63,75 @@ impl From<&ApiError> for Failure {
 /// `ApiError` to `Failure`, for `map_err`.
 fn fail(e: ApiError) -> Failure {
     Failure::from(&e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::esper::ErrorKind;
+    use crate::esper::page::PageError;
+
+    fn err(method: &str, kind: ErrorKind) -> Failure {
+        Failure::from(&ApiError {
+            method: method.into(),
+            path: "/x/".into(),
+            kind,
+        })
+    }
+
+    #[test]
+    fn answers_no_retry_can_change_are_not_retried() {
+        let page = || {
+            ErrorKind::Page(PageError::RepeatedNext {
+                next: "http://h/api/x/".into(),
+            })
+        };
+        let decode = || ErrorKind::Decode("expected a list".into());
+        let redirect = || ErrorKind::Redirect {
+            status: 307,
+            location: Some("http://elsewhere/".into()),
+        };
+        let big = || ErrorKind::TooLarge {
+            status: 200,
+            limit: 1024,
+        };
+        for (method, kind, retried, in_doubt) in [
+            ("GET", page(), false, false),
+            ("GET", decode(), false, false),
+            ("GET", big(), false, false),
+            ("GET", redirect(), false, false),
+            ("POST", redirect(), false, false),
+            // A create whose answer was garbled may have happened: read back, then retry.
+            ("POST", decode(), true, true),
+            ("POST", big(), true, true),
+            ("GET", ErrorKind::Timeout, true, true),
+        ] {
+            let f = err(method, kind.clone());
+            assert_eq!(
+                (f.retryable(), f.maybe_processed),
+                (retried, in_doubt),
+                "{method} {kind:?}"
+            );
+        }
+        let f = err("POST", redirect());
+        assert_eq!((f.class, f.http_status), (FailureClass::Client, Some(307)));
+        assert_eq!(
+            f.description,
+            "POST /x/ answered 307 redirecting to http://elsewhere/; redirects are not followed"
+        );
+        let f = err("GET", big());
+        assert_eq!(
+            f.description,
+            "GET /x/: the response body is larger than the limit of 1 KiB"
+        );
+        assert_eq!(
+            f.hint.as_deref(),
+            Some("if the server really sends more, raise the limit with --max-body (now 1 KiB)")
+        );
+        let f = err("GET", page());
+        assert_eq!(
+            f.description,
+            "GET /x/: the listing cannot be trusted: `next` leads back to http://h/api/x/, a page already read"
+        );
+    }
 }

@@ -22,6 +22,7 @@ mod steps;
 mod targets;
 mod values;
 
+pub use settings::tenant_base_url;
 pub use targets::csv_column;
 pub use values::{
     DURATION_UNITS, DurationError, MAX_DURATION, TIME_OF_DAY_PATTERN, duration_pattern,

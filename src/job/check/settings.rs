@@ -105,6 +105,18 @@ fn esper(cx: &mut Cx, e: &Node) -> EsperSettings {
     }
 }
 
+/// The base URL of tenant `tenant` (Esper's published server template), or `None` when it
+/// is not a tenant name: a non-empty run of ASCII letters, digits and `-`, so that nothing
+/// in it can move the host, port or path. The one rule for `esper.tenant`, `--tenant` and
+/// `ESPER_TENANT`.
+pub fn tenant_base_url(tenant: &str) -> Option<String> {
+    let ok = !tenant.is_empty()
+        && tenant
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-');
+    ok.then(|| format!("https://{tenant}-api.esper.cloud/api"))
+}
+
 /// `base_url` as written, else the one `tenant` names.
 fn base_url(cx: &mut Cx, e: &Node) -> Option<String> {
     let mut out = None;
@@ -119,20 +131,14 @@ fn base_url(cx: &mut Cx, e: &Node) -> Option<String> {
     if let Some(t) = e.get("tenant")
         && let Some(tenant) = cx.env(t, "esper.tenant")
     {
-        if tenant.is_empty()
-            || !tenant
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-')
-        {
-            cx.error(
+        match tenant_base_url(&tenant) {
+            Some(url) => out = Some(url),
+            None => cx.error(
                 t,
                 "esper.tenant",
                 format!("`{tenant}` is not a tenant name"),
                 Some("use the console sub-domain, e.g. `acme` for acme.esper.cloud".into()),
-            );
-        } else {
-            // Esper's published server template; the client documents the same rule.
-            out = Some(format!("https://{tenant}-api.esper.cloud/api"));
+            ),
         }
     }
     if let Some(u) = e.get("base_url")
