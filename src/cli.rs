@@ -397,7 +397,9 @@ async fn run_cmd(a: RunArgs, env: &Env) -> u8 {
             None => run::latest_run(&state).map(Source::Resume),
         },
         (None, Some(f), _) => load(f, env).map(|j| Source::Job(Box::new(j))),
-        (None, None, Some(p)) => run::read_plan(p).map(|p| Source::Plan(Box::new(p))),
+        (None, None, Some(p)) => {
+            run::read_plan(p, &stderr_notices()).map(|p| Source::Plan(Box::new(p)))
+        }
         // clap requires one of them.
         (None, None, None) => return exit::INVALID,
     };
@@ -440,7 +442,7 @@ fn print_result(r: &RunResult) -> u8 {
 }
 
 fn report_cmd(dir: &std::path::Path, formats: &[String], stdout: bool) -> Result<u8, RunError> {
-    let report = run::rebuild(dir)?;
+    let report = run::rebuild(dir, &stderr_notices())?;
     let formats = formats
         .iter()
         .map(|f| f.parse())

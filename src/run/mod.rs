@@ -163,7 +163,8 @@ fn continued_run(
 ) -> Result<Option<RunId>, RunError> {
     match wanted {
         Some(id) => {
-            let plan = dir::run_plan(&dir::existing_run(state_dir, &id)?)?;
+            // Warnings about the plan come when the run is opened, not twice.
+            let plan = dir::run_plan(&dir::existing_run(state_dir, &id)?, &Notices::none())?;
             if plan.job != job.name {
                 return Err(RunError::NotThisJob {
                     run_id: id.to_string(),

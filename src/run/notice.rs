@@ -24,6 +24,10 @@ pub enum Notice {
     LockTakenOver(Holder),
     /// The journal's last line was cut short; that task is read back like any other.
     TornJournal,
+    /// A plan file written before plans carried an integrity hash: checked, not sealed.
+    UnsealedPlan {
+        path: PathBuf,
+    },
     /// Tasks that had started but recorded no outcome when the resumed run stopped.
     InFlight(usize),
     Resuming {
@@ -79,6 +83,11 @@ impl fmt::Display for Notice {
             ),
             Notice::TornJournal => f.write_str(
                 "warning: the journal's last line was cut short (a crash mid-write); that task will be read back",
+            ),
+            Notice::UnsealedPlan { path } => write!(
+                f,
+                "warning: {} has no integrity hash (written by an older esper-bulk); its structure was checked, but edits to it cannot be detected",
+                path.display()
             ),
             Notice::InFlight(n) => write!(
                 f,

@@ -29,7 +29,7 @@ pub(super) struct Resumed {
 /// Opens run `id` in `state` and tells the person what will happen to it.
 pub(super) fn open(state: &Path, id: &RunId, notices: &Notices) -> Result<Resumed, RunError> {
     let dir = dir::existing_run(state, id)?;
-    let plan = dir::run_plan(&dir)?;
+    let plan = dir::run_plan(&dir, notices)?;
     // A run killed before its first journal line has nothing to keep, which is not an error.
     let replay = match journal::read(&dir.join("journal.jsonl")) {
         Ok(r) => r,
