@@ -15,7 +15,7 @@ use crate::plan::Plan;
 use crate::report::{Report, RunOutcome, SegmentReport, render};
 
 use super::RunError;
-use super::notice::Notices;
+use super::notice::{Notice, Notices};
 
 /// Rebuilds a run's report from its plan and journal alone. Tasks with no recorded
 /// outcome are `not_started`: because the run stopped, when the journal says it did.
@@ -116,11 +116,18 @@ pub(super) fn with_history(report: Report, replay: &Replay) -> Report {
     report.with_segments(segments, &replay.task_segment)
 }
 
-/// Rebuilds the report of the run in `dir` (a `runs/<run id>` directory); an unsealed plan
-/// is told to `notices`.
+/// Rebuilds the report of the run in `dir` (a `runs/<run id>` directory); journal lines
+/// left out and an unsealed plan are told to `notices`.
 pub fn rebuild(dir: &Path, notices: &Notices) -> Result<Report, RunError> {
     let plan = super::dir::run_plan(dir, notices)?;
-    let replay = journal::read(&dir.join("journal.jsonl"))?;
+    let path = dir.join("journal.jsonl");
+    let replay = journal::read(&path)?;
+    if !replay.warnings.is_empty() {
+        notices.send(Notice::JournalLines {
+            path,
+            lines: replay.warnings.clone(),
+        });
+    }
     let id = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
