@@ -23,7 +23,7 @@ const EXIT_CODES: &str = "Exit codes:
   1    the run finished with failed tasks
   2    invalid job, plan or usage (nothing was sent)
   3    stopped by a rollout's max_failures threshold
-  4    incomplete but resumable (deadline or retry budget)
+  4    incomplete but resumable (deadline, retry budget, or a full disk)
   75   another run holds the lock
   130  interrupted (SIGINT/SIGTERM)";
 
@@ -437,7 +437,14 @@ fn print_result(r: &RunResult) -> u8 {
             r.run_id
         );
     }
-    println!("report: {}", r.report_path.display());
+    match &r.report_error {
+        Some(e) => eprintln!(
+            "{}\n  = help: free space and rebuild it with `esper-bulk report {}`",
+            crate::base::render_error(e),
+            r.run_dir.display()
+        ),
+        None => println!("report: {}", r.report_path.display()),
+    }
     r.exit_code
 }
 
