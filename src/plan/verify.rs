@@ -39,10 +39,6 @@ pub enum Fault {
         value: String,
         range: String,
     },
-    #[error("`limits.batch` {batch} is above `limits.max_in_flight` {max}")]
-    BatchAboveMax { batch: u32, max: u32 },
-    #[error("`retry.initial_delay` is longer than `retry.max_delay`")]
-    DelayOrder,
     #[error("two steps are called `{0}`")]
     DuplicateStep(String),
     #[error("step `{step}` starts at task {found}, but the steps before it end at {expected}")]
@@ -170,12 +166,9 @@ fn settings(plan: &Plan, faults: &mut Vec<Fault>) {
         l.max_in_flight,
         &IN_FLIGHT_RANGE,
     ));
-    if l.batch > l.max_in_flight {
-        faults.push(Fault::BatchAboveMax {
-            batch: l.batch,
-            max: l.max_in_flight,
-        });
-    }
+    // `batch` above `max_in_flight` and `initial_delay` above `max_delay` are not checked:
+    // the job checker refuses them only when both are written, so a default on one side
+    // compiles into such a plan, and the governor and the backoff clamp them.
     let r = &plan.retry;
     faults.extend(ints("retry.attempts", r.attempts, &ATTEMPTS_RANGE));
     let longest = format!("0..={} ms", MAX_DURATION.as_millis());
@@ -187,9 +180,6 @@ fn settings(plan: &Plan, faults: &mut Vec<Fault>) {
         if d > MAX_DURATION {
             faults.push(out_of_range(field, d.as_millis(), &longest));
         }
-    }
-    if r.initial_delay > r.max_delay {
-        faults.push(Fault::DelayOrder);
     }
     if let Some(d) = plan.deadline_ms
         && (d.is_zero() || d > MAX_DURATION)
