@@ -420,3 +420,9 @@ fn job_names_are_at_most_128_characters() {
         d.0[0].help
     );
 }
+
+#[test]
+fn a_zero_deadline_is_refused() {
+    let p = problems(&GOOD.replace("deadline: 50m", "deadline: 0s"));
+    assert_eq!(p, [(10, "the deadline is 0".to_string())]);
+}

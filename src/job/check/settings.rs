@@ -55,9 +55,27 @@ pub(super) fn settings(cx: &mut Cx, root: &Node) -> Settings {
         esper,
         limits,
         retry,
-        deadline: root.get("deadline").and_then(parse_duration),
+        deadline: deadline(cx, root),
         vars,
     }
+}
+
+/// `deadline`, which must leave time to send something: a zero deadline stops a run
+/// before its first request, and a plan carrying one is refused.
+fn deadline(cx: &mut Cx, root: &Node) -> Option<Duration> {
+    let n = root.get("deadline")?;
+    let d = parse_duration(n)?;
+    if d.is_zero() {
+        cx.error(
+            n,
+            "deadline",
+            "the deadline is 0",
+            Some(
+                "give the run time to finish, e.g. `deadline: 50m`, or leave `deadline` out".into(),
+            ),
+        );
+    }
+    Some(d)
 }
 
 fn check_version(cx: &mut Cx, root: &Node) {
