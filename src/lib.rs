@@ -137,7 +137,8 @@ pub mod exit {
     pub const INVALID: u8 = 2;
     /// A rollout's `max_failures` threshold stopped the run.
     pub const THRESHOLD: u8 = 3;
-    /// Incomplete but resumable (deadline or retry budget exhausted).
+    /// Incomplete but resumable (deadline or retry budget exhausted, or the journal or
+    /// report could not be written, e.g. on a full disk).
     pub const INCOMPLETE: u8 = 4;
     /// Another run holds the lock.
     pub const LOCKED: u8 = 75;

@@ -14,7 +14,7 @@ pub const EXIT_CODES: &str = "Exit codes:
   1    the run finished with failed tasks
   2    invalid job, plan or usage (nothing was sent)
   3    stopped by a rollout's max_failures threshold
-  4    incomplete but resumable (deadline or retry budget)
+  4    incomplete but resumable (deadline, retry budget, or a full disk)
   75   another run holds the lock
   130  interrupted (SIGINT/SIGTERM)";
 

@@ -248,7 +248,9 @@ async fn run_cmd(a: RunArgs, env: &Env) -> u8 {
             None => run::latest_run(&state).map(Source::Resume),
         },
         (None, Some(f), _) => load(f, env).map(|j| Source::Job(Box::new(j))),
-        (None, None, Some(p)) => run::read_plan(p).map(|p| Source::Plan(Box::new(p))),
+        (None, None, Some(p)) => {
+            run::read_plan(p, &stderr_notices()).map(|p| Source::Plan(Box::new(p)))
+        }
         // clap requires one of them.
         (None, None, None) => return exit::INVALID,
     };
@@ -298,13 +300,22 @@ fn print_result(r: &RunResult, json: bool) -> u8 {
         console::out(format_args!("{doc:#}\n"));
     } else if !(console::quiet() && r.exit_code == exit::OK) {
         console::out(r.report.summary_text());
-        console::out(format_args!("report: {}\n", r.report_path.display()));
+        if r.report_error.is_none() {
+            console::out(format_args!("report: {}\n", r.report_path.display()));
+        }
+    }
+    if let Some(e) = &r.report_error {
+        console::error(format_args!(
+            "{}\n  = help: free space and rebuild it with `esper-bulk report {}`",
+            crate::base::render_error(e),
+            r.run_dir.display()
+        ));
     }
     r.exit_code
 }
 
 fn report_cmd(dir: &std::path::Path, formats: &[String], stdout: bool) -> Result<u8, RunError> {
-    let report = run::rebuild(dir)?;
+    let report = run::rebuild(dir, &stderr_notices())?;
     let formats = formats
         .iter()
         .map(|f| f.parse())

@@ -14,9 +14,9 @@ pub mod shape;
 pub mod template;
 
 pub use check::{
-    DURATION_UNITS, DurationError, MAX_DURATION, TIME_OF_DAY_PATTERN, csv_column, duration_pattern,
-    parse_amount, parse_date_time, parse_duration, parse_duration_str, parse_rate,
-    parse_time_of_day, tenant_base_url,
+    ATTEMPTS_RANGE, DURATION_UNITS, DurationError, IN_FLIGHT_RANGE, MAX_DURATION, MAX_NAME_CHARS,
+    RATE_RANGE, TIME_OF_DAY_PATTERN, csv_column, duration_pattern, parse_amount, parse_date_time,
+    parse_duration, parse_duration_str, parse_rate, parse_time_of_day, tenant_base_url,
 };
 pub use diagnostic::{Diagnostic, Diagnostics, Severity, Snippet, mask, source_lines};
 pub use model::*;

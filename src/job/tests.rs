@@ -446,3 +446,35 @@ fn wait_says_what_success_means() {
         msgs("{ pending: later }")
     );
 }
+
+// See: #11 — a job name names run directories and lock files, so it has a length limit.
+#[test]
+fn job_names_are_at_most_128_characters() {
+    let named = |n: &str| GOOD.replace("name: demo", &format!("name: {n}"));
+    // Characters, not bytes: 128 of `ü` is 256 bytes and still a valid name.
+    assert!(load("ok.yaml", &named(&"ü".repeat(128)), &host()).is_ok());
+    let long = "x".repeat(129);
+    let p = problems(&named(&long));
+    assert_eq!(
+        p,
+        [(
+            3,
+            "the job name is 129 characters long, more than 128".to_string()
+        )]
+    );
+    let d = load("bad.yaml", &named(&long), &host()).unwrap_err();
+    assert!(
+        d.0[0]
+            .help
+            .as_deref()
+            .is_some_and(|h| h.contains("shorten it")),
+        "{:?}",
+        d.0[0].help
+    );
+}
+
+#[test]
+fn a_zero_deadline_is_refused() {
+    let p = problems(&GOOD.replace("deadline: 50m", "deadline: 0s"));
+    assert_eq!(p, [(10, "the deadline is 0".to_string())]);
+}

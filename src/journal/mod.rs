@@ -8,10 +8,15 @@
 //! lines after it, so a run written by format 1 and resumed by format 2 reads back whole;
 //! format 1 lines (failures as text) are converted on read, see [`v1`]. Lines are written
 //! through a buffer, flushed and fsynced in batches (every [`SYNC_EVERY`] lines or
-//! [`SYNC_AFTER`]) and at the end. A torn last line (power loss mid-write) is tolerated on
-//! read. The journal never decides anything: resuming treats every task without a
-//! recorded success as uncertain, so the executor reads it back by natural key before
-//! writing — a lost line can cost a read, never a duplicate.
+//! [`SYNC_AFTER`]) and at the end. Every line written now ends with a checksum of the rest
+//! of it (`,"crc":"<crc32 hex>"}`), so a damaged, torn or forged line is detected. Reading
+//! is line by line: a line that is not UTF-8, not an entry, fails its checksum, or lacks one
+//! in a segment whose `start` line had one is left out and reported ([`LineWarning`]), and
+//! the rest is used; lines of older journals, which have no checksum, are read as they are.
+//! A torn last line (power loss mid-write) is tolerated silently. The journal never decides
+//! anything: resuming treats every task without a recorded success as uncertain, so the
+//! executor reads it back by natural key before writing — a lost line can cost a read,
+//! never a duplicate.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -49,12 +54,6 @@ pub enum JournalError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}:{line}: not a journal entry: {message}")]
-    Corrupt {
-        path: PathBuf,
-        line: usize,
-        message: String,
-    },
     #[error(
         "{path} was written by journal format {found}; this esper-bulk reads formats {OLDEST_FORMAT} to {JOURNAL_FORMAT}"
     )]
@@ -67,9 +66,6 @@ impl Hint for JournalError {
             match self {
                 JournalError::Write { .. } => "check that the disk is not full",
                 JournalError::Read { .. } => "check the run directory and its permissions",
-                JournalError::Corrupt { .. } => {
-                    "the journal was changed by hand or damaged; restore it or start a new run"
-                }
                 JournalError::Format { .. } => "use the esper-bulk version that wrote the run",
             }
             .into(),
@@ -111,7 +107,7 @@ impl Journal {
             source,
         };
         let line = serde_json::to_string(e).map_err(|e| err(std::io::Error::other(e)))?;
-        self.out.write_all(line.as_bytes()).map_err(err)?;
+        self.out.write_all(seal(&line).as_bytes()).map_err(err)?;
         self.out.write_all(b"\n").map_err(err)?;
         self.unsynced += 1;
         if self.unsynced >= SYNC_EVERY || self.last_sync.elapsed() >= SYNC_AFTER {
@@ -146,6 +142,8 @@ pub struct Replay {
     pub finish: Option<FinishRecord>,
     /// The last line was cut short (a crash mid-write) and was ignored.
     pub torn: bool,
+    /// Lines before the last that were left out, and why; the rest was used.
+    pub warnings: Vec<LineWarning>,
     /// One per `start` line: the first run and each resumption, in order.
     pub segments: Vec<Segment>,
     /// For each task, the segment (index into `segments`) that recorded its last outcome.
@@ -176,51 +174,134 @@ impl Replay {
     }
 }
 
-/// Decodes one line written in `format` as a current entry.
-fn decode(line: &str, format: u32) -> Result<Entry, serde_json::Error> {
-    if format == 1 {
-        serde_json::from_str::<v1::Entry>(line).map(Entry::from)
-    } else {
-        serde_json::from_str::<Entry>(line)
+/// A journal line that was left out, by its 1-based number.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {problem}")]
+pub struct LineWarning {
+    pub line: usize,
+    pub problem: LineProblem,
+}
+
+/// Why a journal line was left out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LineProblem {
+    #[error("not valid UTF-8")]
+    NotUtf8,
+    #[error("not a journal entry ({0})")]
+    NotAnEntry(String),
+    #[error("its checksum does not match its content")]
+    BadChecksum,
+    #[error("no checksum, though the lines around it have one")]
+    NoChecksum,
+}
+
+/// The checksum field every line written now ends with: `,"crc":"` and 8 hex digits.
+const CRC_FIELD: &str = r#","crc":""#;
+const CRC_SUFFIX_LEN: usize = CRC_FIELD.len() + 8 + 2;
+
+fn crc_of(json: &str) -> String {
+    format!("{:08x}", crc32fast::hash(json.as_bytes()))
+}
+
+/// `{…}` becomes `{…,"crc":"<crc32 of {…}>"}`.
+fn seal(json: &str) -> String {
+    match json.strip_suffix('}') {
+        Some(body) => format!("{body}{CRC_FIELD}{}\"}}", crc_of(json)),
+        None => json.to_string(),
     }
 }
 
-/// Reads a journal, tolerating a torn last line.
+/// Splits a sealed line into the JSON it was made from and its checksum; `None` for a
+/// line without one (older journals).
+fn unseal(line: &str) -> Option<(String, &str)> {
+    let at = line.len().checked_sub(CRC_SUFFIX_LEN)?;
+    let suffix = line.get(at..)?;
+    let crc = suffix.strip_prefix(CRC_FIELD)?.strip_suffix("\"}")?;
+    (crc.len() == 8 && crc.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| (format!("{}}}", &line[..at]), crc))
+}
+
+/// Decodes one line written in `format` as a current entry, and says whether it carried a
+/// checksum.
+fn decode(line: &[u8], format: u32) -> Result<(Entry, bool), LineProblem> {
+    let line = std::str::from_utf8(line).map_err(|_| LineProblem::NotUtf8)?;
+    let (json, sealed) = match unseal(line) {
+        Some((json, crc)) if crc_of(&json) == crc => (std::borrow::Cow::Owned(json), true),
+        Some(_) => return Err(LineProblem::BadChecksum),
+        None => (std::borrow::Cow::Borrowed(line), false),
+    };
+    let entry = if format == 1 {
+        serde_json::from_str::<v1::Entry>(&json).map(Entry::from)
+    } else {
+        serde_json::from_str::<Entry>(&json)
+    };
+    entry
+        .map(|e| (e, sealed))
+        .map_err(|e| LineProblem::NotAnEntry(e.to_string()))
+}
+
+/// Reads a journal line by line, tolerating a torn last line and leaving out (with a
+/// [`LineWarning`]) any other line that cannot be trusted.
 pub fn read(path: &Path) -> Result<Replay, JournalError> {
     let file = File::open(path).map_err(|source| JournalError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    let lines: Vec<String> = BufReader::new(file)
-        .lines()
-        .collect::<Result<_, _>>()
-        .map_err(|source| JournalError::Read {
+    let mut lines = BufReader::new(file).split(b'\n').peekable();
+    let mut replay = Replay::default();
+    // Every `start` names the format of the lines after it; a journal begins with one.
+    let mut format = JOURNAL_FORMAT;
+    // Whether the current segment's `start` line was sealed: then every line after it is.
+    let mut sealed_segment = false;
+    let mut n = 0;
+    while let Some(line) = lines.next() {
+        n += 1;
+        let mut line = line.map_err(|source| JournalError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-    let mut replay = Replay::default();
-    let last = lines.len();
-    // Every `start` names the format of the lines after it; a journal begins with one.
-    let mut format = JOURNAL_FORMAT;
-    for (i, line) in lines.iter().enumerate() {
-        if line.trim().is_empty() {
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        match decode(line, format) {
-            Ok(Entry::Start { format: f, .. })
-                if !(OLDEST_FORMAT..=JOURNAL_FORMAT).contains(&f) =>
-            {
+        let last = lines.peek().is_none();
+        let entry = match decode(&line, format) {
+            Ok((e @ Entry::Start { .. }, sealed)) => {
+                sealed_segment = sealed;
+                e
+            }
+            Ok((_, false)) if sealed_segment => {
+                replay.warnings.push(LineWarning {
+                    line: n,
+                    problem: LineProblem::NoChecksum,
+                });
+                continue;
+            }
+            Ok((e, _)) => e,
+            Err(LineProblem::NotUtf8 | LineProblem::NotAnEntry(_)) if last => {
+                replay.torn = true;
+                continue;
+            }
+            Err(problem) => {
+                replay.warnings.push(LineWarning { line: n, problem });
+                continue;
+            }
+        };
+        match entry {
+            Entry::Start { format: f, .. } if !(OLDEST_FORMAT..=JOURNAL_FORMAT).contains(&f) => {
                 return Err(JournalError::Format {
                     path: path.to_path_buf(),
                     found: f,
                 });
             }
-            Ok(Entry::Start {
+            Entry::Start {
                 format: f,
                 at,
                 resumed,
                 ..
-            }) => {
+            } => {
                 format = f;
                 replay.starts += 1;
                 replay.segments.push(Segment {
@@ -230,10 +311,10 @@ pub fn read(path: &Path) -> Result<Replay, JournalError> {
                     outcomes: 0,
                 });
             }
-            Ok(Entry::Intent { task }) => {
+            Entry::Intent { task } => {
                 replay.in_flight.insert(task);
             }
-            Ok(Entry::Outcome(o)) => {
+            Entry::Outcome(o) => {
                 replay.in_flight.remove(&o.task);
                 if let Some(n) = replay.segments.len().checked_sub(1) {
                     replay.segments[n].outcomes += 1;
@@ -241,19 +322,11 @@ pub fn read(path: &Path) -> Result<Replay, JournalError> {
                 }
                 replay.outcomes.insert(o.task, o.into());
             }
-            Ok(Entry::Finish(f)) => {
+            Entry::Finish(f) => {
                 if let Some(s) = replay.segments.last_mut() {
                     s.finish = Some(f.clone());
                 }
                 replay.finish = Some(f);
-            }
-            Err(_) if i + 1 == last => replay.torn = true,
-            Err(e) => {
-                return Err(JournalError::Corrupt {
-                    path: path.to_path_buf(),
-                    line: i + 1,
-                    message: e.to_string(),
-                });
             }
         }
     }

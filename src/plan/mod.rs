@@ -14,6 +14,7 @@
 mod compile;
 mod resolve;
 mod show;
+mod verify;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -27,6 +28,7 @@ use crate::job::{Amount, Limits, OnExists, RetrySettings, Tolerance, template};
 pub use compile::{MAX_DEVICES_PER_COMMAND, MAX_DEVICES_PER_MOVE, compile};
 pub use resolve::{GroupInfo, Inventory, InventoryError, Resolved, resolve, select_groups};
 pub use show::{Paths, plan_text};
+pub use verify::{Fault, Faults, integrity, verify};
 
 /// The plan file format; bumped on incompatible changes.
 pub const PLAN_FORMAT: u32 = 2;

@@ -304,11 +304,8 @@ fn task_report(plan: &Plan, o: &Outcome) -> TaskReport {
     }
 }
 
-/// `sha256:<hex>` of the plan as serialized (what `plan --out` writes, without indentation).
+/// `sha256:<hex>` of the plan as serialized (what `plan --out` writes, without indentation
+/// and without its `integrity` field, which holds this same hash).
 pub fn plan_hash(plan: &Plan) -> String {
-    use sha2::{Digest, Sha256};
-    let bytes = serde_json::to_vec(plan).unwrap_or_default();
-    let digest = Sha256::digest(&bytes);
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
+    crate::plan::integrity(plan)
 }

@@ -102,7 +102,7 @@ pub async fn demo(cfg: DemoConfig, cancel: CancellationToken) -> Result<DemoResu
     let (file, text) = match &cfg.job {
         Some(p) => (
             p.display().to_string(),
-            std::fs::read_to_string(p).map_err(|source| RunError::ReadJob {
+            super::load::read_job_file(p).map_err(|source| RunError::ReadJob {
                 path: p.clone(),
                 source,
             })?,

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crate::lock::{self, Holder, LockError, RunLock, Unlock};
 use crate::plan::{self, Plan};
+use crate::util::MAX_INPUT_BYTES;
 
 use super::RunError;
 use super::config::Env;
@@ -117,7 +118,7 @@ pub(super) fn latest_unfinished(state: &Path, job: &str, server: &plan::Server) 
         .collect();
     candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
     candidates.into_iter().find_map(|(_, dir)| {
-        let plan = run_plan(&dir).ok()?;
+        let plan = run_plan(&dir, &Notices::none()).ok()?;
         if plan.job != job || &plan.server != server {
             return None;
         }
@@ -141,30 +142,31 @@ pub(super) fn existing_run(state: &Path, id: &RunId) -> Result<PathBuf, RunError
     }
 }
 
-/// A run directory's frozen plan. Unlike a saved plan file its format is not checked: the
-/// directory was written by this run.
-pub(super) fn run_plan(dir: &Path) -> Result<Plan, RunError> {
+/// A run directory's frozen plan, verified like a saved plan file ([`read_plan`]). Unlike
+/// a saved plan file its format is not checked: the directory was written by this run.
+pub(super) fn run_plan(dir: &Path, notices: &Notices) -> Result<Plan, RunError> {
     let path = dir.join("plan.json");
-    let text = std::fs::read_to_string(&path).map_err(|source| RunError::NotARunDir {
-        dir: dir.to_path_buf(),
-        source,
-    })?;
-    serde_json::from_str(&text).map_err(|e| RunError::NotAPlan {
-        path,
-        message: e.to_string(),
-    })
+    let text =
+        crate::util::read_text(&path, MAX_INPUT_BYTES).map_err(|source| RunError::NotARunDir {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
+    let (plan, seal) = parse_plan(&path, &text)?;
+    check_plan(&path, &plan, seal.as_deref(), notices)?;
+    Ok(plan)
 }
 
-/// Reads a plan saved by `plan --out`, refusing other plan formats.
-pub fn read_plan(path: &Path) -> Result<Plan, RunError> {
-    let text = std::fs::read_to_string(path).map_err(|source| RunError::ReadPlan {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let plan: Plan = serde_json::from_str(&text).map_err(|e| RunError::NotAPlan {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
+/// Reads a plan saved by `plan --out`, refusing other plan formats and any plan that fails
+/// [`plan::verify`]: its integrity hash, the job checker's ranges and counts that agree
+/// with its frozen targets. A plan written before plans carried a hash is run with a
+/// [`Notice::UnsealedPlan`].
+pub fn read_plan(path: &Path, notices: &Notices) -> Result<Plan, RunError> {
+    let text =
+        crate::util::read_text(path, MAX_INPUT_BYTES).map_err(|source| RunError::ReadPlan {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let (plan, seal) = parse_plan(path, &text)?;
     if plan.format != plan::PLAN_FORMAT {
         return Err(RunError::PlanFormat {
             path: path.to_path_buf(),
@@ -172,13 +174,64 @@ pub fn read_plan(path: &Path) -> Result<Plan, RunError> {
             expected: plan::PLAN_FORMAT,
         });
     }
+    check_plan(path, &plan, seal.as_deref(), notices)?;
     Ok(plan)
 }
 
+/// A plan file: the plan's fields, then `integrity`, [`plan::integrity`] of the plan.
+#[derive(serde::Serialize)]
+struct Sealed<'a> {
+    #[serde(flatten)]
+    plan: &'a Plan,
+    integrity: String,
+}
+
+/// The one field of a plan file that is not the plan's; files from before it have none.
+#[derive(serde::Deserialize)]
+struct Seal {
+    #[serde(default)]
+    integrity: Option<String>,
+}
+
+/// The plan and its recorded integrity hash, if the file has one.
+fn parse_plan(path: &Path, text: &str) -> Result<(Plan, Option<String>), RunError> {
+    let not_a_plan = |e: serde_json::Error| RunError::NotAPlan {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    // Parsed as the plan itself (unknown fields, `integrity` among them, are ignored), so
+    // errors keep their line and column.
+    let plan: Plan = serde_json::from_str(text).map_err(not_a_plan)?;
+    let seal: Seal = serde_json::from_str(text).map_err(not_a_plan)?;
+    Ok((plan, seal.integrity))
+}
+
+fn check_plan(
+    path: &Path,
+    plan: &Plan,
+    seal: Option<&str>,
+    notices: &Notices,
+) -> Result<(), RunError> {
+    plan::verify(plan, seal).map_err(|faults| RunError::BadPlan {
+        path: path.to_path_buf(),
+        faults,
+    })?;
+    if seal.is_none() {
+        notices.send(Notice::UnsealedPlan {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
 /// Writes a plan for review and `run --plan` (atomically: a half-written plan must never
-/// be run).
+/// be run), with its `integrity` hash.
 pub fn write_plan(path: &Path, plan: &Plan) -> Result<(), RunError> {
-    let text = serde_json::to_string_pretty(plan).unwrap_or_default();
+    let sealed = Sealed {
+        plan,
+        integrity: plan::integrity(plan),
+    };
+    let text = serde_json::to_string_pretty(&sealed).unwrap_or_default();
     crate::util::atomic_write(path, text.as_bytes()).map_err(|source| RunError::Write {
         path: path.to_path_buf(),
         source,

@@ -13,7 +13,8 @@ use crate::esper::ApiError;
 use crate::exit;
 use crate::journal::JournalError;
 use crate::lock::{Holder, LockError};
-use crate::plan::PlanError;
+use crate::plan::{Faults, PlanError};
+use crate::util::refusal;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -83,6 +84,9 @@ pub enum RunError {
     },
     #[error("{} is not a plan file: {message}", path.display())]
     NotAPlan { path: PathBuf, message: String },
+    /// A plan file that fails [`crate::plan::verify`]: edited, damaged or forged.
+    #[error("refusing plan {}: {faults}", path.display())]
+    BadPlan { path: PathBuf, faults: Faults },
     #[error("plan {} has format {found}, this esper-bulk reads format {expected}", path.display())]
     PlanFormat {
         path: PathBuf,
@@ -153,7 +157,13 @@ fn help_line(e: &PlanError) -> String {
 impl Hint for RunError {
     fn hint(&self) -> Option<String> {
         match self {
-            RunError::ReadJob { .. } => Some("check the path".into()),
+            RunError::ReadJob { source, .. } => refusal(source)
+                .and_then(Hint::hint)
+                .or_else(|| Some("check the path".into())),
+            RunError::ReadPlan { source, .. } | RunError::Write { source, .. } => {
+                refusal(source).and_then(Hint::hint)
+            }
+            RunError::BadPlan { faults, .. } => faults.hint(),
             RunError::PlanElsewhere { asked, from, .. } => Some(format!(
                 "make a new plan against `{asked}` (`esper-bulk plan JOB --out FILE`), or unset {from} to run this one where it was made"
             )),

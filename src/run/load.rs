@@ -14,9 +14,16 @@ use serde_json::{Value, json};
 
 use crate::exit;
 use crate::job::{self, Diagnostic, Diagnostics, Job, Severity};
+use crate::util::MAX_INPUT_BYTES;
 
 use super::RunError;
 use super::config::Env;
+
+/// Reads a job file: a regular file of at most [`MAX_INPUT_BYTES`] (a FIFO or a device
+/// would hang or never end).
+pub(super) fn read_job_file(path: &Path) -> std::io::Result<String> {
+    crate::util::read_text(path, MAX_INPUT_BYTES)
+}
 
 /// A valid job and its warnings.
 #[derive(Debug)]
@@ -28,7 +35,7 @@ pub struct LoadedJob {
 
 /// Reads and validates the job file at `path`.
 pub fn load_job(path: &Path, env: &Env) -> Result<LoadedJob, RunError> {
-    let text = std::fs::read_to_string(path).map_err(|source| RunError::ReadJob {
+    let text = read_job_file(path).map_err(|source| RunError::ReadJob {
         path: path.to_path_buf(),
         source,
     })?;
@@ -73,7 +80,9 @@ fn check(
     env: &Env,
     strictness: Strictness,
 ) -> Result<(Job, Vec<Diagnostic>), Diagnostics> {
-    let read = |p: &str| std::fs::read_to_string(base.join(p)).map_err(job::ReadError::from);
+    let read = |p: &str| {
+        crate::util::read_text(&base.join(p), MAX_INPUT_BYTES).map_err(job::ReadError::from)
+    };
     let lookup = |n: &str| env.get(n);
     let host = job::Host {
         env: &lookup,
@@ -120,9 +129,13 @@ pub fn validate_paths(paths: &[PathBuf], env: &Env, stdin: &mut dyn Read) -> Val
     let mut files = Vec::new();
     for p in paths {
         if p.as_os_str() == "-" {
-            let mut text = String::new();
-            files.push(match stdin.read_to_string(&mut text) {
-                Ok(_) => validate_text("<stdin>", text, Path::new("."), env),
+            let text = crate::util::read_bounded(&mut *stdin, MAX_INPUT_BYTES).and_then(|b| {
+                String::from_utf8(b).map_err(|_| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, "it is not UTF-8 text")
+                })
+            });
+            files.push(match text {
+                Ok(text) => validate_text("<stdin>", text, Path::new("."), env),
                 Err(e) => unreadable("<stdin>", &format!("cannot read standard input: {e}")),
             });
         } else if p.is_dir() {
@@ -161,7 +174,7 @@ fn validate_dir(dir: &Path, env: &Env) -> Vec<Validated> {
 
 fn validate_file(path: &Path, env: &Env) -> Validated {
     let shown = path.display().to_string();
-    match std::fs::read_to_string(path) {
+    match read_job_file(path) {
         Ok(text) => {
             let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
             validate_text(&shown, text, &base, env)

@@ -68,6 +68,9 @@ pub struct RunResult {
     /// Why the journal stopped recording, if it did. The run stopped dispatching then, so
     /// it is incomplete and must be resumed once the cause (usually a full disk) is fixed.
     pub journal_error: Option<JournalError>,
+    /// Why `report.json` could not be written, if it could not (usually a full disk): the
+    /// run is incomplete (exit 4), and `esper-bulk report RUN_DIR` rebuilds its reports.
+    pub report_error: Option<RunError>,
 }
 
 /// Resolves `cfg.job`'s targets (read-only, paced like a run) and compiles its plan.
@@ -185,7 +188,8 @@ fn continued_run(
 ) -> Result<Option<RunId>, RunError> {
     match wanted {
         Some(id) => {
-            let plan = dir::run_plan(&dir::existing_run(state_dir, &id)?)?;
+            // Warnings about the plan come when the run is opened, not twice.
+            let plan = dir::run_plan(&dir::existing_run(state_dir, &id)?, &Notices::none())?;
             if plan.job != job.name {
                 return Err(RunError::NotThisJob {
                     run_id: id.to_string(),
@@ -455,18 +459,14 @@ impl Ready {
             },
             Some(_) => report,
         };
-        let report_path = write_report(&dir, &report, Format::Json)?;
-        if output.renderings {
-            for f in &Format::ALL[1..] {
-                // report.json is the record; a failure here costs a rendering, not the run.
-                if let Err(RunError::Write { path, source }) = write_report(&dir, &report, *f) {
-                    notices.send(Notice::RenderingNotWritten {
-                        path,
-                        error: source.to_string(),
-                    });
-                }
-            }
-        }
+        let recorded = rebuild::record(
+            &dir,
+            &report,
+            journal_error.is_some(),
+            output.renderings,
+            &crate::util::atomic_write,
+            notices,
+        );
         if let Some(p) = &output.metrics_file
             && let Err(e) = crate::util::atomic_write(p, report.prometheus().as_bytes())
         {
@@ -475,19 +475,16 @@ impl Ready {
                 error: e.to_string(),
             });
         }
-        let (outcome, exit_code) = match journal_error {
-            Some(_) => (RunOutcome::Incomplete, crate::exit::INCOMPLETE),
-            None => (report.run.outcome, report.run.exit_code),
-        };
         Ok(RunResult {
             run_id: id,
             run_dir: dir,
-            report_path,
+            report_path: recorded.report_path,
             report,
             plan,
-            outcome,
-            exit_code,
+            outcome: recorded.outcome,
+            exit_code: recorded.exit_code,
             journal_error,
+            report_error: recorded.report_error,
         })
     }
 }

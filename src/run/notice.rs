@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::base::count;
+use crate::journal::LineWarning;
 use crate::lock::Holder;
 
 /// Something worth telling a person, as it happens.
@@ -25,6 +26,16 @@ pub enum Notice {
     LockTakenOver(Holder),
     /// The journal's last line was cut short; that task is read back like any other.
     TornJournal,
+    /// Journal lines that were not used (damaged, or failing their checksum); the rest of
+    /// the journal was.
+    JournalLines {
+        path: PathBuf,
+        lines: Vec<LineWarning>,
+    },
+    /// A plan file written before plans carried an integrity hash: checked, not sealed.
+    UnsealedPlan {
+        path: PathBuf,
+    },
     /// Tasks that had started but recorded no outcome when the resumed run stopped.
     InFlight(usize),
     Resuming {
@@ -79,6 +90,8 @@ impl Notice {
                 | Notice::PlanWarning(_)
                 | Notice::LockTakenOver(_)
                 | Notice::TornJournal
+                | Notice::JournalLines { .. }
+                | Notice::UnsealedPlan { .. }
                 | Notice::RenderingNotWritten { .. }
                 | Notice::MetricsNotWritten { .. }
                 | Notice::DeadlineMayPass { .. }
@@ -98,6 +111,24 @@ impl fmt::Display for Notice {
             ),
             Notice::TornJournal => f.write_str(
                 "warning: the journal's last line was cut short (a crash mid-write); that task will be read back",
+            ),
+            Notice::JournalLines { path, lines } => {
+                const SHOWN: usize = 5;
+                let shown: Vec<String> = lines.iter().take(SHOWN).map(|l| l.to_string()).collect();
+                write!(
+                    f,
+                    "warning: {}: ignoring {} damaged line{} ({}{}); their tasks will be read back",
+                    path.display(),
+                    lines.len(),
+                    if lines.len() == 1 { "" } else { "s" },
+                    shown.join("; "),
+                    if lines.len() > SHOWN { "; …" } else { "" }
+                )
+            }
+            Notice::UnsealedPlan { path } => write!(
+                f,
+                "warning: {} has no integrity hash (written by an older esper-bulk); its structure was checked, but edits to it cannot be detected",
+                path.display()
             ),
             Notice::InFlight(n) => write!(
                 f,

@@ -8,6 +8,7 @@
 //! module's; reading the journal is [`crate::journal`]'s.
 
 use std::collections::BTreeMap;
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use crate::exec::Outcome;
@@ -29,22 +30,33 @@ pub(super) struct Resumed {
 /// Opens run `id` in `state` and tells the person what will happen to it.
 pub(super) fn open(state: &Path, id: &RunId, notices: &Notices) -> Result<Resumed, RunError> {
     let dir = dir::existing_run(state, id)?;
-    let plan = dir::run_plan(&dir)?;
+    let plan = dir::run_plan(&dir, notices)?;
     // A run killed before its first journal line has nothing to keep, which is not an error.
-    let replay = match journal::read(&dir.join("journal.jsonl")) {
+    let path = dir.join("journal.jsonl");
+    let replay = match journal::read(&path) {
         Ok(r) => r,
-        Err(JournalError::Read { .. }) => Replay::default(),
+        Err(JournalError::Read { source, .. }) if source.kind() == ErrorKind::NotFound => {
+            Replay::default()
+        }
         Err(e) => return Err(e.into()),
     };
     if replay.torn {
         notices.send(Notice::TornJournal);
     }
+    if !replay.warnings.is_empty() {
+        notices.send(Notice::JournalLines {
+            path,
+            lines: replay.warnings.clone(),
+        });
+    }
+    // Outcomes of tasks the plan does not have are not this run's to keep.
     let mut prior = replay.succeeded();
+    prior.retain(|t, _| *t < plan.task_count);
     let succeeded = prior.len();
     let interrupted: Vec<(u32, Outcome)> = replay
         .outcomes
         .iter()
-        .filter(|(_, o)| o.interrupted_command().is_some())
+        .filter(|(t, o)| **t < plan.task_count && o.interrupted_command().is_some())
         .map(|(t, o)| (*t, o.clone()))
         .collect();
     let following = interrupted.len();

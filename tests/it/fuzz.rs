@@ -426,6 +426,10 @@ fn exercise(text: &str, csv: &str, stats: &Stats) -> Result<(), String> {
         }
     };
     stats.planned.fetch_add(1, Ordering::Relaxed);
+    // What compiling makes, loading it back from a plan file accepts (issue #11).
+    if let Err(f) = plan::verify(&plan, Some(&plan::integrity(&plan))) {
+        return Err(format!("the compiled plan fails the plan-file checks: {f}"));
+    }
     // Ten devices and nine groups: a plan can hold only a handful of tasks per step.
     if plan.task_count as usize > 64 * (plan.steps.len() + 1) {
         return Err(format!("{} tasks from a ten-device fleet", plan.task_count));

@@ -99,6 +99,8 @@ async fn plan_on(server: &MockServer, file: &str, job: &Job) -> (Plan, Vec<Strin
     };
     let plan = plan::compile(job, &resolved, server_info)
         .unwrap_or_else(|e| panic!("{file}: plan does not compile: {e}"));
+    plan::verify(&plan, Some(&plan::integrity(&plan)))
+        .unwrap_or_else(|f| panic!("{file}: the compiled plan fails the plan-file checks: {f}"));
     (plan, resolved.warnings)
 }
 

@@ -129,7 +129,8 @@ async fn a_cancelled_run_resumes_by_id_without_duplicates() {
         "one run directory for the run and its resumption"
     );
     // The journal of both attempts rebuilds the final report.
-    let rebuilt = esper_bulk::run::rebuild(&second.run_dir).unwrap();
+    let rebuilt =
+        esper_bulk::run::rebuild(&second.run_dir, &esper_bulk::run::Notices::none()).unwrap();
     assert_eq!(rebuilt.summary.succeeded, 2 * GROUPS as u64);
 }
 

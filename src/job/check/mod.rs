@@ -25,9 +25,9 @@ mod values;
 pub use settings::tenant_base_url;
 pub use targets::csv_column;
 pub use values::{
-    DURATION_UNITS, DurationError, MAX_DURATION, TIME_OF_DAY_PATTERN, duration_pattern,
-    parse_amount, parse_date_time, parse_duration, parse_duration_str, parse_rate,
-    parse_time_of_day,
+    ATTEMPTS_RANGE, DURATION_UNITS, DurationError, IN_FLIGHT_RANGE, MAX_DURATION, MAX_NAME_CHARS,
+    RATE_RANGE, TIME_OF_DAY_PATTERN, duration_pattern, parse_amount, parse_date_time,
+    parse_duration, parse_duration_str, parse_rate, parse_time_of_day,
 };
 
 use std::collections::BTreeSet;

@@ -18,7 +18,7 @@ use crate::job::node::{Kind, Node};
 use crate::job::template;
 
 use super::Cx;
-use super::values::{parse_duration, parse_rate};
+use super::values::{ATTEMPTS_RANGE, IN_FLIGHT_RANGE, MAX_NAME_CHARS, parse_duration, parse_rate};
 
 /// Everything of the job apart from its targets and steps.
 pub(super) struct Settings {
@@ -55,9 +55,27 @@ pub(super) fn settings(cx: &mut Cx, root: &Node) -> Settings {
         esper,
         limits,
         retry,
-        deadline: root.get("deadline").and_then(parse_duration),
+        deadline: deadline(cx, root),
         vars,
     }
+}
+
+/// `deadline`, which must leave time to send something: a zero deadline stops a run
+/// before its first request, and a plan carrying one is refused.
+fn deadline(cx: &mut Cx, root: &Node) -> Option<Duration> {
+    let n = root.get("deadline")?;
+    let d = parse_duration(n)?;
+    if d.is_zero() {
+        cx.error(
+            n,
+            "deadline",
+            "the deadline is 0",
+            Some(
+                "give the run time to finish, e.g. `deadline: 50m`, or leave `deadline` out".into(),
+            ),
+        );
+    }
+    Some(d)
 }
 
 fn check_version(cx: &mut Cx, root: &Node) {
@@ -90,6 +108,20 @@ fn name(cx: &mut Cx, root: &Node) -> String {
             "name",
             "the job name is empty",
             Some("e.g. `name: kiosk-rollout`".into()),
+        );
+    }
+    let chars = name.chars().count();
+    if let Some(n) = root.get("name")
+        && chars > MAX_NAME_CHARS
+    {
+        cx.error(
+            n,
+            "name",
+            format!("the job name is {chars} characters long, more than {MAX_NAME_CHARS}"),
+            Some(
+                "shorten it: the name becomes part of run directory and lock file names; put the detail in `description`"
+                    .into(),
+            ),
         );
     }
     name
@@ -189,8 +221,15 @@ fn api_key(cx: &mut Cx, e: &Node) -> Option<KeySource> {
     }
 }
 
-fn int_in(cx: &mut Cx, n: Option<&Node>, path: &str, lo: i64, hi: i64, help: &str) -> Option<u32> {
+fn int_in(
+    cx: &mut Cx,
+    n: Option<&Node>,
+    path: &str,
+    range: &std::ops::RangeInclusive<u32>,
+    help: &str,
+) -> Option<u32> {
     let n = n?;
+    let (lo, hi) = (i64::from(*range.start()), i64::from(*range.end()));
     match n.kind {
         Kind::Int(i) if (lo..=hi).contains(&i) => Some(i as u32),
         Kind::Int(i) => {
@@ -215,8 +254,7 @@ fn limits(cx: &mut Cx, l: &Node) -> Limits {
         cx,
         l.get("batch"),
         "limits.batch",
-        1,
-        10_000,
+        &IN_FLIGHT_RANGE,
         "20 is the API's own advice",
     ) {
         out.batch = b;
@@ -225,8 +263,7 @@ fn limits(cx: &mut Cx, l: &Node) -> Limits {
         cx,
         l.get("max_in_flight"),
         "limits.max_in_flight",
-        1,
-        10_000,
+        &IN_FLIGHT_RANGE,
         "e.g. 100",
     ) {
         out.max_in_flight = m;
@@ -253,8 +290,7 @@ fn retry(cx: &mut Cx, r: &Node) -> RetrySettings {
         cx,
         r.get("attempts"),
         "retry.attempts",
-        1,
-        100,
+        &ATTEMPTS_RANGE,
         "1 means no retries",
     ) {
         out.attempts = a;

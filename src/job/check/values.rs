@@ -9,10 +9,20 @@
 //! Public (re-exported from `job`) so that anything reading a job's notation parses it the
 //! same way.
 
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use crate::job::model::Amount;
 use crate::job::node::{Kind, Node};
+
+/// `limits.rate` in requests per second.
+pub const RATE_RANGE: RangeInclusive<f64> = 0.01..=10_000.0;
+/// `limits.batch` and `limits.max_in_flight`.
+pub const IN_FLIGHT_RANGE: RangeInclusive<u32> = 1..=10_000;
+/// `retry.attempts`, the first included.
+pub const ATTEMPTS_RANGE: RangeInclusive<u32> = 1..=100;
+/// The longest job name: it names the run directory and the lock file.
+pub const MAX_NAME_CHARS: usize = 128;
 
 /// `20/s`, `600/m`, `36000/h` or a bare number per second.
 pub fn parse_rate(v: &Node) -> Option<f64> {
@@ -33,7 +43,7 @@ pub fn parse_rate(v: &Node) -> Option<f64> {
         }
         _ => return None,
     };
-    (rate.is_finite() && (0.01..=10_000.0).contains(&rate)).then_some(rate)
+    (rate.is_finite() && RATE_RANGE.contains(&rate)).then_some(rate)
 }
 
 /// The longest duration a job may name: a job that runs longer is a mistake.
