@@ -18,6 +18,10 @@ use crate::base::Hint;
 /// The most an input file (a job file, a CSV list, a plan file, standard input) may hold.
 pub const MAX_INPUT_BYTES: u64 = 16 * 1024 * 1024;
 
+/// The largest APK whose identity is read from the file itself; a bigger one names its
+/// `package` and `version_code` in the step instead of being read into memory.
+pub const MAX_APK_READ_BYTES: u64 = 1024 * 1024 * 1024;
+
 /// What a path is when it is not a regular file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileKind {
@@ -164,6 +168,16 @@ pub fn read_input(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
         return Err(refused(Refused::ReadFrom(kind)));
     }
     read_bounded(file, limit)
+}
+
+/// Refuses anything but a regular file at `path` (symlinks to one are followed), before
+/// it is opened: opening a FIFO blocks until a writer comes.
+pub fn check_regular(path: &Path) -> std::io::Result<u64> {
+    let meta = std::fs::metadata(path)?;
+    match FileKind::of(meta.file_type()) {
+        Some(kind) => Err(refused(Refused::ReadFrom(kind))),
+        None => Ok(meta.len()),
+    }
 }
 
 /// [`read_input`] as UTF-8 text.

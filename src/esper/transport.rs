@@ -209,6 +209,9 @@ pub(super) enum Body {
 }
 
 async fn file_part(path: &Path, mime: &str) -> Result<reqwest::multipart::Part, ErrorKind> {
+    // A FIFO or device would block the open or stream without end.
+    crate::util::check_regular(path)
+        .map_err(|e| ErrorKind::Build(format!("cannot upload {}: {e}", path.display())))?;
     let file = tokio::fs::File::open(path)
         .await
         .map_err(|e| ErrorKind::Build(format!("cannot open {}: {e}", path.display())))?;

@@ -588,3 +588,30 @@ fn look_alike_job_names_take_separate_locks() {
     );
     drop(locks);
 }
+
+// See: #11 — an APK or content file that is a FIFO blocked the upload's open forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_refuse_special_files_instead_of_hanging() {
+    let server = start(small(117)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (apk, pdf) = (dir.path().join("kiosk.apk"), dir.path().join("menu.pdf"));
+    assert!(mkfifo(&apk) && mkfifo(&pdf), "mkfifo is available");
+    let job = dir.path().join("uploads.yaml");
+    std::fs::write(
+        &job,
+        format!(
+            "{}steps:\n  - id: read\n    app_upload: {{ file: kiosk.apk }}\n  - id: named\n    app_upload: {{ file: kiosk.apk, package: com.acme.fifo, version_code: 1 }}\n  - id: content\n    content_upload: {{ file: menu.pdf }}\n",
+            job_header(&server, "200/s")
+        ),
+    )
+    .unwrap();
+    let mut cmd = bin(&server);
+    cmd.arg("run").arg(&job).arg("--state-dir").arg(dir.path());
+    let out = output_within(cmd, Duration::from_secs(60)).expect("the run ends");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("3 failed"), "{text}");
+    assert!(text.contains("named pipe (FIFO)"), "{text}");
+    assert_eq!(server.stats().created.app_versions, 0);
+    assert_eq!(server.stats().created.contents, 0);
+}

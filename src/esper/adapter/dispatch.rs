@@ -150,9 +150,17 @@ impl EsperDispatch {
         let (package, code) = match (package, version_code) {
             (Some(p), Some(c)) => (p.to_string(), c.to_string()),
             _ => {
-                let bytes = tokio::fs::read(file)
-                    .await
-                    .map_err(|e| local(format!("cannot read {file}: {e}")))?;
+                let path = std::path::PathBuf::from(file);
+                let bytes = tokio::task::spawn_blocking(move || {
+                    crate::util::read_input(&path, crate::util::MAX_APK_READ_BYTES)
+                })
+                .await
+                .map_err(|e| local(format!("cannot read {file}: {e}")))?
+                .map_err(|e| {
+                    local(format!(
+                        "cannot read {file}: {e}; give `package` and `version_code` in the step to upload it without reading it"
+                    ))
+                })?;
                 let info = crate::apk::read(&bytes).map_err(|e| {
                     local(format!(
                         "{file}: {e}; give `package` and `version_code` in the step"
