@@ -211,7 +211,7 @@ async fn plan_cmd(a: PlanArgs, env: &Env) -> Result<u8> {
         Err(e) => return Ok(fail(&e)),
     };
     if a.json {
-        console::out(format_args!("{}\n", serde_json::to_string_pretty(&p)?));
+        console::out(format_args!("{}\n", run::sealed_plan(&p)));
     } else {
         console::out(crate::plan::plan_text(
             &p,

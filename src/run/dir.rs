@@ -227,15 +227,21 @@ fn check_plan(
 /// Writes a plan for review and `run --plan` (atomically: a half-written plan must never
 /// be run), with its `integrity` hash.
 pub fn write_plan(path: &Path, plan: &Plan) -> Result<(), RunError> {
-    let sealed = Sealed {
-        plan,
-        integrity: plan::integrity(plan),
-    };
-    let text = serde_json::to_string_pretty(&sealed).unwrap_or_default();
+    let text = sealed_plan(plan);
     crate::util::atomic_write(path, text.as_bytes()).map_err(|source| RunError::Write {
         path: path.to_path_buf(),
         source,
     })
+}
+
+/// The plan as `plan --out` writes it and `plan --json` prints it: pretty JSON ending
+/// with its `integrity` hash, so a plan saved from either is checked the same way.
+pub fn sealed_plan(plan: &Plan) -> String {
+    let sealed = Sealed {
+        plan,
+        integrity: plan::integrity(plan),
+    };
+    serde_json::to_string_pretty(&sealed).unwrap_or_default()
 }
 
 /// Takes the lock of `job` against `server` for run `id`, waiting up to `wait` for a

@@ -46,7 +46,7 @@ pub use config::{
     ConnectionSettings, Env, KeyOverride, Output, Pacing, PlanConfig, RunConfig, Source,
     governor_config,
 };
-pub use dir::{RunId, latest_run, read_plan, run_dir, state_dir, unlock, write_plan};
+pub use dir::{RunId, latest_run, read_plan, run_dir, sealed_plan, state_dir, unlock, write_plan};
 pub use error::RunError;
 pub use load::{LoadedJob, Validated, Validation, load_job, load_job_text, validate_paths};
 pub use notice::{Notice, Notices};

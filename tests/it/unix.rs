@@ -123,6 +123,27 @@ async fn quiet_verbose_json_logs_and_json_output_of_a_run() {
         "{v}"
     );
 
+    // `plan --json` prints the plan as `plan --out` writes it, hash included: saved from
+    // stdout, it runs without the "no integrity hash" warning.
+    let printed = esper_bulk(&server)
+        .args(["plan", "--json"])
+        .arg(&job)
+        .output()
+        .unwrap();
+    assert_eq!(printed.status.code(), Some(0));
+    let saved = dir.path().join("printed-plan.json");
+    std::fs::write(&saved, &printed.stdout).unwrap();
+    let from_stdout = esper_bulk(&server)
+        .args(["run", "--plan"])
+        .arg(&saved)
+        .arg("--state-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&from_stdout.stderr);
+    assert_eq!(from_stdout.status.code(), Some(0), "{err}");
+    assert!(!err.contains("no integrity hash"), "{err}");
+
     for cmd in ["run", "plan"] {
         let refused = esper_bulk(&server)
             .args([cmd, "/no/such/job.yaml", "--json"])
