@@ -140,6 +140,8 @@ pub mod exit {
     /// Incomplete but resumable (deadline or retry budget exhausted, or the journal or
     /// report could not be written, e.g. on a full disk).
     pub const INCOMPLETE: u8 = 4;
+    /// `plan --detailed-exitcode`: the plan would write (0 there means it would not).
+    pub const CHANGES_PENDING: u8 = 6;
     /// Another run holds the lock.
     pub const LOCKED: u8 = 75;
     /// Interrupted by a signal.

@@ -15,6 +15,7 @@ pub const EXIT_CODES: &str = "Exit codes:
   2    invalid job, plan or usage (nothing was sent)
   3    stopped by a rollout's max_failures threshold
   4    incomplete but resumable (deadline, retry budget, or a full disk)
+  6    plan --detailed-exitcode: the plan would write (0: nothing to write)
   75   another run holds the lock
   130  interrupted (SIGINT/SIGTERM)";
 
@@ -125,6 +126,10 @@ pub struct PlanArgs {
     /// List every write (method, path, body) without sending it
     #[arg(long)]
     pub show_requests: bool,
+    /// Exit 0 when the plan would write nothing and 6 when it would (2 stays "invalid"),
+    /// so cron can detect drift of the tenant against the job
+    #[arg(long)]
+    pub detailed_exitcode: bool,
     #[command(flatten)]
     pub conn: ConnArgs,
 }
@@ -158,6 +163,10 @@ pub struct RunArgs {
     /// Print one JSON document on stdout: the run id, exit code, outcome, summary and report path
     #[arg(long)]
     pub json: bool,
+    /// A saved plan whose view of the tenant is older than this is read again before the
+    /// run acts on it; tasks whose action changed are reported as drifted since plan
+    #[arg(long, value_parser = parse_duration, default_value = "15m")]
+    pub max_plan_age: Duration,
     #[command(flatten)]
     pub conn: ConnArgs,
 }

@@ -225,9 +225,15 @@ async fn plan_cmd(a: PlanArgs, env: &Env) -> Result<u8> {
         }
         console::info(format_args!("plan written to {}", out.display()));
     }
-    Ok(run::check_deadline(&p, &stderr_notices())
-        .err()
-        .map_or(exit::OK, |e| self::fail(&e)))
+    if let Err(e) = run::check_deadline(&p, &stderr_notices()) {
+        return Ok(self::fail(&e));
+    }
+    let pending = crate::plan::diff::changes(&p).0.writes();
+    Ok(if a.detailed_exitcode && pending > 0 {
+        exit::CHANGES_PENDING
+    } else {
+        exit::OK
+    })
 }
 
 async fn run_cmd(a: RunArgs, env: &Env) -> u8 {
@@ -261,6 +267,7 @@ async fn run_cmd(a: RunArgs, env: &Env) -> u8 {
     let mut cfg = RunConfig::new(source, connection(&a.conn, env), state);
     cfg.deadline = a.deadline;
     cfg.wait_lock = a.wait_lock;
+    cfg.max_plan_age = a.max_plan_age;
     cfg.output = Output {
         progress: console::progress(),
         renderings: true,

@@ -110,7 +110,12 @@ impl Journal {
         self.out.write_all(seal(&line).as_bytes()).map_err(err)?;
         self.out.write_all(b"\n").map_err(err)?;
         self.unsynced += 1;
-        if self.unsynced >= SYNC_EVERY || self.last_sync.elapsed() >= SYNC_AFTER {
+        // A segment's start is on disk before its first write is sent, so a run killed at
+        // once still shows when it began and that it was killed.
+        if matches!(e, Entry::Start { .. })
+            || self.unsynced >= SYNC_EVERY
+            || self.last_sync.elapsed() >= SYNC_AFTER
+        {
             self.sync()?;
         }
         Ok(())

@@ -202,10 +202,10 @@ pub fn compile(job: &Job, resolved: &Resolved, server: Server) -> Result<Plan, P
             fanout,
             op,
             rollout,
+            actions: None,
         });
         next += count;
     }
-    let estimate = estimate(&steps, &resolved.targets, job.limits.rate);
     let mut plan = Plan {
         format: PLAN_FORMAT,
         job: job.name.clone(),
@@ -219,8 +219,13 @@ pub fn compile(job: &Job, resolved: &Resolved, server: Server) -> Result<Plan, P
         targets: resolved.targets.clone(),
         steps,
         task_count: next as u32,
-        estimate,
+        estimate: Estimate::default(),
+        snapshot_at: None,
     };
+    if let Some(rules) = &resolved.rules {
+        super::diff::decide(&mut plan, rules);
+    }
+    plan.estimate = estimate(&plan.steps, &plan.targets, job.limits.rate);
     plan.link();
     Ok(plan)
 }
@@ -250,10 +255,27 @@ fn estimate(steps: &[PlanStep], targets: &super::Targets, rate: f64) -> Estimate
                     );
                 }
             }
-            OpTemplate::AlarmRule { .. } => {
-                add(Endpoint::ListAlarmRules, n);
-                add(Endpoint::CreateAlarmRule, n);
-            }
+            // Decided from the plan's snapshot: only the writes; without one, a read
+            // by name before each create.
+            OpTemplate::AlarmRule { .. } => match &s.actions {
+                Some(actions) => {
+                    for a in actions {
+                        match a {
+                            super::Action::Create => add(Endpoint::CreateAlarmRule, 1),
+                            super::Action::Update { .. } => add(Endpoint::PatchAlarmRule, 1),
+                            super::Action::Send => {
+                                add(Endpoint::ListAlarmRules, 1);
+                                add(Endpoint::CreateAlarmRule, 1);
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                None => {
+                    add(Endpoint::ListAlarmRules, n);
+                    add(Endpoint::CreateAlarmRule, n);
+                }
+            },
             OpTemplate::GroupMove { .. } => add(Endpoint::MoveDevices, n),
             OpTemplate::AppUpload { .. } => {
                 add(Endpoint::ListApps, n);

@@ -12,6 +12,7 @@
 //! review text gets them through the [`Paths`] trait (the Esper adapter implements it).
 
 mod compile;
+pub mod diff;
 mod resolve;
 mod show;
 mod verify;
@@ -26,6 +27,7 @@ pub use crate::base::Endpoint;
 use crate::job::{Amount, Limits, OnExists, RetrySettings, Tolerance, template};
 
 pub use compile::{MAX_DEVICES_PER_COMMAND, MAX_DEVICES_PER_MOVE, compile};
+pub use diff::{Action, Changes, FieldChange, LiveRule};
 pub use resolve::{GroupInfo, Inventory, InventoryError, Resolved, resolve, select_groups};
 pub use show::{Paths, plan_text};
 pub use verify::{Fault, Faults, integrity, verify};
@@ -183,6 +185,10 @@ pub struct PlanStep {
     pub op: OpTemplate,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<PlanRollout>,
+    /// Per task, what it does to the tenant as decided from the plan's snapshot of live
+    /// state ([`diff`]); absent for steps that always send, and in plans without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actions: Option<Vec<Action>>,
 }
 
 impl PlanStep {
@@ -199,6 +205,10 @@ pub struct Task {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub item: Option<Item>,
     pub op: Operation,
+    /// What the plan's snapshot decided the task does; `None` when it had no snapshot
+    /// for it (the run reads back by natural key first, as without a snapshot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
 }
 
 impl Task {
@@ -385,7 +395,7 @@ pub struct Server {
 }
 
 /// Requests the plan needs and the time they take under its rate ceiling.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Estimate {
     /// By endpoint; polls of commands with `wait` are a lower bound. Plan files from before
     /// endpoints keyed this by `METHOD path-template`: those keys read as raw requests, which
@@ -432,6 +442,10 @@ pub struct Plan {
     pub steps: Vec<PlanStep>,
     pub task_count: u32,
     pub estimate: Estimate,
+    /// When the live state the actions were decided from was read (RFC 3339); absent when
+    /// the plan read none. A run of an older plan reads it again (`--max-plan-age`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_at: Option<String>,
 }
 
 impl Serialize for Plan {
@@ -755,11 +769,17 @@ impl Plan {
                 },
             ),
         };
+        let action = step
+            .actions
+            .as_ref()
+            .and_then(|a| a.get((id.0 - step.first_task) as usize))
+            .cloned();
         Some(Task {
             id,
             step: step.id.clone(),
             item: item_out,
             op,
+            action,
         })
     }
 

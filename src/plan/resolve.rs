@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures::future::BoxFuture;
 use globset::{Glob, GlobMatcher};
 
-use super::{FrozenTarget, Item, ItemKind, PlanError, Targets};
+use super::{FrozenTarget, Item, ItemKind, LiveRule, PlanError, Targets};
 use crate::job::{DeviceSelector, GroupSelector, Job, StepOp, TargetSpec, VersionRef};
 
 /// A group as the planner needs it. `path` is below the root group ("All devices").
@@ -43,6 +43,11 @@ pub trait Inventory: Send + Sync {
         package: &'a str,
         version_code: &'a str,
     ) -> BoxFuture<'a, Result<Option<String>, InventoryError>>;
+    /// Every alarm rule of the enterprise, in one paged listing; `None` when this inventory
+    /// cannot list them (then each task reads its rule back by name when it runs).
+    fn alarm_rules(&self) -> BoxFuture<'_, Result<Option<Vec<LiveRule>>, InventoryError>> {
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// What resolution found: frozen targets, app version ids and group_move destinations.
@@ -54,6 +59,8 @@ pub struct Resolved {
     pub groups: BTreeMap<String, (String, String)>,
     /// Things worth a look that do not stop the plan (e.g. CSV serials not in the fleet).
     pub warnings: Vec<String>,
+    /// The tenant's alarm rules, when the job manages some and the inventory listed them.
+    pub rules: Option<Vec<LiveRule>>,
 }
 
 /// Resolves every target and app version a job uses.
@@ -71,6 +78,13 @@ pub async fn resolve(job: &Job, inv: &dyn Inventory) -> Result<Resolved, PlanErr
     } else {
         Vec::new()
     };
+    if job
+        .steps
+        .iter()
+        .any(|s| matches!(s.op, StepOp::AlarmRule { .. }))
+    {
+        out.rules = inv.alarm_rules().await?;
+    }
     for (name, spec) in &job.targets {
         if let Some(t) = resolve_one(name, spec, &groups, inv, &mut out.warnings).await? {
             out.targets.insert(name.clone(), t);

@@ -85,6 +85,9 @@ pub fn plan_text(p: &Plan, show_requests: bool, paths: &dyn Paths) -> String {
             s.task_count,
             if s.task_count == 1 { "task " } else { "tasks" }
         );
+        if s.actions.is_some() {
+            changes_lines(&mut out, p, s);
+        }
         if let Some(w) = wait_line(&s.op) {
             let _ = writeln!(out, "  {:<20} {w}", "");
         }
@@ -127,7 +130,7 @@ pub fn plan_text(p: &Plan, show_requests: bool, paths: &dyn Paths) -> String {
         let _ = writeln!(out, "writes (nothing is sent by `plan`):");
         for id in p.task_ids() {
             let Some(t) = p.task(id) else { continue };
-            for w in t.op.writes() {
+            for w in planned_writes(&t) {
                 let note = w
                     .note
                     .as_ref()
@@ -145,6 +148,108 @@ pub fn plan_text(p: &Plan, show_requests: bool, paths: &dyn Paths) -> String {
         }
     }
     out
+}
+
+/// Tasks listed per kind of change before the rest are only counted.
+const CHANGES_SHOWN: usize = 20;
+
+/// A step's tasks as a diff against live state, Terraform-style: `+` create, `~` update
+/// with `field: old → new`, `!` conflict; unchanged and skipped ones only counted.
+fn changes_lines(out: &mut String, p: &Plan, s: &super::PlanStep) {
+    use super::Action;
+    let (_, per_step) = super::diff::changes(p);
+    let c = per_step.get(&s.id).copied().unwrap_or_default();
+    let mut parts = Vec::new();
+    for (n, what) in [
+        (c.create, "to create"),
+        (c.update, "to update"),
+        (c.unchanged, "unchanged"),
+        (c.skip, "skipped (exist)"),
+        (c.conflict, "in conflict"),
+        (c.send, "decided when run"),
+    ] {
+        if n > 0 {
+            parts.push(format!("{n} {what}"));
+        }
+    }
+    let _ = writeln!(out, "  {:<20} changes: {}", "", parts.join(", "));
+    let mut shown = 0;
+    let mut hidden = 0;
+    for id in s.tasks() {
+        let Some(t) = p.task(id) else { continue };
+        let line = match &t.action {
+            Some(Action::Create) => format!("+ {} {}", t.id, t.label()),
+            Some(Action::Update { changes, .. }) => {
+                let fields: Vec<String> = changes
+                    .iter()
+                    .map(|c| format!("{}: {} → {}", c.field, compact(&c.old), compact(&c.new)))
+                    .collect();
+                format!("~ {} {} ({})", t.id, t.label(), fields.join("; "))
+            }
+            Some(Action::Conflict { id: rule }) => {
+                format!(
+                    "! {} {} (exists as {rule}; on_exists: fail)",
+                    t.id,
+                    t.label()
+                )
+            }
+            _ => continue,
+        };
+        if shown < CHANGES_SHOWN {
+            let _ = writeln!(out, "      {line}");
+            shown += 1;
+        } else {
+            hidden += 1;
+        }
+    }
+    if hidden > 0 {
+        let _ = writeln!(
+            out,
+            "      … and {hidden} more (`plan --json` lists every task's action)"
+        );
+    }
+}
+
+/// A JSON value on one line, long ones cut.
+fn compact(v: &serde_json::Value) -> String {
+    let s = serde_json::to_string(v).unwrap_or_default();
+    if s.chars().count() > 60 {
+        let cut: String = s.chars().take(57).collect();
+        format!("{cut}…")
+    } else {
+        s
+    }
+}
+
+/// The writes a task will really send: a create or a patch as the snapshot decided, none
+/// for an unchanged, skipped or conflicting one; every possible write where it decided
+/// nothing.
+fn planned_writes(t: &super::Task) -> Vec<WriteSpec> {
+    use super::Action;
+    let all = t.op.writes();
+    match &t.action {
+        Some(Action::Create) => all
+            .into_iter()
+            .filter(|w| w.endpoint == Endpoint::CreateAlarmRule)
+            .map(|mut w| {
+                w.note = None;
+                w
+            })
+            .collect(),
+        Some(Action::Update { id, .. }) => all
+            .into_iter()
+            .filter(|w| w.endpoint == Endpoint::PatchAlarmRule)
+            .map(|mut w| {
+                w.id = Some(id.clone());
+                w.note = None;
+                w
+            })
+            .collect(),
+        Some(Action::Unchanged { .. } | Action::Skip { .. } | Action::Conflict { .. }) => {
+            Vec::new()
+        }
+        Some(Action::Send) | None => all,
+    }
 }
 
 /// What a followed command waits for and what counts as its success, in words.

@@ -55,6 +55,12 @@ pub enum Fault {
     },
     #[error("`task_count` is {found}, but the steps hold {expected} tasks")]
     TaskCount { found: u32, expected: u64 },
+    #[error("step `{step}` has {found} actions for its {tasks} tasks")]
+    Actions {
+        step: String,
+        found: usize,
+        tasks: u32,
+    },
     #[error("step `{step}` fans out over `{target}`, which is not a target of the plan")]
     UnknownTarget { step: String, target: String },
     #[error("step `{step}`: a {op} cannot fan out {fanout}")]
@@ -297,6 +303,15 @@ fn steps(plan: &Plan, faults: &mut Vec<Fault>) {
                 step: s.id.clone(),
                 found: s.task_count,
                 expected,
+            });
+        }
+        if let Some(a) = &s.actions
+            && a.len() != s.task_count as usize
+        {
+            faults.push(Fault::Actions {
+                step: s.id.clone(),
+                found: a.len(),
+                tasks: s.task_count,
             });
         }
         if let Some(r) = &s.rollout {

@@ -224,7 +224,13 @@ pub struct RunConfig {
     pub wait_lock: Option<Duration>,
     pub pacing: Pacing,
     pub output: Output,
+    /// A saved plan whose snapshot of live state is older than this has it read again
+    /// before the run acts on it (`--max-plan-age`).
+    pub max_plan_age: Duration,
 }
+
+/// How old a plan's snapshot of live state may be before a run reads it again.
+pub const DEFAULT_MAX_PLAN_AGE: Duration = Duration::from_secs(15 * 60);
 
 impl RunConfig {
     /// A run with the job's or plan's own deadline, no waiting for a held lock,
@@ -238,6 +244,7 @@ impl RunConfig {
             wait_lock: None,
             pacing: Pacing::production(),
             output: Output::quiet(),
+            max_plan_age: DEFAULT_MAX_PLAN_AGE,
         }
     }
 }

@@ -183,6 +183,10 @@ pub fn read_plan(path: &Path, notices: &Notices) -> Result<Plan, RunError> {
 struct Sealed<'a> {
     #[serde(flatten)]
     plan: &'a Plan,
+    /// Tasks by action (`create`, `update`, …): what the plan would change, in all and
+    /// by step id. Derived from the steps' actions, so neither read back nor hashed.
+    changes: plan::Changes,
+    step_changes: std::collections::BTreeMap<String, plan::Changes>,
     integrity: String,
 }
 
@@ -237,8 +241,11 @@ pub fn write_plan(path: &Path, plan: &Plan) -> Result<(), RunError> {
 /// The plan as `plan --out` writes it and `plan --json` prints it: pretty JSON ending
 /// with its `integrity` hash, so a plan saved from either is checked the same way.
 pub fn sealed_plan(plan: &Plan) -> String {
+    let (changes, step_changes) = plan::diff::changes(plan);
     let sealed = Sealed {
         plan,
+        changes,
+        step_changes,
         integrity: plan::integrity(plan),
     };
     serde_json::to_string_pretty(&sealed).unwrap_or_default()

@@ -130,6 +130,7 @@ async fn make_plan(
         error,
     };
     let reads = PlanReads::new(client, &job.retry);
+    let read_at = jiff::Timestamp::now();
     let resolving = plan::resolve(job, &reads);
     let resolved =
         match deadline {
@@ -145,7 +146,56 @@ async fn make_plan(
     for w in &resolved.warnings {
         notices.send(Notice::PlanWarning(w.clone()));
     }
-    plan::compile(job, &resolved, server).map_err(err)
+    let mut plan = plan::compile(job, &resolved, server).map_err(err)?;
+    if resolved.rules.is_some() {
+        plan.snapshot_at = Some(read_at.to_string());
+    }
+    Ok(plan)
+}
+
+/// A saved plan whose snapshot of live state is older than `max_age`, decided again
+/// against a fresh bulk read: the run acts on what is there now, and the tasks whose
+/// action changed since the plan are reported ("drifted since plan").
+async fn refresh_stale(
+    plan: Plan,
+    client: &Client,
+    max_age: Duration,
+    notices: &Notices,
+) -> Result<Plan, RunError> {
+    let Some(at) = plan
+        .snapshot_at
+        .as_deref()
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+    else {
+        return Ok(plan);
+    };
+    let now = jiff::Timestamp::now();
+    let age = Duration::try_from(now.duration_since(at)).unwrap_or_default();
+    if age <= max_age {
+        return Ok(plan);
+    }
+    let reads = PlanReads::new(client, &plan.retry);
+    let rules = plan::Inventory::alarm_rules(&reads)
+        .await
+        .map_err(|error| RunError::Plan {
+            job: plan.source.clone(),
+            error: error.into(),
+        })?;
+    let Some(rules) = rules else {
+        return Ok(plan);
+    };
+    let mut fresh = plan.clone();
+    plan::diff::decide(&mut fresh, &rules);
+    fresh.snapshot_at = Some(now.to_string());
+    let drifted = plan::diff::drift(&plan, &fresh)
+        .into_iter()
+        .map(|(id, a, b)| {
+            let label = plan.task(id).map_or_else(|| id.to_string(), |t| t.label());
+            (format!("{id} {label}"), a, b)
+        })
+        .collect();
+    notices.send(Notice::Drifted { age, drifted });
+    Ok(fresh)
 }
 
 /// Creates `runs/<id>/` with its `plan.json` in one step: the directory is staged under
@@ -223,6 +273,7 @@ pub async fn run(cfg: RunConfig, cancel: CancellationToken) -> Result<RunResult,
         wait_lock,
         pacing,
         output,
+        max_plan_age,
     } = cfg;
     let notices = &output.notices;
     let stop = || cancel.is_cancelled();
@@ -300,10 +351,14 @@ pub async fn run(cfg: RunConfig, cancel: CancellationToken) -> Result<RunResult,
             let lock = lock(&plan.job, &plan.server, &id)?;
             let (client, gov) =
                 connect::client(conn, &connection, &plan.limits, &plan.retry, &pacing, seed)?;
+            let plan = tokio::select! {
+                p = refresh_stale(*plan, &client, max_plan_age, notices) => p?,
+                _ = cancel.cancelled() => return Err(RunError::Interrupted),
+            };
             Ready {
                 dir: dir::run_dir(&state_dir, &id),
                 id,
-                plan: *plan,
+                plan,
                 prior: None,
                 client,
                 gov,

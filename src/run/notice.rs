@@ -74,6 +74,12 @@ pub enum Notice {
         worst: std::time::Duration,
         deadline: std::time::Duration,
     },
+    /// A saved plan's snapshot of live state was older than `--max-plan-age`: it was read
+    /// again, and these tasks' actions changed since the plan (task, planned, now).
+    Drifted {
+        age: std::time::Duration,
+        drifted: Vec<(String, &'static str, &'static str)>,
+    },
     /// The first SIGINT/SIGTERM: the run drains.
     Stopping,
     /// The second one: the process exits now.
@@ -95,6 +101,7 @@ impl Notice {
                 | Notice::RenderingNotWritten { .. }
                 | Notice::MetricsNotWritten { .. }
                 | Notice::DeadlineMayPass { .. }
+                | Notice::Drifted { .. }
                 | Notice::StoppedAtOnce
         )
     }
@@ -103,6 +110,30 @@ impl Notice {
 impl fmt::Display for Notice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Notice::Drifted { age, drifted } if drifted.is_empty() => write!(
+                f,
+                "the plan's view of the tenant was {} old, so it was read again: nothing drifted since plan",
+                humantime::format_duration(std::time::Duration::from_secs(age.as_secs()))
+            ),
+            Notice::Drifted { age, drifted } => {
+                let shown: Vec<String> = drifted
+                    .iter()
+                    .take(5)
+                    .map(|(t, a, b)| format!("{t} ({a} → {b})"))
+                    .collect();
+                let more = if drifted.len() > 5 {
+                    format!(", … and {} more", drifted.len() - 5)
+                } else {
+                    String::new()
+                };
+                write!(
+                    f,
+                    "warning: the plan's view of the tenant was {} old, so it was read again: {} drifted since plan: {}{more}; the run acts on what is there now",
+                    humantime::format_duration(std::time::Duration::from_secs(age.as_secs())),
+                    count(drifted.len() as u64, "task", "tasks"),
+                    shown.join(", ")
+                )
+            }
             Notice::JobWarning(w) => f.write_str(w.trim_end()),
             Notice::PlanWarning(w) => write!(f, "warning: {w}"),
             Notice::LockTakenOver(h) => write!(

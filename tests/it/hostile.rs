@@ -63,14 +63,8 @@ fn failure_text(r: &run::RunResult) -> String {
     serde_json::to_string(&r.report.tasks).unwrap()
 }
 
-#[tokio::test]
-async fn lookups_that_are_not_pages_fail_the_task_and_never_create_again() {
-    let mock = start(small(71)).await;
-    let job = alarm_job(&mock, &["r1", "r2", "r3"]);
-    let (_, first) = run_job(&mock, &job).await;
-    assert_eq!(first.summary.succeeded, 3, "the rules exist");
-    let h = Hostile::start(mock).await;
-    let bodies = [
+const NOT_PAGES: fn() -> Vec<serde_json::Value> = || {
+    vec![
         json!({}),
         json!({"count": 1, "next": null, "previous": null, "results": null}),
         json!({"errors": ["database unavailable"], "message": "database unavailable", "status": 500}),
@@ -79,8 +73,19 @@ async fn lookups_that_are_not_pages_fail_the_task_and_never_create_again() {
         // More remain, says count, but the page is empty and there is no next.
         json!({"count": 3, "next": null, "previous": null, "results": []}),
         json!([]),
-    ];
-    for body in bodies {
+    ]
+};
+
+/// The plan's one listing of the rules is not a page: the plan is refused, since
+/// "nothing exists" would create every rule again.
+#[tokio::test]
+async fn a_rule_listing_that_is_not_a_page_refuses_the_plan() {
+    let mock = start(small(71)).await;
+    let job = alarm_job(&mock, &["r1", "r2", "r3"]);
+    let (_, first) = run_job(&mock, &job).await;
+    assert_eq!(first.summary.succeeded, 3, "the rules exist");
+    let h = Hostile::start(mock).await;
+    for body in NOT_PAGES() {
         h.clear();
         let b = body.clone();
         h.set_rule(move |s| {
@@ -90,31 +95,71 @@ async fn lookups_that_are_not_pages_fail_the_task_and_never_create_again() {
                 Action::Forward
             }
         });
-        let r = run_through(&h, &job).await.expect("the run is recorded");
-        assert_eq!(
-            (r.report.summary.failed, r.report.summary.succeeded),
-            (3, 0),
-            "{body}: every task fails"
+        let e = run_through(&h, &job)
+            .await
+            .expect_err("the plan is refused");
+        assert!(
+            e.to_string().contains("the listing cannot be trusted"),
+            "{body}: {e}"
         );
-        assert_eq!(r.exit_code, esper_bulk::exit::FAILED_TASKS, "{body}");
         assert_eq!(
             h.count("POST", "/alarmrules/"),
             0,
             "{body}: nothing created"
         );
+        assert_eq!(h.count("GET", "/alarmrules/"), 1, "{body}: not retried");
+    }
+    assert_eq!(h.mock.snapshot().alarm_rules.len(), 3);
+}
+
+/// A create whose answer was lost is read back by name before anything is sent again;
+/// a read-back that is not a page fails the task instead of creating a second rule.
+#[tokio::test]
+async fn lookups_that_are_not_pages_fail_the_task_and_never_create_again() {
+    let mock = start(small(71)).await;
+    let h = Hostile::start(mock).await;
+    for (n, body) in NOT_PAGES().into_iter().enumerate() {
+        // New names each round, so each round's plan sees its rules absent.
+        let names: Vec<String> = (1..=3).map(|i| format!("round{n}-r{i}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let job = alarm_job(&h.mock, &names);
+        h.clear();
+        let b = body.clone();
+        h.set_rule(move |s| {
+            if s.is("POST", "/alarmrules/") {
+                // Committed, but the answer says otherwise: the outcome is unknown.
+                Action::ForwardThen(answer(502, &json!({"message": "bad gateway"})))
+            } else if s.is("GET", "/alarmrules/") && s.query.contains("name=") {
+                Action::Reply(answer(200, &b))
+            } else {
+                Action::Forward
+            }
+        });
+        let r = run_through(&h, &job).await.expect("the run is recorded");
         assert_eq!(
-            h.count("GET", "/alarmrules/"),
+            (
+                r.report.summary.unknown + r.report.summary.failed,
+                r.report.summary.succeeded
+            ),
+            (3, 0),
+            "{body}: no task claims success"
+        );
+        assert_eq!(
+            h.count("POST", "/alarmrules/"),
             3,
-            "{body}: one lookup per task, not retried"
+            "{body}: one create per task, none sent again"
         );
         assert!(
             failure_text(&r).contains("the listing cannot be trusted"),
             "{body}: {}",
             failure_text(&r)
         );
+        assert_eq!(
+            h.mock.snapshot().alarm_rules.len(),
+            3 * (n + 1),
+            "{body}: each rule exactly once"
+        );
     }
-    let snap = h.mock.snapshot();
-    assert_eq!(snap.alarm_rules.len(), 3, "still exactly the three rules");
     assert_eq!(h.mock.stats().duplicates.alarm_rules, 0);
 }
 

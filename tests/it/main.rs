@@ -11,6 +11,7 @@ mod fuzz;
 mod fuzz_plans;
 mod hostile;
 mod jobs;
+mod live;
 mod mock;
 mod ops;
 mod reports;

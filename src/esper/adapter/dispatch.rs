@@ -20,7 +20,7 @@ use crate::base::FailureClass;
 use crate::esper::Client;
 use crate::exec::{AttemptCx, Dispatch, Done, Failure, Followed};
 use crate::job::OnExists;
-use crate::plan::{Operation, Task};
+use crate::plan::{Action, Operation, Task};
 
 /// How command tracking polls.
 #[derive(Debug, Clone)]
@@ -54,8 +54,17 @@ impl EsperDispatch {
         name: &str,
         body: &Value,
         on_exists: OnExists,
+        action: Option<&Action>,
         cx: &AttemptCx,
     ) -> Result<Done, Failure> {
+        // The plan's snapshot decided it: no read first. After an ambiguous failure (or on
+        // a resume) the snapshot may be out of date, so the rule is read back by name.
+        if !cx.uncertain
+            && let Some(a) = action
+            && let Some(done) = self.planned_rule(name, body, a).await?
+        {
+            return Ok(done);
+        }
         let found = reconcile::find_rule(&self.client, name)
             .await
             .map_err(fail)?;
@@ -136,6 +145,56 @@ impl EsperDispatch {
             follow: Some(r.id),
             reconciled: false,
         })
+    }
+
+    /// Acts on the action the plan decided from its snapshot; `None` when it decided
+    /// nothing (the rule is then read back by name, as without a snapshot).
+    async fn planned_rule(
+        &self,
+        name: &str,
+        body: &Value,
+        action: &Action,
+    ) -> Result<Option<Done>, Failure> {
+        Ok(Some(match action {
+            Action::Create => {
+                let r = self.client.create_alarm_rule(body).await.map_err(fail)?;
+                done(
+                    format!("created alarm rule {}", r.id),
+                    rule_result(&r.id, "created"),
+                    false,
+                )
+            }
+            Action::Update { id, .. } => {
+                let r = self.client.patch_alarm_rule(id, body).await.map_err(fail)?;
+                done(
+                    format!("updated alarm rule {}", r.id),
+                    rule_result(&r.id, "updated"),
+                    false,
+                )
+            }
+            Action::Unchanged { id } => done(
+                format!("alarm rule {id} is up to date"),
+                rule_result(id, "unchanged"),
+                true,
+            ),
+            Action::Skip { id } => done(
+                format!("alarm rule {id} exists; skipped"),
+                rule_result(id, "skipped"),
+                true,
+            ),
+            Action::Conflict { id } => {
+                return Err(Failure {
+                    hint: Some("set on_exists to `update` or `skip` to keep it".into()),
+                    ..Failure::local(
+                        FailureClass::Conflict,
+                        format!(
+                            "alarm rule `{name}` already exists (id {id}) and on_exists is `fail`"
+                        ),
+                    )
+                });
+            }
+            Action::Send => return Ok(None),
+        }))
     }
 
     /// Uploads an APK unless its package version already exists. The read-back comes
@@ -269,7 +328,7 @@ impl Dispatch for EsperDispatch {
         async move {
             match &task.op {
                 Operation::Command { body, .. } => self.command(body, cx).await,
-                Operation::AlarmRule { name, body, on_exists } => self.alarm_rule(name, body, *on_exists, cx).await,
+                Operation::AlarmRule { name, body, on_exists } => self.alarm_rule(name, body, *on_exists, task.action.as_ref(), cx).await,
                 Operation::GroupMove { group_id, device_ids } => {
                     // Adding a device to the group it is already in changes nothing, so a
                     // retry after an unknown outcome is safe.

@@ -1,5 +1,6 @@
 //! The planner's [`Inventory`] over the client: groups (with paths below the root group),
-//! devices by ids, serials or filters, and app versions, each a whole listing retried on
+//! devices by ids, serials or filters, app versions and every alarm rule (the live state
+//! a plan diffs against), each a whole listing retried on
 //! transient errors, since plans are made of reads and one 502 must not sink a plan.
 //!
 //! [`PlanReads`] retries as the job's `retry:` settings say (attempts, delays, the longest
@@ -18,11 +19,11 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, TryStreamExt};
 
 use super::reconcile::find_app_version;
-use crate::esper::model::{Device, DeviceGroup};
+use crate::esper::model::{AlarmRule, Device, DeviceGroup};
 use crate::esper::{ApiError, Client, DeviceFilter};
 use crate::exec::Failure;
 use crate::job::{DeviceSelector, RetrySettings};
-use crate::plan::{GroupInfo, Inventory, InventoryError, Item, ItemKind};
+use crate::plan::{GroupInfo, Inventory, InventoryError, Item, ItemKind, LiveRule};
 
 /// The root group Esper puts every group under; paths in job files are written below it.
 const ROOT_GROUP: &str = "All devices";
@@ -145,6 +146,14 @@ impl<'a> PlanReads<'a> {
         Ok(devices.into_iter().map(to_item).collect())
     }
 
+    /// Every alarm rule, in one paged listing: the live state the plan diffs against.
+    async fn alarm_rules(&self) -> Result<Option<Vec<LiveRule>>, InventoryError> {
+        let c = self.client;
+        let rules: Vec<AlarmRule> =
+            read_retrying(&self.retry, || c.list_alarm_rules(None).try_collect()).await?;
+        Ok(Some(rules.into_iter().map(live_rule).collect()))
+    }
+
     async fn app_version(
         &self,
         package: &str,
@@ -155,6 +164,20 @@ impl<'a> PlanReads<'a> {
         })
         .await?
         .map(|(_, v)| v))
+    }
+}
+
+/// A rule as read, as the planner compares it: every field, expanded objects included
+/// (the comparison reduces them to ids).
+pub(super) fn live_rule(r: AlarmRule) -> LiveRule {
+    let fields = match serde_json::to_value(&r) {
+        Ok(serde_json::Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
+    };
+    LiveRule {
+        id: r.id,
+        name: r.name,
+        fields,
     }
 }
 
@@ -176,6 +199,10 @@ impl Inventory for PlanReads<'_> {
         version_code: &'a str,
     ) -> BoxFuture<'a, Result<Option<String>, InventoryError>> {
         PlanReads::app_version(self, package, version_code).boxed()
+    }
+
+    fn alarm_rules(&self) -> BoxFuture<'_, Result<Option<Vec<LiveRule>>, InventoryError>> {
+        PlanReads::alarm_rules(self).boxed()
     }
 }
 
@@ -210,6 +237,15 @@ impl Inventory for Client {
         async move {
             PlanReads::new(self, &RetrySettings::default())
                 .app_version(package, version_code)
+                .await
+        }
+        .boxed()
+    }
+
+    fn alarm_rules(&self) -> BoxFuture<'_, Result<Option<Vec<LiveRule>>, InventoryError>> {
+        async move {
+            PlanReads::new(self, &RetrySettings::default())
+                .alarm_rules()
                 .await
         }
         .boxed()

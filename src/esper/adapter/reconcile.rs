@@ -164,62 +164,11 @@ fn strip_nulls(v: &Value) -> Value {
     }
 }
 
-/// Whether the rule as read already has what `body` would write.
+/// Whether the rule as read already has what `body` would write: the planner's own
+/// comparison ([`crate::plan::diff::rule_changes`]), so plan and run agree on "differs".
 pub(super) fn rule_matches(rule: &AlarmRule, body: &Value) -> bool {
-    // Compare every field the job sets (and only those: fields the job leaves out are not
-    // managed). Reads expand groups, devices and alert channels to objects; writes send ids.
-    let actual = serde_json::to_value(rule).unwrap_or(Value::Null);
-    let Value::Object(want) = body else {
-        return false;
-    };
-    want.iter()
-        .filter(|(k, _)| !matches!(k.as_str(), "enterprise" | "name"))
-        .all(|(k, v)| {
-            let have = actual.get(k).unwrap_or(&Value::Null);
-            match k.as_str() {
-                "groups" | "devices" | "alert_channels" => id_set(v) == id_set(have),
-                _ => subset_eq(v, have),
-            }
-        })
-}
-
-/// The ids in a list of ids or `{id, …}` objects, sorted.
-fn id_set(v: &Value) -> Vec<String> {
-    let mut ids: Vec<String> = v
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| match x {
-                    Value::String(s) => Some(s.clone()),
-                    Value::Number(n) => Some(n.to_string()),
-                    Value::Object(o) => o.get("id").map(|i| {
-                        i.as_str()
-                            .map(str::to_string)
-                            .unwrap_or_else(|| i.to_string())
-                    }),
-                    _ => None,
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    ids.sort();
-    ids
-}
-
-/// `want` is contained in `have`: objects key by key (extra keys in `have` are fine),
-/// numbers by value (15 equals 15.0), everything else exactly.
-fn subset_eq(want: &Value, have: &Value) -> bool {
-    match (want, have) {
-        (Value::Null, _) => true,
-        (Value::Object(w), Value::Object(h)) => w
-            .iter()
-            .all(|(k, v)| subset_eq(v, h.get(k).unwrap_or(&Value::Null))),
-        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
-        (Value::Array(a), Value::Array(b)) => {
-            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| subset_eq(x, y))
-        }
-        (a, b) => a == b,
-    }
+    let live = super::inventory::live_rule(rule.clone());
+    crate::plan::diff::rule_changes(body, &live.fields).is_empty()
 }
 
 #[cfg(test)]

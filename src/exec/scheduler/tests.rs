@@ -47,6 +47,7 @@ fn plan(shape: &str) -> (Plan, BTreeMap<u32, Outcome>) {
                 body: None,
             },
             rollout: None,
+            actions: None,
         };
         while let Some(word) = w.next() {
             let mut arg = || w.next().unwrap().to_string();
@@ -126,6 +127,7 @@ fn plan(shape: &str) -> (Plan, BTreeMap<u32, Outcome>) {
             seconds: 0.0,
             max_seconds: 0.0,
         },
+        snapshot_at: None,
     };
     plan.link();
     let prior = prior_names

@@ -33,6 +33,7 @@ fn step(id: &str, first: u32, count: u32, fanout: Fanout, op: OpTemplate) -> Pla
         fanout,
         op,
         rollout: None,
+        actions: None,
     }
 }
 
@@ -110,6 +111,7 @@ fn plan() -> Plan {
             seconds: 1.0,
             max_seconds: 0.0,
         },
+        snapshot_at: None,
     };
     p.link();
     p
