@@ -225,6 +225,7 @@ pub fn compile(job: &Job, resolved: &Resolved, server: Server) -> Result<Plan, P
     if let Some(rules) = &resolved.rules {
         super::diff::decide(&mut plan, rules);
     }
+    super::diff::decide_uploads(&mut plan, &resolved.uploads);
     plan.estimate = estimate(&plan.steps, &plan.targets, job.limits.rate);
     plan.link();
     Ok(plan)
@@ -277,10 +278,14 @@ fn estimate(steps: &[PlanStep], targets: &super::Targets, rate: f64) -> Estimate
                 }
             },
             OpTemplate::GroupMove { .. } => add(Endpoint::MoveDevices, n),
-            OpTemplate::AppUpload { .. } => {
-                add(Endpoint::ListApps, n);
-                add(Endpoint::UploadApp, n);
-            }
+            OpTemplate::AppUpload { .. } => match s.actions.as_deref() {
+                Some([super::Action::Create, ..]) => add(Endpoint::UploadApp, n),
+                Some([super::Action::Unchanged { .. }, ..]) => add(Endpoint::ListApps, n),
+                _ => {
+                    add(Endpoint::ListApps, n);
+                    add(Endpoint::UploadApp, n);
+                }
+            },
             OpTemplate::ContentUpload { .. } => {
                 add(Endpoint::ListContent, n);
                 add(Endpoint::UploadContent, n);

@@ -217,6 +217,27 @@ pub fn decide(plan: &mut Plan, rules: &[LiveRule]) {
     }
 }
 
+/// Decides the `app_upload` tasks that name their package and version code from the
+/// plan-time lookup of that version: `unchanged` when it exists (the run still reads it
+/// back, for its ids), `create` when it does not (uploaded without a read first).
+pub fn decide_uploads(plan: &mut Plan, found: &BTreeMap<(String, String), Option<String>>) {
+    for step in &mut plan.steps {
+        if let OpTemplate::AppUpload {
+            package: Some(p),
+            version_code: Some(c),
+            ..
+        } = &step.op
+            && let Some(version) = found.get(&(p.clone(), c.clone()))
+        {
+            let a = match version {
+                Some(id) => Action::Unchanged { id: id.clone() },
+                None => Action::Create,
+            };
+            step.actions = Some(vec![a; step.task_count as usize]);
+        }
+    }
+}
+
 /// The action of task `id`: as decided from the snapshot, or `send` where nothing was
 /// decided (every write of a plan without a snapshot).
 pub fn action_of(plan: &Plan, id: TaskId) -> Action {

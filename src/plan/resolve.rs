@@ -61,6 +61,9 @@ pub struct Resolved {
     pub warnings: Vec<String>,
     /// The tenant's alarm rules, when the job manages some and the inventory listed them.
     pub rules: Option<Vec<LiveRule>>,
+    /// `app_upload` steps that name their package and version code: the version's id
+    /// when it exists already, `None` when it does not.
+    pub uploads: BTreeMap<(String, String), Option<String>>,
 }
 
 /// Resolves every target and app version a job uses.
@@ -132,6 +135,20 @@ pub async fn resolve(job: &Job, inv: &dyn Inventory) -> Result<Resolved, PlanErr
             }
             out.targets
                 .insert(name.clone(), FrozenTarget { kind, items });
+        }
+    }
+    for step in &job.steps {
+        if let StepOp::AppUpload {
+            package: Some(package),
+            version_code: Some(code),
+            ..
+        } = &step.op
+        {
+            if let std::collections::btree_map::Entry::Vacant(e) =
+                out.uploads.entry((package.clone(), code.clone()))
+            {
+                e.insert(inv.app_version(package, code).await?);
+            }
         }
     }
     for step in &job.steps {

@@ -228,7 +228,7 @@ fn planned_writes(t: &super::Task) -> Vec<WriteSpec> {
     use super::Action;
     let all = t.op.writes();
     match &t.action {
-        Some(Action::Create) => all
+        Some(Action::Create) if matches!(t.op, super::Operation::AlarmRule { .. }) => all
             .into_iter()
             .filter(|w| w.endpoint == Endpoint::CreateAlarmRule)
             .map(|mut w| {
@@ -248,7 +248,7 @@ fn planned_writes(t: &super::Task) -> Vec<WriteSpec> {
         Some(Action::Unchanged { .. } | Action::Skip { .. } | Action::Conflict { .. }) => {
             Vec::new()
         }
-        Some(Action::Send) | None => all,
+        Some(Action::Create | Action::Send) | None => all,
     }
 }
 

@@ -213,3 +213,45 @@ async fn a_stale_plan_is_read_again_and_drift_is_reported() {
         "the deleted rule was created again, acting on now"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_known_absent_at_plan_time_is_sent_without_a_read() {
+    let server = start(small(123)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let apk = dir.path().join("fresh.apk");
+    std::fs::write(
+        &apk,
+        esper_bulk::apk::write::minimal_apk("com.acme.fresh", 7, "0.7"),
+    )
+    .unwrap();
+    let yaml = format!(
+        "{}steps:\n  - id: upload\n    app_upload: {{ file: \"{}\", package: com.acme.fresh, version_code: 7 }}\n",
+        job_header(&server, "200/s"),
+        apk.display()
+    );
+    let lookups = "GET /enterprise/{enterprise_id}/application/";
+    let (first, by_route) = counted(&server, &yaml).await;
+    assert_eq!(first.run.exit_code, 0, "{}", first.summary_text());
+    assert_eq!(
+        of(
+            &by_route,
+            "POST /enterprise/{enterprise_id}/application/upload/"
+        ),
+        1
+    );
+    assert_eq!(
+        of(&by_route, lookups),
+        1,
+        "the plan's lookup only: {by_route:?}"
+    );
+
+    let (again, by_route) = counted(&server, &yaml).await;
+    assert_eq!(again.run.exit_code, 0);
+    assert_eq!(of(&by_route, "POST "), 0, "it exists: {by_route:?}");
+    assert_eq!(
+        again.tasks[0].result.as_ref().unwrap()["action"],
+        "exists",
+        "{:?}",
+        again.tasks[0].result
+    );
+}

@@ -204,6 +204,8 @@ impl EsperDispatch {
         file: &str,
         package: Option<&str>,
         version_code: Option<&str>,
+        action: Option<&Action>,
+        cx: &AttemptCx,
     ) -> Result<Done, Failure> {
         let local = |m: String| Failure::local(FailureClass::Build, m);
         let (package, code) = match (package, version_code) {
@@ -233,9 +235,14 @@ impl EsperDispatch {
                 )
             }
         };
-        if let Some((app, version)) = reconcile::find_app_version(&self.client, &package, &code)
-            .await
-            .map_err(fail)?
+        // Known absent at plan time: no read before the upload (a version that appeared
+        // since is refused by Esper, not duplicated). After an ambiguous failure, or when
+        // the plan did not know, it is read back first.
+        let known_absent = !cx.uncertain && matches!(action, Some(Action::Create));
+        if !known_absent
+            && let Some((app, version)) = reconcile::find_app_version(&self.client, &package, &code)
+                .await
+                .map_err(fail)?
         {
             return Ok(done(
                 format!("{package} {code} already exists (version {version})"),
@@ -335,7 +342,7 @@ impl Dispatch for EsperDispatch {
                     self.client.move_devices(group_id, device_ids, "add").await.map_err(fail)?;
                     Ok(done(format!("moved {} devices", device_ids.len()), json!({"moved": device_ids.len(), "group": group_id}), false))
                 }
-                Operation::AppUpload { file, package, version_code } => self.app_upload(file, package.as_deref(), version_code.as_deref()).await,
+                Operation::AppUpload { file, package, version_code } => self.app_upload(file, package.as_deref(), version_code.as_deref(), task.action.as_ref(), cx).await,
                 Operation::ContentUpload { file } => self.content_upload(file).await,
                 Operation::Request { method, path, query, body } => {
                     if cx.uncertain && method.eq_ignore_ascii_case("POST") {
