@@ -143,12 +143,10 @@ pub async fn resolve(job: &Job, inv: &dyn Inventory) -> Result<Resolved, PlanErr
             version_code: Some(code),
             ..
         } = &step.op
-        {
-            if let std::collections::btree_map::Entry::Vacant(e) =
+            && let std::collections::btree_map::Entry::Vacant(e) =
                 out.uploads.entry((package.clone(), code.clone()))
-            {
-                e.insert(inv.app_version(package, code).await?);
-            }
+        {
+            e.insert(inv.app_version(package, code).await?);
         }
     }
     for step in &job.steps {
