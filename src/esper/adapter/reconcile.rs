@@ -14,7 +14,8 @@
 //!   earlier attempt is unknown: posting the same command twice on purpose is legitimate.
 //! - **app version**: `package_name` and `version_code`. Read back before every upload,
 //!   since the answer to an APK upload is easily lost and the version may exist already.
-//! - **content file**: the file `name` and its `size` in bytes, before every upload.
+//! - **content file**: the file `name` and its `size` in bytes, before every upload,
+//!   compared here over the whole content list (its `search` does not match names).
 //!
 //! Group moves need no read-back (adding a device to the group it is in changes nothing),
 //! and raw `request` POSTs have no natural key, so their dispatch refuses to send one again
@@ -101,13 +102,14 @@ pub(super) async fn find_app_version(
     Ok(None)
 }
 
-/// The content file named `name` of `size` bytes, if any.
+/// The content file named `name` of `size` bytes, if any. The content list's `search`
+/// matches tags and description, never the file name (API.md §9.1), so the list is read
+/// page by page and compared here, stopping at the first match.
 pub(super) async fn find_content(
     client: &Client,
     name: &str,
     size: u64,
 ) -> Result<Option<Content>, ApiError> {
-    let found: Vec<Content> = client.list_content(Some(name)).try_collect().await?;
     // Servers have sent the size both as a number and as a string.
     let same_size = |c: &Content| {
         c.size.as_ref().and_then(|s| {
@@ -115,9 +117,13 @@ pub(super) async fn find_content(
                 .or_else(|| s.as_str().and_then(|t| t.parse().ok()))
         }) == Some(size)
     };
-    Ok(found
-        .into_iter()
-        .find(|c| c.name.as_deref() == Some(name) && same_size(c)))
+    let mut all = std::pin::pin!(client.list_content(None));
+    while let Some(c) = all.try_next().await? {
+        if c.name.as_deref() == Some(name) && same_size(&c) {
+            return Ok(Some(c));
+        }
+    }
+    Ok(None)
 }
 
 fn parse_time(s: &str) -> Option<SystemTime> {
