@@ -5,10 +5,17 @@
 //! legacy device list when there are few. Each test fails on the engine as it was before.
 
 use esper_bulk::exec::TaskStatus;
-use esper_bulk::mock::{MockServer, RequestRecord};
+use esper_bulk::mock::{Faults, MockServer, RequestRecord};
 use serde_json::json;
 
 use crate::support::{client, job_header, run_job, small, start};
+
+/// Proxies in front of APIs refuse longer request lines with 414.
+const MAX_URL: usize = 8 * 1024;
+
+fn url_len(r: &RequestRecord) -> usize {
+    r.path.len() + 1 + r.query.len()
+}
 
 fn content_job(server: &MockServer, file: &std::path::Path) -> String {
     format!(
@@ -80,4 +87,53 @@ async fn content_is_found_by_name_and_size_over_the_whole_list() {
     assert_eq!(result["action"], "uploaded", "{}", report.summary_text());
     assert_ne!(result["content_id"], json!(first.id));
     assert_eq!(server.snapshot().contents.len(), before + 1);
+}
+
+#[tokio::test]
+async fn a_command_read_back_for_500_devices_keeps_its_url_short() {
+    let mut cfg = small(121);
+    cfg.groups = 25;
+    cfg.devices_per_group = 20;
+    let server = start(cfg).await;
+    // Every create commits and then answers 500: the retry must read back first.
+    server.set_faults(Faults {
+        commit_then_fail_rate: 1.0,
+        ..Faults::default()
+    });
+    let job = format!(
+        "{}targets:\n  stores: {{ devices: {{ group: Stores }} }}\nsteps:\n  - id: ping\n    command: {{ to: stores, name: UPDATE_HEARTBEAT, wait: {{ timeout: 10s }} }}\n",
+        job_header(&server, "500/s")
+    );
+    let (plan, report) = run_job(&server, &job).await;
+    assert_eq!(plan.targets["stores"].items.len(), 500, "one 500-device chunk");
+    assert_eq!(report.tasks.len(), 1);
+    assert_eq!(
+        report.tasks[0].status,
+        TaskStatus::Succeeded,
+        "{}",
+        report.summary_text()
+    );
+    let stats = server.stats();
+    assert_eq!(
+        (
+            stats.created.command_requests,
+            stats.duplicates.command_requests
+        ),
+        (1, 0),
+        "the earlier command was found, not sent again: {stats:?}"
+    );
+    let requests = server.requests();
+    let read_backs = requests
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with("/commands/v0/commands/"))
+        .count();
+    assert!(read_backs >= 1, "the command was read back");
+    let longest = requests.iter().max_by_key(|r| url_len(r)).unwrap();
+    assert!(
+        url_len(longest) < MAX_URL,
+        "every URL stays under 8 KiB; {} {} has {} characters",
+        longest.method,
+        longest.path,
+        url_len(longest)
+    );
 }
