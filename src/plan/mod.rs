@@ -26,7 +26,9 @@ pub use crate::base::Endpoint;
 use crate::job::{Amount, Limits, OnExists, RetrySettings, Tolerance, template};
 
 pub use compile::{MAX_DEVICES_PER_COMMAND, MAX_DEVICES_PER_MOVE, compile};
-pub use resolve::{GroupInfo, Inventory, InventoryError, Resolved, resolve, select_groups};
+pub use resolve::{
+    GroupInfo, Inventory, InventoryError, Resolved, SerialMethod, resolve, select_groups,
+};
 pub use show::{Paths, plan_text};
 pub use verify::{Fault, Faults, integrity, verify};
 

@@ -43,6 +43,20 @@ pub trait Inventory: Send + Sync {
         package: &'a str,
         version_code: &'a str,
     ) -> BoxFuture<'a, Result<Option<String>, InventoryError>>;
+    /// How [`Inventory::devices`] finds the devices of `serials` (a CSV's), so the plan can
+    /// say what it cost; `None` (the default) when the inventory does not say.
+    fn serial_method(&self, _serials: &[String]) -> Option<SerialMethod> {
+        None
+    }
+}
+
+/// How the devices of a CSV's serials are found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SerialMethod {
+    /// One filtered request per distinct serial.
+    Lookup { requests: usize },
+    /// A scan of the whole fleet, `page` devices a request.
+    Scan { page: usize },
 }
 
 /// What resolution found: frozen targets, app version ids and group_move destinations.
@@ -54,6 +68,9 @@ pub struct Resolved {
     pub groups: BTreeMap<String, (String, String)>,
     /// Things worth a look that do not stop the plan (e.g. CSV serials not in the fleet).
     pub warnings: Vec<String>,
+    /// How targets were read, where that is worth telling (e.g. CSV serials looked up one
+    /// by one).
+    pub notes: Vec<String>,
 }
 
 /// Resolves every target and app version a job uses.
@@ -73,6 +90,12 @@ pub async fn resolve(job: &Job, inv: &dyn Inventory) -> Result<Resolved, PlanErr
     };
     for (name, spec) in &job.targets {
         if let Some(t) = resolve_one(name, spec, &groups, inv, &mut out.warnings).await? {
+            if let TargetSpec::Devices(sel) = spec
+                && !sel.serials.is_empty()
+                && let Some(how) = inv.serial_method(&sel.serials)
+            {
+                out.notes.push(serial_note(name, t.items.len(), how));
+            }
             out.targets.insert(name.clone(), t);
         }
     }
@@ -148,6 +171,20 @@ pub async fn resolve(job: &Job, inv: &dyn Inventory) -> Result<Resolved, PlanErr
         }
     }
     Ok(out)
+}
+
+/// `target `t`: 12 devices by serial lookup (12 requests)`.
+fn serial_note(target: &str, found: usize, how: SerialMethod) -> String {
+    let devices = crate::base::count(found as u64, "device", "devices");
+    match how {
+        SerialMethod::Lookup { requests } => format!(
+            "target `{target}`: {devices} by serial lookup ({})",
+            crate::base::count(requests as u64, "request", "requests")
+        ),
+        SerialMethod::Scan { page } => format!(
+            "target `{target}`: {devices} by a scan of the whole fleet ({page} devices a request)"
+        ),
+    }
 }
 
 async fn resolve_one(

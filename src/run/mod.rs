@@ -142,6 +142,9 @@ async fn make_plan(
             })?,
         }
         .map_err(err)?;
+    for n in &resolved.notes {
+        notices.send(Notice::PlanNote(n.clone()));
+    }
     for w in &resolved.warnings {
         notices.send(Notice::PlanWarning(w.clone()));
     }

@@ -8,7 +8,7 @@ use esper_bulk::exec::TaskStatus;
 use esper_bulk::mock::{Faults, MockServer, RequestRecord};
 use serde_json::json;
 
-use crate::support::{client, job_header, run_job, small, start};
+use crate::support::{client, esper_bulk, job_header, run_job, small, start};
 
 /// Proxies in front of APIs refuse longer request lines with 414.
 const MAX_URL: usize = 8 * 1024;
@@ -136,4 +136,84 @@ async fn a_command_read_back_for_500_devices_keeps_its_url_short() {
         longest.path,
         url_len(longest)
     );
+}
+
+/// A job (no base URL: the binary takes it from the environment) pinging the devices of
+/// `serials`, written with its CSV to `dir`.
+fn serial_job(dir: &std::path::Path, serials: &[String]) -> std::path::PathBuf {
+    let csv: String = std::iter::once("serial".to_string())
+        .chain(serials.iter().cloned())
+        .map(|l| l + "\n")
+        .collect();
+    std::fs::write(dir.join("serials.csv"), csv).unwrap();
+    let job = dir.join("job.yaml");
+    std::fs::write(
+        &job,
+        "version: 1\nname: serials\nesper: { api_key: \"${ESPER_API_KEY}\" }\ntargets:\n  listed: { devices: { csv: serials.csv, column: serial } }\nsteps:\n  - id: ping\n    command: { to: listed, name: UPDATE_HEARTBEAT }\n",
+    )
+    .unwrap();
+    job
+}
+
+/// `esper-bulk plan JOB` against `server`: stdout, stderr.
+fn plan_cmd(server: &MockServer, job: &std::path::Path) -> (String, String) {
+    let out = esper_bulk(server).arg("plan").arg(job).output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    (stdout, stderr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn few_csv_serials_are_looked_up_one_by_one_and_many_scan_the_fleet() {
+    let server = start(small(122)).await;
+    let fleet: Vec<String> = server
+        .snapshot()
+        .devices
+        .into_iter()
+        .map(|d| d.serial)
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    // Four of the fleet, one unknown, and a repeat.
+    let mut few: Vec<String> = fleet[..4].to_vec();
+    few.push("NOT-IN-THE-FLEET".into());
+    few.push(fleet[0].clone());
+    let (stdout, stderr) = plan_cmd(&server, &serial_job(dir.path(), &few));
+    assert!(stdout.contains("target listed: 4 devices"), "{stdout}");
+    assert!(
+        stderr.contains("target `listed`: 4 devices by serial lookup (5 requests)"),
+        "the plan says how the serials were found: {stderr}"
+    );
+    let requests = server.requests();
+    let lookups: Vec<&RequestRecord> = requests
+        .iter()
+        .filter(|r| r.path.ends_with("/device/") && r.query.contains("serial="))
+        .collect();
+    assert_eq!(lookups.len(), 5, "one request a distinct serial: {lookups:?}");
+    assert!(
+        requests.iter().all(|r| !r.path.ends_with("/v2/devices/")),
+        "no fleet scan for a short CSV"
+    );
+
+    // At the threshold and above, one scan of the fleet costs less.
+    let mut many: Vec<String> = fleet.clone();
+    many.extend((0..200).map(|i| format!("UNKNOWN-{i:03}")));
+    let before = server.requests().len();
+    let (stdout, stderr) = plan_cmd(&server, &serial_job(dir.path(), &many));
+    assert!(
+        stdout.contains(&format!("target listed: {} devices", fleet.len())),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "target `listed`: {} devices by a scan of the whole fleet",
+            fleet.len()
+        )),
+        "{stderr}"
+    );
+    let after = &server.requests()[before..];
+    assert!(after.iter().any(|r| r.path.ends_with("/v2/devices/")));
+    assert!(after.iter().all(|r| !r.query.contains("serial=")));
 }

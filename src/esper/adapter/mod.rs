@@ -8,6 +8,7 @@
 //!   a duplicate;
 //! - `inventory`: the planner's [`Inventory`](crate::plan::Inventory) ([`PlanReads`]:
 //!   target reads, retried as the job's `retry:` says, and app version lookups);
+//! - `serials`: CSV serial targets, looked up one by one when few, else a fleet scan;
 //! - `paths`: the planner's [`Paths`](crate::plan::Paths), the client's path table as the
 //!   review text shows it.
 //!
@@ -20,6 +21,7 @@ mod follow;
 mod inventory;
 mod paths;
 mod reconcile;
+mod serials;
 
 pub use dispatch::{EsperDispatch, PollSettings};
 pub use inventory::PlanReads;
