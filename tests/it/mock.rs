@@ -778,13 +778,22 @@ async fn uploads_apps_and_content() {
         (&json!("file.apk"), &json!("Menus")),
         "name is read-only"
     );
-    for (q, n) in [("weekly", 1), ("MENUS", 1), ("nort", 1), ("file", 0), ("apk", 0)] {
+    for (q, n) in [
+        ("weekly", 1),
+        ("MENUS", 1),
+        ("nort", 1),
+        ("file", 0),
+        ("apk", 0),
+    ] {
         let (_, page) = env
             .get(&format!("/v0/enterprise/{{eid}}/content/?search={q}"))
             .await;
         assert_eq!(page["count"], n, "search={q}: {page}");
     }
-    let bad = env.http.patch(env.url(&one)).json(&json!({"tags": "menus"}));
+    let bad = env
+        .http
+        .patch(env.url(&one))
+        .json(&json!({"tags": "menus"}));
     assert_eq!(env.send(bad).await.0, 400);
     assert_eq!(env.get(&one).await.1["description"], "Weekly menu board");
     assert_eq!(env.send(env.http.delete(env.url(&one))).await.0, 204);

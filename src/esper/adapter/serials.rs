@@ -88,10 +88,7 @@ mod tests {
     #[test]
     fn few_serials_are_looked_up_and_many_scanned() {
         let serials = |n: usize| (0..n).map(|i| format!("S{i}")).collect::<Vec<_>>();
-        assert_eq!(
-            method(&serials(12)),
-            SerialMethod::Lookup { requests: 12 }
-        );
+        assert_eq!(method(&serials(12)), SerialMethod::Lookup { requests: 12 });
         let mut twice = serials(3);
         twice.extend(serials(3));
         assert_eq!(method(&twice), SerialMethod::Lookup { requests: 3 });
