@@ -12,6 +12,7 @@ use futures::future::BoxFuture;
 use globset::{Glob, GlobMatcher};
 
 use super::{FrozenTarget, Item, ItemKind, PlanError, Targets};
+use crate::base::AccessError;
 use crate::job::{DeviceSelector, GroupSelector, Job, StepOp, TargetSpec, VersionRef};
 
 /// A group as the planner needs it. `path` is below the root group ("All devices").
@@ -22,10 +23,17 @@ pub struct GroupInfo {
     pub path: String,
 }
 
-/// A failed inventory read, already phrased for the user.
+/// A failed inventory read.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{0}")]
-pub struct InventoryError(pub String);
+pub enum InventoryError {
+    /// A read failed, already phrased for the user.
+    #[error("{0}")]
+    Read(String),
+    /// The API could not be reached, or refused the key or the enterprise: no read can
+    /// succeed with these settings.
+    #[error(transparent)]
+    Access(AccessError),
+}
 
 /// Read-only access to the fleet.
 pub trait Inventory: Send + Sync {

@@ -58,7 +58,12 @@ async fn content_is_found_by_name_and_size_over_the_whole_list() {
     std::fs::write(&same, b"%PDF menu week 48").unwrap();
     let (_, report) = run_job(&server, &content_job(&server, &same)).await;
     let task = &report.tasks[0];
-    assert_eq!(task.status, TaskStatus::Succeeded, "{}", report.summary_text());
+    assert_eq!(
+        task.status,
+        TaskStatus::Succeeded,
+        "{}",
+        report.summary_text()
+    );
     let result = task.result.as_ref().unwrap();
     assert_eq!(
         (&result["action"], &result["content_id"]),
@@ -71,7 +76,10 @@ async fn content_is_found_by_name_and_size_over_the_whole_list() {
         .into_iter()
         .filter(|r| r.method == "GET" && r.path.ends_with("/content/"))
         .collect();
-    assert!(lists.len() >= 2, "the list was read page by page: {lists:?}");
+    assert!(
+        lists.len() >= 2,
+        "the list was read page by page: {lists:?}"
+    );
     assert!(
         lists.iter().all(|r| !r.query.contains("search=")),
         "the lookup does not rely on `search` matching the name: {lists:?}"
@@ -105,7 +113,11 @@ async fn a_command_read_back_for_500_devices_keeps_its_url_short() {
         job_header(&server, "500/s")
     );
     let (plan, report) = run_job(&server, &job).await;
-    assert_eq!(plan.targets["stores"].items.len(), 500, "one 500-device chunk");
+    assert_eq!(
+        plan.targets["stores"].items.len(),
+        500,
+        "one 500-device chunk"
+    );
     assert_eq!(report.tasks.len(), 1);
     assert_eq!(
         report.tasks[0].status,
@@ -191,7 +203,11 @@ async fn few_csv_serials_are_looked_up_one_by_one_and_many_scan_the_fleet() {
         .iter()
         .filter(|r| r.path.ends_with("/device/") && r.query.contains("serial="))
         .collect();
-    assert_eq!(lookups.len(), 5, "one request a distinct serial: {lookups:?}");
+    assert_eq!(
+        lookups.len(),
+        5,
+        "one request a distinct serial: {lookups:?}"
+    );
     assert!(
         requests.iter().all(|r| !r.path.ends_with("/v2/devices/")),
         "no fleet scan for a short CSV"
@@ -216,4 +232,197 @@ async fn few_csv_serials_are_looked_up_one_by_one_and_many_scan_the_fleet() {
     let after = &server.requests()[before..];
     assert!(after.iter().any(|r| r.path.ends_with("/v2/devices/")));
     assert!(after.iter().all(|r| !r.query.contains("serial=")));
+}
+
+/// A job that reads its targets, then would reboot a store, in `dir`; no base URL or
+/// enterprise (the binary takes them from the environment), two quick attempts a read.
+fn writing_job(dir: &std::path::Path) -> std::path::PathBuf {
+    let job = dir.join("reboot.yaml");
+    std::fs::write(
+        &job,
+        "version: 1\nname: access\nesper: { api_key: \"${ESPER_API_KEY}\" }\nretry: { attempts: 2, initial_delay: 10ms, max_delay: 20ms }\ntargets:\n  one: { groups: { name: \"Stores/*/0001\" } }\nsteps:\n  - id: reboot\n    command: { to: one, name: REBOOT }\n",
+    )
+    .unwrap();
+    job
+}
+
+/// Runs `cmd`; its exit code and stderr.
+fn code_and_stderr(mut cmd: std::process::Command) -> (Option<i32>, String) {
+    let out = cmd.output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn writes(server: &MockServer) -> Vec<String> {
+    server
+        .requests()
+        .into_iter()
+        .filter(|r| r.method != "GET")
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_that_cannot_be_used_exits_5_before_anything_is_written() {
+    let server = start(small(123)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let job = writing_job(dir.path());
+    let state = dir.path().join("state");
+    let run = |cmd: &mut std::process::Command| {
+        cmd.arg("run").arg(&job).arg("--state-dir").arg(&state);
+    };
+
+    let mut wrong_key = esper_bulk(&server);
+    wrong_key.env("ESPER_API_KEY", "not-the-key-0123456789");
+    run(&mut wrong_key);
+    let (code, err) = code_and_stderr(wrong_key);
+    assert_eq!(code, Some(5), "{err}");
+    assert!(
+        err.contains("error: the API key was refused: GET /api/enterprise/")
+            || err.contains("error: the API key was refused: GET /enterprise/"),
+        "{err}"
+    );
+    assert!(
+        err.contains("answered 401") && err.contains("= help: check ESPER_API_KEY"),
+        "{err}"
+    );
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut refused = esper_bulk(&server);
+    refused.env("ESPER_BASE_URL", format!("http://127.0.0.1:{port}/api"));
+    run(&mut refused);
+    let (code, err) = code_and_stderr(refused);
+    assert_eq!(code, Some(5), "{err}");
+    assert!(
+        err.contains(&format!(
+            "error: cannot reach the Esper API at http://127.0.0.1:{port}/api: GET "
+        )),
+        "{err}"
+    );
+    assert!(err.contains("= help: check the base URL"), "{err}");
+
+    let elsewhere = "6f1e0c2a-3b4d-4e5f-8a9b-0c1d2e3f4a5b";
+    assert_ne!(elsewhere, server.enterprise_id());
+    let mut wrong_enterprise = esper_bulk(&server);
+    wrong_enterprise.env("ESPER_ENTERPRISE_ID", elsewhere);
+    run(&mut wrong_enterprise);
+    let (code, err) = code_and_stderr(wrong_enterprise);
+    assert_eq!(code, Some(5), "{err}");
+    assert!(
+        err.contains(&format!(
+            "error: enterprise `{elsewhere}` was not found for this API key"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("= help: check ESPER_ENTERPRISE_ID / esper.enterprise_id"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("scope") && !err.contains("answered 404"),
+        "{err}"
+    );
+
+    // `plan` says the same.
+    let mut plan = esper_bulk(&server);
+    plan.env("ESPER_API_KEY", "not-the-key-0123456789")
+        .arg("plan")
+        .arg(&job);
+    assert_eq!(code_and_stderr(plan).0, Some(5));
+
+    // An invalid job is still 2, whatever the key.
+    let invalid = dir.path().join("invalid.yaml");
+    std::fs::write(
+        &invalid,
+        std::fs::read_to_string(&job)
+            .unwrap()
+            .replace("name: REBOOT", "name: REBOOTT"),
+    )
+    .unwrap();
+    let mut bad = esper_bulk(&server);
+    bad.env("ESPER_API_KEY", "not-the-key-0123456789")
+        .arg("run")
+        .arg(&invalid)
+        .arg("--state-dir")
+        .arg(&state);
+    let (code, err) = code_and_stderr(bad);
+    assert_eq!(code, Some(2), "{err}");
+
+    assert!(
+        writes(&server).is_empty(),
+        "nothing was written: {:?}",
+        writes(&server)
+    );
+    assert!(server.snapshot().commands.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_read_nothing_checks_the_key_before_its_first_write() {
+    let server = start(small(124)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let job = writing_job(dir.path());
+    let state = dir.path().join("state");
+    let saved = dir.path().join("plan.json");
+    let mut plan = esper_bulk(&server);
+    plan.arg("plan").arg(&job).arg("--out").arg(&saved);
+    assert_eq!(code_and_stderr(plan).0, Some(0));
+
+    // A reviewed plan run with a revoked key: one read, refused, and no task sent.
+    let mut run = esper_bulk(&server);
+    run.env("ESPER_API_KEY", "revoked-key-0123456789")
+        .args(["run", "--plan"])
+        .arg(&saved)
+        .arg("--state-dir")
+        .arg(&state);
+    let (code, err) = code_and_stderr(run);
+    assert_eq!(code, Some(5), "{err}");
+    assert!(err.contains("error: the API key was refused"), "{err}");
+
+    // A job whose plan reads nothing (an upload) with another enterprise's id.
+    let file = dir.path().join("menu.pdf");
+    std::fs::write(&file, b"%PDF menu").unwrap();
+    let upload = dir.path().join("upload.yaml");
+    std::fs::write(
+        &upload,
+        format!(
+            "version: 1\nname: upload\nesper: {{ api_key: \"${{ESPER_API_KEY}}\" }}\nsteps:\n  - id: push\n    content_upload: {{ file: \"{}\" }}\n",
+            file.display()
+        ),
+    )
+    .unwrap();
+    let elsewhere = "6f1e0c2a-3b4d-4e5f-8a9b-0c1d2e3f4a5b";
+    let mut run = esper_bulk(&server);
+    run.env("ESPER_ENTERPRISE_ID", elsewhere)
+        .arg("run")
+        .arg(&upload)
+        .arg("--state-dir")
+        .arg(&state);
+    let (code, err) = code_and_stderr(run);
+    assert_eq!(code, Some(5), "{err}");
+    assert!(
+        err.contains(&format!(
+            "enterprise `{elsewhere}` was not found for this API key"
+        )),
+        "{err}"
+    );
+    assert!(
+        writes(&server).is_empty(),
+        "nothing was written: {:?}",
+        writes(&server)
+    );
+    assert!(server.snapshot().commands.is_empty() && server.snapshot().contents.is_empty());
+
+    // With the right settings the same plan runs.
+    let mut run = esper_bulk(&server);
+    run.args(["run", "--plan"])
+        .arg(&saved)
+        .arg("--state-dir")
+        .arg(&state);
+    let (code, err) = code_and_stderr(run);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(server.snapshot().commands.len(), 1);
 }

@@ -312,7 +312,12 @@ async fn group_move_content_and_raw() {
     assert!(listed.is_empty(), "{listed:?}");
     let path = format!("/v0/enterprise/{{enterprise_id}}/content/{}/", content.id);
     let described = c
-        .raw("PATCH", &path, &[], Some(json!({"description": "menu board"})))
+        .raw(
+            "PATCH",
+            &path,
+            &[],
+            Some(json!({"description": "menu board"})),
+        )
         .await
         .unwrap();
     assert_eq!(described.status, 200);

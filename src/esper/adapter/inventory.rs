@@ -30,8 +30,11 @@ use crate::plan::{GroupInfo, Inventory, InventoryError, Item, ItemKind, SerialMe
 const ROOT_GROUP: &str = "All devices";
 
 fn inv_err(e: ApiError) -> InventoryError {
+    if let Some(a) = e.access() {
+        return InventoryError::Access(a);
+    }
     // The inventory error is one line of text, so the hint goes inline.
-    InventoryError(format!(
+    InventoryError::Read(format!(
         "reading targets failed: {}",
         crate::base::one_line(&e)
     ))

@@ -273,7 +273,11 @@ mod tests {
         assert_eq!(some[0], "00000000-0000-4000-8000-000000000000", "sorted");
         assert_eq!(some_ids(&ids[..3]).len(), 3, "a short list is sent whole");
         let huge = vec!["x".repeat(MAX_FILTER_IDS + 1)];
-        assert_eq!(some_ids(&huge), huge, "one id even when it alone is too long");
+        assert_eq!(
+            some_ids(&huge),
+            huge,
+            "one id even when it alone is too long"
+        );
         assert!(some_ids(&[]).is_empty());
     }
 
