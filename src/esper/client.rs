@@ -683,7 +683,8 @@ impl Client {
             .await
     }
 
-    /// Content files, optionally `?search=`.
+    /// Content files, optionally `?search=`, which matches tags and description (never
+    /// the file name).
     pub fn list_content(
         &self,
         search: Option<&str>,
