@@ -2,7 +2,8 @@
 //! ([`Endpoint`]) and what it is for ([`RequestKind`]), what came back ([`Observation`]),
 //! the gate every request passes ([`Throttle`]), the coarse classes of failure
 //! ([`FailureClass`]), the one way an error carries advice ([`Hint`], rendered by
-//! [`render_error`] and [`one_line`]) and the one way a secret is shown ([`mask`]).
+//! [`render_error`] and [`one_line`]), the one way a secret is shown ([`mask`]), and why
+//! the API cannot be used at all ([`AccessError`]).
 //!
 //! It is a leaf: it imports nothing from the crate, so `exec` (which implements the
 //! throttle and decides retries by class) and `esper` (whose client calls the throttle)
@@ -283,6 +284,48 @@ impl<'de> Deserialize<'de> for Endpoint {
                 "`{key}` is neither an endpoint name nor `METHOD path`"
             ))
         })
+    }
+}
+
+/// The API cannot be used with these settings at all: it could not be reached, or it
+/// refused the key or the enterprise. The client classes an error as one
+/// (`esper::ApiError::access`); a run that meets one before it wrote anything stops with
+/// exit code 5 instead of failing every task the same way.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccessError {
+    /// No connection: DNS failure, connection refused, TLS failure.
+    #[error("cannot reach the Esper API: {detail}")]
+    Unreachable { detail: String },
+    /// 401: the key is not one the server knows.
+    #[error("the API key was refused: {detail}")]
+    KeyRefused { detail: String },
+    /// 403: the key may not do this here.
+    #[error("the API key is not allowed to use this enterprise: {detail}")]
+    Forbidden { detail: String },
+    /// 404 on a list every enterprise has: the enterprise id is not one this key sees.
+    #[error("enterprise `{enterprise_id}` was not found for this API key")]
+    NoEnterprise { enterprise_id: String },
+}
+
+impl Hint for AccessError {
+    fn hint(&self) -> Option<String> {
+        Some(
+            match self {
+                AccessError::Unreachable { .. } => {
+                    "check the base URL (ESPER_BASE_URL, ESPER_TENANT, --base-url or the job's esper.tenant), DNS, proxy settings (HTTPS_PROXY, --ca-cert) and the network"
+                }
+                AccessError::KeyRefused { .. } => {
+                    "check ESPER_API_KEY (or the job's esper.api_key): the key must belong to this tenant and be unexpired"
+                }
+                AccessError::Forbidden { .. } => {
+                    "check the key's role in the console (API Key Management) and ESPER_ENTERPRISE_ID / esper.enterprise_id"
+                }
+                AccessError::NoEnterprise { .. } => {
+                    "check ESPER_ENTERPRISE_ID / esper.enterprise_id (or --enterprise-id): the console shows the enterprise id under API Key Management"
+                }
+            }
+            .to_string(),
+        )
     }
 }
 

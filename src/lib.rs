@@ -140,6 +140,9 @@ pub mod exit {
     /// Incomplete but resumable (deadline or retry budget exhausted, or the journal or
     /// report could not be written, e.g. on a full disk).
     pub const INCOMPLETE: u8 = 4;
+    /// The API could not be reached (DNS, connection refused, TLS) or refused the key or
+    /// the enterprise (401, 403, 404 on the enterprise) before anything was written.
+    pub const NO_ACCESS: u8 = 5;
     /// `plan --detailed-exitcode`: the plan would write (0 there means it would not).
     pub const CHANGES_PENDING: u8 = 6;
     /// Another run holds the lock.

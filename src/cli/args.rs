@@ -15,6 +15,7 @@ pub const EXIT_CODES: &str = "Exit codes:
   2    invalid job, plan or usage (nothing was sent)
   3    stopped by a rollout's max_failures threshold
   4    incomplete but resumable (deadline, retry budget, or a full disk)
+  5    the API could not be reached or refused the key or enterprise (nothing was written)
   6    plan --detailed-exitcode: the plan would write (0: nothing to write)
   75   another run holds the lock
   130  interrupted (SIGINT/SIGTERM)";

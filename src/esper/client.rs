@@ -375,6 +375,22 @@ impl Client {
         )
     }
 
+    /// One group (`GET …/devicegroup/?limit=1`): whether the key and the enterprise work
+    /// at all, for a run that has read nothing else before its first write.
+    pub async fn probe(&self) -> Result<(), ApiError> {
+        let q = [("limit".to_string(), "1".to_string())];
+        let _: Value = self
+            .call(
+                RequestKind::Read,
+                Endpoint::ListGroups,
+                None,
+                &q,
+                Body::None,
+            )
+            .await?;
+        Ok(())
+    }
+
     pub async fn get_group(&self, id: &str) -> Result<DeviceGroup, ApiError> {
         self.call(
             RequestKind::Read,
@@ -667,7 +683,8 @@ impl Client {
             .await
     }
 
-    /// Content files, optionally `?search=`.
+    /// Content files, optionally `?search=`, which matches tags and description (never
+    /// the file name).
     pub fn list_content(
         &self,
         search: Option<&str>,

@@ -149,6 +149,10 @@ pub(crate) struct Content {
     pub size: u64,
     pub hash: String,
     pub created: String,
+    /// What `PATCH …/content/{id}/` sets; the list's `search` matches these two only.
+    pub tags: Vec<String>,
+    pub description: Option<String>,
+    pub modified: String,
 }
 
 /// A device's command state at some instant.
@@ -631,6 +635,8 @@ impl Inventory {
                     name: c.name.clone(),
                     size: c.size,
                     hash: c.hash.clone(),
+                    tags: c.tags.clone(),
+                    description: c.description.clone(),
                 })
                 .collect(),
         }
@@ -767,6 +773,8 @@ pub struct SnapshotContent {
     pub name: String,
     pub size: u64,
     pub hash: String,
+    pub tags: Vec<String>,
+    pub description: Option<String>,
 }
 
 #[cfg(test)]

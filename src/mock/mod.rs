@@ -24,7 +24,8 @@
 //! | `POST /enterprise/{eid}/application/upload/` | multipart `app_file`, 201 `{"application": …}` |
 //! | `GET, POST /commands/v0/commands/`, `GET …/{id}/`, `GET …/{id}/stats/`, `GET /commands/v0/status/` | envelope |
 //! | `GET, POST /v1/enterprise/{eid}/alarmrules/`, `GET, PUT, PATCH, DELETE …/{alarm_id}/` | DRF |
-//! | `GET /v0/enterprise/{eid}/content/`, `POST …/content/upload/` | multipart `key`, 200 |
+//! | `GET /v0/enterprise/{eid}/content/`, `POST …/content/upload/` | `search` over tags and description only; multipart `key`, 200 |
+//! | `GET, PATCH, DELETE /v0/enterprise/{eid}/content/{content_id}/` | PATCH sets `tags`, `description` |
 //!
 //! # Choices where API.md is silent
 //!
@@ -48,8 +49,9 @@
 //!   duration, `Command Initiated` for the second, `Command In Progress` until the end, then
 //!   the final state. Offline devices stay `Command Queued`. `schedule` is stored but every
 //!   command runs as `IMMEDIATE`. Absent `device_type` means `all`.
-//! - **Wrong enterprise id** in a path: 404 when it is not a UUID, 403 when it is another
-//!   UUID. A path without its trailing slash is a 404 (no redirect).
+//! - **Wrong enterprise id** in a path: 404, whether it is another UUID or not one, as
+//!   Esper answers any unknown resource. A path without its trailing slash is a 404 (no
+//!   redirect).
 //! - **Content** `size` is a string (the published schema types it so).
 //! - **400 bodies** name every bad field. Service routes key `content` by field, nested
 //!   fields dotted (`"command_args.app_version": [...]`); core routes list `"field: msg"`

@@ -63,6 +63,10 @@ pub(crate) enum Route {
     ContentUpload {
         eid: String,
     },
+    ContentFile {
+        eid: String,
+        content: String,
+    },
     Commands,
     Command {
         id: String,
@@ -113,7 +117,8 @@ impl Route {
             | Route::AlarmRules { eid }
             | Route::AlarmRule { eid, .. }
             | Route::Contents { eid }
-            | Route::ContentUpload { eid } => Some(eid),
+            | Route::ContentUpload { eid }
+            | Route::ContentFile { eid, .. } => Some(eid),
             _ => None,
         }
     }
@@ -133,6 +138,7 @@ const GET_PATCH: &[Method] = &[Method::GET, Method::PATCH];
 const GET_POST: &[Method] = &[Method::GET, Method::POST];
 const GET_PUT: &[Method] = &[Method::GET, Method::PUT];
 const POST: &[Method] = &[Method::POST];
+const GET_PATCH_DELETE: &[Method] = &[Method::GET, Method::PATCH, Method::DELETE];
 const GET_PUT_PATCH_DELETE: &[Method] = &[Method::GET, Method::PUT, Method::PATCH, Method::DELETE];
 
 /// Matches `path` (as received, with `/api`) against the route table.
@@ -229,6 +235,14 @@ pub(crate) fn resolve(path: &str) -> Option<Matched> {
             Route::ContentUpload { eid: s(2) },
             "/v0/enterprise/{enterprise_id}/content/upload/",
             POST,
+        ),
+        ["v0", "enterprise", _, "content", _] => (
+            Route::ContentFile {
+                eid: s(2),
+                content: s(4),
+            },
+            "/v0/enterprise/{enterprise_id}/content/{content_id}/",
+            GET_PATCH_DELETE,
         ),
         ["commands", "v0", "commands"] => (Route::Commands, "/commands/v0/commands/", GET_POST),
         ["commands", "v0", "commands", _] => (

@@ -28,7 +28,9 @@ use crate::job::{Amount, Limits, OnExists, RetrySettings, Tolerance, template};
 
 pub use compile::{MAX_DEVICES_PER_COMMAND, MAX_DEVICES_PER_MOVE, compile};
 pub use diff::{Action, Changes, FieldChange, LiveRule};
-pub use resolve::{GroupInfo, Inventory, InventoryError, Resolved, resolve, select_groups};
+pub use resolve::{
+    GroupInfo, Inventory, InventoryError, Resolved, SerialMethod, resolve, select_groups,
+};
 pub use show::{Paths, plan_text};
 pub use verify::{Fault, Faults, integrity, verify};
 

@@ -12,6 +12,7 @@ use futures::future::BoxFuture;
 use globset::{Glob, GlobMatcher};
 
 use super::{FrozenTarget, Item, ItemKind, LiveRule, PlanError, Targets};
+use crate::base::AccessError;
 use crate::job::{DeviceSelector, GroupSelector, Job, StepOp, TargetSpec, VersionRef};
 
 /// A group as the planner needs it. `path` is below the root group ("All devices").
@@ -22,10 +23,17 @@ pub struct GroupInfo {
     pub path: String,
 }
 
-/// A failed inventory read, already phrased for the user.
+/// A failed inventory read.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{0}")]
-pub struct InventoryError(pub String);
+pub enum InventoryError {
+    /// A read failed, already phrased for the user.
+    #[error("{0}")]
+    Read(String),
+    /// The API could not be reached, or refused the key or the enterprise: no read can
+    /// succeed with these settings.
+    #[error(transparent)]
+    Access(AccessError),
+}
 
 /// Read-only access to the fleet.
 pub trait Inventory: Send + Sync {
@@ -48,6 +56,21 @@ pub trait Inventory: Send + Sync {
     fn alarm_rules(&self) -> BoxFuture<'_, Result<Option<Vec<LiveRule>>, InventoryError>> {
         Box::pin(async { Ok(None) })
     }
+
+    /// How [`Inventory::devices`] finds the devices of `serials` (a CSV's), so the plan can
+    /// say what it cost; `None` (the default) when the inventory does not say.
+    fn serial_method(&self, _serials: &[String]) -> Option<SerialMethod> {
+        None
+    }
+}
+
+/// How the devices of a CSV's serials are found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SerialMethod {
+    /// One filtered request per distinct serial.
+    Lookup { requests: usize },
+    /// A scan of the whole fleet, `page` devices a request.
+    Scan { page: usize },
 }
 
 /// What resolution found: frozen targets, app version ids and group_move destinations.
@@ -64,6 +87,9 @@ pub struct Resolved {
     /// `app_upload` steps that name their package and version code: the version's id
     /// when it exists already, `None` when it does not.
     pub uploads: BTreeMap<(String, String), Option<String>>,
+    /// How targets were read, where that is worth telling (e.g. CSV serials looked up one
+    /// by one).
+    pub notes: Vec<String>,
 }
 
 /// Resolves every target and app version a job uses.
@@ -90,6 +116,12 @@ pub async fn resolve(job: &Job, inv: &dyn Inventory) -> Result<Resolved, PlanErr
     }
     for (name, spec) in &job.targets {
         if let Some(t) = resolve_one(name, spec, &groups, inv, &mut out.warnings).await? {
+            if let TargetSpec::Devices(sel) = spec
+                && !sel.serials.is_empty()
+                && let Some(how) = inv.serial_method(&sel.serials)
+            {
+                out.notes.push(serial_note(name, t.items.len(), how));
+            }
             out.targets.insert(name.clone(), t);
         }
     }
@@ -177,6 +209,20 @@ pub async fn resolve(job: &Job, inv: &dyn Inventory) -> Result<Resolved, PlanErr
         }
     }
     Ok(out)
+}
+
+/// `target `t`: 12 devices by serial lookup (12 requests)`.
+fn serial_note(target: &str, found: usize, how: SerialMethod) -> String {
+    let devices = crate::base::count(found as u64, "device", "devices");
+    match how {
+        SerialMethod::Lookup { requests } => format!(
+            "target `{target}`: {devices} by serial lookup ({})",
+            crate::base::count(requests as u64, "request", "requests")
+        ),
+        SerialMethod::Scan { page } => format!(
+            "target `{target}`: {devices} by a scan of the whole fleet ({page} devices a request)"
+        ),
+    }
 }
 
 async fn resolve_one(

@@ -1,4 +1,6 @@
 //! How a run ended ([`RunOutcome`]) and the one mapping from outcomes to exit codes.
+//! The other codes (2 invalid, 5 no access to the API, 75 locked) are for runs that never
+//! started, so no report has them: they are `run::RunError::exit_code`'s.
 //!
 //! The outcome is decided from the run's counts and its stop alone, so a rebuilt report
 //! and the live one agree; the words and meanings here are the ones every renderer and

@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::base::Hint;
+use crate::base::{AccessError, Hint};
 use crate::esper::ApiError;
 use crate::exit;
 use crate::journal::JournalError;
@@ -75,6 +75,12 @@ pub enum RunError {
     EmptyKey(String),
     #[error(transparent)]
     Client(#[from] ApiError),
+    /// The API cannot be used with these settings, found before anything was written.
+    #[error("{}", access_text(base_url, error))]
+    Access {
+        base_url: String,
+        error: AccessError,
+    },
     #[error(transparent)]
     Lock(#[from] LockError),
     #[error("reading plan {}: {source}", path.display())]
@@ -146,6 +152,16 @@ pub enum RunError {
     Interrupted,
 }
 
+/// An access error, naming the server when it could not be reached.
+fn access_text(base_url: &str, e: &AccessError) -> String {
+    match e {
+        AccessError::Unreachable { detail } => {
+            format!("cannot reach the Esper API at {base_url}: {detail}")
+        }
+        other => other.to_string(),
+    }
+}
+
 fn help_line(e: &PlanError) -> String {
     e.hint()
         .map(|h| format!("\n  = help: {h}"))
@@ -188,6 +204,7 @@ impl Hint for RunError {
                     .into(),
             ),
             RunError::Client(e) => e.hint(),
+            RunError::Access { error, .. } => error.hint(),
             RunError::Journal(e) => e.hint(),
             _ => None,
         }
@@ -202,6 +219,7 @@ impl RunError {
             | RunError::StillRunning { .. } => exit::LOCKED,
             RunError::Interrupted => exit::INTERRUPTED,
             RunError::PlanningDeadline { .. } => exit::INCOMPLETE,
+            RunError::Access { .. } => exit::NO_ACCESS,
             _ => exit::INVALID,
         }
     }

@@ -4,7 +4,8 @@
 //! [`run`] takes one [`RunConfig`] and a cancellation token and does, in this order: take
 //! the job's lock (before anything reads the API, so an overlapping cron slot costs
 //! nothing), resolve the connection, build the governor and throttled client, plan the job
-//! (or take the saved or resumed plan), write `runs/<id>/plan.json`, run the plan while
+//! (or take the saved or resumed plan; a run that read nothing yet makes one read to learn
+//! that the key and the enterprise work, exit 5 when not), write `runs/<id>/plan.json`, run the plan while
 //! journalling every task, then write the report files and metrics. It returns a
 //! [`RunResult`] with the in-memory [`Report`]. [`plan()`] is the same up to planning, for
 //! `esper-bulk plan`.
@@ -37,7 +38,7 @@ use crate::esper::adapter::{EsperDispatch, PlanReads};
 use crate::exec::{self, Event, Governor, Outcome, RunOptions};
 use crate::job::Job;
 use crate::journal::{self, Entry, Journal, JournalError};
-use crate::plan::{self, Plan, Server};
+use crate::plan::{self, InventoryError, Plan, PlanError, Server};
 use crate::progress::Progress;
 use crate::report::Report;
 pub use crate::report::RunOutcome;
@@ -125,9 +126,15 @@ async fn make_plan(
     deadline: Option<Duration>,
 ) -> Result<Plan, RunError> {
     let server = server_of(client.connection());
-    let err = |error| RunError::Plan {
-        job: job.source.clone(),
-        error,
+    let err = |error| match error {
+        PlanError::Inventory(InventoryError::Access(error)) => RunError::Access {
+            base_url: client.connection().base_url.clone(),
+            error,
+        },
+        error => RunError::Plan {
+            job: job.source.clone(),
+            error,
+        },
     };
     let reads = PlanReads::new(client, &job.retry);
     let read_at = jiff::Timestamp::now();
@@ -143,6 +150,9 @@ async fn make_plan(
             })?,
         }
         .map_err(err)?;
+    for n in &resolved.notes {
+        notices.send(Notice::PlanNote(n.clone()));
+    }
     for w in &resolved.warnings {
         notices.send(Notice::PlanWarning(w.clone()));
     }
@@ -196,6 +206,23 @@ async fn refresh_stale(
         .collect();
     notices.send(Notice::Drifted { age, drifted });
     Ok(fresh)
+}
+
+/// Before the first write of a run that has read nothing yet: stops it (exit 5) when the
+/// API cannot be reached or refuses the key or the enterprise, instead of letting every
+/// task fail the same way.
+async fn check_access(
+    client: &Client,
+    retry: &crate::job::RetrySettings,
+    cancel: &CancellationToken,
+) -> Result<(), RunError> {
+    tokio::select! {
+        r = crate::esper::adapter::check_access(client, retry) => r.map_err(|error| RunError::Access {
+            base_url: client.connection().base_url.clone(),
+            error,
+        }),
+        _ = cancel.cancelled() => Err(RunError::Interrupted),
+    }
 }
 
 /// Creates `runs/<id>/` with its `plan.json` in one step: the directory is staged under
@@ -310,6 +337,7 @@ pub async fn run(cfg: RunConfig, cancel: CancellationToken) -> Result<RunResult,
                 &pacing,
                 seed,
             )?;
+            check_access(&client, &r.plan.retry, &cancel).await?;
             Ready {
                 id,
                 dir: r.dir,
@@ -334,6 +362,9 @@ pub async fn run(cfg: RunConfig, cancel: CancellationToken) -> Result<RunResult,
                 p = make_plan(&job, &client, notices, deadline.or(job.deadline)) => p?,
                 _ = cancel.cancelled() => return Err(RunError::Interrupted),
             };
+            if gov.stats().requests == 0 {
+                check_access(&client, &job.retry, &cancel).await?;
+            }
             Ready {
                 dir: dir::run_dir(&state_dir, &id),
                 id,
@@ -351,6 +382,7 @@ pub async fn run(cfg: RunConfig, cancel: CancellationToken) -> Result<RunResult,
             let lock = lock(&plan.job, &plan.server, &id)?;
             let (client, gov) =
                 connect::client(conn, &connection, &plan.limits, &plan.retry, &pacing, seed)?;
+            check_access(&client, &plan.retry, &cancel).await?;
             let plan = tokio::select! {
                 p = refresh_stale(*plan, &client, max_plan_age, notices) => p?,
                 _ = cancel.cancelled() => return Err(RunError::Interrupted),

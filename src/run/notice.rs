@@ -22,6 +22,9 @@ pub enum Notice {
     JobWarning(String),
     /// A warning from resolving targets (e.g. CSV serials that are not in the fleet).
     PlanWarning(String),
+    /// How targets were read, where it is worth knowing (e.g. CSV serials looked up one by
+    /// one, and how many requests that took).
+    PlanNote(String),
     /// The previous holder of the job's lock died without releasing it.
     LockTakenOver(Holder),
     /// The journal's last line was cut short; that task is read back like any other.
@@ -136,6 +139,7 @@ impl fmt::Display for Notice {
             }
             Notice::JobWarning(w) => f.write_str(w.trim_end()),
             Notice::PlanWarning(w) => write!(f, "warning: {w}"),
+            Notice::PlanNote(n) => f.write_str(n),
             Notice::LockTakenOver(h) => write!(
                 f,
                 "warning: {h} ended without releasing its lock (crashed or killed); taking it over"

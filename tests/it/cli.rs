@@ -15,7 +15,7 @@ fn help_lists_exit_codes() {
     let out = bin().arg("--help").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for code in ["0 ", "1 ", "2 ", "3 ", "4 ", "75 ", "130 "] {
+    for code in ["0 ", "1 ", "2 ", "3 ", "4 ", "5 ", "75 ", "130 "] {
         assert!(
             text.contains(&format!("  {code}")),
             "--help documents exit code {code}"

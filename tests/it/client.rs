@@ -307,8 +307,24 @@ async fn group_move_content_and_raw() {
     std::fs::write(&file, b"%PDF-1.4 menu").unwrap();
     let content = c.upload_content(&file).await.unwrap();
     assert_eq!(content.name.as_deref(), Some("menu.pdf"));
+    // `search` matches tags and description, not the name.
     let listed: Vec<Content> = c.list_content(Some("menu")).try_collect().await.unwrap();
+    assert!(listed.is_empty(), "{listed:?}");
+    let path = format!("/v0/enterprise/{{enterprise_id}}/content/{}/", content.id);
+    let described = c
+        .raw(
+            "PATCH",
+            &path,
+            &[],
+            Some(json!({"description": "menu board"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(described.status, 200);
+    let listed: Vec<Content> = c.list_content(Some("board")).try_collect().await.unwrap();
     assert!(listed.iter().any(|x| x.id == content.id));
+    let all: Vec<Content> = c.list_content(None).try_collect().await.unwrap();
+    assert!(all.iter().any(|x| x.id == content.id));
 
     let raw = c
         .raw(

@@ -293,7 +293,7 @@ impl Inventory for FakeInventory {
     ) -> BoxFuture<'a, Result<Option<String>, InventoryError>> {
         let r = match (package, version_code) {
             ("com.acme.kiosk", "410") => Ok(Some("v-410".to_string())),
-            ("boom", _) => Err(InventoryError("the inventory failed".into())),
+            ("boom", _) => Err(InventoryError::Read("the inventory failed".into())),
             _ => Ok(None),
         };
         Box::pin(std::future::ready(r))

@@ -1,6 +1,7 @@
 //! The single integration-test binary. Everything talks to the in-process mock Esper on
 //! 127.0.0.1:0; nothing reaches the internet.
 
+mod api;
 mod cli;
 mod client;
 mod diagnostics;

@@ -763,8 +763,41 @@ async fn uploads_apps_and_content() {
     assert_eq!(status, 200);
     assert!(content["id"].is_i64());
     assert_eq!(content["size"], "5");
+    // `search` matches tags and description, never the file name (API.md §9.1).
     let (_, page) = env.get("/v0/enterprise/{eid}/content/?search=FILE").await;
-    assert_eq!(page["count"], 1);
+    assert_eq!(page["count"], 0, "{page}");
+    let id = content["id"].as_i64().unwrap();
+    let one = format!("/v0/enterprise/{{eid}}/content/{id}/");
+    let patch = env.http.patch(env.url(&one)).json(
+        &json!({"description": "Weekly menu board", "tags": ["Menus", "north"], "name": "x"}),
+    );
+    let (status, patched) = env.send(patch).await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(
+        (&patched["name"], &patched["tags"][0]),
+        (&json!("file.apk"), &json!("Menus")),
+        "name is read-only"
+    );
+    for (q, n) in [
+        ("weekly", 1),
+        ("MENUS", 1),
+        ("nort", 1),
+        ("file", 0),
+        ("apk", 0),
+    ] {
+        let (_, page) = env
+            .get(&format!("/v0/enterprise/{{eid}}/content/?search={q}"))
+            .await;
+        assert_eq!(page["count"], n, "search={q}: {page}");
+    }
+    let bad = env
+        .http
+        .patch(env.url(&one))
+        .json(&json!({"tags": "menus"}));
+    assert_eq!(env.send(bad).await.0, 400);
+    assert_eq!(env.get(&one).await.1["description"], "Weekly menu board");
+    assert_eq!(env.send(env.http.delete(env.url(&one))).await.0, 204);
+    assert_eq!(env.get(&one).await.0, 404);
     assert_eq!(env.server.stats().created.contents, 1);
 }
 

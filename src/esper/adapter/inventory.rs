@@ -1,6 +1,7 @@
 //! The planner's [`Inventory`] over the client: groups (with paths below the root group),
-//! devices by ids, serials or filters, app versions and every alarm rule (the live state
-//! a plan diffs against), each a whole listing retried on
+//! devices by ids, serials (looked up or scanned, see [`super::serials`]) or filters, app
+//! versions and every alarm rule (the live state a plan diffs against), each a whole
+//! listing retried on
 //! transient errors, since plans are made of reads and one 502 must not sink a plan.
 //!
 //! [`PlanReads`] retries as the job's `retry:` settings say (attempts, delays, the longest
@@ -19,18 +20,22 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, TryStreamExt};
 
 use super::reconcile::find_app_version;
+use super::serials;
 use crate::esper::model::{AlarmRule, Device, DeviceGroup};
 use crate::esper::{ApiError, Client, DeviceFilter};
 use crate::exec::Failure;
 use crate::job::{DeviceSelector, RetrySettings};
-use crate::plan::{GroupInfo, Inventory, InventoryError, Item, ItemKind, LiveRule};
+use crate::plan::{GroupInfo, Inventory, InventoryError, Item, ItemKind, LiveRule, SerialMethod};
 
 /// The root group Esper puts every group under; paths in job files are written below it.
 const ROOT_GROUP: &str = "All devices";
 
 fn inv_err(e: ApiError) -> InventoryError {
+    if let Some(a) = e.access() {
+        return InventoryError::Access(a);
+    }
     // The inventory error is one line of text, so the hint goes inline.
-    InventoryError(format!(
+    InventoryError::Read(format!(
         "reading targets failed: {}",
         crate::base::one_line(&e)
     ))
@@ -40,7 +45,10 @@ fn inv_err(e: ApiError) -> InventoryError {
 /// 5xx and network errors, with the job's backoff: `retry.attempts` in all, exponential
 /// steps from `initial_delay` to `max_delay` with jitter, and at least a server's
 /// `Retry-After` up to `max_retry_after`.
-async fn read_retrying<T, F, Fut>(retry: &RetrySettings, what: F) -> Result<T, InventoryError>
+pub(super) async fn read_retrying<T, F, Fut>(
+    retry: &RetrySettings,
+    what: F,
+) -> Result<T, InventoryError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, ApiError>>,
@@ -113,8 +121,14 @@ impl<'a> PlanReads<'a> {
             }
             return Ok(out);
         }
+        if !sel.serials.is_empty()
+            && let SerialMethod::Lookup { .. } = serials::method(&sel.serials)
+        {
+            let found = serials::look_up(c, retry, &sel.serials).await?;
+            return Ok(found.into_iter().map(to_item).collect());
+        }
         if !sel.serials.is_empty() {
-            // One cursor scan of the fleet (1,000 a page) beats a request per serial.
+            // Many serials: one cursor scan of the fleet (1,000 a page) beats a request each.
             let wanted: std::collections::BTreeSet<&str> =
                 sel.serials.iter().map(String::as_str).collect();
             let all: Vec<Device> =
@@ -204,6 +218,10 @@ impl Inventory for PlanReads<'_> {
     fn alarm_rules(&self) -> BoxFuture<'_, Result<Option<Vec<LiveRule>>, InventoryError>> {
         PlanReads::alarm_rules(self).boxed()
     }
+
+    fn serial_method(&self, serials: &[String]) -> Option<SerialMethod> {
+        Some(serials::method(serials))
+    }
 }
 
 /// The client as an inventory, retrying with the default `retry:` settings.
@@ -249,5 +267,9 @@ impl Inventory for Client {
                 .await
         }
         .boxed()
+    }
+
+    fn serial_method(&self, serials: &[String]) -> Option<SerialMethod> {
+        Some(serials::method(serials))
     }
 }

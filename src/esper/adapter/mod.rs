@@ -8,6 +8,9 @@
 //!   a duplicate;
 //! - `inventory`: the planner's [`Inventory`](crate::plan::Inventory) ([`PlanReads`]:
 //!   target reads, retried as the job's `retry:` says, and app version lookups);
+//! - `serials`: CSV serial targets, looked up one by one when few, else a fleet scan;
+//! - `access`: the one-read check that the key and the enterprise work, for a run that
+//!   has read nothing before its first write;
 //! - `paths`: the planner's [`Paths`](crate::plan::Paths), the client's path table as the
 //!   review text shows it.
 //!
@@ -15,12 +18,15 @@
 //! [`Failure`], so a failure stays typed from the HTTP answer to the report. Which answers
 //! are worth retrying is the executor's call ([`Failure::retryable`]), not this one's.
 
+mod access;
 mod dispatch;
 mod follow;
 mod inventory;
 mod paths;
 mod reconcile;
+mod serials;
 
+pub use access::check_access;
 pub use dispatch::{EsperDispatch, PollSettings};
 pub use inventory::PlanReads;
 pub use paths::EsperPaths;

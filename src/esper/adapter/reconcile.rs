@@ -12,9 +12,13 @@
 //!   and `groups` (order-insensitive), created no earlier than the task started (less
 //!   [`CLOCK_SKEW`]); see [`command_matches`]. Read back only when the outcome of an
 //!   earlier attempt is unknown: posting the same command twice on purpose is legitimate.
+//!   The list is asked for the `command` and a few of the ids only ([`MAX_FILTER_IDS`]):
+//!   500 device ids would not fit in a URL, and the list has no time filter, so the whole
+//!   set and the time are compared here.
 //! - **app version**: `package_name` and `version_code`. Read back before every upload,
 //!   since the answer to an APK upload is easily lost and the version may exist already.
-//! - **content file**: the file `name` and its `size` in bytes, before every upload.
+//! - **content file**: the file `name` and its `size` in bytes, before every upload,
+//!   compared here over the whole content list (its `search` does not match names).
 //!
 //! Group moves need no read-back (adding a device to the group it is in changes nothing),
 //! and raw `request` POSTs have no natural key, so their dispatch refuses to send one again
@@ -56,9 +60,10 @@ pub(super) async fn find_command(
     body: &Value,
     since: SystemTime,
 ) -> Result<Option<CommandRequest>, ApiError> {
+    // A handful of the ids narrows the list enough; the whole set is compared below.
     let filter = CommandFilter {
-        devices: str_list(body, "devices"),
-        groups: str_list(body, "groups"),
+        devices: some_ids(&str_list(body, "devices")),
+        groups: some_ids(&str_list(body, "groups")),
         command: body
             .get("command")
             .and_then(Value::as_str)
@@ -101,13 +106,14 @@ pub(super) async fn find_app_version(
     Ok(None)
 }
 
-/// The content file named `name` of `size` bytes, if any.
+/// The content file named `name` of `size` bytes, if any. The content list's `search`
+/// matches tags and description, never the file name (API.md §9.1), so the list is read
+/// page by page and compared here, stopping at the first match.
 pub(super) async fn find_content(
     client: &Client,
     name: &str,
     size: u64,
 ) -> Result<Option<Content>, ApiError> {
-    let found: Vec<Content> = client.list_content(Some(name)).try_collect().await?;
     // Servers have sent the size both as a number and as a string.
     let same_size = |c: &Content| {
         c.size.as_ref().and_then(|s| {
@@ -115,9 +121,37 @@ pub(super) async fn find_content(
                 .or_else(|| s.as_str().and_then(|t| t.parse().ok()))
         }) == Some(size)
     };
-    Ok(found
-        .into_iter()
-        .find(|c| c.name.as_deref() == Some(name) && same_size(c)))
+    let mut all = std::pin::pin!(client.list_content(None));
+    while let Some(c) = all.try_next().await? {
+        if c.name.as_deref() == Some(name) && same_size(&c) {
+            return Ok(Some(c));
+        }
+    }
+    Ok(None)
+}
+
+/// How many characters of ids one command read-back query carries at most: a request
+/// has up to 500 devices, whose ids would make a 19 KB URL, and proxies refuse URLs
+/// above 8 KB (414). About 50 UUIDs fit.
+pub(super) const MAX_FILTER_IDS: usize = 2000;
+
+/// The first ids (sorted, so every attempt asks the same) that fit in
+/// [`MAX_FILTER_IDS`] characters once comma-separated and encoded; always at least one.
+/// Any command with the whole set has these too, so filtering by them finds it whether
+/// the server's filter means "any of" or "all of".
+fn some_ids(ids: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut len = 0;
+    for id in sorted(ids) {
+        // An encoded comma (`%2C`) before every id but the first; ids are UUIDs.
+        let add = id.len() + if out.is_empty() { 0 } else { 3 };
+        if !out.is_empty() && len + add > MAX_FILTER_IDS {
+            break;
+        }
+        len += add;
+        out.push(id);
+    }
+    out
 }
 
 fn parse_time(s: &str) -> Option<SystemTime> {
@@ -175,6 +209,26 @@ pub(super) fn rule_matches(rule: &AlarmRule, body: &Value) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn read_backs_ask_for_a_bounded_handful_of_ids() {
+        let ids: Vec<String> = (0..500)
+            .rev()
+            .map(|i| format!("00000000-0000-4000-8000-{i:012}"))
+            .collect();
+        let some = some_ids(&ids);
+        let len = some.iter().map(|i| i.len() + 3).sum::<usize>() - 3;
+        assert!(len <= MAX_FILTER_IDS && some.len() > 40, "{len}");
+        assert_eq!(some[0], "00000000-0000-4000-8000-000000000000", "sorted");
+        assert_eq!(some_ids(&ids[..3]).len(), 3, "a short list is sent whole");
+        let huge = vec!["x".repeat(MAX_FILTER_IDS + 1)];
+        assert_eq!(
+            some_ids(&huge),
+            huge,
+            "one id even when it alone is too long"
+        );
+        assert!(some_ids(&[]).is_empty());
+    }
 
     #[test]
     fn rules_compare_on_every_managed_field() {

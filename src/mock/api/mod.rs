@@ -50,6 +50,7 @@ pub(crate) fn body_kind(route: &Route, method: &Method) -> BodyKind {
         | Route::AlarmRule { .. }
         | Route::Commands
         | Route::Status { .. }
+        | Route::ContentFile { .. }
             if *method == Method::POST || *method == Method::PUT || *method == Method::PATCH =>
         {
             BodyKind::Json
@@ -107,6 +108,14 @@ pub(crate) fn handle(
         },
         Route::Contents { .. } => content::list(inv, ctx),
         Route::ContentUpload { .. } => content::upload(inv, ctx, input),
+        Route::ContentFile { content, .. } if m == Method::GET => content::get(inv, ctx, content),
+        Route::ContentFile { content, .. } if m == Method::DELETE => {
+            content::delete(inv, ctx, content)
+        }
+        Route::ContentFile { content, .. } => match json(input) {
+            Ok(body) => content::patch(inv, ctx, content, &body),
+            Err(r) => r,
+        },
         Route::Commands if m == Method::GET => commands::list(inv, ctx),
         Route::Commands => match json(input) {
             Ok(body) => commands::create(inv, rng, ctx, &body),
