@@ -231,6 +231,14 @@ pub fn compile(job: &Job, resolved: &Resolved, server: Server) -> Result<Plan, P
     Ok(plan)
 }
 
+impl Plan {
+    /// Estimates the plan again, after actions were decided outside [`compile`] (content
+    /// uploads, whose local file sizes the caller reads).
+    pub fn reestimate(&mut self) {
+        self.estimate = estimate(&self.steps, &self.targets, self.limits.rate);
+    }
+}
+
 /// Requests by endpoint. Command polls are a lower bound: one stats read plus the
 /// per-device status pages (100 devices a page).
 fn estimate(steps: &[PlanStep], targets: &super::Targets, rate: f64) -> Estimate {
@@ -286,10 +294,14 @@ fn estimate(steps: &[PlanStep], targets: &super::Targets, rate: f64) -> Estimate
                     add(Endpoint::UploadApp, n);
                 }
             },
-            OpTemplate::ContentUpload { .. } => {
-                add(Endpoint::ListContent, n);
-                add(Endpoint::UploadContent, n);
-            }
+            OpTemplate::ContentUpload { .. } => match s.actions.as_deref() {
+                Some([super::Action::Create, ..]) => add(Endpoint::UploadContent, n),
+                Some([super::Action::Unchanged { .. }, ..]) => {}
+                _ => {
+                    add(Endpoint::ListContent, n);
+                    add(Endpoint::UploadContent, n);
+                }
+            },
             OpTemplate::Request { method, path, .. } => add(
                 Endpoint::Raw {
                     method: method.clone(),

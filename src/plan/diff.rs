@@ -238,6 +238,43 @@ pub fn decide_uploads(plan: &mut Plan, found: &BTreeMap<(String, String), Option
     }
 }
 
+/// A content file as it is in the tenant: what a `content_upload` is matched against (its
+/// file name and size; the content list's `search` never matches names).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveContent {
+    pub id: String,
+    pub name: String,
+    pub size: Option<u64>,
+}
+
+/// Decides the `content_upload` tasks against the tenant's content files: `unchanged`
+/// when one has the file's name and size, `create` when none does. `size_of` gives a
+/// local file's size (the caller reads the disk; the plan does not); a file it cannot
+/// size stays `send`, decided when the run reads the list again.
+pub fn decide_contents(
+    plan: &mut Plan,
+    contents: &[LiveContent],
+    size_of: &dyn Fn(&str) -> Option<u64>,
+) {
+    for step in &mut plan.steps {
+        let OpTemplate::ContentUpload { file } = &step.op else {
+            continue;
+        };
+        let name = std::path::Path::new(file)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| file.clone());
+        let a = match size_of(file) {
+            None => Action::Send,
+            Some(size) => contents
+                .iter()
+                .find(|c| c.name == name && c.size == Some(size))
+                .map_or(Action::Create, |c| Action::Unchanged { id: c.id.clone() }),
+        };
+        step.actions = Some(vec![a; step.task_count as usize]);
+    }
+}
+
 /// The action of task `id`: as decided from the snapshot, or `send` where nothing was
 /// decided (every write of a plan without a snapshot).
 pub fn action_of(plan: &Plan, id: TaskId) -> Action {

@@ -27,7 +27,7 @@ pub use crate::base::Endpoint;
 use crate::job::{Amount, Limits, OnExists, RetrySettings, Tolerance, template};
 
 pub use compile::{MAX_DEVICES_PER_COMMAND, MAX_DEVICES_PER_MOVE, compile};
-pub use diff::{Action, Changes, FieldChange, LiveRule};
+pub use diff::{Action, Changes, FieldChange, LiveContent, LiveRule};
 pub use resolve::{
     GroupInfo, Inventory, InventoryError, Resolved, SerialMethod, resolve, select_groups,
 };

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures::future::BoxFuture;
 use globset::{Glob, GlobMatcher};
 
-use super::{FrozenTarget, Item, ItemKind, LiveRule, PlanError, Targets};
+use super::{FrozenTarget, Item, ItemKind, LiveContent, LiveRule, PlanError, Targets};
 use crate::base::AccessError;
 use crate::job::{DeviceSelector, GroupSelector, Job, StepOp, TargetSpec, VersionRef};
 
@@ -56,6 +56,11 @@ pub trait Inventory: Send + Sync {
     fn alarm_rules(&self) -> BoxFuture<'_, Result<Option<Vec<LiveRule>>, InventoryError>> {
         Box::pin(async { Ok(None) })
     }
+    /// Every content file of the enterprise, in one paged listing; `None` when this
+    /// inventory cannot list them.
+    fn contents(&self) -> BoxFuture<'_, Result<Option<Vec<LiveContent>>, InventoryError>> {
+        Box::pin(async { Ok(None) })
+    }
 
     /// How [`Inventory::devices`] finds the devices of `serials` (a CSV's), so the plan can
     /// say what it cost; `None` (the default) when the inventory does not say.
@@ -84,6 +89,8 @@ pub struct Resolved {
     pub warnings: Vec<String>,
     /// The tenant's alarm rules, when the job manages some and the inventory listed them.
     pub rules: Option<Vec<LiveRule>>,
+    /// The tenant's content files, when the job uploads some and the inventory listed them.
+    pub contents: Option<Vec<LiveContent>>,
     /// `app_upload` steps that name their package and version code: the version's id
     /// when it exists already, `None` when it does not.
     pub uploads: BTreeMap<(String, String), Option<String>>,
@@ -113,6 +120,13 @@ pub async fn resolve(job: &Job, inv: &dyn Inventory) -> Result<Resolved, PlanErr
         .any(|s| matches!(s.op, StepOp::AlarmRule { .. }))
     {
         out.rules = inv.alarm_rules().await?;
+    }
+    if job
+        .steps
+        .iter()
+        .any(|s| matches!(s.op, StepOp::ContentUpload { .. }))
+    {
+        out.contents = inv.contents().await?;
     }
     for (name, spec) in &job.targets {
         if let Some(t) = resolve_one(name, spec, &groups, inv, &mut out.warnings).await? {

@@ -157,7 +157,12 @@ async fn make_plan(
         notices.send(Notice::PlanWarning(w.clone()));
     }
     let mut plan = plan::compile(job, &resolved, server).map_err(err)?;
-    if resolved.rules.is_some() {
+    if let Some(contents) = &resolved.contents {
+        let size_of = |f: &str| std::fs::metadata(f).ok().map(|m| m.len());
+        plan::diff::decide_contents(&mut plan, contents, &size_of);
+        plan.reestimate();
+    }
+    if resolved.rules.is_some() || resolved.contents.is_some() {
         plan.snapshot_at = Some(read_at.to_string());
     }
     Ok(plan)

@@ -172,9 +172,14 @@ async fn app_content_and_command_read_backs_that_are_not_pages_send_nothing_agai
     let manual = dir.path().join("manual.pdf");
     std::fs::write(&manual, "a manual").unwrap();
     let job = format!(
-        "{}targets:\n  one: {{ groups: {{ name: \"Stores/*/0001\" }} }}\nsteps:\n  - id: up\n    app_upload: {{ file: {} }}\n  - id: doc\n    content_upload: {{ file: {} }}\n  - id: ping\n    command: {{ to: one, name: UPDATE_HEARTBEAT }}\n",
+        "{}targets:\n  one: {{ groups: {{ name: \"Stores/*/0001\" }} }}\nsteps:\n  - id: up\n    app_upload: {{ file: {} }}\n  - id: ping\n    command: {{ to: one, name: UPDATE_HEARTBEAT }}\n",
         job_header(&mock, "100/s"),
         apk.display(),
+    );
+    // Content is listed at plan time: a listing that is not a page refuses the plan.
+    let content_job = format!(
+        "{}steps:\n  - id: doc\n    content_upload: {{ file: {} }}\n",
+        job_header(&mock, "100/s"),
         manual.display()
     );
     let h = Hostile::start(mock).await;
@@ -198,10 +203,17 @@ async fn app_content_and_command_read_backs_that_are_not_pages_send_nothing_agai
             Action::Forward
         }
     });
+    let e = run_through(&h, &content_job)
+        .await
+        .expect_err("the plan is refused");
+    assert!(
+        e.to_string().contains("the listing cannot be trusted"),
+        "{e}"
+    );
+    assert_eq!(h.count("POST", "/content/upload/"), 0, "no content upload");
     let r = run_through(&h, &job).await.expect("the run is recorded");
     assert_eq!(r.report.summary.succeeded, 0, "{}", failure_text(&r));
     assert_eq!(h.count("POST", "/application/upload/"), 0, "no APK upload");
-    assert_eq!(h.count("POST", "/content/upload/"), 0, "no content upload");
     assert_eq!(
         h.count("POST", "/commands/v0/commands/"),
         1,

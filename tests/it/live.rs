@@ -255,3 +255,35 @@ async fn an_upload_known_absent_at_plan_time_is_sent_without_a_read() {
         again.tasks[0].result
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_is_decided_from_one_listing_by_name_and_size() {
+    let server = start(small(124)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("menu-board.pdf");
+    std::fs::write(&file, b"%PDF-1.4 menu").unwrap();
+    let yaml = format!(
+        "{}steps:\n  - id: push\n    content_upload: {{ file: \"{}\" }}\n",
+        job_header(&server, "200/s"),
+        file.display()
+    );
+    let listing = "GET /v0/enterprise/{enterprise_id}/content/";
+    let (first, by_route) = counted(&server, &yaml).await;
+    assert_eq!(first.run.exit_code, 0, "{}", first.summary_text());
+    assert_eq!(of(&by_route, "POST "), 1, "{by_route:?}");
+    assert_eq!(
+        of(&by_route, listing),
+        1,
+        "the plan's listing only: {by_route:?}"
+    );
+    let (again, by_route) = counted(&server, &yaml).await;
+    assert_eq!(again.run.exit_code, 0);
+    assert_eq!(of(&by_route, "POST "), 0, "{by_route:?}");
+    assert_eq!(of(&by_route, listing), 1, "{by_route:?}");
+    assert_eq!(again.tasks[0].result.as_ref().unwrap()["action"], "exists");
+    // Another file of the same name but another size is new.
+    std::fs::write(&file, b"%PDF-1.4 menu, week 49").unwrap();
+    let (third, by_route) = counted(&server, &yaml).await;
+    assert_eq!(third.run.exit_code, 0);
+    assert_eq!(of(&by_route, "POST "), 1, "{by_route:?}");
+}

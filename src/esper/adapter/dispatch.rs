@@ -276,7 +276,12 @@ impl EsperDispatch {
     }
 
     /// Uploads a content file unless one with the same name and size exists.
-    async fn content_upload(&self, file: &str) -> Result<Done, Failure> {
+    async fn content_upload(
+        &self,
+        file: &str,
+        action: Option<&Action>,
+        cx: &AttemptCx,
+    ) -> Result<Done, Failure> {
         let path = std::path::Path::new(file);
         let name = path
             .file_name()
@@ -286,9 +291,20 @@ impl EsperDispatch {
             .await
             .map_err(|e| Failure::local(FailureClass::Build, format!("cannot read {file}: {e}")))?
             .len();
-        if let Some(c) = reconcile::find_content(&self.client, &name, size)
-            .await
-            .map_err(fail)?
+        // Decided at plan time: no listing first, unless an ambiguous failure (or a resume)
+        // means the plan's view may be out of date.
+        let planned = if cx.uncertain { None } else { action };
+        if let Some(Action::Unchanged { id }) = planned {
+            return Ok(done(
+                format!("{name} already exists (content {id})"),
+                json!({"content_id": id, "action": "exists"}),
+                true,
+            ));
+        }
+        if !matches!(planned, Some(Action::Create))
+            && let Some(c) = reconcile::find_content(&self.client, &name, size)
+                .await
+                .map_err(fail)?
         {
             return Ok(done(
                 format!("{name} already exists (content {})", c.id),
@@ -343,7 +359,7 @@ impl Dispatch for EsperDispatch {
                     Ok(done(format!("moved {} devices", device_ids.len()), json!({"moved": device_ids.len(), "group": group_id}), false))
                 }
                 Operation::AppUpload { file, package, version_code } => self.app_upload(file, package.as_deref(), version_code.as_deref(), task.action.as_ref(), cx).await,
-                Operation::ContentUpload { file } => self.content_upload(file).await,
+                Operation::ContentUpload { file } => self.content_upload(file, task.action.as_ref(), cx).await,
                 Operation::Request { method, path, query, body } => {
                     if cx.uncertain && method.eq_ignore_ascii_case("POST") {
                         return Err(Failure {

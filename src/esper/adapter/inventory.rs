@@ -21,11 +21,13 @@ use futures::{FutureExt, TryStreamExt};
 
 use super::reconcile::find_app_version;
 use super::serials;
-use crate::esper::model::{AlarmRule, Device, DeviceGroup};
+use crate::esper::model::{AlarmRule, Content, Device, DeviceGroup};
 use crate::esper::{ApiError, Client, DeviceFilter};
 use crate::exec::Failure;
 use crate::job::{DeviceSelector, RetrySettings};
-use crate::plan::{GroupInfo, Inventory, InventoryError, Item, ItemKind, LiveRule, SerialMethod};
+use crate::plan::{
+    GroupInfo, Inventory, InventoryError, Item, ItemKind, LiveContent, LiveRule, SerialMethod,
+};
 
 /// The root group Esper puts every group under; paths in job files are written below it.
 const ROOT_GROUP: &str = "All devices";
@@ -168,6 +170,22 @@ impl<'a> PlanReads<'a> {
         Ok(Some(rules.into_iter().map(live_rule).collect()))
     }
 
+    /// Every content file, in one paged listing.
+    async fn contents(&self) -> Result<Option<Vec<LiveContent>>, InventoryError> {
+        let c = self.client;
+        let all: Vec<Content> =
+            read_retrying(&self.retry, || c.list_content(None).try_collect()).await?;
+        Ok(Some(
+            all.into_iter()
+                .map(|x| LiveContent {
+                    size: super::reconcile::content_size(&x),
+                    id: x.id,
+                    name: x.name.unwrap_or_default(),
+                })
+                .collect(),
+        ))
+    }
+
     async fn app_version(
         &self,
         package: &str,
@@ -217,6 +235,10 @@ impl Inventory for PlanReads<'_> {
 
     fn alarm_rules(&self) -> BoxFuture<'_, Result<Option<Vec<LiveRule>>, InventoryError>> {
         PlanReads::alarm_rules(self).boxed()
+    }
+
+    fn contents(&self) -> BoxFuture<'_, Result<Option<Vec<LiveContent>>, InventoryError>> {
+        PlanReads::contents(self).boxed()
     }
 
     fn serial_method(&self, serials: &[String]) -> Option<SerialMethod> {

@@ -114,13 +114,7 @@ pub(super) async fn find_content(
     name: &str,
     size: u64,
 ) -> Result<Option<Content>, ApiError> {
-    // Servers have sent the size both as a number and as a string.
-    let same_size = |c: &Content| {
-        c.size.as_ref().and_then(|s| {
-            s.as_u64()
-                .or_else(|| s.as_str().and_then(|t| t.parse().ok()))
-        }) == Some(size)
-    };
+    let same_size = |c: &Content| content_size(c) == Some(size);
     let mut all = std::pin::pin!(client.list_content(None));
     while let Some(c) = all.try_next().await? {
         if c.name.as_deref() == Some(name) && same_size(&c) {
@@ -128,6 +122,14 @@ pub(super) async fn find_content(
         }
     }
     Ok(None)
+}
+
+/// A content file's size in bytes; servers have sent it both as a number and as a string.
+pub(super) fn content_size(c: &Content) -> Option<u64> {
+    c.size.as_ref().and_then(|s| {
+        s.as_u64()
+            .or_else(|| s.as_str().and_then(|t| t.parse().ok()))
+    })
 }
 
 /// How many characters of ids one command read-back query carries at most: a request
