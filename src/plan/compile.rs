@@ -226,6 +226,9 @@ pub fn compile(job: &Job, resolved: &Resolved, server: Server) -> Result<Plan, P
         super::diff::decide(&mut plan, rules);
     }
     super::diff::decide_uploads(&mut plan, &resolved.uploads);
+    if let Some(members) = &resolved.memberships {
+        super::diff::decide_moves(&mut plan, members);
+    }
     plan.estimate = estimate(&plan.steps, &plan.targets, job.limits.rate);
     plan.link();
     Ok(plan)
@@ -285,7 +288,13 @@ fn estimate(steps: &[PlanStep], targets: &super::Targets, rate: f64) -> Estimate
                     add(Endpoint::CreateAlarmRule, n);
                 }
             },
-            OpTemplate::GroupMove { .. } => add(Endpoint::MoveDevices, n),
+            OpTemplate::GroupMove { .. } => match &s.actions {
+                Some(actions) => add(
+                    Endpoint::MoveDevices,
+                    actions.iter().filter(|a| a.writes()).count() as u64,
+                ),
+                None => add(Endpoint::MoveDevices, n),
+            },
             OpTemplate::AppUpload { .. } => match s.actions.as_deref() {
                 Some([super::Action::Create, ..]) => add(Endpoint::UploadApp, n),
                 Some([super::Action::Unchanged { .. }, ..]) => add(Endpoint::ListApps, n),

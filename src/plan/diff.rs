@@ -275,6 +275,53 @@ pub fn decide_contents(
     }
 }
 
+/// Decides the `group_move` tasks against the groups their devices are in: `unchanged`
+/// when every device of the chunk is in the destination already (nothing is sent),
+/// else an `update` whose change counts the chunk's members of the group before and
+/// after.
+pub fn decide_moves(plan: &mut Plan, members: &BTreeMap<String, Vec<String>>) {
+    let mut decided: Vec<(usize, Vec<Action>)> = Vec::new();
+    for (si, step) in plan.steps.iter().enumerate() {
+        if !matches!(step.op, OpTemplate::GroupMove { .. }) {
+            continue;
+        }
+        let actions = step
+            .tasks()
+            .map(|id| match plan.task(id).map(|t| t.op) {
+                Some(Operation::GroupMove {
+                    group_id,
+                    device_ids,
+                }) => {
+                    let known = device_ids.iter().all(|d| members.contains_key(d));
+                    let inside = device_ids
+                        .iter()
+                        .filter(|d| members.get(*d).is_some_and(|g| g.contains(&group_id)))
+                        .count();
+                    if !known {
+                        Action::Send
+                    } else if inside == device_ids.len() {
+                        Action::Unchanged { id: group_id }
+                    } else {
+                        Action::Update {
+                            id: group_id,
+                            changes: vec![FieldChange {
+                                field: "members".into(),
+                                old: inside.into(),
+                                new: device_ids.len().into(),
+                            }],
+                        }
+                    }
+                }
+                _ => Action::Send,
+            })
+            .collect();
+        decided.push((si, actions));
+    }
+    for (si, actions) in decided {
+        plan.steps[si].actions = Some(actions);
+    }
+}
+
 /// The action of task `id`: as decided from the snapshot, or `send` where nothing was
 /// decided (every write of a plan without a snapshot).
 pub fn action_of(plan: &Plan, id: TaskId) -> Action {

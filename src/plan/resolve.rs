@@ -56,6 +56,11 @@ pub trait Inventory: Send + Sync {
     fn alarm_rules(&self) -> BoxFuture<'_, Result<Option<Vec<LiveRule>>, InventoryError>> {
         Box::pin(async { Ok(None) })
     }
+    /// The groups of the devices listed so far (device id → group ids), when the inventory
+    /// kept them: what a `group_move` is decided against.
+    fn memberships(&self) -> Option<BTreeMap<String, Vec<String>>> {
+        None
+    }
     /// Every content file of the enterprise, in one paged listing; `None` when this
     /// inventory cannot list them.
     fn contents(&self) -> BoxFuture<'_, Result<Option<Vec<LiveContent>>, InventoryError>> {
@@ -89,6 +94,8 @@ pub struct Resolved {
     pub warnings: Vec<String>,
     /// The tenant's alarm rules, when the job manages some and the inventory listed them.
     pub rules: Option<Vec<LiveRule>>,
+    /// The groups of the devices the targets listed, when the job moves devices.
+    pub memberships: Option<BTreeMap<String, Vec<String>>>,
     /// The tenant's content files, when the job uploads some and the inventory listed them.
     pub contents: Option<Vec<LiveContent>>,
     /// `app_upload` steps that name their package and version code: the version's id
@@ -138,6 +145,13 @@ pub async fn resolve(job: &Job, inv: &dyn Inventory) -> Result<Resolved, PlanErr
             }
             out.targets.insert(name.clone(), t);
         }
+    }
+    if job
+        .steps
+        .iter()
+        .any(|s| matches!(s.op, StepOp::GroupMove { .. }))
+    {
+        out.memberships = inv.memberships();
     }
     for step in &job.steps {
         if let StepOp::GroupMove { group, .. } = &step.op {

@@ -236,19 +236,20 @@ fn planned_writes(t: &super::Task) -> Vec<WriteSpec> {
                 w
             })
             .collect(),
-        Some(Action::Update { id, .. }) => all
-            .into_iter()
-            .filter(|w| w.endpoint == Endpoint::PatchAlarmRule)
-            .map(|mut w| {
-                w.id = Some(id.clone());
-                w.note = None;
-                w
-            })
-            .collect(),
+        Some(Action::Update { id, .. }) if matches!(t.op, super::Operation::AlarmRule { .. }) => {
+            all.into_iter()
+                .filter(|w| w.endpoint == Endpoint::PatchAlarmRule)
+                .map(|mut w| {
+                    w.id = Some(id.clone());
+                    w.note = None;
+                    w
+                })
+                .collect()
+        }
         Some(Action::Unchanged { .. } | Action::Skip { .. } | Action::Conflict { .. }) => {
             Vec::new()
         }
-        Some(Action::Create | Action::Send) | None => all,
+        Some(Action::Create | Action::Update { .. } | Action::Send) | None => all,
     }
 }
 

@@ -287,3 +287,44 @@ async fn content_is_decided_from_one_listing_by_name_and_size() {
     assert_eq!(third.run.exit_code, 0);
     assert_eq!(of(&by_route, "POST "), 1, "{by_route:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_of_devices_already_in_the_group_sends_nothing() {
+    let server = start(small(125)).await;
+    let snap = server.snapshot();
+    let lab = snap
+        .groups
+        .iter()
+        .find(|g| g.name == "Lab")
+        .unwrap()
+        .id
+        .clone();
+    let ids: Vec<String> = snap
+        .devices
+        .iter()
+        .filter(|d| d.group_id == lab)
+        .take(2)
+        .map(|d| d.id.clone())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    let yaml = format!(
+        "{}targets:\n  two: {{ devices: {{ ids: [{}] }} }}\nsteps:\n  - id: move\n    group_move: {{ devices: two, to: \"Stores/North/0001\" }}\n",
+        job_header(&server, "200/s"),
+        ids.join(", ")
+    );
+    let moves = "PATCH /enterprise/{enterprise_id}/devicegroup/";
+    let (first, by_route) = counted(&server, &yaml).await;
+    assert_eq!(first.run.exit_code, 0, "{}", first.summary_text());
+    assert_eq!(of(&by_route, moves), 1, "{by_route:?}");
+    let (again, by_route) = counted(&server, &yaml).await;
+    assert_eq!(again.run.exit_code, 0, "{}", again.summary_text());
+    assert_eq!(
+        of(&by_route, moves),
+        0,
+        "both are there already: {by_route:?}"
+    );
+    assert_eq!(
+        again.tasks[0].result.as_ref().unwrap()["action"],
+        "unchanged"
+    );
+}

@@ -353,6 +353,9 @@ impl Dispatch for EsperDispatch {
                 Operation::Command { body, .. } => self.command(body, cx).await,
                 Operation::AlarmRule { name, body, on_exists } => self.alarm_rule(name, body, *on_exists, task.action.as_ref(), cx).await,
                 Operation::GroupMove { group_id, device_ids } => {
+                    if !cx.uncertain && matches!(task.action, Some(Action::Unchanged { .. })) {
+                        return Ok(done(format!("{} devices are in the group already", device_ids.len()), json!({"moved": 0, "group": group_id, "action": "unchanged"}), true));
+                    }
                     // Adding a device to the group it is already in changes nothing, so a
                     // retry after an unknown outcome is safe.
                     self.client.move_devices(group_id, device_ids, "add").await.map_err(fail)?;

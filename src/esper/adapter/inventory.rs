@@ -14,6 +14,7 @@
 //! that match nothing, is the planner's; the version lookup itself is shared with the
 //! upload read-back in [`super::reconcile`].
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -77,6 +78,9 @@ where
 pub struct PlanReads<'a> {
     client: &'a Client,
     retry: RetrySettings,
+    /// The groups of every device listed so far (device id → group ids): the live state
+    /// a `group_move` is decided against, kept from the listings targets needed anyway.
+    members: std::sync::Arc<std::sync::Mutex<BTreeMap<String, Vec<String>>>>,
 }
 
 impl<'a> PlanReads<'a> {
@@ -84,7 +88,16 @@ impl<'a> PlanReads<'a> {
         PlanReads {
             client,
             retry: retry.clone(),
+            members: Default::default(),
         }
+    }
+
+    fn remember(&self, d: &Device) {
+        let mut m = self.members.lock().unwrap_or_else(|e| e.into_inner());
+        m.insert(
+            d.id.clone(),
+            d.groups.iter().map(|g| g.id.clone()).collect(),
+        );
     }
 
     async fn groups(&self) -> Result<Vec<GroupInfo>, InventoryError> {
@@ -110,11 +123,14 @@ impl<'a> PlanReads<'a> {
 
     async fn devices(&self, sel: &DeviceSelector) -> Result<Vec<Item>, InventoryError> {
         let (c, retry) = (self.client, &self.retry);
-        let to_item = |d: Device| Item {
-            kind: ItemKind::Device,
-            id: d.id,
-            name: d.name,
-            detail: d.serial,
+        let to_item = |d: Device| {
+            self.remember(&d);
+            Item {
+                kind: ItemKind::Device,
+                id: d.id,
+                name: d.name,
+                detail: d.serial,
+            }
         };
         if !sel.ids.is_empty() {
             let mut out = Vec::new();
@@ -239,6 +255,15 @@ impl Inventory for PlanReads<'_> {
 
     fn contents(&self) -> BoxFuture<'_, Result<Option<Vec<LiveContent>>, InventoryError>> {
         PlanReads::contents(self).boxed()
+    }
+
+    fn memberships(&self) -> Option<BTreeMap<String, Vec<String>>> {
+        Some(
+            self.members
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        )
     }
 
     fn serial_method(&self, serials: &[String]) -> Option<SerialMethod> {
