@@ -36,15 +36,7 @@ impl Dispatch for Commands {
         _cx: &'a AttemptCx,
     ) -> BoxFuture<'a, Result<Done, Failure>> {
         self.attempts.fetch_add(1, Ordering::SeqCst);
-        async move {
-            Ok(Done {
-                summary: String::new(),
-                result: serde_json::json!({"command_id": format!("cmd-{}", t.id.0)}),
-                follow: Some(format!("cmd-{}", t.id.0)),
-                reconciled: false,
-            })
-        }
-        .boxed()
+        accepted(t)
     }
 
     fn follow<'a>(
@@ -76,6 +68,20 @@ impl Dispatch for Commands {
         }
         .boxed()
     }
+}
+
+/// An attempt Esper accepts as command request `cmd-<task>`, to be followed.
+pub(super) fn accepted(t: &Task) -> BoxFuture<'static, Result<Done, Failure>> {
+    let id = format!("cmd-{}", t.id.0);
+    async move {
+        Ok(Done {
+            summary: String::new(),
+            result: serde_json::json!({ "command_id": id }),
+            follow: Some(id),
+            reconciled: false,
+        })
+    }
+    .boxed()
 }
 
 /// Three group tasks of one command step that waits up to `wait`.

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use futures::FutureExt;
 
-use super::follow_tests::plan_with;
+use super::follow_tests::{accepted, plan_with};
 use super::*;
 
 /// Accepts every write as command `cmd-<task>`; following finds `counts` (`None`: the
@@ -36,15 +36,7 @@ impl Dispatch for Devices {
         _cx: &'a AttemptCx,
     ) -> BoxFuture<'a, Result<Done, Failure>> {
         self.attempts.fetch_add(1, Ordering::SeqCst);
-        async move {
-            Ok(Done {
-                summary: String::new(),
-                result: serde_json::json!({"command_id": format!("cmd-{}", t.id.0)}),
-                follow: Some(format!("cmd-{}", t.id.0)),
-                reconciled: false,
-            })
-        }
-        .boxed()
+        accepted(t)
     }
 
     fn follow<'a>(
