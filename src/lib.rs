@@ -21,7 +21,11 @@
 //!   fan-out and operation template; [`plan::Plan::task`] materializes any task on demand;
 //!   [`plan::plan_text`] is the review text `esper-bulk plan` prints. Requests are named
 //!   by [`plan::Endpoint`], never by path; the text gets paths through [`plan::Paths`].
-//!   Apart from the inventory reads it is pure and sends nothing.
+//!   [`plan::diff`] makes the plan a diff against live state: from one bulk listing per
+//!   resource kind it gives every write task an [`plan::Action`] (create, update with its
+//!   field changes, unchanged, skip, conflict, send), which the run acts on without a read
+//!   per task. `plan::verify` checks a saved plan before it is trusted. Apart from the
+//!   inventory reads it is pure and sends nothing.
 //! - [`base`]: the vocabulary the layers share and none owns: endpoints
 //!   ([`base::Endpoint`]), request kinds, observations, the [`base::Throttle`] gate,
 //!   [`base::FailureClass`], and the [`base::Hint`] convention for advice on errors. A
@@ -57,10 +61,13 @@
 //! - [`lock`]: the run lock: one run of a job against one server and enterprise at a
 //!   time, keyed by all three (exit 75 when held).
 //! - [`progress`]: progress bars on a terminal (nothing under cron or a pipe).
-//! - [`util`]: atomic file writes and file-safe names.
-//! - [`cli`]: the command line: flags to [`run`]'s settings, results to stdout, notices
-//!   and errors to stderr, exit codes. The only place that uses `anyhow`, and the only
-//!   one that prints run output (the mock's own command prints its address).
+//! - [`util`]: atomic file writes onto regular files only, bounded reads of regular files,
+//!   and file-safe names.
+//! - [`cli`]: the command line: its grammar (`cli/args.rs`), flags to [`run`]'s settings,
+//!   and `cli/console.rs`, where every word goes: results to stdout; notices, errors and
+//!   progress to stderr (JSON lines under `--log-format json`, silence under `-q`); a
+//!   closed pipe ends it quietly. The only place that uses `anyhow`, and the only one that
+//!   prints run output (the mock's own command prints its address).
 //!
 //! Dependencies point one way: `exec` and the Esper client (`esper::{client, transport,
 //! paginate, error, model, page, routes}`) both use `base` and never each other; only the
@@ -89,7 +96,9 @@
 //! - **Invariant:** every HTTP request the engine makes (writes, reads, retries, pages,
 //!   status polls) passes the client's [`base::Throttle`] and so takes a rate permit.
 //! - **Invariant:** a create whose result is unknown is never re-sent before a read-back
-//!   by its natural key found nothing.
+//!   by its natural key found nothing. Without an ambiguous failure, a task the plan's
+//!   snapshot decided is not read again (no redundant calls); a saved plan older than
+//!   `--max-plan-age` has its snapshot read again first.
 //! - **Invariant:** once a run stops, no request that has not started is sent; tasks
 //!   that sent nothing are `not_started`, never `unknown`.
 //! - **Invariant:** `Plan::task(id)` is deterministic: the same plan always yields the same
