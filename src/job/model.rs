@@ -23,6 +23,8 @@ pub struct Job {
     pub vars: BTreeMap<String, Value>,
     pub targets: BTreeMap<String, TargetSpec>,
     pub steps: Vec<Step>,
+    /// Webhooks called when the run ends (`notify:`).
+    pub notify: Vec<Notify>,
 }
 
 impl Job {
@@ -55,6 +57,66 @@ pub enum KeySource {
     Env(String),
     /// `api_key_file:` (e.g. a systemd credential).
     File(String),
+}
+
+/// A webhook of the job's `notify:` block. The URL is kept as written, `${NAME}`s and
+/// all: it is a secret (a Slack webhook URL is a credential), rendered from the
+/// environment only when the run sends, so plan files and reports never hold it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notify {
+    pub url: String,
+    /// The outcomes it is called on; every one when the job lists none.
+    pub on: Vec<NotifyOn>,
+    pub format: NotifyFormat,
+}
+
+/// A kind of run outcome a webhook is called on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyOn {
+    Success,
+    /// Failed tasks, and runs that ended incomplete (deadline, not started, killed).
+    Failure,
+    /// A rollout's `max_failures` stopped the run.
+    Threshold,
+    Interrupted,
+}
+
+impl NotifyOn {
+    pub const ALL: [NotifyOn; 4] = [
+        NotifyOn::Success,
+        NotifyOn::Failure,
+        NotifyOn::Threshold,
+        NotifyOn::Interrupted,
+    ];
+    pub const NAMES: &'static [&'static str] = &["success", "failure", "threshold", "interrupted"];
+
+    pub fn parse(s: &str) -> Option<NotifyOn> {
+        NotifyOn::ALL
+            .into_iter()
+            .zip(NotifyOn::NAMES)
+            .find(|(_, n)| **n == s)
+            .map(|(o, _)| o)
+    }
+}
+
+/// What a webhook receives: the summary as JSON, or Slack's `{"text": …}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyFormat {
+    Json,
+    Slack,
+}
+
+impl NotifyFormat {
+    pub const NAMES: &'static [&'static str] = &["json", "slack"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyFormat::Json => "json",
+            NotifyFormat::Slack => "slack",
+        }
+    }
 }
 
 /// Request pacing for the whole job.

@@ -251,6 +251,33 @@ pub static JOB: Shape = Shape {
             Ty::ListOf(&Ty::Obj(&STEP)),
             "What to do, in order of `needs`.",
         ),
+        f(
+            "notify",
+            Ty::ListOf(&Ty::Obj(&NOTIFY)),
+            "Webhooks called when the run ends.",
+        ),
+    ],
+};
+
+pub static NOTIFY: Shape = Shape {
+    name: "notify",
+    doc: "A webhook the run POSTs its summary to when it ends.",
+    fields: &[
+        req(
+            "url",
+            Ty::Str,
+            "The webhook URL, e.g. `${SLACK_WEBHOOK_URL}`; a secret, rendered only when the run sends.",
+        ),
+        f(
+            "on",
+            Ty::ListOf(&Ty::Enum(crate::job::NotifyOn::NAMES)),
+            "Outcomes it is called on: failure, success, threshold, interrupted. Default all.",
+        ),
+        f(
+            "format",
+            Ty::Enum(crate::job::NotifyFormat::NAMES),
+            "`json` (the summary) or `slack` (`{\"text\": …}`). Default json.",
+        ),
     ],
 };
 

@@ -221,6 +221,8 @@ pub fn compile(job: &Job, resolved: &Resolved, server: Server) -> Result<Plan, P
         task_count: next as u32,
         estimate: Estimate::default(),
         snapshot_at: None,
+        limit: Vec::new(),
+        notify: job.notify.clone(),
     };
     if let Some(rules) = &resolved.rules {
         super::diff::decide(&mut plan, rules);

@@ -448,6 +448,14 @@ pub struct Plan {
     /// the plan read none. A run of an older plan reads it again (`--max-plan-age`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_at: Option<String>,
+    /// The `--limit` patterns the targets were narrowed by, as given (files expanded);
+    /// left out when none was, so older plans keep their hash.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub limit: Vec<String>,
+    /// The job's webhooks, URLs as written (`${NAME}` unrendered: a secret never lands in
+    /// a plan file).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<crate::job::Notify>,
 }
 
 impl Serialize for Plan {

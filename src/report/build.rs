@@ -16,7 +16,7 @@ use crate::exec::{
     Attempt, DeviceCounts, Failure, Followed, GovernorStats, Outcome, Reason, RolloutStop,
     RunOutput, Sample, TaskStatus,
 };
-use crate::plan::Plan;
+use crate::plan::{Item, ItemKind, Plan};
 
 impl From<&Failure> for FailureReport {
     fn from(f: &Failure) -> FailureReport {
@@ -225,7 +225,7 @@ impl Report {
                 }
             })
             .collect();
-        let tasks = out.outcomes.iter().map(|o| task_report(plan, o)).collect();
+        let tasks: Vec<TaskReport> = out.outcomes.iter().map(|o| task_report(plan, o)).collect();
         Report {
             format: REPORT_FORMAT,
             run: RunInfo {
@@ -241,11 +241,14 @@ impl Report {
                 exit_code: outcome.exit_code(),
                 rollout_stops: out.rollout_stops.iter().map(StopReport::from).collect(),
                 segments: Vec::new(),
+                limit: plan.limit.clone(),
             },
             summary: s,
             governor: GovernorReport::from(&gov),
             steps,
+            causes: super::causes::causes(&tasks),
             tasks,
+            notifications: Vec::new(),
         }
     }
 
@@ -279,10 +282,24 @@ impl Report {
 }
 
 fn task_report(plan: &Plan, o: &Outcome) -> TaskReport {
-    let (step, target) = match plan.task(o.task) {
+    let task = plan.task(o.task);
+    let (step, target) = match &task {
         Some(t) => (t.step.clone(), t.label()),
         None => (String::new(), format!("task {}", o.task)),
     };
+    let device = |d: &Item| DeviceRef {
+        id: d.id.clone(),
+        name: d.name.clone(),
+        serial: d.detail.clone(),
+    };
+    let mut devices: Vec<DeviceRef> = plan.task_devices(o.task).into_iter().map(device).collect();
+    // A task over one device names it too, so `devices.csv` has its name and serial.
+    if devices.is_empty()
+        && let Some(item) = task.as_ref().and_then(|t| t.item.as_ref())
+        && item.kind == ItemKind::Device
+    {
+        devices.push(device(item));
+    }
     TaskReport {
         id: o.task.0,
         step,
@@ -292,14 +309,7 @@ fn task_report(plan: &Plan, o: &Outcome) -> TaskReport {
         attempts: o.attempts.iter().map(AttemptReport::from).collect(),
         result: o.result.clone(),
         followed: o.followed.as_ref().map(FollowedReport::from),
-        devices: plan
-            .task_devices(o.task)
-            .into_iter()
-            .map(|d| DeviceRef {
-                id: d.id.clone(),
-                name: d.name.clone(),
-            })
-            .collect(),
+        devices,
         segment: None,
     }
 }

@@ -4,13 +4,16 @@
 //! anything. Each file does one job: `schema.rs` holds the versioned `report.json` record
 //! ([`REPORT_FORMAT`]: [`Report`], [`TaskReport`], [`AttemptReport`], [`FailureReport`],
 //! [`ReasonReport`], [`GovernorReport`], …), `build.rs` fills it from the executor's typed
-//! outcomes ([`Report::build`]), and `outcome.rs` decides how the run ended and its exit
-//! code ([`RunOutcome`]). Failures stay typed all the way to [`render`], which groups and
+//! outcomes ([`Report::build`]), `outcome.rs` decides how the run ended and its exit
+//! code ([`RunOutcome`]), `causes.rs` groups what did not succeed by cause with the next
+//! action for each, and `notify.rs` holds the summary a webhook receives
+//! ([`NotifySummary`]). Failures stay typed all the way to [`render`], which groups and
 //! advises on classes and statuses, never on message text, and makes every sentence: the
 //! report files, the one-line text of a task's problem ([`TaskReport::error_text`]) and
 //! the summary a person sees at the end of a run ([`Report::summary_text`]).
 
 mod build;
+pub mod causes;
 mod outcome;
 pub mod render;
 mod schema;
@@ -18,7 +21,8 @@ mod schema;
 pub use build::plan_hash;
 pub use outcome::RunOutcome;
 pub use schema::{
-    AttemptReport, DeviceCountsReport, DeviceRef, DeviceResultReport, FailureReport,
-    FollowedReport, GovernorReport, NeedReport, REPORT_FORMAT, ReasonReport, Report, RunInfo,
-    SampleReport, SegmentReport, StepReport, StopReport, Summary, TaskReport,
+    AttemptReport, CauseReport, DeviceCountsReport, DeviceRef, DeviceResultReport,
+    FailureReport, FollowedReport, GovernorReport, NeedReport, NextAction, NotificationReport,
+    REPORT_FORMAT, ReasonReport, Report, RunInfo, SampleReport, SegmentReport, StepReport,
+    StopReport, Summary, TaskReport,
 };

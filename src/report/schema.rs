@@ -19,8 +19,11 @@ use crate::base::{FailureClass, Hint};
 use crate::exec::{DeviceState, GaveUp, StopReason, TaskStatus};
 
 /// The `report.json` schema version. 2: failures, reasons, rollout stops, followed
-/// commands and the run outcome are typed records instead of text.
-pub const REPORT_FORMAT: u32 = 2;
+/// commands and the run outcome are typed records instead of text. 3: failures grouped
+/// by cause with their next action (`causes`), webhook results (`notifications`), the
+/// run's `--limit` (`run.limit`) and device serials; every addition is optional, so a
+/// reader of format 2 reads a format 3 report.
+pub const REPORT_FORMAT: u32 = 3;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Report {
@@ -30,6 +33,67 @@ pub struct Report {
     pub governor: GovernorReport,
     pub steps: Vec<StepReport>,
     pub tasks: Vec<TaskReport>,
+    /// The tasks that did not succeed, grouped by cause, largest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub causes: Vec<CauseReport>,
+    /// What each webhook of the run answered (the URL is never recorded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<NotificationReport>,
+}
+
+/// Tasks that did not succeed for one cause: one status, one step, one kind of reason and,
+/// for failed requests, one failure class and HTTP status.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CauseReport {
+    pub status: TaskStatus,
+    pub step: String,
+    /// The reason's kind, as in `tasks[].reason.kind` (`failed`, `device_failures`, …).
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<FailureClass>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    pub tasks: u64,
+    /// Devices these tasks covered that did not succeed (0 for tasks over groups that
+    /// failed before their command was sent, and for tasks that name no device).
+    pub devices: u64,
+    /// A few of the devices (names) or targets, for "look at these".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub examples: Vec<String>,
+    pub next: NextAction,
+}
+
+/// What to do about a cause.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum NextAction {
+    /// `esper-bulk run --resume <run id>`: the cause was transient or the run stopped;
+    /// resuming keeps what succeeded and reads back the rest before it writes.
+    Resume,
+    /// The API refused what the job asks (a 4xx, a conflict, a bad template): change
+    /// the job, then run it again.
+    FixJob,
+    /// The command reached the devices and some did not carry it out: look at them.
+    CheckDevices,
+    /// The API refused the key or the enterprise: fix the credentials, then resume.
+    CheckAccess,
+    /// A needed step did not succeed: fix that step's cause, then resume.
+    FixNeededStep,
+}
+
+/// One webhook of the run and what it answered.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NotificationReport {
+    /// `webhook 1 (slack)`: its place in the job's `notify:` list (then `--notify`), never
+    /// its URL, which is a secret.
+    pub target: String,
+    pub ok: bool,
+    /// Tries made (at most two).
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -54,6 +118,9 @@ pub struct RunInfo {
     /// `elapsed_ms` adds up the segments' running times (not the gaps between them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub segments: Vec<SegmentReport>,
+    /// The `--limit` patterns the run's plan was narrowed by; empty when none was.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub limit: Vec<String>,
 }
 
 /// One stretch of a run: the first start or a resumption, to its end.
@@ -160,8 +227,8 @@ pub struct TaskReport {
     /// What following the task's command found, per device.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub followed: Option<FollowedReport>,
-    /// The devices of a task that covers several (a command to a device list, a move),
-    /// so `results.csv` can give each its own row.
+    /// The devices of a task over devices (a command to a device or a device list, a
+    /// move), so `results.csv` and `devices.csv` can give each its own row.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<DeviceRef>,
     /// The segment (1-based, see `run.segments`) that recorded this outcome.
@@ -174,6 +241,8 @@ pub struct TaskReport {
 pub struct DeviceRef {
     pub id: String,
     pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
 }
 
 /// One try of a task's operation.

@@ -125,7 +125,7 @@ pub enum RunError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("unknown report format `{0}`; use json, md, xml, csv or html")]
+    #[error("unknown report format `{0}`; use json, md, xml, csv, html or devices")]
     UnknownFormat(String),
     #[error("--stdout prints one format; give exactly one with --format (got {0})")]
     StdoutFormats(usize),

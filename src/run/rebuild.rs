@@ -144,15 +144,18 @@ pub enum Format {
     Junit,
     Csv,
     Html,
+    /// `devices.csv`: one row per device of the tasks over devices.
+    Devices,
 }
 
 impl Format {
-    pub const ALL: [Format; 5] = [
+    pub const ALL: [Format; 6] = [
         Format::Json,
         Format::Markdown,
         Format::Junit,
         Format::Csv,
         Format::Html,
+        Format::Devices,
     ];
 
     pub fn file_name(self) -> &'static str {
@@ -162,6 +165,7 @@ impl Format {
             Format::Junit => "report.xml",
             Format::Csv => "results.csv",
             Format::Html => "report.html",
+            Format::Devices => "devices.csv",
         }
     }
 
@@ -172,11 +176,12 @@ impl Format {
             Format::Junit => render::junit(r),
             Format::Csv => render::csv(r),
             Format::Html => render::html(r),
+            Format::Devices => render::devices_csv(r),
         }
     }
 }
 
-/// `json`, `md`, `xml` (or `junit`), `csv`, `html`: the names `--format` takes.
+/// `json`, `md`, `xml` (or `junit`), `csv`, `html`, `devices`: the names `--format` takes.
 impl FromStr for Format {
     type Err = RunError;
     fn from_str(s: &str) -> Result<Format, RunError> {
@@ -186,6 +191,7 @@ impl FromStr for Format {
             "xml" | "junit" => Format::Junit,
             "csv" => Format::Csv,
             "html" => Format::Html,
+            "devices" => Format::Devices,
             other => return Err(RunError::UnknownFormat(other.to_string())),
         })
     }
@@ -244,6 +250,10 @@ pub(super) fn record(
     };
     if renderings && report_error.is_none() {
         for f in &Format::ALL[1..] {
+            // Only a run with a task over devices has a `devices.csv`.
+            if *f == Format::Devices && !render::has_devices(report) {
+                continue;
+            }
             if let Err(RunError::Write { path, source }) = write_report_with(dir, report, *f, write)
             {
                 notices.send(Notice::RenderingNotWritten {
@@ -358,12 +368,13 @@ mod tests {
             only_json,
             &notices,
         );
+        // The one-task plan has no task over devices, so no `devices.csv` is attempted.
         assert_eq!((r.exit_code, *seen.lock().unwrap()), (0, 4));
     }
 
     #[test]
     fn format_names_round_trip_to_file_names() {
-        let names: Vec<&str> = ["json", "md", "xml", "junit", "csv", "html"]
+        let names: Vec<&str> = ["json", "md", "xml", "junit", "csv", "html", "devices"]
             .iter()
             .map(|n| n.parse::<Format>().unwrap().file_name())
             .collect();
@@ -375,13 +386,14 @@ mod tests {
                 "report.xml",
                 "report.xml",
                 "results.csv",
-                "report.html"
+                "report.html",
+                "devices.csv"
             ]
         );
         let err = "pdf".parse::<Format>().unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unknown report format `pdf`; use json, md, xml, csv or html"
+            "unknown report format `pdf`; use json, md, xml, csv, html or devices"
         );
     }
 }

@@ -128,6 +128,8 @@ fn plan(shape: &str) -> (Plan, BTreeMap<u32, Outcome>) {
             max_seconds: 0.0,
         },
         snapshot_at: None,
+        limit: Vec::new(),
+        notify: Vec::new(),
     };
     plan.link();
     let prior = prior_names

@@ -13,6 +13,7 @@
 
 mod load_templates;
 mod needs;
+mod notify;
 mod ops;
 mod refs;
 mod schedule;
@@ -84,6 +85,7 @@ fn check_in(cx: &mut Cx, root: &Node) -> Result<(Job, Vec<Diagnostic>), Diagnost
     let settings = settings::settings(cx, root);
     let targets = targets::targets(cx, root.get("targets"));
     let steps = steps::steps(cx, root.get("steps"), &targets, &settings.vars);
+    let notify = notify::notify(cx, root.get("notify"));
 
     cx.diags.sort_by_key(|d| d.span.map(|s| s.start));
     if cx.diags.iter().any(|d| d.severity == Severity::Error) {
@@ -100,6 +102,7 @@ fn check_in(cx: &mut Cx, root: &Node) -> Result<(Job, Vec<Diagnostic>), Diagnost
         vars: settings.vars,
         targets: targets.into_iter().map(|(k, (_, t))| (k, t)).collect(),
         steps,
+        notify,
     };
     Ok((job, std::mem::take(&mut cx.diags)))
 }
@@ -186,12 +189,14 @@ impl Cx<'_> {
 
 /// The tree with `${NAME}` read from the environment everywhere, once, before anything
 /// else looks at the values. The `esper:` block is left as written: it substitutes its
-/// own values, so that `api_key` stays a reference to the variable rather than the key.
+/// own values, so that `api_key` stays a reference to the variable rather than the key;
+/// so is `notify:`, whose URLs keep their `${NAME}`s until the run sends.
 fn subst_env_outside_esper(cx: &mut Cx, root: &Node) -> Node {
     let mut root = root.clone();
     if let Kind::Map(pairs) = &mut root.kind {
         for (k, v) in pairs.iter_mut() {
-            if k.as_str() != Some("esper") {
+            // `notify:` URLs are secrets, rendered only when the run sends.
+            if k.as_str() != Some("esper") && k.as_str() != Some("notify") {
                 let key = k.scalar_text().unwrap_or_default();
                 subst_env_tree(cx, v, &key);
             }

@@ -112,6 +112,8 @@ fn plan() -> Plan {
             max_seconds: 0.0,
         },
         snapshot_at: None,
+        limit: Vec::new(),
+        notify: Vec::new(),
     };
     p.link();
     p

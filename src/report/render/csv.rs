@@ -34,7 +34,8 @@ pub fn csv(r: &Report) -> String {
         };
         let error = t.error_text().unwrap_or_default();
         let followed = t.followed.as_ref().map_or(&[][..], |f| &f.devices[..]);
-        if t.devices.is_empty() {
+        // A task over one device is one target (its device's rows are `devices.csv`'s).
+        if t.devices.len() <= 1 {
             row(&t.target, t.status.as_str(), &error);
             // A group's command: one more row for each device that did not succeed, so
             // pending and failed devices are listed, not only counted.
@@ -58,7 +59,7 @@ pub fn csv(r: &Report) -> String {
 }
 
 /// The status and error columns of a device that did not succeed; `None` for one that did.
-fn device_row(state: DeviceState, reason: Option<&str>) -> Option<(&'static str, String)> {
+pub(super) fn device_row(state: DeviceState, reason: Option<&str>) -> Option<(&'static str, String)> {
     let what = match state {
         DeviceState::Succeeded => return None,
         DeviceState::Pending => {
@@ -78,7 +79,7 @@ fn device_row(state: DeviceState, reason: Option<&str>) -> Option<(&'static str,
 }
 
 /// A field quoted when it holds a comma, a quote or a line break, quotes doubled.
-fn csv_field(s: &str) -> String {
+pub(super) fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {

@@ -11,7 +11,46 @@ use super::text::{Line, and_more};
 use super::view::EXAMPLES;
 use crate::base::FailureClass;
 use crate::exec::TaskStatus;
-use crate::report::{DeviceCountsReport, ReasonReport, Report, TaskReport};
+use crate::report::causes::{self, CAUSE_EXAMPLES};
+use crate::report::{DeviceCountsReport, NextAction, ReasonReport, Report, TaskReport};
+
+/// The next action of a cause in words: the command to resume, the step to fix, or the
+/// devices to look at (`examples`: their names, or the targets when no device is named).
+pub fn next_line(next: NextAction, step: &str, examples: &[String], run_id: &str) -> Line {
+    let resume = format!("esper-bulk run --resume {run_id}");
+    match next {
+        NextAction::Resume => Line::from("resume: ").code(resume),
+        NextAction::FixJob => Line::from("fix step ")
+            .code(step)
+            .text(" in the job (the API refused it), then run the job again"),
+        NextAction::CheckAccess => Line::from("check the API key and the enterprise id, then ")
+            .code(resume),
+        NextAction::FixNeededStep => {
+            Line::from("fix what failed in the step it needs, then ").code(resume)
+        }
+        NextAction::CheckDevices => {
+            let n = examples.len();
+            let mut line = Line::from(match n {
+                1 => "look at this device: ".to_string(),
+                n if n <= CAUSE_EXAMPLES => format!("look at these {n} devices: "),
+                _ => format!("look at these {CAUSE_EXAMPLES} devices first: "),
+            });
+            for (i, e) in examples.iter().take(CAUSE_EXAMPLES).enumerate() {
+                if i > 0 {
+                    line.push_text(", ");
+                }
+                line = line.code(e.clone());
+            }
+            if n > CAUSE_EXAMPLES {
+                line = line
+                    .text(format!(" (and {} more in ", n - CAUSE_EXAMPLES))
+                    .code("devices.csv")
+                    .text(")");
+            }
+            line
+        }
+    }
+}
 
 /// Tasks that did not succeed for the same cause.
 pub struct Group<'a> {
@@ -21,6 +60,10 @@ pub struct Group<'a> {
     pub error: Line,
     pub steps: Vec<&'a str>,
     pub tasks: Vec<&'a TaskReport>,
+    /// What to do about it ([`crate::report::causes::next_action`]), in words.
+    pub next: Line,
+    /// Devices of the group's tasks that did not succeed.
+    pub devices: u64,
 }
 
 impl Group<'_> {
@@ -72,11 +115,21 @@ pub fn failure_groups(r: &Report) -> Vec<Group<'_>> {
     }
     let mut groups: Vec<Group> = members
         .into_iter()
-        .map(|((status, step, _), tasks)| Group {
-            status,
-            error: group_error(&tasks),
-            steps: vec![step],
-            tasks,
+        .map(|((status, step, _), tasks)| {
+            let failed: Vec<String> = tasks.iter().flat_map(|t| causes::failed_devices(t)).collect();
+            let examples: Vec<String> = if failed.is_empty() {
+                tasks.iter().map(|t| t.target.clone()).collect()
+            } else {
+                failed.clone()
+            };
+            Group {
+                status,
+                error: group_error(&tasks),
+                steps: vec![step],
+                next: next_line(causes::next_action(tasks[0]), step, &examples, &r.run.id),
+                devices: failed.len() as u64,
+                tasks,
+            }
         })
         .collect();
     let rank = |s: TaskStatus| match s {

@@ -1,6 +1,7 @@
 //! `report.html`: one self-contained page (no external resources) for a browser: summary
 //! cards, rollout stops, what to do next, a chart of the run's pacing ([`super::chart`]),
-//! the steps and the failures.
+//! the steps, the failures by cause with their next action, and per step a table of the
+//! failed devices that sorts and filters with a few lines of inline script.
 //!
 //! It lays out the same [`View`] as `report.md` and phrases nothing itself; what it owns
 //! is the page's layout, its style sheet and HTML escaping. The page is also well-formed
@@ -45,6 +46,47 @@ svg text{font-family:system-ui,sans-serif;font-size:11px;fill:#57606a}
 .legend{font-size:12px;color:#57606a;margin:4px 0 0}
 .legend i{display:inline-block;width:14px;height:10px;margin:0 4px 0 14px;vertical-align:middle}
 footer{margin:32px 0 16px;font-size:12px;color:#57606a}
+h3{font-size:15px;margin:18px 0 6px}
+.devs input{font:inherit;padding:3px 8px;margin:0 0 6px;border:1px solid #d0d7de;border-radius:6px;min-width:18em}
+.devs th{cursor:pointer;user-select:none}
+.devs th[aria-sort=ascending]::after{content:' ▲'}.devs th[aria-sort=descending]::after{content:' ▼'}
+";
+
+/// Sorting and filtering of the failed-device tables: a click on a column sorts by it
+/// (numbers as numbers), typing in the box hides rows without the text. No `<` or `&` in
+/// it, so the page stays well-formed XML without a CDATA section.
+const SCRIPT: &str = "\
+document.querySelectorAll('section.devs').forEach(function (sec) {
+  var table = sec.querySelector('table'), body = table.tBodies[0];
+  var input = sec.querySelector('input'), shown = sec.querySelector('.shown');
+  var heads = table.tHead.rows[0].cells;
+  function update() {
+    var q = input.value.toLowerCase(), n = 0;
+    Array.prototype.forEach.call(body.rows, function (row) {
+      var hit = row.textContent.toLowerCase().indexOf(q) !== -1;
+      row.hidden = !hit;
+      if (hit) { n += 1; }
+    });
+    shown.textContent = n + ' of ' + body.rows.length + ' shown';
+  }
+  input.addEventListener('input', update);
+  Array.prototype.forEach.call(heads, function (th, col) {
+    th.addEventListener('click', function () {
+      var dir = th.getAttribute('aria-sort') === 'ascending' ? -1 : 1;
+      Array.prototype.forEach.call(heads, function (h) { h.removeAttribute('aria-sort'); });
+      th.setAttribute('aria-sort', dir === 1 ? 'ascending' : 'descending');
+      var rows = Array.prototype.slice.call(body.rows);
+      rows.sort(function (a, b) {
+        var x = a.cells[col].textContent, y = b.cells[col].textContent;
+        var nx = Number(x), ny = Number(y);
+        if (x !== '' ? (y !== '' ? !isNaN(nx - ny) : false) : false) { return (nx - ny) * dir; }
+        return x.localeCompare(y) * dir;
+      });
+      rows.forEach(function (r) { body.appendChild(r); });
+    });
+  });
+  update();
+});
 ";
 
 /// `report.html` of a report.
@@ -68,6 +110,9 @@ pub fn html(r: &Report) -> String {
         html_line(&v.run),
         html_line(&v.records)
     );
+    if let Some(limit) = &v.limit {
+        let _ = writeln!(out, "<p class=\"alert\">{}</p>", html_line(limit));
+    }
     if !v.segments.is_empty() {
         out.push_str("<h2>Segments</h2>\n<ul>\n");
         for line in &v.segments {
@@ -85,6 +130,7 @@ pub fn html(r: &Report) -> String {
     out.push_str(&chart(&r.governor.timeline));
     steps(&mut out, &v);
     failures(&mut out, &v);
+    failed_devices(&mut out, &v);
     let _ = writeln!(
         out,
         "<footer>esper-bulk report format {}</footer>\n</body>\n</html>",
@@ -206,7 +252,7 @@ fn failures(out: &mut String, v: &View) {
     out.push_str("<h2>What failed and why</h2>\n");
     if !v.groups.is_empty() {
         out.push_str(
-            "<table>\n<tr><th class=\"n\">tasks</th><th>status</th><th>step</th><th>error</th><th>examples</th></tr>\n",
+            "<table>\n<tr><th class=\"n\">tasks</th><th class=\"n\">devices</th><th>status</th><th>step</th><th>error</th><th>examples</th><th>next action</th></tr>\n",
         );
         for g in &v.groups {
             let steps: Vec<String> = g
@@ -223,11 +269,13 @@ fn failures(out: &mut String, v: &View) {
             let status = g.status.as_str();
             let _ = writeln!(
                 out,
-                "<tr><td class=\"n\">{}</td><td class=\"s-{status}\">{status}</td><td class=\"nw\">{}</td><td class=\"err\">{}</td><td class=\"ex\">{}</td></tr>",
+                "<tr><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"s-{status}\">{status}</td><td class=\"nw\">{}</td><td class=\"err\">{}</td><td class=\"ex\">{}</td><td>{}</td></tr>",
                 g.tasks.len(),
+                g.devices,
                 steps.join(", "),
                 html_line(&g.error),
-                examples.join("<br/>")
+                examples.join("<br/>"),
+                html_line(&g.next)
             );
         }
         out.push_str("</table>\n");
@@ -235,6 +283,44 @@ fn failures(out: &mut String, v: &View) {
     for note in &v.failure_notes {
         let _ = writeln!(out, "<p>{}</p>", html_line(note));
     }
+}
+
+/// Per step, a table of the devices that did not succeed, sortable and filterable in the
+/// page (see [`SCRIPT`]); the script is written once, and only when there is a table.
+fn failed_devices(out: &mut String, v: &View) {
+    if v.failed_devices.is_empty() {
+        return;
+    }
+    out.push_str(
+        "<h2>Failed devices</h2>\n<p class=\"muted\">Click a column to sort, type to filter; every device is in <code>devices.csv</code>.</p>\n",
+    );
+    for (i, s) in v.failed_devices.iter().enumerate() {
+        let n = s.rows.len();
+        let _ = writeln!(
+            out,
+            "<section class=\"devs\" id=\"devices-{i}\">\n<h3>step <code>{}</code>: {} <span class=\"muted shown\"></span></h3>\n\
+             <input type=\"search\" placeholder=\"filter devices\" aria-label=\"filter the failed devices of step {}\"/>\n\
+             <table>\n<thead><tr><th>device</th><th>serial</th><th>group</th><th>state</th><th>reason</th><th class=\"n\">task</th></tr></thead>\n<tbody>",
+            esc(s.step),
+            esc(&super::text::count(n as u64, "device", "devices")),
+            esc(s.step)
+        );
+        for row in &s.rows {
+            let state = row.command_state.unwrap_or(row.task.status.as_str());
+            let _ = writeln!(
+                out,
+                "<tr><td class=\"nw\"><code>{}</code></td><td class=\"nw\">{}</td><td>{}</td><td class=\"s-failed\">{}</td><td class=\"err\">{}</td><td class=\"n\">{}</td></tr>",
+                esc(&row.device),
+                esc(&row.serial),
+                esc(&row.group),
+                esc(state),
+                esc(&row.reason),
+                row.task.id
+            );
+        }
+        out.push_str("</tbody>\n</table>\n</section>\n");
+    }
+    let _ = writeln!(out, "<script>\n{SCRIPT}</script>");
 }
 
 /// A line in HTML: prose escaped, code in `<code>`.

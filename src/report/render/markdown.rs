@@ -37,6 +37,9 @@ fn head(out: &mut String, v: &View) {
         md_line(&v.run, false),
         md_line(&v.records, false)
     );
+    if let Some(limit) = &v.limit {
+        let _ = writeln!(out, "{}\n", md_line(limit, false));
+    }
     if !v.segments.is_empty() {
         out.push_str("## Segments\n\n");
         for line in &v.segments {
@@ -120,7 +123,7 @@ fn failures(out: &mut String, v: &View) {
     out.push_str("\n## What failed and why\n\n");
     if !v.groups.is_empty() {
         out.push_str(
-            "| tasks | status | step | error | examples |\n| ---: | --- | --- | --- | --- |\n",
+            "| tasks | devices | status | step | error | examples | next action |\n| ---: | ---: | --- | --- | --- | --- | --- |\n",
         );
     }
     for g in &v.groups {
@@ -128,12 +131,14 @@ fn failures(out: &mut String, v: &View) {
         let (shown, more) = g.examples();
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} |",
             g.tasks.len(),
+            g.devices,
             g.status.as_str(),
             steps.join(", "),
             md_line(&g.error, true),
-            examples(shown, more.as_deref())
+            examples(shown, more.as_deref()),
+            md_line(&g.next, true)
         );
     }
     for (i, note) in v.failure_notes.iter().enumerate() {

@@ -1,6 +1,6 @@
 //! Renders a [`Report`](super::Report) into what a person or a CI dashboard reads after a
 //! run: `report.md` ([`markdown()`]), `report.html` ([`html()`]), `report.xml`
-//! ([`junit()`]) and `results.csv` ([`csv()`]), plus the end-of-run summary
+//! ([`junit()`]), `results.csv` ([`csv()`]) and `devices.csv` ([`devices_csv()`]), plus the end-of-run summary
 //! ([`Report::summary_text`](super::Report::summary_text)) and Prometheus metrics.
 //!
 //! Every renderer is a pure function from the report to text: no I/O, no clock, no
@@ -19,6 +19,7 @@
 mod advice;
 mod chart;
 mod csv;
+mod devices;
 mod groups;
 mod html;
 mod junit;
@@ -30,6 +31,7 @@ mod text;
 mod view;
 
 pub use self::csv::csv;
+pub use devices::{devices_csv, has_devices};
 pub use html::html;
 pub use junit::junit;
 pub use markdown::markdown;

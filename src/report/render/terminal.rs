@@ -6,7 +6,11 @@
 
 use std::fmt::Write as _;
 
+use super::groups::next_line;
 use super::text::count;
+
+/// Causes listed at the end of a run; the rest are in the report.
+const MAX_CAUSES: usize = 5;
 use crate::exec::TaskStatus;
 use crate::report::{Report, TaskReport};
 
@@ -84,6 +88,37 @@ impl Report {
         }
         if bad.len() > 10 {
             let _ = writeln!(out, "  … and {} more in the report", bad.len() - 10);
+        }
+        let causes = crate::report::causes::causes(&self.tasks);
+        if !causes.is_empty() {
+            let _ = writeln!(out, "by cause:");
+        }
+        for c in causes.iter().take(MAX_CAUSES) {
+            let what = match (c.class, c.http_status) {
+                (Some(class), Some(s)) => format!("{}, HTTP {s}", class.as_str()),
+                (Some(class), None) => class.as_str().to_string(),
+                _ => c.reason.replace('_', " "),
+            };
+            let devices = if c.devices > 0 {
+                format!(", {}", count(c.devices, "device", "devices"))
+            } else {
+                String::new()
+            };
+            let next = next_line(c.next, &c.step, &c.examples, &self.run.id);
+            let _ = writeln!(
+                out,
+                "  {} {} in step {} ({what}{devices}): {}",
+                count(c.tasks, "task", "tasks"),
+                c.status.as_str(),
+                c.step,
+                next.plain()
+            );
+        }
+        if causes.len() > MAX_CAUSES {
+            let _ = writeln!(out, "  … and {} more causes in report.json", causes.len() - MAX_CAUSES);
+        }
+        if !self.run.limit.is_empty() {
+            let _ = writeln!(out, "limit: {}", self.run.limit.join(", "));
         }
         out
     }

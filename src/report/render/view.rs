@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 
 use super::advice;
+use super::devices::{DeviceRow, device_rows};
 use super::groups::{Group, failure_groups};
 use super::text::{Line, and_more, count, duration, moment, tasks};
 use crate::exec::TaskStatus;
@@ -46,6 +47,49 @@ pub struct View<'a> {
     pub failure_notes: Vec<Line>,
     /// Concrete next steps, most urgent first.
     pub advice: Vec<Line>,
+    /// Per step (in plan order), the devices that did not succeed.
+    pub failed_devices: Vec<StepDevices<'a>>,
+    /// The `--limit` the run was narrowed by, when it was.
+    pub limit: Option<Line>,
+}
+
+/// The failed devices of one step.
+pub struct StepDevices<'a> {
+    pub step: &'a str,
+    pub rows: Vec<DeviceRow<'a>>,
+}
+
+/// Per step, in plan order, the device rows that did not succeed.
+fn failed_devices(r: &Report) -> Vec<StepDevices<'_>> {
+    let mut out: Vec<StepDevices> = Vec::new();
+    for row in device_rows(r).into_iter().filter(DeviceRow::failed) {
+        let step = row.task.step.as_str();
+        match out.iter_mut().find(|s| s.step == step) {
+            Some(s) => s.rows.push(row),
+            None => out.push(StepDevices {
+                step,
+                rows: vec![row],
+            }),
+        }
+    }
+    let order = |step: &str| r.steps.iter().position(|s| s.id == step);
+    out.sort_by_key(|s| order(s.step));
+    out
+}
+
+/// `Narrowed by --limit `a`, `b`.`
+fn limit_line(r: &Report) -> Option<Line> {
+    if r.run.limit.is_empty() {
+        return None;
+    }
+    let mut line = Line::from("Narrowed by ").code("--limit").text(" ");
+    for (i, p) in r.run.limit.iter().enumerate() {
+        if i > 0 {
+            line.push_text(", ");
+        }
+        line = line.code(p.clone());
+    }
+    Some(line.text(": only the targets it matched were planned and run."))
 }
 
 impl<'a> View<'a> {
@@ -79,6 +123,8 @@ impl<'a> View<'a> {
             groups,
             failure_notes,
             advice,
+            failed_devices: failed_devices(r),
+            limit: limit_line(r),
         }
     }
 }
