@@ -40,6 +40,13 @@ pub fn next_action(t: &TaskReport) -> NextAction {
     match &t.reason {
         Some(ReasonReport::Failed { failure, .. }) => match failure.class {
             FailureClass::Auth => NextAction::CheckAccess,
+            // Recorded before failures were typed: the status still says whose fault it was.
+            FailureClass::Unclassified => match failure.http_status {
+                Some(401 | 403) => NextAction::CheckAccess,
+                Some(429) => NextAction::Resume,
+                Some(s) if (400..500).contains(&s) => NextAction::FixJob,
+                _ => NextAction::Resume,
+            },
             FailureClass::NotFound
             | FailureClass::Client
             | FailureClass::Build
@@ -50,12 +57,10 @@ pub fn next_action(t: &TaskReport) -> NextAction {
             | FailureClass::Connect
             | FailureClass::Timeout
             | FailureClass::Transport
-            | FailureClass::Stopped
-            | FailureClass::Unclassified => NextAction::Resume,
+            | FailureClass::Stopped => NextAction::Resume,
         },
-        Some(ReasonReport::DeviceFailures { .. }) | Some(ReasonReport::RolloutStopped { .. }) => {
-            NextAction::CheckDevices
-        }
+        Some(ReasonReport::DeviceFailures { .. }) => NextAction::CheckDevices,
+        Some(ReasonReport::RolloutStopped { .. }) => NextAction::CheckCanaries,
         Some(ReasonReport::NeedsFailed { .. }) => NextAction::FixNeededStep,
         _ => NextAction::Resume,
     }
@@ -79,6 +84,16 @@ pub fn failed_devices(t: &TaskReport) -> Vec<String> {
         // Nothing followed: every device of a task that did not succeed is affected.
         _ if t.status != TaskStatus::Succeeded => t.devices.iter().map(|d| d.name.clone()).collect(),
         _ => Vec::new(),
+    }
+}
+
+/// How many devices of a task did not succeed: those its command's status names, at
+/// least the count it recorded, else every device of a task that did not succeed.
+pub fn devices_affected(t: &TaskReport) -> u64 {
+    let named = failed_devices(t).len() as u64;
+    match &t.reason {
+        Some(ReasonReport::DeviceFailures { counts }) => counts.unsuccessful().max(named),
+        _ => named,
     }
 }
 
@@ -138,15 +153,7 @@ pub fn causes(tasks: &[TaskReport]) -> Vec<CauseReport> {
             } else {
                 devices.iter().take(CAUSE_EXAMPLES).cloned().collect()
             };
-            let counted = members
-                .iter()
-                .map(|t| match &t.reason {
-                    Some(ReasonReport::DeviceFailures { counts }) => {
-                        counts.unsuccessful().max(failed_devices(t).len() as u64)
-                    }
-                    _ => failed_devices(t).len() as u64,
-                })
-                .sum();
+            let counted = members.iter().map(|t| devices_affected(t)).sum();
             CauseReport {
                 status,
                 step: step.to_string(),

@@ -79,6 +79,9 @@ pub enum NextAction {
     CheckAccess,
     /// A needed step did not succeed: fix that step's cause, then resume.
     FixNeededStep,
+    /// A rollout stopped at its threshold: investigate the failing canaries before the
+    /// later stages are sent.
+    CheckCanaries,
 }
 
 /// One webhook of the run and what it answered.

@@ -25,6 +25,9 @@ pub fn next_line(next: NextAction, step: &str, examples: &[String], run_id: &str
             .text(" in the job (the API refused it), then run the job again"),
         NextAction::CheckAccess => Line::from("check the API key and the enterprise id, then ")
             .code(resume),
+        NextAction::CheckCanaries => Line::from("investigate the failing canaries of step ")
+            .code(step)
+            .text(" (under Rollout stops), then run the job again"),
         NextAction::FixNeededStep => {
             Line::from("fix what failed in the step it needs, then ").code(resume)
         }
@@ -127,7 +130,7 @@ pub fn failure_groups(r: &Report) -> Vec<Group<'_>> {
                 error: group_error(&tasks),
                 steps: vec![step],
                 next: next_line(causes::next_action(tasks[0]), step, &examples, &r.run.id),
-                devices: failed.len() as u64,
+                devices: tasks.iter().map(|t| causes::devices_affected(t)).sum(),
                 tasks,
             }
         })
