@@ -132,6 +132,8 @@ pub struct PlanArgs {
     #[arg(long)]
     pub detailed_exitcode: bool,
     #[command(flatten)]
+    pub subset: SubsetArgs,
+    #[command(flatten)]
     pub conn: ConnArgs,
 }
 
@@ -169,7 +171,32 @@ pub struct RunArgs {
     #[arg(long, value_parser = parse_duration, default_value = "15m")]
     pub max_plan_age: Duration,
     #[command(flatten)]
+    pub subset: SubsetArgs,
+    #[command(flatten)]
+    pub notify: NotifyArgs,
+    #[command(flatten)]
     pub conn: ConnArgs,
+}
+
+// ---------------------------------------------------------------- subsets and notifications
+
+/// `--limit`, shared by `plan` and `run`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct SubsetArgs {
+    /// Touch only the targets this matches (repeatable): a group path or glob
+    /// (`Stores/North/*`), a group name or id, a device name, serial or id, or @FILE with
+    /// one per line. Not with --plan or --resume, whose targets are frozen
+    #[arg(long, value_name = "PATTERN")]
+    pub limit: Vec<String>,
+}
+
+/// `run --notify`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct NotifyArgs {
+    /// Also POST the run's summary as JSON to this webhook when the run ends, whatever the
+    /// outcome (repeatable; the URL is never logged or written)
+    #[arg(long, value_name = "URL")]
+    pub notify: Vec<String>,
 }
 
 #[derive(Args, Debug)]

@@ -206,6 +206,7 @@ async fn plan_cmd(a: PlanArgs, env: &Env) -> Result<u8> {
     };
     let mut cfg = PlanConfig::new(job, connection(&a.conn, env));
     cfg.notices = stderr_notices();
+    cfg.limit = a.subset.limit.clone();
     let p = match run::plan(cfg).await {
         Ok(p) => p,
         Err(e) => return Ok(fail(&e)),
@@ -268,6 +269,8 @@ async fn run_cmd(a: RunArgs, env: &Env) -> u8 {
     cfg.deadline = a.deadline;
     cfg.wait_lock = a.wait_lock;
     cfg.max_plan_age = a.max_plan_age;
+    cfg.limit = a.subset.limit;
+    cfg.notify.extra = a.notify.notify;
     cfg.output = Output {
         progress: console::progress(),
         renderings: true,

@@ -92,11 +92,16 @@ impl NotifyOn {
     pub const NAMES: &'static [&'static str] = &["success", "failure", "threshold", "interrupted"];
 
     pub fn parse(s: &str) -> Option<NotifyOn> {
-        NotifyOn::ALL
-            .into_iter()
-            .zip(NotifyOn::NAMES)
-            .find(|(_, n)| **n == s)
-            .map(|(o, _)| o)
+        NotifyOn::ALL.into_iter().find(|o| o.as_str() == s)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyOn::Success => "success",
+            NotifyOn::Failure => "failure",
+            NotifyOn::Threshold => "threshold",
+            NotifyOn::Interrupted => "interrupted",
+        }
     }
 }
 

@@ -13,6 +13,7 @@
 
 mod compile;
 pub mod diff;
+pub mod limit;
 mod resolve;
 mod show;
 mod verify;
@@ -495,15 +496,31 @@ pub enum PlanError {
     },
     #[error("step `{step}`: {message}")]
     Template { step: String, message: String },
+    /// `--limit` kept nothing of any target.
+    #[error("--limit {} matches nothing the job targets", quoted(patterns))]
+    LimitMatchesNothing { patterns: Vec<String> },
     #[error("the job fans out to more than {max} tasks ({count}); split it")]
     TooBig { count: u64, max: u64 },
     #[error(transparent)]
     Inventory(#[from] InventoryError),
 }
 
+/// `` `a`, `b` `` for an error message.
+fn quoted(patterns: &[String]) -> String {
+    patterns
+        .iter()
+        .map(|p| format!("`{p}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl crate::base::Hint for PlanError {
     fn hint(&self) -> Option<String> {
         match self {
+            PlanError::LimitMatchesNothing { .. } => Some(
+                "a limit names group paths (globs too, `Stores/North/*`), group names or ids, device names, serials or ids; check the spelling against `esper-bulk plan` without --limit"
+                    .into(),
+            ),
             PlanError::EmptyTarget(_, why) => Some(why.clone()),
             PlanError::UnknownVersion { package, .. } => Some(format!(
                 "upload it first (an `app_upload` step), or check the versions of {package}"

@@ -405,7 +405,7 @@ fn describe(sel: &GroupSelector) -> String {
     parts.join(", ")
 }
 
-fn matcher(pattern: &str) -> Option<GlobMatcher> {
+pub(super) fn matcher(pattern: &str) -> Option<GlobMatcher> {
     globset::GlobBuilder::new(pattern)
         .literal_separator(true)
         .build()

@@ -35,6 +35,14 @@ pub fn plan_text(p: &Plan, show_requests: bool, paths: &dyn Paths) -> String {
         "plan for job `{}` against {} (enterprise {})",
         p.job, p.server.base_url, p.server.enterprise_id
     );
+    if !p.limit.is_empty() {
+        let pats: Vec<String> = p.limit.iter().map(|l| format!("`{l}`")).collect();
+        let _ = writeln!(
+            out,
+            "limit: {} (targets narrowed to what it matches)",
+            pats.join(", ")
+        );
+    }
     for (name, t) in &p.targets {
         let n = t.items.len() as u64;
         let kind = match t.kind {
@@ -44,6 +52,17 @@ pub fn plan_text(p: &Plan, show_requests: bool, paths: &dyn Paths) -> String {
         let sample: Vec<&str> = t.items.iter().take(3).map(|i| i.label()).collect();
         let more = if t.items.len() > 3 { ", …" } else { "" };
         let _ = writeln!(out, "target {name}: {kind} ({}{more})", sample.join(", "));
+    }
+    // Webhooks by their place and format only: a URL is a secret.
+    for (i, n) in p.notify.iter().enumerate() {
+        let on: Vec<&str> = n.on.iter().map(|o| o.as_str()).collect();
+        let _ = writeln!(
+            out,
+            "notify: webhook {} ({}) on {}",
+            i + 1,
+            n.format.as_str(),
+            on.join(", ")
+        );
     }
     let _ = writeln!(out, "steps:");
     for s in &p.steps {

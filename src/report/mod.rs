@@ -14,11 +14,13 @@
 
 mod build;
 pub mod causes;
+mod notify;
 mod outcome;
 pub mod render;
 mod schema;
 
 pub use build::plan_hash;
+pub use notify::{NotifyCounts, NotifySummary};
 pub use outcome::RunOutcome;
 pub use schema::{
     AttemptReport, CauseReport, DeviceCountsReport, DeviceRef, DeviceResultReport,

@@ -21,6 +21,7 @@ use crate::plan::Plan;
 
 use super::RunId;
 use super::notice::Notices;
+use super::notify::NotifySettings;
 
 /// Where a run's tasks come from.
 #[derive(Debug)]
@@ -227,6 +228,12 @@ pub struct RunConfig {
     /// A saved plan whose snapshot of live state is older than this has it read again
     /// before the run acts on it (`--max-plan-age`).
     pub max_plan_age: Duration,
+    /// `--limit`: narrow a job's targets to what these patterns match (group paths or
+    /// globs, device names or serials, `@file` for one a line). Refused with a saved plan
+    /// or a resumed run, whose targets are frozen.
+    pub limit: Vec<String>,
+    /// The `--notify` webhooks, and how long each webhook may take.
+    pub notify: NotifySettings,
 }
 
 /// How old a plan's snapshot of live state may be before a run reads it again.
@@ -245,6 +252,8 @@ impl RunConfig {
             pacing: Pacing::production(),
             output: Output::quiet(),
             max_plan_age: DEFAULT_MAX_PLAN_AGE,
+            limit: Vec::new(),
+            notify: NotifySettings::plan_only(),
         }
     }
 }
@@ -258,6 +267,8 @@ pub struct PlanConfig {
     pub pacing: Pacing,
     /// Where planning warnings (e.g. CSV serials not in the fleet) go.
     pub notices: Notices,
+    /// `--limit`, as for a run ([`RunConfig::limit`]).
+    pub limit: Vec<String>,
 }
 
 impl PlanConfig {
@@ -272,6 +283,7 @@ impl PlanConfig {
                 ..Pacing::production()
             },
             notices: Notices::none(),
+            limit: Vec::new(),
         }
     }
 }

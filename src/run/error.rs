@@ -150,6 +150,18 @@ pub enum RunError {
     Mock(std::io::Error),
     #[error("interrupted before any task was sent")]
     Interrupted,
+    /// `--limit` with a saved plan or a resumed run, whose targets are frozen.
+    #[error("--limit cannot be used with {with}: its targets were frozen when it was planned")]
+    LimitFrozen { with: &'static str },
+    /// An `@file` of `--limit` patterns could not be read.
+    #[error("cannot read --limit file {}: {source}", path.display())]
+    LimitFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// An `@file` of `--limit` patterns holds none.
+    #[error("--limit file {} holds no pattern", path.display())]
+    EmptyLimitFile { path: PathBuf },
 }
 
 /// An access error, naming the server when it could not be reached.
@@ -201,6 +213,17 @@ impl Hint for RunError {
             ),
             RunError::BadTenant { .. } => Some(
                 "use the console sub-domain, e.g. `acme` for acme.esper.cloud, or --base-url for a full URL"
+                    .into(),
+            ),
+            RunError::LimitFrozen { .. } => Some(
+                "make a new plan with the limit (`esper-bulk plan JOB --limit … --out FILE`), or run the job file with --limit"
+                    .into(),
+            ),
+            RunError::LimitFile { source, .. } => refusal(source)
+                .and_then(Hint::hint)
+                .or_else(|| Some("`@FILE` names a file with one pattern a line".into())),
+            RunError::EmptyLimitFile { .. } => Some(
+                "put one group path, glob, device name or serial on each line (`#` starts a comment)"
                     .into(),
             ),
             RunError::Client(e) => e.hint(),

@@ -309,3 +309,41 @@ impl Validation {
         })
     }
 }
+
+/// `--limit` patterns with every `@FILE` replaced by the file's lines (blank lines and
+/// `#` comments skipped), in order, without repeats.
+pub fn read_limit(patterns: &[String]) -> Result<Vec<String>, RunError> {
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |p: &str| {
+        let p = p.trim();
+        if !p.is_empty() && !out.iter().any(|x| x == p) {
+            out.push(p.to_string());
+        }
+    };
+    for p in patterns {
+        let Some(file) = p.strip_prefix('@') else {
+            add(p);
+            continue;
+        };
+        let path = std::path::PathBuf::from(file);
+        let text = crate::util::read_text(&path, MAX_LIMIT_FILE)
+            .map_err(|source| RunError::LimitFile {
+                path: path.clone(),
+                source,
+            })?;
+        let mut any = false;
+        for line in text.lines().map(str::trim) {
+            if !line.is_empty() && !line.starts_with('#') {
+                add(line);
+                any = true;
+            }
+        }
+        if !any {
+            return Err(RunError::EmptyLimitFile { path });
+        }
+    }
+    Ok(out)
+}
+
+/// The largest `--limit @FILE` read (a list of serials for a whole fleet fits easily).
+const MAX_LIMIT_FILE: u64 = 16 * 1024 * 1024;

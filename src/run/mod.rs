@@ -22,6 +22,7 @@ mod dir;
 mod error;
 mod load;
 mod notice;
+mod notify;
 mod rebuild;
 mod resume;
 mod signal;
@@ -51,6 +52,7 @@ pub use dir::{RunId, latest_run, read_plan, run_dir, sealed_plan, state_dir, unl
 pub use error::RunError;
 pub use load::{LoadedJob, Validated, Validation, load_job, load_job_text, validate_paths};
 pub use notice::{Notice, Notices};
+pub use notify::{NOTIFY_TIMEOUT, NotifySettings, notify_on};
 pub use rebuild::{Format, rebuild, rebuild_report, write_report};
 pub use signal::cancel_on_signals;
 
@@ -88,7 +90,8 @@ pub async fn plan(cfg: PlanConfig) -> Result<Plan, RunError> {
     )?;
     // The deadline bounds runs; a plan of its own is bounded by the retry settings, and
     // whether its estimate fits the deadline is `check_deadline`'s question.
-    make_plan(&cfg.job, &client, &cfg.notices, None).await
+    let limit = load::read_limit(&cfg.limit)?;
+    make_plan(&cfg.job, &client, &cfg.notices, None, &limit).await
 }
 
 /// Refuses a plan whose best case does not fit its deadline (`plan` checks this so a job
@@ -124,6 +127,7 @@ async fn make_plan(
     client: &Client,
     notices: &Notices,
     deadline: Option<Duration>,
+    limit: &[String],
 ) -> Result<Plan, RunError> {
     let server = server_of(client.connection());
     let err = |error| match error {
@@ -139,6 +143,12 @@ async fn make_plan(
     let reads = PlanReads::new(client, &job.retry);
     let read_at = jiff::Timestamp::now();
     let resolving = plan::resolve(job, &reads);
+    let resolving = async {
+        let mut resolved = resolving.await?;
+        let narrowed = plan::limit::apply(&mut resolved, limit, &reads).await?;
+        resolved.warnings.extend(narrowed);
+        Ok(resolved)
+    };
     let resolved =
         match deadline {
             None => resolving.await,
@@ -157,6 +167,7 @@ async fn make_plan(
         notices.send(Notice::PlanWarning(w.clone()));
     }
     let mut plan = plan::compile(job, &resolved, server).map_err(err)?;
+    plan.limit = limit.to_vec();
     if let Some(contents) = &resolved.contents {
         let size_of = |f: &str| std::fs::metadata(f).ok().map(|m| m.len());
         plan::diff::decide_contents(&mut plan, contents, &size_of);
@@ -306,8 +317,22 @@ pub async fn run(cfg: RunConfig, cancel: CancellationToken) -> Result<RunResult,
         pacing,
         output,
         max_plan_age,
+        limit,
+        notify,
     } = cfg;
     let notices = &output.notices;
+    // A saved plan's or a resumed run's targets are frozen: narrowing them would make the
+    // run differ from what was reviewed (or from what its journal records).
+    if !limit.is_empty() {
+        match &source {
+            Source::Job(_) => {}
+            Source::Plan(_) => return Err(RunError::LimitFrozen { with: "--plan" }),
+            Source::Resume(_) | Source::Continue { .. } => {
+                return Err(RunError::LimitFrozen { with: "--resume" });
+            }
+        }
+    }
+    let limit = load::read_limit(&limit)?;
     let stop = || cancel.is_cancelled();
     let seed = pacing.seed.unwrap_or_else(|| fastrand::u64(..));
     let lock = |job: &str, server: &Server, id: &RunId| {
@@ -364,7 +389,7 @@ pub async fn run(cfg: RunConfig, cancel: CancellationToken) -> Result<RunResult,
             // Planning only reads, so a cancelled run stops here with nothing to record.
             let planning = tokio::time::Instant::now();
             let plan = tokio::select! {
-                p = make_plan(&job, &client, notices, deadline.or(job.deadline)) => p?,
+                p = make_plan(&job, &client, notices, deadline.or(job.deadline), &limit) => p?,
                 _ = cancel.cancelled() => return Err(RunError::Interrupted),
             };
             if gov.stats().requests == 0 {
@@ -408,9 +433,20 @@ pub async fn run(cfg: RunConfig, cancel: CancellationToken) -> Result<RunResult,
     let deadline = deadline
         .or(ready.plan.deadline_ms)
         .map(|d| d.saturating_sub(ready.planned_for));
-    ready
-        .execute(deadline, &pacing, seed, &output, cancel)
-        .await
+    let finish = Finish {
+        output: &output,
+        notify: &notify,
+        env: &connection.env,
+    };
+    ready.execute(deadline, &pacing, seed, finish, cancel).await
+}
+
+/// What a run needs at its end, besides its plan: where its output goes, the extra
+/// webhooks and the environment their URLs are rendered from.
+struct Finish<'a> {
+    output: &'a Output,
+    notify: &'a NotifySettings,
+    env: &'a Env,
 }
 
 /// A run that holds its lock and has its client and plan.
@@ -434,9 +470,10 @@ impl Ready {
         deadline: Option<Duration>,
         pacing: &Pacing,
         seed: u64,
-        output: &Output,
+        at_end: Finish<'_>,
         cancel: CancellationToken,
     ) -> Result<RunResult, RunError> {
+        let output = at_end.output;
         let Ready {
             id,
             dir,
@@ -551,6 +588,7 @@ impl Ready {
             },
             Some(_) => report,
         };
+        let mut report = report;
         let recorded = rebuild::record(
             &dir,
             &report,
@@ -559,6 +597,25 @@ impl Ready {
             &crate::util::atomic_write,
             notices,
         );
+        // The webhooks hear of the run once its report is on disk; what they answered is
+        // added to `report.json`, and never changes how the run ended.
+        let summary = crate::report::NotifySummary::of(
+            &report,
+            &recorded.report_path.display().to_string(),
+        );
+        let sent = notify::send(&plan.notify, at_end.notify, at_end.env, &summary, notices).await;
+        if !sent.is_empty() {
+            report.notifications = sent;
+            if recorded.report_error.is_none()
+                && let Err(RunError::Write { path, source }) =
+                    write_report(&dir, &report, Format::Json)
+            {
+                notices.send(Notice::RenderingNotWritten {
+                    path,
+                    error: source.to_string(),
+                });
+            }
+        }
         if let Some(p) = &output.metrics_file
             && let Err(e) = crate::util::atomic_write(p, report.prometheus().as_bytes())
         {

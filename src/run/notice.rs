@@ -83,6 +83,12 @@ pub enum Notice {
         age: std::time::Duration,
         drifted: Vec<(String, &'static str, &'static str)>,
     },
+    /// A webhook could not be told how the run ended (`target` names it by its place,
+    /// never by its URL); the run's exit code is unchanged.
+    NotificationFailed {
+        target: String,
+        error: String,
+    },
     /// The first SIGINT/SIGTERM: the run drains.
     Stopping,
     /// The second one: the process exits now.
@@ -105,6 +111,7 @@ impl Notice {
                 | Notice::MetricsNotWritten { .. }
                 | Notice::DeadlineMayPass { .. }
                 | Notice::Drifted { .. }
+                | Notice::NotificationFailed { .. }
                 | Notice::StoppedAtOnce
         )
     }
@@ -229,6 +236,10 @@ impl fmt::Display for Notice {
                 "warning: if every command wait runs to its timeout the run needs {}, more than the deadline of {}; what is left then stops as resumable (exit 4)",
                 humantime::format_duration(*worst),
                 humantime::format_duration(*deadline)
+            ),
+            Notice::NotificationFailed { target, error } => write!(
+                f,
+                "warning: {target} was not notified: {error} (the run's exit code is unchanged)"
             ),
             Notice::Stopping => f.write_str(
                 "stopping: finishing in-flight requests (signal again to stop at once)",
