@@ -173,13 +173,14 @@ async fn one(
             Ok(Err(e)) if e.is_connect() => (None, format!("could not connect to {host}")),
             Ok(Err(e)) if e.is_timeout() => (None, format!("{host} did not answer in time")),
             Ok(Err(_)) => (None, format!("the request to {host} failed")),
-            Err(_) => (
-                None,
-                format!(
+            // The whole of the webhook's time is spent: no second attempt.
+            Err(_) => {
+                let e = format!(
                     "{host} did not answer within {}",
                     humantime::format_duration(timeout)
-                ),
-            ),
+                );
+                return failed(target, attempts, None, e, notices);
+            }
         };
     }
     failed(target, attempts, last.0, last.1, notices)

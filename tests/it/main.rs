@@ -14,6 +14,7 @@ mod hostile;
 mod jobs;
 mod live;
 mod mock;
+mod notify;
 mod ops;
 mod reports;
 mod resume;
