@@ -244,6 +244,15 @@ async fn run_cmd(a: RunArgs, env: &Env) -> u8 {
         Ok(s) => s,
         Err(e) => return fail(&e),
     };
+    // Refused before a run to resume is looked for, as the library would refuse it.
+    let frozen = match (&a.resume, &a.plan) {
+        (Some(_), _) => Some("--resume"),
+        (None, Some(_)) => Some("--plan"),
+        (None, None) => None,
+    };
+    if let Some(with) = frozen.filter(|_| !a.subset.limit.is_empty()) {
+        return fail(&RunError::LimitFrozen { with });
+    }
     let named = |which: &str| (which != "latest").then(|| which.into());
     let source = match (&a.resume, &a.file, &a.plan) {
         (Some(which), Some(f), _) => load(f, env).map(|j| Source::Continue {

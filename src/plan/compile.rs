@@ -223,6 +223,7 @@ pub fn compile(job: &Job, resolved: &Resolved, server: Server) -> Result<Plan, P
         snapshot_at: None,
         limit: Vec::new(),
         notify: job.notify.clone(),
+        device_groups: device_groups(resolved),
     };
     if let Some(rules) = &resolved.rules {
         super::diff::decide(&mut plan, rules);
@@ -354,4 +355,14 @@ fn waits_upper_bound(steps: &[PlanStep]) -> f64 {
             _ => None,
         })
         .sum()
+}
+
+/// The group paths of the devices the targets hold (after any `--limit`).
+fn device_groups(resolved: &Resolved) -> BTreeMap<String, String> {
+    resolved
+        .targets
+        .values()
+        .flat_map(|t| &t.items)
+        .filter_map(|d| Some((d.id.clone(), resolved.device_groups.get(&d.id)?.clone())))
+        .collect()
 }

@@ -457,6 +457,10 @@ pub struct Plan {
     /// a plan file).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notify: Vec<crate::job::Notify>,
+    /// The group path of the targets' devices (by id), where planning read it without a
+    /// request of its own; for reports (`devices.csv`), never for requests.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub device_groups: BTreeMap<String, String>,
 }
 
 impl Serialize for Plan {

@@ -104,6 +104,9 @@ pub struct Resolved {
     /// How targets were read, where that is worth telling (e.g. CSV serials looked up one
     /// by one).
     pub notes: Vec<String>,
+    /// The group path of each listed device (by id), when the groups were listed anyway:
+    /// what `devices.csv` names a device's group by.
+    pub device_groups: BTreeMap<String, String>,
 }
 
 /// Resolves every target and app version a job uses.
@@ -152,6 +155,25 @@ pub async fn resolve(job: &Job, inv: &dyn Inventory) -> Result<Resolved, PlanErr
         .any(|s| matches!(s.op, StepOp::GroupMove { .. }))
     {
         out.memberships = inv.memberships();
+    }
+    // No read of its own: the groups and the devices' memberships were read already.
+    if !groups.is_empty()
+        && let Some(members) = inv.memberships()
+    {
+        let path: BTreeMap<&str, &str> = groups
+            .iter()
+            .map(|g| (g.id.as_str(), g.path.as_str()))
+            .collect();
+        for t in out.targets.values().filter(|t| t.kind == ItemKind::Device) {
+            for d in &t.items {
+                if let Some(p) = members
+                    .get(&d.id)
+                    .and_then(|ids| ids.iter().find_map(|g| path.get(g.as_str())))
+                {
+                    out.device_groups.insert(d.id.clone(), p.to_string());
+                }
+            }
+        }
     }
     for step in &job.steps {
         if let StepOp::GroupMove { group, .. } = &step.op {

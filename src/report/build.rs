@@ -291,6 +291,7 @@ fn task_report(plan: &Plan, o: &Outcome) -> TaskReport {
         id: d.id.clone(),
         name: d.name.clone(),
         serial: d.detail.clone(),
+        group: plan.device_groups.get(&d.id).cloned(),
     };
     let mut devices: Vec<DeviceRef> = plan.task_devices(o.task).into_iter().map(device).collect();
     // A task over one device names it too, so `devices.csv` has its name and serial.

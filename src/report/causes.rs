@@ -225,6 +225,7 @@ mod tests {
                 id: format!("id-{n}"),
                 name: format!("dev-{n}"),
                 serial: None,
+            group: None,
             })
             .collect();
         dev.followed = Some(crate::report::FollowedReport {

@@ -246,6 +246,9 @@ pub struct DeviceRef {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serial: Option<String>,
+    /// The device's group path, when the plan read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 /// One try of a task's operation.

@@ -19,6 +19,7 @@ mod ops;
 mod reports;
 mod resume;
 mod scenarios;
+mod subset;
 mod schedule;
 mod secrets;
 mod support;

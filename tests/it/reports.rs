@@ -894,6 +894,7 @@ fn with_failed_devices() -> Report {
             id: format!("d{i}"),
             name: format!("ACME-POS-{i:02}"),
             serial: Some(format!("SER{i:04}")),
+            group: Some("Stores/North/0042".into()),
         })
         .collect();
     t.followed = Some(FollowedReport {
@@ -1322,6 +1323,7 @@ fn a_task_over_several_devices_gets_a_csv_row_per_device() {
             id: d.to_string(),
             name: format!("ACME-{d}"),
             serial: None,
+            group: None,
         })
         .collect();
     t.result = Some(json!({"id": "c1"}));

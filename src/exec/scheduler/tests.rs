@@ -130,6 +130,7 @@ fn plan(shape: &str) -> (Plan, BTreeMap<u32, Outcome>) {
         snapshot_at: None,
         limit: Vec::new(),
         notify: Vec::new(),
+        device_groups: BTreeMap::new(),
     };
     plan.link();
     let prior = prior_names

@@ -114,6 +114,7 @@ fn plan() -> Plan {
         snapshot_at: None,
         limit: Vec::new(),
         notify: Vec::new(),
+        device_groups: BTreeMap::new(),
     };
     p.link();
     p

@@ -13,7 +13,7 @@ use crate::report::{Report, TaskReport};
 /// One device of one task.
 pub struct DeviceRow<'a> {
     pub task: &'a TaskReport,
-    /// The group path of a command to a group; empty for a task over named devices.
+    /// The group path of a command to a group, or of a device when the plan read it.
     pub group: String,
     /// The device's name, or its id when the plan did not name it (a group's devices).
     pub device: String,
@@ -70,7 +70,7 @@ pub fn device_rows(r: &Report) -> Vec<DeviceRow<'_>> {
                 };
                 out.push(DeviceRow {
                     task: t,
-                    group: String::new(),
+                    group: d.group.clone().unwrap_or_default(),
                     device: d.name.clone(),
                     serial: d.serial.clone().unwrap_or_default(),
                     id: d.id.clone(),

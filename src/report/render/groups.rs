@@ -16,7 +16,13 @@ use crate::report::{DeviceCountsReport, NextAction, ReasonReport, Report, TaskRe
 
 /// The next action of a cause in words: the command to resume, the step to fix, or the
 /// devices to look at (`examples`: their names, or the targets when no device is named).
-pub fn next_line(next: NextAction, step: &str, examples: &[String], run_id: &str) -> Line {
+pub fn next_line(
+    next: NextAction,
+    step: &str,
+    examples: &[String],
+    total: u64,
+    run_id: &str,
+) -> Line {
     let resume = format!("esper-bulk run --resume {run_id}");
     match next {
         NextAction::Resume => Line::from("resume: ").code(resume),
@@ -32,7 +38,7 @@ pub fn next_line(next: NextAction, step: &str, examples: &[String], run_id: &str
             Line::from("fix what failed in the step it needs, then ").code(resume)
         }
         NextAction::CheckDevices => {
-            let n = examples.len();
+            let n = (total as usize).max(examples.len());
             let mut line = Line::from(match n {
                 1 => "look at this device: ".to_string(),
                 n if n <= CAUSE_EXAMPLES => format!("look at these {n} devices: "),
@@ -46,7 +52,7 @@ pub fn next_line(next: NextAction, step: &str, examples: &[String], run_id: &str
             }
             if n > CAUSE_EXAMPLES {
                 line = line
-                    .text(format!(" (and {} more in ", n - CAUSE_EXAMPLES))
+                    .text(format!(" (and {} more in ", n - CAUSE_EXAMPLES.min(examples.len())))
                     .code("devices.csv")
                     .text(")");
             }
@@ -129,7 +135,13 @@ pub fn failure_groups(r: &Report) -> Vec<Group<'_>> {
                 status,
                 error: group_error(&tasks),
                 steps: vec![step],
-                next: next_line(causes::next_action(tasks[0]), step, &examples, &r.run.id),
+                next: next_line(
+                    causes::next_action(tasks[0]),
+                    step,
+                    &examples,
+                    examples.len() as u64,
+                    &r.run.id,
+                ),
                 devices: tasks.iter().map(|t| causes::devices_affected(t)).sum(),
                 tasks,
             }

@@ -35,7 +35,7 @@ pub use devices::{devices_csv, has_devices};
 
 /// A cause's next action as plain text (for notifications and other one-line uses).
 pub fn next_line_text(c: &super::CauseReport, run_id: &str) -> String {
-    groups::next_line(c.next, &c.step, &c.examples, run_id).plain()
+    groups::next_line(c.next, &c.step, &c.examples, c.devices, run_id).plain()
 }
 pub use html::html;
 pub use junit::junit;

@@ -104,7 +104,7 @@ impl Report {
             } else {
                 String::new()
             };
-            let next = next_line(c.next, &c.step, &c.examples, &self.run.id);
+            let next = next_line(c.next, &c.step, &c.examples, c.devices, &self.run.id);
             let _ = writeln!(
                 out,
                 "  {} {} in step {} ({what}{devices}): {}",
