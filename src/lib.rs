@@ -24,8 +24,9 @@
 //!   [`plan::diff`] makes the plan a diff against live state: from one bulk listing per
 //!   resource kind it gives every write task an [`plan::Action`] (create, update with its
 //!   field changes, unchanged, skip, conflict, send), which the run acts on without a read
-//!   per task. `plan::verify` checks a saved plan before it is trusted. Apart from the
-//!   inventory reads it is pure and sends nothing.
+//!   per task. `plan::verify` checks a saved plan before it is trusted; [`plan::limit`]
+//!   narrows the resolved targets to a `--limit`. Apart from the inventory reads it is pure
+//!   and sends nothing.
 //! - [`base`]: the vocabulary the layers share and none owns: endpoints
 //!   ([`base::Endpoint`]), request kinds, observations, the [`base::Throttle`] gate,
 //!   [`base::FailureClass`], and the [`base::Hint`] convention for advice on errors. A
@@ -42,8 +43,10 @@
 //!   errors onto executor failures, and reading back by natural key before any create
 //!   is repeated), [`plan::Inventory`] and [`plan::Paths`].
 //! - [`report`]: folds outcomes into a [`report::Report`] (its own schema types, the
-//!   [`report::RunOutcome`] and its exit code) and renders it: one file per format under
-//!   `report/render/`, Markdown and HTML laying out one shared view model.
+//!   [`report::RunOutcome`] and its exit code, the failures grouped by cause with a typed
+//!   next action in [`report::causes`], the [`report::NotifySummary`] a webhook receives)
+//!   and renders it: one file per format under `report/render/` (`devices.csv` among
+//!   them), Markdown and HTML laying out one shared view model.
 //! - [`mock`]: an embedded, stateful fake of Esper with fault injection, used by tests,
 //!   the demo and people trying jobs without a tenant.
 //! - [`apk`]: reads package and version code from an APK (or the mock's text "APK") so
@@ -53,7 +56,9 @@
 //!   output) and a cancellation token, and returns a [`run::RunResult`] with the report;
 //!   [`run::plan`] stops after planning. It owns the state directory's layout, builds the
 //!   only [`exec::GovernorConfig`] ([`run::governor_config`]), journals every task,
-//!   resumes runs, rebuilds reports from journals and runs the demo. It never prints:
+//!   resumes runs, rebuilds reports from journals, calls the job's `notify:` webhooks when
+//!   a run ends (`run/notify.rs`, the one place a webhook URL is rendered) and runs the
+//!   demo. It never prints:
 //!   notices go to the caller's [`run::Notices`], failures to start are [`run::RunError`].
 //! - [`journal`]: the append-only JSON Lines record of task outcomes that `run --resume`
 //!   and report rebuilding read, in its own versioned record types (`journal::v1` reads
@@ -94,7 +99,11 @@
 //! - **Invariant:** the library never prints and never installs signal handlers; a run
 //!   stops only through its cancellation token (or its deadline).
 //! - **Invariant:** every HTTP request the engine makes (writes, reads, retries, pages,
-//!   status polls) passes the client's [`base::Throttle`] and so takes a rate permit.
+//!   status polls) passes the client's [`base::Throttle`] and so takes a rate permit. The
+//!   only other requests are the end-of-run webhooks, which go elsewhere than Esper.
+//! - **Invariant:** a webhook URL is a secret like the key: it stays a `${NAME}` template
+//!   in jobs and plans, is rendered only when sent, and no log, notice, report, journal or
+//!   error holds it (they name the webhook by its place, at most its host).
 //! - **Invariant:** a create whose result is unknown is never re-sent before a read-back
 //!   by its natural key found nothing. Without an ambiguous failure, a task the plan's
 //!   snapshot decided is not read again (no redundant calls); a saved plan older than

@@ -70,7 +70,11 @@ pub enum Command {
         /// The run directory (…/runs/<run id>)
         run_dir: PathBuf,
         /// Which files to write (default: all); also `-` style printing with --stdout
-        #[arg(long, value_delimiter = ',', default_value = "json,md,xml,csv,html,devices")]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "json,md,xml,csv,html,devices"
+        )]
         format: Vec<String>,
         /// Print the one format given instead of writing files
         #[arg(long)]

@@ -200,19 +200,35 @@ mod tests {
         r.targets[t].items.iter().map(|i| i.id.clone()).collect()
     }
 
-    #[tokio::test]
-    async fn a_limit_keeps_the_intersection() {
+    #[test]
+    fn a_limit_keeps_the_intersection() {
+        futures::executor::block_on(keeps_the_intersection());
+    }
+
+    async fn keeps_the_intersection() {
         // A parent path keeps the groups below it and the devices in them.
         let mut r = resolved();
-        let w = apply(&mut r, &["Stores/North".into()], &Fleet).await.unwrap();
-        assert_eq!((ids(&r, "stores"), ids(&r, "tills")), (vec!["g1".into()], vec!["d1".into()]));
+        let w = apply(&mut r, &["Stores/North".into()], &Fleet)
+            .await
+            .unwrap();
+        assert_eq!(
+            (ids(&r, "stores"), ids(&r, "tills")),
+            (vec!["g1".into()], vec!["d1".into()])
+        );
         assert!(w.is_empty(), "{w:?}");
         // Globs over paths, serials and names.
         let mut r = resolved();
-        let w = apply(&mut r, &["Stores/*/0007".into(), "SER2".into(), "nope".into()], &Fleet)
-            .await
-            .unwrap();
-        assert_eq!((ids(&r, "stores"), ids(&r, "tills")), (vec!["g2".into()], vec!["d2".into()]));
+        let w = apply(
+            &mut r,
+            &["Stores/*/0007".into(), "SER2".into(), "nope".into()],
+            &Fleet,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (ids(&r, "stores"), ids(&r, "tills")),
+            (vec!["g2".into()], vec!["d2".into()])
+        );
         assert_eq!(w, ["--limit `nope` matches nothing the job targets"]);
         // A device name empties the group target, which is said.
         let mut r = resolved();
@@ -222,7 +238,12 @@ mod tests {
         assert!(w[0].contains("leaves target `stores` empty"), "{w:?}");
         // Nothing at all is refused.
         let mut r = resolved();
-        let err = apply(&mut r, &["Warehouse/**".into()], &Fleet).await.unwrap_err();
-        assert_eq!(err.to_string(), "--limit `Warehouse/**` matches nothing the job targets");
+        let err = apply(&mut r, &["Warehouse/**".into()], &Fleet)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--limit `Warehouse/**` matches nothing the job targets"
+        );
     }
 }

@@ -82,7 +82,9 @@ pub fn failed_devices(t: &TaskReport) -> Vec<String> {
             .map(|d| name(&d.id))
             .collect(),
         // Nothing followed: every device of a task that did not succeed is affected.
-        _ if t.status != TaskStatus::Succeeded => t.devices.iter().map(|d| d.name.clone()).collect(),
+        _ if t.status != TaskStatus::Succeeded => {
+            t.devices.iter().map(|d| d.name.clone()).collect()
+        }
         _ => Vec::new(),
     }
 }
@@ -225,7 +227,7 @@ mod tests {
                 id: format!("id-{n}"),
                 name: format!("dev-{n}"),
                 serial: None,
-            group: None,
+                group: None,
             })
             .collect();
         dev.followed = Some(crate::report::FollowedReport {
@@ -246,12 +248,32 @@ mod tests {
             ],
         });
         let tasks = vec![
-            task(0, "install", TaskStatus::Failed, failed(FailureClass::Client, Some(400))),
-            task(1, "install", TaskStatus::Failed, failed(FailureClass::Client, Some(400))),
-            task(2, "install", TaskStatus::Failed, failed(FailureClass::Server, Some(503))),
+            task(
+                0,
+                "install",
+                TaskStatus::Failed,
+                failed(FailureClass::Client, Some(400)),
+            ),
+            task(
+                1,
+                "install",
+                TaskStatus::Failed,
+                failed(FailureClass::Client, Some(400)),
+            ),
+            task(
+                2,
+                "install",
+                TaskStatus::Failed,
+                failed(FailureClass::Server, Some(503)),
+            ),
             task(3, "install", TaskStatus::Succeeded, None),
             dev,
-            task(5, "after", TaskStatus::NotStarted, Some(ReasonReport::NotStarted { stopped: None })),
+            task(
+                5,
+                "after",
+                TaskStatus::NotStarted,
+                Some(ReasonReport::NotStarted { stopped: None }),
+            ),
         ];
         let c = causes(&tasks);
         let got: Vec<(&str, Option<u16>, u64, u64, NextAction)> = c

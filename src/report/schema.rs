@@ -95,8 +95,34 @@ pub struct NotificationReport {
     pub attempts: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_status: Option<u16>,
+    /// Why it was not told, when it was not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub failure: Option<NotifyFailure>,
+}
+
+/// Why a webhook was not told how the run ended. Never holds the URL: at most its host.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, thiserror::Error)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum NotifyFailure {
+    #[error("environment variable {name} is not set")]
+    EnvUnset { name: String },
+    #[error("the URL has a malformed `${{NAME}}` reference")]
+    BadReference,
+    #[error("the URL is not an http(s) URL")]
+    NotHttp,
+    #[error(
+        "{host} did not answer within {}",
+        humantime::format_duration(std::time::Duration::from_millis(*after_ms))
+    )]
+    Timeout { host: String, after_ms: u64 },
+    #[error("could not connect to {host}")]
+    Connect { host: String },
+    #[error("{host} answered HTTP {status}")]
+    Status { host: String, status: u16 },
+    #[error("the request to {host} failed")]
+    Request { host: String },
+    #[error("no HTTP client could be built")]
+    NoClient,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -326,11 +326,12 @@ pub fn read_limit(patterns: &[String]) -> Result<Vec<String>, RunError> {
             continue;
         };
         let path = std::path::PathBuf::from(file);
-        let text = crate::util::read_text(&path, MAX_LIMIT_FILE)
-            .map_err(|source| RunError::LimitFile {
+        let text = crate::util::read_text(&path, MAX_LIMIT_FILE).map_err(|source| {
+            RunError::LimitFile {
                 path: path.clone(),
                 source,
-            })?;
+            }
+        })?;
         let mut any = false;
         for line in text.lines().map(str::trim) {
             if !line.is_empty() && !line.starts_with('#') {

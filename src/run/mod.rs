@@ -599,10 +599,8 @@ impl Ready {
         );
         // The webhooks hear of the run once its report is on disk; what they answered is
         // added to `report.json`, and never changes how the run ended.
-        let summary = crate::report::NotifySummary::of(
-            &report,
-            &recorded.report_path.display().to_string(),
-        );
+        let summary =
+            crate::report::NotifySummary::of(&report, &recorded.report_path.display().to_string());
         let sent = notify::send(&plan.notify, at_end.notify, at_end.env, &summary, notices).await;
         if !sent.is_empty() {
             report.notifications = sent;

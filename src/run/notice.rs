@@ -87,7 +87,7 @@ pub enum Notice {
     /// never by its URL); the run's exit code is unchanged.
     NotificationFailed {
         target: String,
-        error: String,
+        failure: crate::report::NotifyFailure,
     },
     /// The first SIGINT/SIGTERM: the run drains.
     Stopping,
@@ -237,9 +237,9 @@ impl fmt::Display for Notice {
                 humantime::format_duration(*worst),
                 humantime::format_duration(*deadline)
             ),
-            Notice::NotificationFailed { target, error } => write!(
+            Notice::NotificationFailed { target, failure } => write!(
                 f,
-                "warning: {target} was not notified: {error} (the run's exit code is unchanged)"
+                "warning: {target} was not notified: {failure} (the run's exit code is unchanged)"
             ),
             Notice::Stopping => f.write_str(
                 "stopping: finishing in-flight requests (signal again to stop at once)",

@@ -17,7 +17,7 @@ use super::config::Env;
 use super::notice::{Notice, Notices};
 use crate::job::template::{EnvError, subst_env};
 use crate::job::{Notify, NotifyFormat, NotifyOn};
-use crate::report::{NotificationReport, NotifySummary, RunOutcome};
+use crate::report::{NotificationReport, NotifyFailure, NotifySummary, RunOutcome};
 
 /// How long one webhook may take, both attempts included.
 pub const NOTIFY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -85,7 +85,12 @@ pub(super) async fn send(
         .map(|n| (String::new(), n))
         .chain(extra.map(|n| (", --notify".to_string(), n)))
         .enumerate()
-        .map(|(i, (from, n))| (format!("webhook {} ({}{from})", i + 1, n.format.as_str()), n))
+        .map(|(i, (from, n))| {
+            (
+                format!("webhook {} ({}{from})", i + 1, n.format.as_str()),
+                n,
+            )
+        })
         .filter(|(_, n)| n.on.contains(&notify_on(summary.outcome)))
         .collect();
     if hooks.is_empty() {
@@ -101,7 +106,7 @@ pub(super) async fn send(
         Err(_) => {
             return hooks
                 .into_iter()
-                .map(|(target, _)| failed(target, 0, None, "no HTTP client could be built".into(), notices))
+                .map(|(target, _)| failed(target, 0, None, NotifyFailure::NoClient, notices))
                 .collect();
         }
     };
@@ -123,19 +128,15 @@ async fn one(
     let url = match subst_env(&hook.url, &|n| env.get(n)) {
         Ok(u) => u,
         Err(EnvError::Unset(name)) => {
-            let e = format!("environment variable {name} is not set");
-            return failed(target, 0, None, e, notices);
+            return failed(target, 0, None, NotifyFailure::EnvUnset { name }, notices);
         }
-        Err(_) => {
-            let e = "the URL has a malformed `${NAME}` reference".to_string();
-            return failed(target, 0, None, e, notices);
-        }
+        Err(_) => return failed(target, 0, None, NotifyFailure::BadReference, notices),
     };
     let host = match url::Url::parse(&url) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
             u.host_str().unwrap_or_default().to_string()
         }
-        _ => return failed(target, 0, None, "the URL is not an http(s) URL".into(), notices),
+        _ => return failed(target, 0, None, NotifyFailure::NotHttp, notices),
     };
     let body = match hook.format {
         NotifyFormat::Json => serde_json::to_value(summary).unwrap_or_default(),
@@ -143,7 +144,7 @@ async fn one(
     };
     let deadline = tokio::time::Instant::now() + timeout;
     let mut attempts = 0;
-    let mut last: (Option<u16>, String) = (None, String::new());
+    let mut last: (Option<u16>, NotifyFailure) = (None, NotifyFailure::NoClient);
     while attempts < 2 {
         attempts += 1;
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -158,27 +159,32 @@ async fn one(
                     ok: true,
                     attempts,
                     http_status: Some(resp.status().as_u16()),
-                    error: None,
+                    failure: None,
                 };
             }
             Ok(Ok(resp)) => {
                 let code = resp.status().as_u16();
-                let answer = (Some(code), format!("{host} answered HTTP {code}"));
+                let answer = (
+                    Some(code),
+                    NotifyFailure::Status {
+                        host: host.clone(),
+                        status: code,
+                    },
+                );
                 // Only a server's trouble or its throttling may pass by a second try.
                 if !(code == 429 || code >= 500) {
                     return failed(target, attempts, answer.0, answer.1, notices);
                 }
                 answer
             }
-            Ok(Err(e)) if e.is_connect() => (None, format!("could not connect to {host}")),
-            Ok(Err(e)) if e.is_timeout() => (None, format!("{host} did not answer in time")),
-            Ok(Err(_)) => (None, format!("the request to {host} failed")),
+            Ok(Err(e)) if e.is_connect() => (None, NotifyFailure::Connect { host: host.clone() }),
+            Ok(Err(_)) => (None, NotifyFailure::Request { host: host.clone() }),
             // The whole of the webhook's time is spent: no second attempt.
             Err(_) => {
-                let e = format!(
-                    "{host} did not answer within {}",
-                    humantime::format_duration(timeout)
-                );
+                let e = NotifyFailure::Timeout {
+                    host,
+                    after_ms: timeout.as_millis() as u64,
+                };
                 return failed(target, attempts, None, e, notices);
             }
         };
@@ -190,19 +196,19 @@ fn failed(
     target: String,
     attempts: u32,
     http_status: Option<u16>,
-    error: String,
+    failure: NotifyFailure,
     notices: &Notices,
 ) -> NotificationReport {
     notices.send(Notice::NotificationFailed {
         target: target.clone(),
-        error: error.clone(),
+        failure: failure.clone(),
     });
     NotificationReport {
         target,
         ok: false,
         attempts,
         http_status,
-        error: Some(error),
+        failure: Some(failure),
     }
 }
 
@@ -216,7 +222,15 @@ mod tests {
         use NotifyOn::*;
         assert_eq!(
             words,
-            [Success, Failure, Threshold, Interrupted, Failure, Failure, Failure]
+            [
+                Success,
+                Failure,
+                Threshold,
+                Interrupted,
+                Failure,
+                Failure,
+                Failure
+            ]
         );
     }
 }

@@ -66,6 +66,15 @@ fn env_of(server: &MockServer) -> BTreeMap<&'static str, String> {
             "CREDENTIALS_DIRECTORY",
             "/run/credentials/esper-bulk.service".to_string(),
         ),
+        // The README's `notify:` example; webhooks are only called when a job runs.
+        (
+            "SLACK_WEBHOOK_URL",
+            "https://hooks.slack.invalid/services/T0/B0/x".to_string(),
+        ),
+        (
+            "OPS_WEBHOOK_URL",
+            "https://ops.invalid/hooks/esper".to_string(),
+        ),
     ])
 }
 

@@ -1019,15 +1019,29 @@ fn html_renders_in_a_browser() {
         .and_then(|s| s.split("</section>").next())
         .expect("a table of the reboot's failed devices");
     // The script ran: it counted the rows its filter shows.
-    assert!(table.contains("2 of 2 shown"), "the script did not run:\n{table}");
-    for needle in ["ACME-POS-02", "SER0002", "battery below 10 %", "ACME-POS-03", "timed_out"] {
+    assert!(
+        table.contains("2 of 2 shown"),
+        "the script did not run:\n{table}"
+    );
+    for needle in [
+        "ACME-POS-02",
+        "SER0002",
+        "battery below 10 %",
+        "ACME-POS-03",
+        "timed_out",
+    ] {
         assert!(table.contains(needle), "the table lacks {needle}:\n{table}");
     }
     assert!(
         !table.contains("ACME-POS-01"),
         "the device that succeeded is not a failed device"
     );
-    for needle in ["Failed devices", "What failed and why", "next action", "look at these 2 devices"] {
+    for needle in [
+        "Failed devices",
+        "What failed and why",
+        "next action",
+        "look at these 2 devices",
+    ] {
         assert!(dom.contains(needle), "the page lacks {needle}");
     }
 }

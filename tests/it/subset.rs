@@ -22,7 +22,12 @@ fn two_targets(server: &esper_bulk::mock::MockServer) -> String {
 fn plan_config(server: &esper_bulk::mock::MockServer, yaml: &str, limit: &[&str]) -> PlanConfig {
     let mut cfg = PlanConfig::new(
         load(server, yaml),
-        run_config(server, Source::Resume("x".into()), Path::new("/nonexistent")).connection,
+        run_config(
+            server,
+            Source::Resume("x".into()),
+            Path::new("/nonexistent"),
+        )
+        .connection,
     );
     cfg.limit = limit.iter().map(|s| s.to_string()).collect();
     cfg
@@ -52,9 +57,17 @@ async fn a_limit_narrows_the_plan_and_the_run_to_the_intersection() {
     assert_eq!(items(&p, "stores"), ["Stores/North/0001"]);
     assert_eq!(
         items(&p, "tills"),
-        ["ACME-0001-01", "ACME-0001-02", "ACME-0001-03", "ACME-0001-04"]
+        [
+            "ACME-0001-01",
+            "ACME-0001-02",
+            "ACME-0001-03",
+            "ACME-0001-04"
+        ]
     );
-    assert_eq!(p.task_count, 2, "one group command and one chunk of devices");
+    assert_eq!(
+        p.task_count, 2,
+        "one group command and one chunk of devices"
+    );
     let text = plan_text(&p, false, &esper_bulk::esper::adapter::EsperPaths);
     assert!(
         text.contains("limit: `Stores/North/0001` (targets narrowed to what it matches)"),
@@ -67,7 +80,11 @@ async fn a_limit_narrows_the_plan_and_the_run_to_the_intersection() {
     let dir = tempfile::tempdir().unwrap();
     let serial = whole.targets["tills"].items[23].detail.clone().unwrap();
     let file = dir.path().join("limit.txt");
-    std::fs::write(&file, format!("# tonight's devices\nACME-0002-03\n\n{serial}\n")).unwrap();
+    std::fs::write(
+        &file,
+        format!("# tonight's devices\nACME-0002-03\n\n{serial}\n"),
+    )
+    .unwrap();
     let mut cfg = run_config(
         &server,
         Source::Job(Box::new(load(&server, &yaml))),
@@ -105,7 +122,10 @@ async fn a_limit_narrows_the_plan_and_the_run_to_the_intersection() {
         ["Stores/South/*", "ACME-0002-03", serial.as_str()]
     );
     let md = std::fs::read_to_string(r.run_dir.join("report.md")).unwrap();
-    assert!(md.contains("Narrowed by `--limit` `Stores/South/*`"), "{md}");
+    assert!(
+        md.contains("Narrowed by `--limit` `Stores/South/*`"),
+        "{md}"
+    );
     // Only those were sent: two group commands and one chunk of the devices.
     let sent = server
         .requests()
@@ -160,10 +180,19 @@ async fn a_limit_that_matches_nothing_or_meets_a_frozen_plan_is_refused() {
     let empty = dir.path().join("empty.txt");
     std::fs::write(&empty, "# nothing\n").unwrap();
     let cases: [(&[&str], &str); 4] = [
-        (&["run", "--resume", "--limit", "x"], "--limit cannot be used with --resume"),
-        (&["plan", "JOB", "--limit", "Nope"], "--limit `Nope` matches nothing"),
+        (
+            &["run", "--resume", "--limit", "x"],
+            "--limit cannot be used with --resume",
+        ),
+        (
+            &["plan", "JOB", "--limit", "Nope"],
+            "--limit `Nope` matches nothing",
+        ),
         (&["plan", "JOB", "--limit", "@EMPTY"], "holds no pattern"),
-        (&["run", "--plan", "JOB", "--limit", "x"], "--limit cannot be used with --plan"),
+        (
+            &["run", "--plan", "JOB", "--limit", "x"],
+            "--limit cannot be used with --plan",
+        ),
     ];
     for (args, needle) in cases {
         let mut c = esper_bulk(&server);
@@ -214,9 +243,7 @@ async fn devices_csv_has_a_row_per_device_with_its_name_and_serial() {
     assert_eq!(r.exit_code, 0);
     let csv = std::fs::read_to_string(r.run_dir.join("devices.csv")).unwrap();
     // Device ids are the mock's; the rest is compared with the golden.
-    let ids: Vec<String> = r
-        .plan
-        .targets["tills"]
+    let ids: Vec<String> = r.plan.targets["tills"]
         .items
         .iter()
         .map(|i| i.id.clone())
@@ -240,11 +267,18 @@ async fn devices_csv_has_a_row_per_device_with_its_name_and_serial() {
         rows[0],
         "step,task,group,device,serial,device_id,status,command_state,reason"
     );
-    assert_eq!(rows.len(), 1 + 3, "one row per device of the device target only");
+    assert_eq!(
+        rows.len(),
+        1 + 3,
+        "one row per device of the device target only"
+    );
     for item in &r.plan.targets["tills"].items {
         let serial = item.detail.as_deref().unwrap();
         assert!(
-            rows.iter().any(|row| row.contains(&format!(",{},{serial},{},succeeded,succeeded,", item.name, item.id))),
+            rows.iter().any(|row| row.contains(&format!(
+                ",{},{serial},{},succeeded,succeeded,",
+                item.name, item.id
+            ))),
             "{} lacks a row:\n{csv}",
             item.name
         );
@@ -270,8 +304,7 @@ async fn failed_devices_are_grouped_by_cause_with_the_devices_to_look_at() {
     );
     let r = run::run(cfg, CancellationToken::new()).await.unwrap();
     assert_eq!(r.exit_code, 1);
-    let report: Value =
-        serde_json::from_slice(&std::fs::read(&r.report_path).unwrap()).unwrap();
+    let report: Value = serde_json::from_slice(&std::fs::read(&r.report_path).unwrap()).unwrap();
     let causes = report["causes"].as_array().unwrap();
     assert_eq!(causes.len(), 1, "{causes:?}");
     assert_eq!(causes[0]["step"], "ping");
@@ -283,9 +316,18 @@ async fn failed_devices_are_grouped_by_cause_with_the_devices_to_look_at() {
         serde_json::json!(["ACME-0001-01", "ACME-0001-02", "ACME-0001-03"])
     );
     let csv = std::fs::read_to_string(r.run_dir.join("devices.csv")).unwrap();
-    assert_eq!(csv.lines().filter(|l| l.contains(",failed,failed,")).count(), 4, "{csv}");
+    assert_eq!(
+        csv.lines()
+            .filter(|l| l.contains(",failed,failed,"))
+            .count(),
+        4,
+        "{csv}"
+    );
     let html = std::fs::read_to_string(r.run_dir.join("report.html")).unwrap();
-    assert!(html.contains("<section class=\"devs\""), "a table of failed devices");
+    assert!(
+        html.contains("<section class=\"devs\""),
+        "a table of failed devices"
+    );
     assert!(
         html.contains("look at these 3 devices first: <code>ACME-0001-01</code>"),
         "{html}"

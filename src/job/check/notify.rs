@@ -46,7 +46,10 @@ fn webhook(cx: &mut Cx, i: usize, item: &Node) -> Option<Notify> {
                 cx.warn(
                     o,
                     &format!("{path}.on"),
-                    format!("{which}: `{}` is listed twice", o.as_str().unwrap_or_default()),
+                    format!(
+                        "{which}: `{}` is listed twice",
+                        o.as_str().unwrap_or_default()
+                    ),
                     None,
                 );
             } else {
@@ -82,7 +85,10 @@ fn check_url(cx: &mut Cx, n: &Node, path: &str, which: &str, url: &str) {
                 n,
                 path,
                 format!("{which}: environment variable {name} is not set"),
-                Some("`validate` sends nothing, so this is only a warning; export it before `run`".into()),
+                Some(
+                    "`validate` sends nothing, so this is only a warning; export it before `run`"
+                        .into(),
+                ),
             );
             return;
         }

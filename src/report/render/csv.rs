@@ -59,7 +59,10 @@ pub fn csv(r: &Report) -> String {
 }
 
 /// The status and error columns of a device that did not succeed; `None` for one that did.
-pub(super) fn device_row(state: DeviceState, reason: Option<&str>) -> Option<(&'static str, String)> {
+pub(super) fn device_row(
+    state: DeviceState,
+    reason: Option<&str>,
+) -> Option<(&'static str, String)> {
     let what = match state {
         DeviceState::Succeeded => return None,
         DeviceState::Pending => {

@@ -29,8 +29,9 @@ pub fn next_line(
         NextAction::FixJob => Line::from("fix step ")
             .code(step)
             .text(" in the job (the API refused it), then run the job again"),
-        NextAction::CheckAccess => Line::from("check the API key and the enterprise id, then ")
-            .code(resume),
+        NextAction::CheckAccess => {
+            Line::from("check the API key and the enterprise id, then ").code(resume)
+        }
         NextAction::CheckCanaries => Line::from("investigate the failing canaries of step ")
             .code(step)
             .text(" (under Rollout stops), then run the job again"),
@@ -52,7 +53,10 @@ pub fn next_line(
             }
             if n > CAUSE_EXAMPLES {
                 line = line
-                    .text(format!(" (and {} more in ", n - CAUSE_EXAMPLES.min(examples.len())))
+                    .text(format!(
+                        " (and {} more in ",
+                        n - CAUSE_EXAMPLES.min(examples.len())
+                    ))
                     .code("devices.csv")
                     .text(")");
             }
@@ -125,7 +129,10 @@ pub fn failure_groups(r: &Report) -> Vec<Group<'_>> {
     let mut groups: Vec<Group> = members
         .into_iter()
         .map(|((status, step, _), tasks)| {
-            let failed: Vec<String> = tasks.iter().flat_map(|t| causes::failed_devices(t)).collect();
+            let failed: Vec<String> = tasks
+                .iter()
+                .flat_map(|t| causes::failed_devices(t))
+                .collect();
             let examples: Vec<String> = if failed.is_empty() {
                 tasks.iter().map(|t| t.target.clone()).collect()
             } else {

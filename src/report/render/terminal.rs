@@ -115,7 +115,11 @@ impl Report {
             );
         }
         if causes.len() > MAX_CAUSES {
-            let _ = writeln!(out, "  … and {} more causes in report.json", causes.len() - MAX_CAUSES);
+            let _ = writeln!(
+                out,
+                "  … and {} more causes in report.json",
+                causes.len() - MAX_CAUSES
+            );
         }
         if !self.run.limit.is_empty() {
             let _ = writeln!(out, "limit: {}", self.run.limit.join(", "));
