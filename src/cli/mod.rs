@@ -309,13 +309,20 @@ fn print_result(r: &RunResult, json: bool) -> u8 {
         ));
     }
     if json {
-        let doc = serde_json::json!({
+        let mut doc = serde_json::json!({
             "run_id": r.run_id.to_string(),
             "exit_code": r.exit_code,
             "outcome": r.report.run.outcome,
             "summary": r.report.summary,
             "report": r.report_path,
         });
+        // Only runs that had them say so, so other runs' documents read as before.
+        if !r.report.notifications.is_empty() {
+            doc["notifications"] = serde_json::json!(r.report.notifications);
+        }
+        if !r.report.run.limit.is_empty() {
+            doc["limit"] = serde_json::json!(r.report.run.limit);
+        }
         console::out(format_args!("{doc:#}\n"));
     } else if !(console::quiet() && r.exit_code == exit::OK) {
         console::out(r.report.summary_text());

@@ -238,8 +238,7 @@ fn a_webhook_url_is_checked_and_never_shown() {
     let yaml = "version: 1\nname: n\ntargets:\n  t: { groups: { name: Stores } }\nsteps:\n  - id: s\n    command: { to: t, name: REBOOT }\nnotify:\n  - { url: \"ftp://hooks.example/SECRET\" }\n  - { url: \"${UNSET_HOOK}\", on: [] }\n  - { url: \"https://hooks.example/T/SECRET2\", on: [sucess] }\n";
     let env = |_: &str| None;
     let err = esper_bulk::job::load("n.yaml", yaml, &esper_bulk::job::Host::env_only(&env))
-        .err()
-        .expect("the job is refused")
+        .expect_err("the job is refused")
         .to_string();
     for needle in [
         "webhook 1: the URL is not an http(s) URL",
@@ -250,4 +249,67 @@ fn a_webhook_url_is_checked_and_never_shown() {
         assert!(err.contains(needle), "lacks {needle}:\n{err}");
     }
     assert!(!err.contains("SECRET"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_notify_and_limit_from_the_command_line() {
+    let server = start(small(33)).await;
+    let (base, got) = hooks().await;
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("job.yaml");
+    std::fs::write(
+        &job,
+        format!(
+            "{}targets:\n  stores: {{ groups: {{ name: \"Stores/*/*\" }} }}\nsteps:\n  - id: sync\n    command: {{ to: stores, name: UPDATE_HEARTBEAT }}\n",
+            job_header(&server, "500/s")
+        ),
+    )
+    .unwrap();
+    let url = format!("{base}/T0CLI/SECRETCLI");
+    let out = crate::support::esper_bulk(&server)
+        .arg("run")
+        .arg(&job)
+        .arg("--limit")
+        .arg("Stores/North/*")
+        .arg("--notify")
+        .arg(&url)
+        .arg("--json")
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stdout.contains("SECRETCLI") && !stderr.contains("SECRETCLI"));
+    let doc: Value = serde_json::from_str(&stdout).unwrap();
+    let got = got.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].0, "T0CLI/SECRETCLI");
+    assert_eq!(got[0].1["run_id"], doc["run_id"]);
+    assert_eq!(
+        got[0].1["counts"]["tasks"], 2,
+        "the two stores of North only"
+    );
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(doc["report"].as_str().unwrap()).unwrap()).unwrap();
+    assert_eq!(
+        report["run"]["limit"],
+        serde_json::json!(["Stores/North/*"])
+    );
+    assert_eq!(
+        report["notifications"][0]["target"],
+        "webhook 1 (json, --notify)"
+    );
+    assert_eq!(doc["notifications"], report["notifications"]);
+    assert_eq!(doc["limit"], report["run"]["limit"]);
+    for (path, bytes) in files(&dir.path().join("state")) {
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("SECRETCLI"),
+            "{} holds the webhook URL",
+            path.display()
+        );
+    }
 }
