@@ -165,7 +165,19 @@ async fn a_limit_that_matches_nothing_or_meets_a_frozen_plan_is_refused() {
         "{warnings:?}"
     );
 
+    // Such a plan runs: the emptied target's step has no tasks.
     let dir = tempfile::tempdir().unwrap();
+    let mut cfg = run_config(
+        &server,
+        Source::Job(Box::new(load(&server, &yaml))),
+        dir.path(),
+    );
+    cfg.limit = vec!["ACME-0003-01".into()];
+    let r = run::run(cfg, CancellationToken::new()).await.unwrap();
+    assert_eq!((r.exit_code, r.report.summary.tasks), (0, 1));
+    let steps: Vec<(&str, u64)> = r.report.steps.iter().map(|s| (s.id.as_str(), s.tasks)).collect();
+    assert_eq!(steps, [("sync", 0), ("ping", 1)]);
+    assert!(r.report.summary_text().contains("limit: ACME-0003-01"));
     for source in [Source::Resume("some-run".into()), Source::Plan(Box::new(p))] {
         let mut cfg = run_config(&server, source, dir.path());
         cfg.limit = vec!["Stores/North/0001".into()];
