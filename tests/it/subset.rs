@@ -175,7 +175,12 @@ async fn a_limit_that_matches_nothing_or_meets_a_frozen_plan_is_refused() {
     cfg.limit = vec!["ACME-0003-01".into()];
     let r = run::run(cfg, CancellationToken::new()).await.unwrap();
     assert_eq!((r.exit_code, r.report.summary.tasks), (0, 1));
-    let steps: Vec<(&str, u64)> = r.report.steps.iter().map(|s| (s.id.as_str(), s.tasks)).collect();
+    let steps: Vec<(&str, u64)> = r
+        .report
+        .steps
+        .iter()
+        .map(|s| (s.id.as_str(), s.tasks))
+        .collect();
     assert_eq!(steps, [("sync", 0), ("ping", 1)]);
     assert!(r.report.summary_text().contains("limit: ACME-0003-01"));
     for source in [Source::Resume("some-run".into()), Source::Plan(Box::new(p))] {
