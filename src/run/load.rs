@@ -346,5 +346,8 @@ pub fn read_limit(patterns: &[String]) -> Result<Vec<String>, RunError> {
     Ok(out)
 }
 
+/// The largest `report.json` read back for what a run's webhooks answered.
+pub(super) const MAX_REPORT_BYTES: u64 = 256 * 1024 * 1024;
+
 /// The largest `--limit @FILE` read (a list of serials for a whole fleet fits easily).
 const MAX_LIMIT_FILE: u64 = 16 * 1024 * 1024;

@@ -132,7 +132,24 @@ pub fn rebuild(dir: &Path, notices: &Notices) -> Result<Report, RunError> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    Ok(rebuild_report(&id, &plan, &replay))
+    let mut report = rebuild_report(&id, &plan, &replay);
+    // Webhooks are called once, by the live run; a rebuilt report keeps what they answered.
+    report.notifications = earlier_notifications(&dir.join(Format::Json.file_name()));
+    Ok(report)
+}
+
+/// The `notifications` of the `report.json` a run wrote, if it wrote one that reads.
+fn earlier_notifications(path: &Path) -> Vec<crate::report::NotificationReport> {
+    #[derive(serde::Deserialize)]
+    struct Notified {
+        #[serde(default)]
+        notifications: Vec<crate::report::NotificationReport>,
+    }
+    crate::util::read_text(path, super::load::MAX_REPORT_BYTES)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Notified>(&t).ok())
+        .map(|n| n.notifications)
+        .unwrap_or_default()
 }
 
 /// A report file.

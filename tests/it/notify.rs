@@ -161,6 +161,10 @@ async fn webhooks_receive_the_summary_as_json_and_as_slack_text() {
             ("webhook 4 (json, --notify)", true)
         ]
     );
+    // A rebuilt report keeps what the webhooks answered, without calling them again.
+    let rebuilt = esper_bulk::run::rebuild(&r.run_dir, &Notices::none()).unwrap();
+    assert_eq!(rebuilt.notifications, r.report.notifications);
+    assert_eq!(rebuilt.notifications.len(), 3);
     // The plan keeps the template; no file of the run holds the URL or its secret part.
     let plan = std::fs::read_to_string(r.run_dir.join("plan.json")).unwrap();
     assert!(plan.contains("${HOOK}/slack"), "{plan}");

@@ -349,6 +349,11 @@ async fn failed_devices_are_grouped_by_cause_with_the_devices_to_look_at() {
         html.contains("look at these 3 devices first: <code>ACME-0001-01</code>"),
         "{html}"
     );
+    let slack = esper_bulk::report::NotifySummary::of(&r.report, "report.json").slack_text();
+    assert!(
+        slack.contains("\n• 1 task failed in step `ping` (device failures): look at these 3 devices first: `ACME-0001-01`, `ACME-0001-02`, `ACME-0001-03` (and 1 more in `devices.csv`)\n"),
+        "{slack}"
+    );
     let summary = r.report.summary_text();
     assert!(
         summary.contains("by cause:\n  1 task failed in step ping (device failures, 4 devices): look at these 3 devices first: `ACME-0001-01`"),
