@@ -1044,6 +1044,58 @@ fn html_renders_in_a_browser() {
     ] {
         assert!(dom.contains(needle), "the page lacks {needle}");
     }
+
+    // Sorting and filtering, driven as a person would: two clicks on the device column
+    // (descending), then text typed into the filter box.
+    let driver = "<script>\n\
+        var sec = Array.prototype.slice.call(document.querySelectorAll('section.devs'))\n\
+          .filter(function (s) { return s.querySelector('h3 code').textContent === 'reboot'; })[0];\n\
+        var th = sec.querySelector('th');\n\
+        th.click(); th.click();\n\
+        var input = sec.querySelector('input');\n\
+        input.value = 'BATTERY';\n\
+        input.dispatchEvent(new Event('input'));\n\
+        </script>\n</body>";
+    let driven = tmp.path().join("driven.html");
+    std::fs::write(&driven, html.replace("</body>", driver)).unwrap();
+    let dom_file = tmp.path().join("driven-dom.html");
+    chromium(
+        browser,
+        &profile,
+        &driven,
+        &["--dump-dom".into(), "--virtual-time-budget=5000".into()],
+        &dom_file,
+    );
+    let dom = std::fs::read_to_string(&dom_file).unwrap();
+    let table = dom
+        .split("<section class=\"devs\"")
+        .skip(1)
+        .find(|s| s.contains("<h3>step <code>reboot</code>"))
+        .and_then(|s| s.split("</section>").next())
+        .expect("a table of the reboot's failed devices");
+    assert!(
+        table.contains("1 of 2 shown"),
+        "the filter hides a row:\n{table}"
+    );
+    assert!(
+        table.contains("aria-sort=\"descending\""),
+        "the second click sorts descending:\n{table}"
+    );
+    let (three, two) = (
+        table.find("ACME-POS-03").unwrap(),
+        table.find("ACME-POS-02").unwrap(),
+    );
+    assert!(three < two, "sorted by device, descending:\n{table}");
+    let kept = table[..two].rfind("<tr").unwrap();
+    assert!(
+        !table[kept..two].contains("hidden"),
+        "the row with the text stays:\n{table}"
+    );
+    let gone = table[..three].rfind("<tr").unwrap();
+    assert!(
+        table[gone..three].contains("hidden"),
+        "the row without the text is hidden:\n{table}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
