@@ -599,8 +599,11 @@ impl Ready {
         );
         // The webhooks hear of the run once its report is on disk; what they answered is
         // added to `report.json`, and never changes how the run ended.
-        let summary =
+        let mut summary =
             crate::report::NotifySummary::of(&report, &recorded.report_path.display().to_string());
+        // How the run really ended: a journal or report that could not be written makes
+        // it incomplete, whatever its tasks did.
+        (summary.outcome, summary.exit_code) = (recorded.outcome, recorded.exit_code);
         let sent = notify::send(&plan.notify, at_end.notify, at_end.env, &summary, notices).await;
         if !sent.is_empty() {
             report.notifications = sent;

@@ -277,6 +277,9 @@ async fn run_notify_and_limit_from_the_command_line() {
         .arg("Stores/North/*")
         .arg("--notify")
         .arg(&url)
+        .arg("--notify")
+        .arg("${CLI_HOOK}")
+        .env("CLI_HOOK", format!("{base}/T0ENV/SECRETENV"))
         .arg("--json")
         .arg("--state-dir")
         .arg(dir.path().join("state"))
@@ -287,15 +290,22 @@ async fn run_notify_and_limit_from_the_command_line() {
         String::from_utf8_lossy(&out.stderr),
     );
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(!stdout.contains("SECRETCLI") && !stderr.contains("SECRETCLI"));
+    for secret in ["SECRETCLI", "SECRETENV"] {
+        assert!(!stdout.contains(secret) && !stderr.contains(secret));
+    }
     let doc: Value = serde_json::from_str(&stdout).unwrap();
-    let got = got.lock().unwrap().clone();
-    assert_eq!(got.len(), 1, "{got:?}");
-    assert_eq!(got[0].0, "T0CLI/SECRETCLI");
+    let mut got = got.lock().unwrap().clone();
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    let paths: Vec<&str> = got.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(paths, ["T0CLI/SECRETCLI", "T0ENV/SECRETENV"]);
     assert_eq!(got[0].1["run_id"], doc["run_id"]);
     assert_eq!(
         got[0].1["counts"]["tasks"], 2,
         "the two stores of North only"
+    );
+    assert_eq!(
+        got[1].1, got[0].1,
+        "a `${{NAME}}` URL is rendered from the environment"
     );
     let report: Value =
         serde_json::from_slice(&std::fs::read(doc["report"].as_str().unwrap()).unwrap()).unwrap();
@@ -310,8 +320,9 @@ async fn run_notify_and_limit_from_the_command_line() {
     assert_eq!(doc["notifications"], report["notifications"]);
     assert_eq!(doc["limit"], report["run"]["limit"]);
     for (path, bytes) in files(&dir.path().join("state")) {
+        let text = String::from_utf8_lossy(&bytes);
         assert!(
-            !String::from_utf8_lossy(&bytes).contains("SECRETCLI"),
+            !text.contains("SECRETCLI") && !text.contains("SECRETENV"),
             "{} holds the webhook URL",
             path.display()
         );
