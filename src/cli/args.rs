@@ -198,7 +198,8 @@ pub struct SubsetArgs {
 #[derive(Args, Debug, Clone, Default)]
 pub struct NotifyArgs {
     /// Also POST the run's summary as JSON to this webhook when the run ends, whatever the
-    /// outcome (repeatable; the URL is never logged or written)
+    /// outcome (repeatable; the URL is never logged or written; a quoted '${NAME}' is read
+    /// from the environment when the run sends)
     #[arg(long, value_name = "URL")]
     pub notify: Vec<String>,
 }

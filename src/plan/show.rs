@@ -49,6 +49,11 @@ pub fn plan_text(p: &Plan, show_requests: bool, paths: &dyn Paths) -> String {
             ItemKind::Group => count(n, "group", "groups"),
             ItemKind::Device => count(n, "device", "devices"),
         };
+        if t.items.is_empty() {
+            // Resolution refuses empty selections; only a limit leaves one.
+            let _ = writeln!(out, "target {name}: {kind} (none left by the limit)");
+            continue;
+        }
         let sample: Vec<&str> = t.items.iter().take(3).map(|i| i.label()).collect();
         let more = if t.items.len() > 3 { ", …" } else { "" };
         let _ = writeln!(out, "target {name}: {kind} ({}{more})", sample.join(", "));

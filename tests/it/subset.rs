@@ -157,6 +157,11 @@ async fn a_limit_that_matches_nothing_or_meets_a_frozen_plan_is_refused() {
     assert_eq!(items(&p, "tills"), ["ACME-0003-01"]);
     assert!(items(&p, "stores").is_empty());
     assert_eq!(p.task_count, 1);
+    let text = plan_text(&p, false, &esper_bulk::esper::adapter::EsperPaths);
+    assert!(
+        text.contains("target stores: 0 groups (none left by the limit)"),
+        "{text}"
+    );
     let warnings = warnings.lock().unwrap().clone();
     assert!(
         warnings
