@@ -55,6 +55,10 @@
 //!   only [`exec::GovernorConfig`] ([`run::governor_config`]), journals every task,
 //!   resumes runs, rebuilds reports from journals and runs the demo. It never prints:
 //!   notices go to the caller's [`run::Notices`], failures to start are [`run::RunError`].
+//! - [`context`]: named connection contexts from `config.toml` (server, enterprise, where
+//!   the key is; never a literal key), which one `--context`, `ESPER_BULK_CONTEXT` or
+//!   `default_context` chooses, and writing one (`mock --write-context`). How a context
+//!   ranks against flags, the job and `ESPER_*` is the run's connection resolution.
 //! - [`journal`]: the append-only JSON Lines record of task outcomes that `run --resume`
 //!   and report rebuilding read, in its own versioned record types (`journal::v1` reads
 //!   the first format). It records; it does not know reports.
@@ -124,6 +128,7 @@
 pub mod apk;
 pub mod base;
 pub mod cli;
+pub mod context;
 pub mod esper;
 pub mod exec;
 pub mod job;

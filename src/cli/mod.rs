@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use tokio_util::sync::CancellationToken;
 
 use crate::esper::ClientOptions;
@@ -17,12 +17,17 @@ use crate::run::{
 use crate::{exit, job, mock};
 
 mod args;
+mod complete;
 mod console;
+mod ops;
 
 pub use args::*;
 
 /// Parses arguments, runs the command and returns the exit code.
 pub fn main() -> u8 {
+    // With `COMPLETE=<shell>` set, this prints the shell's registration script, or answers
+    // the shell's completion request, and exits; otherwise it does nothing.
+    clap_complete::CompleteEnv::with_factory(Cli::command).complete();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -46,7 +51,11 @@ pub fn main() -> u8 {
             return exit::INVALID;
         }
     };
-    match rt.block_on(dispatch(cli.command)) {
+    let globals = Globals {
+        config: cli.config,
+        context: cli.context,
+    };
+    match rt.block_on(dispatch(cli.command, &globals)) {
         Ok(code) => code,
         Err(e) => {
             console::error(format!("error: {e:#}"));
@@ -77,19 +86,20 @@ fn init_logging(cli: &Cli) {
     };
 }
 
-async fn dispatch(cmd: Command) -> Result<u8> {
+/// The global flags every command that connects reads.
+struct Globals {
+    config: Option<PathBuf>,
+    context: Option<String>,
+}
+
+async fn dispatch(cmd: Command, g: &Globals) -> Result<u8> {
     let env = Env::process();
     Ok(match cmd {
         Command::Demo(a) => demo(a, &env).await,
-        Command::Mock(a) => {
-            mock::serve_cli(a)
-                .await
-                .context("running the mock server")?;
-            exit::OK
-        }
+        Command::Mock(a) => mock_cmd(a, g, &env).await?,
         Command::Validate { files, json } => validate(&files, json, &env)?,
-        Command::Plan(a) => plan_cmd(a, &env).await?,
-        Command::Run(a) => run_cmd(a, &env).await,
+        Command::Plan(a) => plan_cmd(a, g, &env).await?,
+        Command::Run(a) => run_cmd(a, g, &env).await,
         Command::Schema => {
             console::out(format_args!(
                 "{}\n",
@@ -98,12 +108,13 @@ async fn dispatch(cmd: Command) -> Result<u8> {
             exit::OK
         }
         Command::Report {
-            run_dir,
+            run,
             format,
             stdout,
-        } => report_cmd(&run_dir, &format, stdout).unwrap_or_else(|e| fail(&e)),
-        Command::Unlock { run_id, state_dir } => {
-            match run::state_dir(state_dir, &env).and_then(|s| run::unlock(&s, &run_id)) {
+            state_dir,
+        } => report_cmd(&run, state_dir, &format, stdout, &env).unwrap_or_else(|e| fail(&e)),
+        Command::Unlock { run, state_dir } => {
+            match unlock_target(&run, state_dir, &env).and_then(|(s, id)| run::unlock(&s, &id)) {
                 Ok(h) => {
                     console::out(format_args!("cleared the lock left by {h}\n"));
                     exit::OK
@@ -111,7 +122,84 @@ async fn dispatch(cmd: Command) -> Result<u8> {
                 Err(e) => fail(&e),
             }
         }
+        Command::Context(c) => ops::context_cmd(c, g, &env).unwrap_or_else(|e| fail(&e)),
+        Command::Runs(a) => ops::runs_cmd(a, &env).unwrap_or_else(|e| fail(&e)),
+        Command::Prune(a) => ops::prune_cmd(a, &env).unwrap_or_else(|e| fail(&e)),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "esper-bulk", &mut script);
+            console::out(String::from_utf8_lossy(&script));
+            exit::OK
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            console::out(String::from_utf8_lossy(&page));
+            exit::OK
+        }
     })
+}
+
+/// The state directory and run id `unlock RUN` means: a run directory names both (its
+/// state directory is two levels up, unless --state-dir says otherwise).
+fn unlock_target(
+    run: &str,
+    state_dir: Option<PathBuf>,
+    env: &Env,
+) -> Result<(PathBuf, String), RunError> {
+    let path = std::path::Path::new(run);
+    if path.join("plan.json").is_file() {
+        let (dir, id) = run::find_run(None, path)?;
+        let state = match state_dir {
+            Some(s) => s,
+            None => dir
+                .parent()
+                .and_then(|runs| runs.parent())
+                .map(|s| s.to_path_buf())
+                .map_or_else(|| run::state_dir(None, env), Ok)?,
+        };
+        return Ok((state, id.to_string()));
+    }
+    Ok((run::state_dir(state_dir, env)?, run.to_string()))
+}
+
+/// `esper-bulk mock`, and with `--write-context NAME` the context for it in the config.
+async fn mock_cmd(a: MockCmd, g: &Globals, env: &Env) -> Result<u8> {
+    let Some(name) = a.write_context else {
+        mock::serve_cli(a.args)
+            .await
+            .context("running the mock server")?;
+        return Ok(exit::OK);
+    };
+    let path = match crate::context::config_path(g.config.as_deref(), &|n| env.get(n)) {
+        Ok(p) => p,
+        Err(e) => return Ok(fail(&e.into())),
+    };
+    let record = |server: &mock::MockServer| {
+        let w = crate::context::write_context(
+            &path,
+            &name,
+            &server.base_url(),
+            server.enterprise_id(),
+            server.api_key(),
+        )
+        .map_err(|e| std::io::Error::other(crate::base::one_line(&e)))?;
+        console::out(format_args!(
+            "context `{name}` written to {} (key in {})\n",
+            path.display(),
+            w.key_file.display()
+        ));
+        if !w.made_default {
+            console::out(format_args!(
+                "use it with --context {name}, or make it the default: esper-bulk context use {name}\n"
+            ));
+        }
+        Ok(())
+    };
+    mock::serve_cli_then(a.args, record)
+        .await
+        .context("running the mock server")?;
+    Ok(exit::OK)
 }
 
 /// Prints why a command could not be done; returns its exit code.
@@ -180,12 +268,15 @@ fn validate(files: &[PathBuf], json: bool, env: &Env) -> Result<u8> {
     Ok(v.exit_code())
 }
 
-fn connection(conn: &ConnArgs, env: &Env) -> ConnectionSettings {
-    ConnectionSettings {
+/// The connection settings of `plan` and `run`: the flags, and the context chosen by
+/// `--context`, `ESPER_BULK_CONTEXT` or the config file's `default_context`.
+fn connection(conn: &ConnArgs, g: &Globals, env: &Env) -> Result<ConnectionSettings, RunError> {
+    Ok(ConnectionSettings {
         base_url: conn.base_url.clone(),
         tenant: conn.tenant.clone(),
         enterprise_id: conn.enterprise_id.clone(),
         api_key: conn.api_key_file.clone().map(KeyOverride::File),
+        context: ops::chosen_context(g, env)?,
         client: ClientOptions {
             connect_timeout: conn.connect_timeout,
             timeout: conn.timeout,
@@ -194,17 +285,21 @@ fn connection(conn: &ConnArgs, env: &Env) -> ConnectionSettings {
             max_body: conn.max_body,
         },
         env: env.clone(),
-    }
+    })
 }
 
-async fn plan_cmd(a: PlanArgs, env: &Env) -> Result<u8> {
+async fn plan_cmd(a: PlanArgs, g: &Globals, env: &Env) -> Result<u8> {
     let json = a.json;
     let fail = |e: &RunError| if json { fail_json(e) } else { fail(e) };
     let job = match load(&a.file, env) {
         Ok(j) => j,
         Err(e) => return Ok(fail(&e)),
     };
-    let mut cfg = PlanConfig::new(job, connection(&a.conn, env));
+    let connection = match connection(&a.conn, g, env) {
+        Ok(c) => c,
+        Err(e) => return Ok(fail(&e)),
+    };
+    let mut cfg = PlanConfig::new(job, connection);
     cfg.notices = stderr_notices();
     let p = match run::plan(cfg).await {
         Ok(p) => p,
@@ -236,7 +331,7 @@ async fn plan_cmd(a: PlanArgs, env: &Env) -> Result<u8> {
     })
 }
 
-async fn run_cmd(a: RunArgs, env: &Env) -> u8 {
+async fn run_cmd(a: RunArgs, g: &Globals, env: &Env) -> u8 {
     let json = a.json;
     let fail = |e: &RunError| if json { fail_json(e) } else { fail(e) };
     let state = match run::state_dir(a.state_dir.clone(), env) {
@@ -264,7 +359,11 @@ async fn run_cmd(a: RunArgs, env: &Env) -> u8 {
         Ok(s) => s,
         Err(e) => return fail(&e),
     };
-    let mut cfg = RunConfig::new(source, connection(&a.conn, env), state);
+    let connection = match connection(&a.conn, g, env) {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    let mut cfg = RunConfig::new(source, connection, state);
     cfg.deadline = a.deadline;
     cfg.wait_lock = a.wait_lock;
     cfg.max_plan_age = a.max_plan_age;
@@ -321,7 +420,17 @@ fn print_result(r: &RunResult, json: bool) -> u8 {
     r.exit_code
 }
 
-fn report_cmd(dir: &std::path::Path, formats: &[String], stdout: bool) -> Result<u8, RunError> {
+fn report_cmd(
+    run: &std::path::Path,
+    state_dir: Option<PathBuf>,
+    formats: &[String],
+    stdout: bool,
+    env: &Env,
+) -> Result<u8, RunError> {
+    // A run id needs the state directory; a directory does not (and may be anywhere).
+    let state = run::state_dir(state_dir, env).ok();
+    let (dir, _) = run::find_run(state.as_deref(), run)?;
+    let dir = dir.as_path();
     let report = run::rebuild(dir, &stderr_notices())?;
     let formats = formats
         .iter()
