@@ -186,6 +186,15 @@ pub(super) fn runs_cmd(a: RunsArgs, env: &Env) -> Result<u8, RunError> {
     if let Some(n) = a.limit {
         runs.truncate(n);
     }
+    for r in runs.iter().filter(|r| r.error.is_some()) {
+        if let Some(e) = &r.error {
+            console::warn(format_args!(
+                "warning: run {} is unreadable: {}",
+                r.run_id,
+                crate::base::one_line(e.as_ref())
+            ));
+        }
+    }
     if a.json {
         let doc = serde_json::json!({ "state_dir": state, "runs": runs });
         console::out(format_args!("{doc:#}\n"));

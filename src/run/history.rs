@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -19,7 +20,7 @@ use super::notice::Notices;
 use super::{RunError, RunId, dir};
 
 /// One run, as `runs` lists it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct RunSummary {
     pub run_id: String,
     pub job: String,
@@ -49,8 +50,8 @@ pub struct RunSummary {
     /// on with it.
     pub unfinished: bool,
     /// Why it could not be read, when it could not.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "one_line")]
+    pub error: Option<Arc<RunError>>,
     pub dir: PathBuf,
 }
 
@@ -74,6 +75,14 @@ impl RunSummary {
 struct ReportHead {
     run: RunInfo,
     summary: Summary,
+}
+
+/// An unreadable run's error as the one line reports use.
+fn one_line<S: serde::Serializer>(e: &Option<Arc<RunError>>, s: S) -> Result<S::Ok, S::Error> {
+    match e {
+        Some(e) => s.serialize_str(&crate::base::one_line(e.as_ref())),
+        None => s.serialize_none(),
+    }
 }
 
 fn resumable(o: RunOutcome) -> bool {
@@ -110,7 +119,7 @@ fn summarize(dir: &Path, live: &BTreeSet<String>) -> RunSummary {
         Some(h) => Ok((h.run, h.summary)),
         None => super::rebuild(dir, &Notices::none())
             .map(|r| (r.run, r.summary))
-            .map_err(|e| crate::base::one_line(&e)),
+            .map_err(Arc::new),
     };
     let locked = live.contains(&id);
     match head {
@@ -232,6 +241,34 @@ pub struct PrunePolicy {
     pub job: Option<String>,
 }
 
+impl PrunePolicy {
+    /// Which of `runs` (newest first) the policy names for deletion as of `now`, before
+    /// locks and unfinished runs are spared.
+    fn names(&self, runs: &[RunSummary], now: jiff::Timestamp) -> Vec<bool> {
+        let mut by_job: BTreeMap<&str, usize> = BTreeMap::new();
+        runs.iter()
+            .map(|run| {
+                // Unreadable runs have no job; each counts on its own.
+                let key = if run.job.is_empty() {
+                    run.run_id.as_str()
+                } else {
+                    run.job.as_str()
+                };
+                let rank = by_job.entry(key).or_default();
+                let newer = *rank;
+                *rank += 1;
+                let beyond_keep = self.keep.is_none_or(|k| newer >= k);
+                let old_enough = self.older_than.is_none_or(|age| {
+                    run.last_active().is_some_and(|t| {
+                        Duration::try_from(now.duration_since(t)).is_ok_and(|d| d > age)
+                    })
+                });
+                beyond_keep && old_enough
+            })
+            .collect()
+    }
+}
+
 /// Why a run the policy would delete stays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -261,27 +298,13 @@ pub fn prune(
     now: jiff::Timestamp,
 ) -> Result<Pruned, RunError> {
     let runs = list_runs(state, policy.job.as_deref())?;
-    let mut by_job: BTreeMap<String, usize> = BTreeMap::new();
+    let named = policy.names(&runs, now);
     let mut out = Pruned {
         dry_run,
         ..Pruned::default()
     };
-    for run in runs {
-        // Unreadable runs have no job; each counts on its own.
-        let key = if run.job.is_empty() {
-            run.run_id.clone()
-        } else {
-            run.job.clone()
-        };
-        let rank = by_job.entry(key).or_default();
-        let newer = *rank;
-        *rank += 1;
-        let beyond_keep = policy.keep.is_none_or(|k| newer >= k);
-        let old_enough = policy.older_than.is_none_or(|age| {
-            run.last_active()
-                .is_some_and(|t| Duration::try_from(now.duration_since(t)).is_ok_and(|d| d > age))
-        });
-        if !(beyond_keep && old_enough) {
+    for (run, named) in runs.into_iter().zip(named) {
+        if !named {
             continue;
         }
         // Asked again right before deleting: a run may have been resumed meanwhile.
@@ -314,4 +337,66 @@ fn delete_run(state: &Path, dir: &Path) -> Result<(), RunError> {
     std::fs::create_dir_all(state.join("tmp")).map_err(err(dir))?;
     std::fs::rename(dir, &trash).map_err(err(dir))?;
     std::fs::remove_dir_all(&trash).map_err(err(&trash))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(id: &str, job: &str, days_ago: i64) -> RunSummary {
+        let now: jiff::Timestamp = "2026-12-01T00:00:00Z".parse().unwrap();
+        let at = now - jiff::SignedDuration::from_hours(24 * days_ago);
+        RunSummary {
+            run_id: id.into(),
+            job: job.into(),
+            server: String::new(),
+            started_at: Some(at.to_string()),
+            finished_at: Some(at.to_string()),
+            duration_ms: 1,
+            outcome: "succeeded".into(),
+            exit_code: Some(0),
+            tasks: 1,
+            succeeded: 1,
+            failed: 0,
+            unknown: 0,
+            skipped: 0,
+            not_started: 0,
+            segments: 1,
+            locked: false,
+            unfinished: false,
+            error: None,
+            dir: PathBuf::new(),
+        }
+    }
+
+    #[test]
+    fn keep_counts_per_job_and_with_an_age_both_must_agree() {
+        let now: jiff::Timestamp = "2026-12-01T00:00:00Z".parse().unwrap();
+        // Newest first, as `list_runs` gives them.
+        let runs = [
+            run("a1", "a", 1),
+            run("b1", "b", 2),
+            run("a2", "a", 40),
+            run("a3", "a", 50),
+            run("b2", "b", 60),
+            run("x", "", 90),
+        ];
+        let keep = |keep, days: Option<u64>| {
+            let p = PrunePolicy {
+                keep,
+                older_than: days.map(|d| Duration::from_secs(d * 86_400)),
+                job: None,
+            };
+            runs.iter()
+                .zip(p.names(&runs, now))
+                .filter(|(_, n)| *n)
+                .map(|(r, _)| r.run_id.as_str())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(keep(Some(1), None), ["a2", "a3", "b2"]);
+        assert_eq!(keep(None, Some(45)), ["a3", "b2", "x"]);
+        assert_eq!(keep(Some(2), Some(45)), ["a3"]);
+        assert_eq!(keep(Some(0), None).len(), runs.len());
+        assert!(keep(Some(10), None).is_empty());
+    }
 }
