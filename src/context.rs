@@ -53,6 +53,8 @@ pub enum ContextError {
         path: PathBuf,
         known: Vec<String>,
     },
+    #[error("no context chosen and no default_context in {}", path.display())]
+    NoneChosen { path: PathBuf, known: Vec<String> },
     #[error("no config file: set XDG_CONFIG_HOME or HOME, or pass --config")]
     NoConfigDir,
     #[error("writing {}: {source}", path.display())]
@@ -78,6 +80,14 @@ impl Hint for ContextError {
             ContextError::Unknown { known, .. } => {
                 Some(format!("known contexts: {}", known.join(", ")))
             }
+            ContextError::NoneChosen { known, .. } if known.is_empty() => Some(
+                "add a [contexts.NAME] table, or run `esper-bulk mock --write-context NAME`"
+                    .into(),
+            ),
+            ContextError::NoneChosen { known, .. } => Some(format!(
+                "name one ({}), pass --context NAME, or run `esper-bulk context use NAME`",
+                known.join(", ")
+            )),
             ContextError::Invalid { .. } => Some(
                 "a context holds `tenant` or `base_url`, `enterprise_id`, and `api_key_file` or `api_key_env`"
                     .into(),

@@ -99,9 +99,7 @@ pub(super) fn context_cmd(cmd: ContextCmd, g: &Globals, env: &Env) -> Result<u8,
             let chosen =
                 config.choose(name.as_deref().or(g.context.as_deref()), &|n| env.get(n))?;
             let Some(chosen) = chosen else {
-                return Err(context::ContextError::Unknown {
-                    name: String::new(),
-                    by: context::Selection::Default,
+                return Err(context::ContextError::NoneChosen {
                     path: config.path.clone(),
                     known: config.contexts.keys().cloned().collect(),
                 }
@@ -270,10 +268,17 @@ pub(super) fn prune_cmd(a: PruneArgs, env: &Env) -> Result<u8, RunError> {
     for (r, why) in &pruned.kept {
         match why {
             Kept::Locked => console::info(format_args!("kept {}: it is running", r.run_id)),
-            Kept::Unfinished => console::info(format_args!(
-                "kept {}: unfinished ({}); finish it with `esper-bulk run --resume {}`",
-                r.run_id, r.outcome, r.run_id
-            )),
+            Kept::Unfinished => match &r.error {
+                Some(e) => console::info(format_args!(
+                    "kept {}: unreadable ({}); delete it by hand if it is not needed",
+                    r.run_id,
+                    crate::base::one_line(e.as_ref())
+                )),
+                None => console::info(format_args!(
+                    "kept {}: unfinished ({}); finish it with `esper-bulk run --resume {}`",
+                    r.run_id, r.outcome, r.run_id
+                )),
+            },
         }
     }
     console::info(format_args!(

@@ -99,6 +99,23 @@ fn modified(p: &Path) -> Option<std::time::SystemTime> {
     p.metadata().and_then(|m| m.modified()).ok()
 }
 
+/// The run's report rebuilt from its plan and journal, as `esper-bulk report` does, except
+/// that a journal not written yet (a run that has only just started, or was killed before
+/// its first line) is an empty one.
+fn rebuilt(dir: &Path, id: &str) -> Result<crate::report::Report, RunError> {
+    let plan = dir::run_plan(dir, &Notices::none())?;
+    let replay = match crate::journal::read(&dir.join("journal.jsonl")) {
+        Ok(r) => r,
+        Err(crate::journal::JournalError::Read { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            crate::journal::Replay::default()
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(super::rebuild_report(id, &plan, &replay))
+}
+
 /// The run in `dir`, summarized; `live` are the run ids whose lock is held.
 fn summarize(dir: &Path, live: &BTreeSet<String>) -> RunSummary {
     let id = dir
@@ -117,15 +134,21 @@ fn summarize(dir: &Path, live: &BTreeSet<String>) -> RunSummary {
         .and_then(|t| serde_json::from_str::<ReportHead>(&t).ok());
     let head = match head {
         Some(h) => Ok((h.run, h.summary)),
-        None => super::rebuild(dir, &Notices::none())
+        None => rebuilt(dir, &id)
             .map(|r| (r.run, r.summary))
             .map_err(Arc::new),
     };
     let locked = live.contains(&id);
     match head {
         Ok((run, s)) => {
-            let running = locked && run.finished_at.is_empty();
-            let segments = run.segments.len().max(1) as u32;
+            // A run being worked on has a last segment without an end (a resumption
+            // appends its start to the journal first, so its old report is not used).
+            let running = locked
+                && run
+                    .segments
+                    .last()
+                    .is_none_or(|seg| seg.finished_at.is_none());
+            let segments = run.segments.len() as u32;
             let ended = run
                 .segments
                 .last()
@@ -220,16 +243,18 @@ pub fn find_run(state: Option<&Path>, run: &Path) -> Result<(PathBuf, RunId), Ru
     }
     let text = run.to_string_lossy();
     let looks_like_id = run.components().count() == 1 && !text.starts_with('.');
-    match state {
-        Some(state) if looks_like_id => {
-            let id = RunId::from(text.into_owned());
-            Ok((dir::existing_run(state, &id)?, id))
-        }
-        _ => Err(RunError::NotARunDir {
+    if !looks_like_id {
+        let source = std::fs::metadata(run.join("plan.json"))
+            .err()
+            .unwrap_or_else(|| std::io::Error::other("plan.json is not a regular file"));
+        return Err(RunError::NotARunDir {
             dir: run.to_path_buf(),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no plan.json"),
-        }),
+            source,
+        });
     }
+    let state = state.ok_or(RunError::NoStateDir)?;
+    let id = RunId::from(text.into_owned());
+    Ok((dir::existing_run(state, &id)?, id))
 }
 
 /// Which runs `prune` deletes: beyond the newest `keep` of each job, and ended longer

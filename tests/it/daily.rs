@@ -828,3 +828,39 @@ fn the_containerfile_builds_locked_and_runs_as_a_non_root_user_with_a_state_volu
     assert!(runtime.contains("ENV STATE_DIRECTORY=/var/lib/esper-bulk"));
     assert!(runtime.contains(r#"ENTRYPOINT ["esper-bulk"]"#));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_in_progress_is_listed_as_running_and_prune_leaves_it() {
+    let server = start(slow(138)).await;
+    let home = tempfile::tempdir().unwrap();
+    let state = home.path().join("state");
+    let running = one_run(&server, &state, "nightly", true);
+    let watch = async {
+        // Bounded: the run lasts about a second; polls every 10 ms until it is listed.
+        for _ in 0..500 {
+            let listed = esper_bulk::run::list_runs(&state, None).unwrap();
+            if let Some(r) = listed.first() {
+                let policy = esper_bulk::run::PrunePolicy {
+                    keep: Some(0),
+                    ..Default::default()
+                };
+                let pruned =
+                    esper_bulk::run::prune(&state, &policy, false, jiff::Timestamp::now()).unwrap();
+                return Some((r.clone(), pruned));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        None
+    };
+    let (done, seen) = tokio::join!(running, watch);
+    let (listed, pruned) = seen.expect("the run was listed while it ran");
+    assert_eq!(listed.run_id, done.run_id.to_string());
+    assert_eq!(
+        (listed.outcome.as_str(), listed.exit_code, listed.locked),
+        ("running", None, true)
+    );
+    assert!(pruned.deleted.is_empty());
+    assert_eq!(pruned.kept.len(), 1);
+    assert_eq!(pruned.kept[0].1, esper_bulk::run::Kept::Locked);
+    assert!(done.run_dir.exists());
+}
