@@ -53,7 +53,9 @@
 //!   output) and a cancellation token, and returns a [`run::RunResult`] with the report;
 //!   [`run::plan`] stops after planning. It owns the state directory's layout, builds the
 //!   only [`exec::GovernorConfig`] ([`run::governor_config`]), journals every task,
-//!   resumes runs, rebuilds reports from journals and runs the demo. It never prints:
+//!   resumes runs, rebuilds reports from journals, lists and prunes the state directory's
+//!   runs ([`run::list_runs`], [`run::prune`]: never a locked or unfinished one) and runs
+//!   the demo. It never prints:
 //!   notices go to the caller's [`run::Notices`], failures to start are [`run::RunError`].
 //! - [`context`]: named connection contexts from `config.toml` (server, enterprise, where
 //!   the key is; never a literal key), which one `--context`, `ESPER_BULK_CONTEXT` or
@@ -67,7 +69,11 @@
 //! - [`progress`]: progress bars on a terminal (nothing under cron or a pipe).
 //! - [`util`]: atomic file writes onto regular files only, bounded reads of regular files,
 //!   and file-safe names.
-//! - [`cli`]: the command line: its grammar (`cli/args.rs`), flags to [`run`]'s settings,
+//! - [`cli`]: the command line: its grammar (`cli/args.rs`, from which the completion
+//!   scripts and the man page are made; `cli/complete.rs` offers live run ids and context
+//!   names),
+//!   flags to [`run`]'s settings (the chosen [`context`] included), the day-to-day
+//!   commands' output (`cli/ops.rs`: `context`, `runs`, `prune`),
 //!   and `cli/console.rs`, where every word goes: results to stdout; notices, errors and
 //!   progress to stderr (JSON lines under `--log-format json`, silence under `-q`); a
 //!   closed pipe ends it quietly. The only place that uses `anyhow`, and the only one that

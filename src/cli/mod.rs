@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{CommandFactory, Parser};
 use tokio_util::sync::CancellationToken;
 
@@ -14,7 +14,7 @@ use crate::run::{
     self, ConnectionSettings, Env, KeyOverride, Notices, Output, PlanConfig, RunConfig, RunError,
     RunResult, Source,
 };
-use crate::{exit, job, mock};
+use crate::{exit, job};
 
 mod args;
 mod complete;
@@ -96,7 +96,7 @@ async fn dispatch(cmd: Command, g: &Globals) -> Result<u8> {
     let env = Env::process();
     Ok(match cmd {
         Command::Demo(a) => demo(a, &env).await,
-        Command::Mock(a) => mock_cmd(a, g, &env).await?,
+        Command::Mock(a) => ops::mock_cmd(a, g, &env).await?,
         Command::Validate { files, json } => validate(&files, json, &env)?,
         Command::Plan(a) => plan_cmd(a, g, &env).await?,
         Command::Run(a) => run_cmd(a, g, &env).await,
@@ -114,7 +114,8 @@ async fn dispatch(cmd: Command, g: &Globals) -> Result<u8> {
             state_dir,
         } => report_cmd(&run, state_dir, &format, stdout, &env).unwrap_or_else(|e| fail(&e)),
         Command::Unlock { run, state_dir } => {
-            match unlock_target(&run, state_dir, &env).and_then(|(s, id)| run::unlock(&s, &id)) {
+            match ops::unlock_target(&run, state_dir, &env).and_then(|(s, id)| run::unlock(&s, &id))
+            {
                 Ok(h) => {
                     console::out(format_args!("cleared the lock left by {h}\n"));
                     exit::OK
@@ -138,68 +139,6 @@ async fn dispatch(cmd: Command, g: &Globals) -> Result<u8> {
             exit::OK
         }
     })
-}
-
-/// The state directory and run id `unlock RUN` means: a run directory names both (its
-/// state directory is two levels up, unless --state-dir says otherwise).
-fn unlock_target(
-    run: &str,
-    state_dir: Option<PathBuf>,
-    env: &Env,
-) -> Result<(PathBuf, String), RunError> {
-    let path = std::path::Path::new(run);
-    if path.join("plan.json").is_file() {
-        let (dir, id) = run::find_run(None, path)?;
-        let state = match state_dir {
-            Some(s) => s,
-            None => dir
-                .parent()
-                .and_then(|runs| runs.parent())
-                .map(|s| s.to_path_buf())
-                .map_or_else(|| run::state_dir(None, env), Ok)?,
-        };
-        return Ok((state, id.to_string()));
-    }
-    Ok((run::state_dir(state_dir, env)?, run.to_string()))
-}
-
-/// `esper-bulk mock`, and with `--write-context NAME` the context for it in the config.
-async fn mock_cmd(a: MockCmd, g: &Globals, env: &Env) -> Result<u8> {
-    let Some(name) = a.write_context else {
-        mock::serve_cli(a.args)
-            .await
-            .context("running the mock server")?;
-        return Ok(exit::OK);
-    };
-    let path = match crate::context::config_path(g.config.as_deref(), &|n| env.get(n)) {
-        Ok(p) => p,
-        Err(e) => return Ok(fail(&e.into())),
-    };
-    let record = |server: &mock::MockServer| {
-        let w = crate::context::write_context(
-            &path,
-            &name,
-            &server.base_url(),
-            server.enterprise_id(),
-            server.api_key(),
-        )
-        .map_err(|e| std::io::Error::other(crate::base::one_line(&e)))?;
-        console::out(format_args!(
-            "context `{name}` written to {} (key in {})\n",
-            path.display(),
-            w.key_file.display()
-        ));
-        if !w.made_default {
-            console::out(format_args!(
-                "use it with --context {name}, or make it the default: esper-bulk context use {name}\n"
-            ));
-        }
-        Ok(())
-    };
-    mock::serve_cli_then(a.args, record)
-        .await
-        .context("running the mock server")?;
-    Ok(exit::OK)
 }
 
 /// Prints why a command could not be done; returns its exit code.

@@ -1,5 +1,6 @@
-//! The day-to-day commands that do not run jobs: `context list|show|use`, `runs` and
-//! `prune`, and choosing the context `plan` and `run` connect with. They map flags onto
+//! The day-to-day commands that do not run jobs: `context list|show|use`, `runs`, `prune`,
+//! `unlock`'s run argument and `mock --write-context`, and choosing the context `plan` and
+//! `run` connect with. They map flags onto
 //! [`crate::context`] and [`crate::run`]'s history functions and print what comes back
 //! (a table, or one JSON document with `--json`); nothing here decides anything.
 
@@ -7,7 +8,13 @@ use crate::context::{self, Chosen, Config, Context};
 use crate::exit;
 use crate::run::{self, Env, Kept, PrunePolicy, RunError, RunSummary};
 
-use super::{ContextCmd, Globals, PruneArgs, RunsArgs, console};
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+
+use crate::mock;
+
+use super::{ContextCmd, Globals, MockCmd, PruneArgs, RunsArgs, console, fail};
 
 /// The config file `--config` names (which must exist) or the default one (which may not).
 fn config(g: &Globals, env: &Env) -> Result<Config, RunError> {
@@ -287,5 +294,67 @@ pub(super) fn prune_cmd(a: PruneArgs, env: &Env) -> Result<u8, RunError> {
         if pruned.deleted.len() == 1 { "" } else { "s" },
         pruned.kept.len()
     ));
+    Ok(exit::OK)
+}
+
+/// The state directory and run id `unlock RUN` means: a run directory names both (its
+/// state directory is two levels up, unless --state-dir says otherwise).
+pub(super) fn unlock_target(
+    run: &str,
+    state_dir: Option<PathBuf>,
+    env: &Env,
+) -> Result<(PathBuf, String), RunError> {
+    let path = std::path::Path::new(run);
+    if path.join("plan.json").is_file() {
+        let (dir, id) = run::find_run(None, path)?;
+        let state = match state_dir {
+            Some(s) => s,
+            None => dir
+                .parent()
+                .and_then(|runs| runs.parent())
+                .map(|s| s.to_path_buf())
+                .map_or_else(|| run::state_dir(None, env), Ok)?,
+        };
+        return Ok((state, id.to_string()));
+    }
+    Ok((run::state_dir(state_dir, env)?, run.to_string()))
+}
+
+/// `esper-bulk mock`, and with `--write-context NAME` the context for it in the config.
+pub(super) async fn mock_cmd(a: MockCmd, g: &Globals, env: &Env) -> anyhow::Result<u8> {
+    let Some(name) = a.write_context else {
+        mock::serve_cli(a.args)
+            .await
+            .context("running the mock server")?;
+        return Ok(exit::OK);
+    };
+    let path = match crate::context::config_path(g.config.as_deref(), &|n| env.get(n)) {
+        Ok(p) => p,
+        Err(e) => return Ok(fail(&e.into())),
+    };
+    let record = |server: &mock::MockServer| {
+        let w = crate::context::write_context(
+            &path,
+            &name,
+            &server.base_url(),
+            server.enterprise_id(),
+            server.api_key(),
+        )
+        .map_err(|e| std::io::Error::other(crate::base::one_line(&e)))?;
+        console::out(format_args!(
+            "context `{name}` written to {} (key in {})\n",
+            path.display(),
+            w.key_file.display()
+        ));
+        if !w.made_default {
+            console::out(format_args!(
+                "use it with --context {name}, or make it the default: esper-bulk context use {name}\n"
+            ));
+        }
+        Ok(())
+    };
+    mock::serve_cli_then(a.args, record)
+        .await
+        .context("running the mock server")?;
     Ok(exit::OK)
 }
