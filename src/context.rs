@@ -107,6 +107,8 @@ pub enum Selection {
     Env,
     /// `default_context` in the file.
     Default,
+    /// Named as a command's argument (`context show NAME`, `context use NAME`).
+    Named,
 }
 
 impl Selection {
@@ -123,6 +125,7 @@ impl std::fmt::Display for Selection {
             Selection::Flag => "--context",
             Selection::Env => CONTEXT_ENV,
             Selection::Default => "default_context",
+            Selection::Named => "name",
         })
     }
 }
@@ -482,7 +485,7 @@ pub fn use_context(path: &Path, name: &str) -> Result<(), ContextError> {
     if !config.contexts.contains_key(name) {
         return Err(ContextError::Unknown {
             name: name.to_string(),
-            by: Selection::Flag,
+            by: Selection::Named,
             path: path.to_path_buf(),
             known: config.contexts.keys().cloned().collect(),
         });

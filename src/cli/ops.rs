@@ -103,18 +103,32 @@ pub(super) fn context_cmd(cmd: ContextCmd, g: &Globals, env: &Env) -> Result<u8,
         }
         ContextCmd::Show { name, json } => {
             let config = config(g, env)?;
-            let chosen =
-                config.choose(name.as_deref().or(g.context.as_deref()), &|n| env.get(n))?;
-            let Some(chosen) = chosen else {
-                return Err(context::ContextError::NoneChosen {
-                    path: config.path.clone(),
-                    known: config.contexts.keys().cloned().collect(),
+            // What `plan` and `run` would use now, whatever NAME asks to see.
+            let in_use = config.choose(g.context.as_deref(), &|n| env.get(n));
+            let (in_use, c) = match name {
+                Some(n) => {
+                    let c = config.contexts.get(&n).cloned().ok_or_else(|| {
+                        context::ContextError::Unknown {
+                            name: n.clone(),
+                            by: context::Selection::Named,
+                            path: config.path.clone(),
+                            known: config.contexts.keys().cloned().collect(),
+                        }
+                    })?;
+                    (in_use.ok().flatten(), c)
                 }
-                .into());
+                None => {
+                    let chosen = in_use?.ok_or_else(|| context::ContextError::NoneChosen {
+                        path: config.path.clone(),
+                        known: config.contexts.keys().cloned().collect(),
+                    })?;
+                    let c = chosen.context.clone();
+                    (Some(chosen), c)
+                }
             };
-            let c = &chosen.context;
+            let c = &c;
             if json {
-                let mut doc = context_json(c, Some(&chosen), env);
+                let mut doc = context_json(c, in_use.as_ref(), env);
                 doc["config"] = serde_json::json!(config.path);
                 console::out(format_args!("{doc:#}\n"));
                 return Ok(exit::OK);
@@ -123,13 +137,16 @@ pub(super) fn context_cmd(cmd: ContextCmd, g: &Globals, env: &Env) -> Result<u8,
             if let Some(t) = &c.tenant {
                 text += &format!("tenant:     {t}\n");
             }
+            let used = match in_use.as_ref().filter(|ch| ch.context.name == c.name) {
+                Some(ch) => format!("yes (by {})", ch.by),
+                None => "no".into(),
+            };
             text += &format!(
-                "enterprise: {}\nkey:        {}\nchosen by:  {}\nconfig:     {}\n",
+                "enterprise: {}\nkey:        {}\nin use:     {used}\nconfig:     {}\n",
                 c.enterprise_id
                     .as_deref()
                     .unwrap_or("- (from the job or ESPER_ENTERPRISE_ID)"),
                 c.key_origin(&|n| env.get(n)),
-                chosen.by,
                 config.path.display()
             );
             console::out(text);

@@ -233,7 +233,19 @@ async fn context_list_and_show_name_where_the_key_is_never_the_key() {
         out.contains("key:        environment variable OTHER_KEY (not set)"),
         "{out}"
     );
-    assert!(out.contains("chosen by:  --context"), "{out}");
+    assert!(
+        out.contains("in use:     no\n"),
+        "the default is `mock`: {out}"
+    );
+    let o = bare(home.path())
+        .args(["context", "show", "--context", "other"])
+        .output()
+        .unwrap();
+    assert!(
+        text(&o).0.contains("in use:     yes (by --context)"),
+        "{:?}",
+        text(&o)
+    );
     let o = bare(home.path())
         .args(["context", "show", "--json"])
         .output()
@@ -863,4 +875,45 @@ async fn a_run_in_progress_is_listed_as_running_and_prune_leaves_it() {
     assert_eq!(pruned.kept.len(), 1);
     assert_eq!(pruned.kept[0].1, esper_bulk::run::Kept::Locked);
     assert!(done.run_dir.exists());
+}
+
+/// `context list` and `context show` as a person sees them, the temporary home written as
+/// `$HOME` (`BLESS=1 cargo test --test it daily` rewrites them).
+#[test]
+fn context_output_matches_its_golden_files() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("config/esper-bulk");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("production.key"), "k").unwrap();
+    std::fs::write(
+        dir.join("config.toml"),
+        "default_context = \"production\"\n\n[contexts.production]\ntenant = \"acme\"\nenterprise_id = \"1a2b3c4d-0000-4000-8000-000000000002\"\napi_key_file = \"production.key\"\n\n[contexts.staging]\ntenant = \"acme-staging\"\napi_key_env = \"ESPER_STAGING_KEY\"\n",
+    )
+    .unwrap();
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cli");
+    let mut bad = Vec::new();
+    for (name, args) in [
+        ("context-list.txt", vec!["context", "list"]),
+        ("context-show.txt", vec!["context", "show", "staging"]),
+    ] {
+        let o = bare(home.path()).args(&args).output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+        let actual = text(&o)
+            .0
+            .replace(&home.path().display().to_string(), "$HOME");
+        let path = golden.join(name);
+        if crate::support::blessing() {
+            std::fs::create_dir_all(&golden).unwrap();
+            std::fs::write(&path, &actual).unwrap();
+            continue;
+        }
+        let expected = std::fs::read_to_string(&path).unwrap_or_default();
+        if expected != actual {
+            bad.push(format!(
+                "{name}:\n{}",
+                crate::support::diff(&expected, &actual)
+            ));
+        }
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
