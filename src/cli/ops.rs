@@ -305,12 +305,14 @@ pub(super) fn prune_cmd(a: PruneArgs, env: &Env) -> Result<u8, RunError> {
             },
         }
     }
-    console::info(format_args!(
-        "{verb} {} run{}, kept {} the policy names",
-        pruned.deleted.len(),
-        if pruned.deleted.len() == 1 { "" } else { "s" },
-        pruned.kept.len()
-    ));
+    let n = pruned.deleted.len();
+    let runs = if n == 1 { "run" } else { "runs" };
+    match pruned.kept.len() {
+        0 => console::info(format_args!("{verb} {n} {runs}")),
+        k => console::info(format_args!(
+            "{verb} {n} {runs}; kept {k} the policy names (locked or unfinished)"
+        )),
+    }
     Ok(exit::OK)
 }
 

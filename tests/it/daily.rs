@@ -917,3 +917,39 @@ fn context_output_matches_its_golden_files() {
     }
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_crontab_prune_line_runs_and_keeps_what_it_says() {
+    let crontab = include_str!("../../examples/crontab");
+    let line = crontab
+        .lines()
+        .find(|l| !l.starts_with('#') && l.contains(" prune "))
+        .expect("a prune line");
+    let home = tempfile::tempdir().unwrap();
+    let state = home.path().join("state");
+    let args: Vec<String> = line
+        .split_whitespace()
+        .skip(6)
+        .take_while(|w| *w != ">>")
+        .map(|w| w.replace("/var/lib/esper-bulk", &state.display().to_string()))
+        .collect();
+    let server = start(small(139)).await;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        ids.push(one_run(&server, &state, "nightly", false).await.run_id);
+    }
+    let keep: usize = args[args.iter().position(|a| a == "--keep").unwrap() + 1]
+        .parse()
+        .unwrap();
+    assert!(keep >= 2, "the example keeps more than this test makes");
+    let o = bare(home.path()).args(&args).output().unwrap();
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert_eq!(out, "", "nothing to delete");
+    assert!(
+        err.lines()
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()),
+        "--log-format json: {err}"
+    );
+    assert_eq!(std::fs::read_dir(state.join("runs")).unwrap().count(), 2);
+}
