@@ -129,6 +129,13 @@
 //! - **Invariant:** an answer that is not what its endpoint promises (a list that is not a
 //!   page, links that circle or leave the host, a redirect, an oversized body) is a typed
 //!   failure, never "nothing exists"; the client follows no redirect.
+//! - **Invariant:** connection settings are resolved in one order for every command (flags,
+//!   a saved plan's or resumed run's server, the job's `esper:` block, the chosen
+//!   [`context`], `ESPER_*`); a context's enterprise and key are used only with its own
+//!   server, and a context named for the command that contradicts the job or the plan is
+//!   refused. A config file never holds a literal key.
+//! - **Invariant:** `prune` never deletes a run whose lock is held or that `--resume` would
+//!   continue.
 //! - **Invariant:** `mock` imports nothing from the engine.
 
 pub mod apk;

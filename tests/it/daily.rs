@@ -543,7 +543,8 @@ async fn runs_lists_three_runs_newest_first_with_a_resumed_one_in_two_segments()
     );
     assert_eq!(r["unfinished"], false);
     assert!(r["duration_ms"].as_u64().unwrap() > 0);
-    assert!(r["started_at"].as_str().unwrap() < r["finished_at"].as_str().unwrap());
+    let at = |k: &str| r[k].as_str().unwrap().parse::<jiff::Timestamp>().unwrap();
+    assert!(at("started_at") < at("finished_at"));
     assert_eq!(listed[0]["segments"], 1);
     assert_eq!(listed[2]["succeeded"], 40);
 
