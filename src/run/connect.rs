@@ -99,13 +99,14 @@ fn check_job_context(
     job: &EsperSettings,
     chosen: &Chosen,
 ) -> Result<(), RunError> {
-    if !chosen.by.is_explicit() {
+    // A flag naming the server decides where the run goes, so nothing is left to
+    // contradict.
+    let flag_server = settings.base_url.is_some() || settings.tenant.is_some();
+    if !chosen.by.is_explicit() || flag_server {
         return Ok(());
     }
     let c = &chosen.context;
-    let flag_server = settings.base_url.is_some() || settings.tenant.is_some();
     if let Some(j) = &job.base_url
-        && !flag_server
         && !same_server(j, &c.base_url)
     {
         return Err(RunError::ContextElsewhere {
@@ -433,6 +434,25 @@ mod tests {
         assert_eq!(
             (c.base_url.as_str(), key_of(&c).as_str()),
             ("https://flag/api", "k-job")
+        );
+        // The same for an enterprise the job names.
+        let mut only_enterprise = unpinned.clone();
+        only_enterprise.enterprise_id = Some("e-job".into());
+        let mut named = settings(env);
+        named.context = Some(chosen(Selection::Env, "CTX_KEY"));
+        assert!(matches!(
+            resolve(&named, Some(&only_enterprise), None),
+            Err(RunError::ContextElsewhere {
+                what: "enterprise",
+                ..
+            })
+        ));
+        named.context = Some(chosen(Selection::Default, "CTX_KEY"));
+        let c = resolve(&named, Some(&only_enterprise), None).unwrap();
+        assert_eq!(
+            (c.base_url.as_str(), c.enterprise_id.as_str()),
+            ("https://ctx/api", "e-job"),
+            "the job's enterprise ranks above a default context's"
         );
         // Flags beat the context for every value.
         let mut f = settings(env);
