@@ -257,6 +257,27 @@ async fn context_list_and_show_name_where_the_key_is_never_the_key() {
         format!("file {} (readable)", key_file.display())
     );
 
+    // --config names another file; one that is not there is an error, not an empty list.
+    let elsewhere = home.path().join("elsewhere.toml");
+    std::fs::write(&elsewhere, "[contexts.lab]\ntenant = \"acme-lab\"\n").unwrap();
+    let o = bare(home.path())
+        .args(["context", "list", "--json", "--config"])
+        .arg(&elsewhere)
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&text(&o).0).unwrap();
+    assert_eq!(doc["contexts"][0]["name"], "lab");
+    assert_eq!(
+        doc["contexts"][0]["server"],
+        "https://acme-lab-api.esper.cloud/api"
+    );
+    let o = bare(home.path())
+        .args(["context", "list", "--config"])
+        .arg(home.path().join("missing.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
+
     let o = bare(home.path())
         .args(["context", "use", "other"])
         .output()
