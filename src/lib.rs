@@ -56,10 +56,15 @@
 //!   output) and a cancellation token, and returns a [`run::RunResult`] with the report;
 //!   [`run::plan`] stops after planning. It owns the state directory's layout, builds the
 //!   only [`exec::GovernorConfig`] ([`run::governor_config`]), journals every task,
-//!   resumes runs, rebuilds reports from journals, calls the job's `notify:` webhooks when
-//!   a run ends (`run/notify.rs`, the one place a webhook URL is rendered) and runs the
-//!   demo. It never prints:
+//!   resumes runs, rebuilds reports from journals, lists and prunes the state directory's
+//!   runs ([`run::list_runs`], [`run::prune`]: never a locked or unfinished one), calls
+//!   the job's `notify:` webhooks when a run ends (`run/notify.rs`, the one place a webhook
+//!   URL is rendered) and runs the demo. It never prints:
 //!   notices go to the caller's [`run::Notices`], failures to start are [`run::RunError`].
+//! - [`context`]: named connection contexts from `config.toml` (server, enterprise, where
+//!   the key is; never a literal key), which one `--context`, `ESPER_BULK_CONTEXT` or
+//!   `default_context` chooses, and writing one (`mock --write-context`). How a context
+//!   ranks against flags, the job and `ESPER_*` is the run's connection resolution.
 //! - [`journal`]: the append-only JSON Lines record of task outcomes that `run --resume`
 //!   and report rebuilding read, in its own versioned record types (`journal::v1` reads
 //!   the first format). It records; it does not know reports.
@@ -68,7 +73,11 @@
 //! - [`progress`]: progress bars on a terminal (nothing under cron or a pipe).
 //! - [`util`]: atomic file writes onto regular files only, bounded reads of regular files,
 //!   and file-safe names.
-//! - [`cli`]: the command line: its grammar (`cli/args.rs`), flags to [`run`]'s settings,
+//! - [`cli`]: the command line: its grammar (`cli/args.rs`, from which the completion
+//!   scripts and the man page are made; `cli/complete.rs` offers live run ids and context
+//!   names),
+//!   flags to [`run`]'s settings (the chosen [`context`] included), the day-to-day
+//!   commands' output (`cli/ops.rs`: `context`, `runs`, `prune`),
 //!   and `cli/console.rs`, where every word goes: results to stdout; notices, errors and
 //!   progress to stderr (JSON lines under `--log-format json`, silence under `-q`); a
 //!   closed pipe ends it quietly. The only place that uses `anyhow`, and the only one that
@@ -128,11 +137,19 @@
 //! - **Invariant:** an answer that is not what its endpoint promises (a list that is not a
 //!   page, links that circle or leave the host, a redirect, an oversized body) is a typed
 //!   failure, never "nothing exists"; the client follows no redirect.
+//! - **Invariant:** connection settings are resolved in one order for every command (flags,
+//!   a saved plan's or resumed run's server, the job's `esper:` block, the chosen
+//!   [`context`], `ESPER_*`); a context's enterprise and key are used only with its own
+//!   server, and a context named for the command that contradicts the job or the plan is
+//!   refused. A config file never holds a literal key.
+//! - **Invariant:** `prune` never deletes a run whose lock is held or that `--resume` would
+//!   continue.
 //! - **Invariant:** `mock` imports nothing from the engine.
 
 pub mod apk;
 pub mod base;
 pub mod cli;
+pub mod context;
 pub mod esper;
 pub mod exec;
 pub mod job;

@@ -214,6 +214,37 @@ pub fn unlock(state: &Path, run_id: &str) -> Result<Unlock, LockError> {
     Ok(Unlock::NotFound)
 }
 
+/// The run ids whose lock is held right now. Only lock files with a record are asked (a
+/// cleanly released lock has none), and each is held for a moment only, so a run starting
+/// meanwhile is not turned away for long.
+pub fn live_runs(state: &Path) -> std::collections::BTreeSet<String> {
+    let mut live = std::collections::BTreeSet::new();
+    let Ok(entries) = std::fs::read_dir(state.join("locks")) else {
+        return live;
+    };
+    for entry in entries.flatten() {
+        let Ok(mut file) = OpenOptions::new().read(true).open(entry.path()) else {
+            continue;
+        };
+        let Some(holder) = read_holder(&mut file) else {
+            continue;
+        };
+        match file.try_lock() {
+            Ok(()) => {
+                let _ = file.unlock();
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                live.insert(holder.run_id);
+            }
+            // Cannot tell: counting it as held is the side that deletes nothing.
+            Err(std::fs::TryLockError::Error(_)) => {
+                live.insert(holder.run_id);
+            }
+        }
+    }
+    live
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,6 +312,24 @@ mod tests {
             again.taken_over.is_none(),
             "a clean release leaves no record"
         );
+    }
+
+    #[test]
+    fn live_runs_are_the_held_locks_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = acquire(dir.path(), &holder("r1"), None, &|| false).unwrap();
+        let other = Holder {
+            job: "other".into(),
+            ..holder("dead")
+        };
+        let path = lock_path(dir.path(), &other);
+        std::fs::write(&path, serde_json::to_string(&other).unwrap()).unwrap();
+        let live = live_runs(dir.path());
+        assert_eq!(live.into_iter().collect::<Vec<_>>(), ["r1"]);
+        drop(held);
+        assert!(live_runs(dir.path()).is_empty());
+        // Asking did not take the lock away from the next run.
+        let _again = acquire(dir.path(), &holder("r2"), None, &|| false).unwrap();
     }
 
     #[test]

@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum, ValueHint};
+use clap_complete::engine::ArgValueCompleter;
 
 use crate::mock;
 
@@ -35,6 +36,14 @@ pub struct Cli {
     /// Log format on stderr (json: every stderr line is one JSON object)
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// The config file with named contexts (default $XDG_CONFIG_HOME/esper-bulk/config.toml,
+    /// else ~/.config/esper-bulk/config.toml)
+    #[arg(long, global = true, value_name = "PATH", value_hint = ValueHint::FilePath)]
+    pub config: Option<PathBuf>,
+    /// The context (server, enterprise, key) to use from the config file (else
+    /// $ESPER_BULK_CONTEXT, else the file's default_context)
+    #[arg(long, global = true, value_name = "NAME", add = ArgValueCompleter::new(super::complete::contexts))]
+    pub context: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -48,12 +57,12 @@ pub enum Command {
     /// Start the embedded mock Esper, run jobs/demo.yaml against it and write the report
     Demo(DemoArgs),
     /// Run the embedded mock Esper server for trying jobs without a tenant
-    Mock(mock::MockArgs),
+    Mock(MockCmd),
     /// Check job files offline; sends nothing and needs no secrets
     Validate {
         /// Job files, directories (their *.yaml and *.yml files, in name order), or - for
         /// standard input
-        #[arg(required = true)]
+        #[arg(required = true, value_hint = ValueHint::FilePath)]
         files: Vec<PathBuf>,
         /// Print one JSON document of every diagnostic on stdout
         #[arg(long)]
@@ -67,8 +76,9 @@ pub enum Command {
     Schema,
     /// Rebuild a run's reports from its plan and journal alone
     Report {
-        /// The run directory (…/runs/<run id>)
-        run_dir: PathBuf,
+        /// The run: its id (in the state directory) or its directory (…/runs/<run id>)
+        #[arg(value_name = "RUN", add = ArgValueCompleter::new(super::complete::run_ids))]
+        run: PathBuf,
         /// Which files to write (default: all); also `-` style printing with --stdout
         #[arg(
             long,
@@ -79,15 +89,110 @@ pub enum Command {
         /// Print the one format given instead of writing files
         #[arg(long)]
         stdout: bool,
+        /// The state directory a run id is looked up in
+        #[arg(long, value_hint = ValueHint::DirPath)]
+        state_dir: Option<PathBuf>,
     },
     /// Clear the lock record a dead run left behind (a live run is never unlocked)
     Unlock {
-        /// The run id, as printed by `run` and named in the "already running" message
-        run_id: String,
+        /// The run: its id, as printed by `run` and named in the "already running" message,
+        /// or its directory
+        #[arg(value_name = "RUN", add = ArgValueCompleter::new(super::complete::run_ids))]
+        run: String,
         /// The state directory the run used
-        #[arg(long)]
+        #[arg(long, value_hint = ValueHint::DirPath)]
         state_dir: Option<PathBuf>,
     },
+    /// The named contexts (server, enterprise, where the key is) in the config file
+    #[command(subcommand)]
+    Context(ContextCmd),
+    /// The runs in the state directory, newest first
+    Runs(RunsArgs),
+    /// Delete old run directories (never a locked or unfinished run)
+    Prune(PruneArgs),
+    /// Print a shell completion script (static; see the README for live run-id completion)
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff)
+    Man,
+}
+
+/// `esper-bulk mock`: the mock's own flags and what the command line adds.
+#[derive(Args, Debug)]
+pub struct MockCmd {
+    #[command(flatten)]
+    pub args: mock::MockArgs,
+    /// Write (or update) context NAME for this mock into the config file, its key into a
+    /// file next to it, so `plan`/`run` reach the mock without exports
+    #[arg(long, value_name = "NAME")]
+    pub write_context: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ContextCmd {
+    /// Every context: name, server, enterprise and where its key comes from (never the key)
+    List {
+        /// Print one JSON document
+        #[arg(long)]
+        json: bool,
+    },
+    /// One context (default: the one that would be used)
+    Show {
+        /// The context (default: --context, else ESPER_BULK_CONTEXT, else default_context)
+        #[arg(add = ArgValueCompleter::new(super::complete::contexts))]
+        name: Option<String>,
+        /// Print one JSON document
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make NAME the file's default_context
+    Use {
+        #[arg(add = ArgValueCompleter::new(super::complete::contexts))]
+        name: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct RunsArgs {
+    /// Only runs of this job (its `name:`)
+    #[arg(long, value_name = "NAME")]
+    pub job: Option<String>,
+    /// At most this many runs (the newest)
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Print one JSON document
+    #[arg(long)]
+    pub json: bool,
+    /// The state directory (default as for `run`)
+    #[arg(long, value_hint = ValueHint::DirPath)]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+#[command(group = clap::ArgGroup::new("policy").required(true).multiple(true).args(["keep", "older_than"]))]
+pub struct PruneArgs {
+    /// Keep the newest N runs of each job
+    #[arg(long, value_name = "N")]
+    pub keep: Option<usize>,
+    /// Delete runs that ended longer ago than this (e.g. 30d); with --keep, a run goes
+    /// only when both say so
+    #[arg(long, value_name = "AGE", value_parser = parse_duration)]
+    pub older_than: Option<Duration>,
+    /// Only runs of this job
+    #[arg(long, value_name = "NAME")]
+    pub job: Option<String>,
+    /// Say what would be deleted, delete nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print one JSON document
+    #[arg(long)]
+    pub json: bool,
+    /// The state directory (default as for `run`)
+    #[arg(long, value_hint = ValueHint::DirPath)]
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -121,6 +226,7 @@ pub struct ConnArgs {
 #[derive(Args, Debug)]
 pub struct PlanArgs {
     /// Job file
+    #[arg(value_hint = ValueHint::FilePath)]
     pub file: PathBuf,
     /// Print the plan as JSON
     #[arg(long)]
@@ -145,14 +251,14 @@ pub struct PlanArgs {
 pub struct RunArgs {
     /// Job file (or use --plan or --resume); with --resume, continue this job's latest
     /// unfinished run, or start one when there is none
-    #[arg(required_unless_present_any = ["plan", "resume"], conflicts_with = "plan")]
+    #[arg(required_unless_present_any = ["plan", "resume"], conflicts_with = "plan", value_hint = ValueHint::FilePath)]
     pub file: Option<PathBuf>,
     /// Resume an interrupted run (a run id, or `latest`): finished tasks are kept, the rest
     /// run against the same frozen targets, each read back before any write
-    #[arg(long, num_args = 0..=1, default_missing_value = "latest", conflicts_with = "plan", value_name = "RUN_ID")]
+    #[arg(long, num_args = 0..=1, default_missing_value = "latest", conflicts_with = "plan", value_name = "RUN_ID", add = ArgValueCompleter::new(super::complete::run_ids))]
     pub resume: Option<String>,
     /// Run a plan saved by `plan --out`, unchanged
-    #[arg(long)]
+    #[arg(long, value_hint = ValueHint::FilePath)]
     pub plan: Option<PathBuf>,
     /// Where run directories and locks go (default $STATE_DIRECTORY, else
     /// $XDG_STATE_HOME/esper-bulk, else ~/.local/state/esper-bulk)

@@ -5,8 +5,8 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
-use clap::Parser;
+use anyhow::Result;
+use clap::{CommandFactory, Parser};
 use tokio_util::sync::CancellationToken;
 
 use crate::esper::ClientOptions;
@@ -14,15 +14,20 @@ use crate::run::{
     self, ConnectionSettings, Env, KeyOverride, Notices, Output, PlanConfig, RunConfig, RunError,
     RunResult, Source,
 };
-use crate::{exit, job, mock};
+use crate::{exit, job};
 
 mod args;
+mod complete;
 mod console;
+mod ops;
 
 pub use args::*;
 
 /// Parses arguments, runs the command and returns the exit code.
 pub fn main() -> u8 {
+    // With `COMPLETE=<shell>` set, this prints the shell's registration script, or answers
+    // the shell's completion request, and exits; otherwise it does nothing.
+    clap_complete::CompleteEnv::with_factory(Cli::command).complete();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -46,7 +51,11 @@ pub fn main() -> u8 {
             return exit::INVALID;
         }
     };
-    match rt.block_on(dispatch(cli.command)) {
+    let globals = Globals {
+        config: cli.config,
+        context: cli.context,
+    };
+    match rt.block_on(dispatch(cli.command, &globals)) {
         Ok(code) => code,
         Err(e) => {
             console::error(format!("error: {e:#}"));
@@ -77,19 +86,20 @@ fn init_logging(cli: &Cli) {
     };
 }
 
-async fn dispatch(cmd: Command) -> Result<u8> {
+/// The global flags every command that connects reads.
+struct Globals {
+    config: Option<PathBuf>,
+    context: Option<String>,
+}
+
+async fn dispatch(cmd: Command, g: &Globals) -> Result<u8> {
     let env = Env::process();
     Ok(match cmd {
         Command::Demo(a) => demo(a, &env).await,
-        Command::Mock(a) => {
-            mock::serve_cli(a)
-                .await
-                .context("running the mock server")?;
-            exit::OK
-        }
+        Command::Mock(a) => ops::mock_cmd(a, g, &env).await?,
         Command::Validate { files, json } => validate(&files, json, &env)?,
-        Command::Plan(a) => plan_cmd(a, &env).await?,
-        Command::Run(a) => run_cmd(a, &env).await,
+        Command::Plan(a) => plan_cmd(a, g, &env).await?,
+        Command::Run(a) => run_cmd(a, g, &env).await,
         Command::Schema => {
             console::out(format_args!(
                 "{}\n",
@@ -98,18 +108,35 @@ async fn dispatch(cmd: Command) -> Result<u8> {
             exit::OK
         }
         Command::Report {
-            run_dir,
+            run,
             format,
             stdout,
-        } => report_cmd(&run_dir, &format, stdout).unwrap_or_else(|e| fail(&e)),
-        Command::Unlock { run_id, state_dir } => {
-            match run::state_dir(state_dir, &env).and_then(|s| run::unlock(&s, &run_id)) {
+            state_dir,
+        } => report_cmd(&run, state_dir, &format, stdout, &env).unwrap_or_else(|e| fail(&e)),
+        Command::Unlock { run, state_dir } => {
+            match ops::unlock_target(&run, state_dir, &env).and_then(|(s, id)| run::unlock(&s, &id))
+            {
                 Ok(h) => {
                     console::out(format_args!("cleared the lock left by {h}\n"));
                     exit::OK
                 }
                 Err(e) => fail(&e),
             }
+        }
+        Command::Context(c) => ops::context_cmd(c, g, &env).unwrap_or_else(|e| fail(&e)),
+        Command::Runs(a) => ops::runs_cmd(a, &env).unwrap_or_else(|e| fail(&e)),
+        Command::Prune(a) => ops::prune_cmd(a, &env).unwrap_or_else(|e| fail(&e)),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "esper-bulk", &mut script);
+            console::out(String::from_utf8_lossy(&script));
+            exit::OK
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            console::out(String::from_utf8_lossy(&page));
+            exit::OK
         }
     })
 }
@@ -180,12 +207,15 @@ fn validate(files: &[PathBuf], json: bool, env: &Env) -> Result<u8> {
     Ok(v.exit_code())
 }
 
-fn connection(conn: &ConnArgs, env: &Env) -> ConnectionSettings {
-    ConnectionSettings {
+/// The connection settings of `plan` and `run`: the flags, and the context chosen by
+/// `--context`, `ESPER_BULK_CONTEXT` or the config file's `default_context`.
+fn connection(conn: &ConnArgs, g: &Globals, env: &Env) -> Result<ConnectionSettings, RunError> {
+    Ok(ConnectionSettings {
         base_url: conn.base_url.clone(),
         tenant: conn.tenant.clone(),
         enterprise_id: conn.enterprise_id.clone(),
         api_key: conn.api_key_file.clone().map(KeyOverride::File),
+        context: ops::chosen_context(g, env)?,
         client: ClientOptions {
             connect_timeout: conn.connect_timeout,
             timeout: conn.timeout,
@@ -194,17 +224,21 @@ fn connection(conn: &ConnArgs, env: &Env) -> ConnectionSettings {
             max_body: conn.max_body,
         },
         env: env.clone(),
-    }
+    })
 }
 
-async fn plan_cmd(a: PlanArgs, env: &Env) -> Result<u8> {
+async fn plan_cmd(a: PlanArgs, g: &Globals, env: &Env) -> Result<u8> {
     let json = a.json;
     let fail = |e: &RunError| if json { fail_json(e) } else { fail(e) };
     let job = match load(&a.file, env) {
         Ok(j) => j,
         Err(e) => return Ok(fail(&e)),
     };
-    let mut cfg = PlanConfig::new(job, connection(&a.conn, env));
+    let connection = match connection(&a.conn, g, env) {
+        Ok(c) => c,
+        Err(e) => return Ok(fail(&e)),
+    };
+    let mut cfg = PlanConfig::new(job, connection);
     cfg.notices = stderr_notices();
     cfg.limit = a.subset.limit.clone();
     let p = match run::plan(cfg).await {
@@ -237,7 +271,7 @@ async fn plan_cmd(a: PlanArgs, env: &Env) -> Result<u8> {
     })
 }
 
-async fn run_cmd(a: RunArgs, env: &Env) -> u8 {
+async fn run_cmd(a: RunArgs, g: &Globals, env: &Env) -> u8 {
     let json = a.json;
     let fail = |e: &RunError| if json { fail_json(e) } else { fail(e) };
     let state = match run::state_dir(a.state_dir.clone(), env) {
@@ -274,7 +308,11 @@ async fn run_cmd(a: RunArgs, env: &Env) -> u8 {
         Ok(s) => s,
         Err(e) => return fail(&e),
     };
-    let mut cfg = RunConfig::new(source, connection(&a.conn, env), state);
+    let connection = match connection(&a.conn, g, env) {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    let mut cfg = RunConfig::new(source, connection, state);
     cfg.deadline = a.deadline;
     cfg.wait_lock = a.wait_lock;
     cfg.max_plan_age = a.max_plan_age;
@@ -340,7 +378,17 @@ fn print_result(r: &RunResult, json: bool) -> u8 {
     r.exit_code
 }
 
-fn report_cmd(dir: &std::path::Path, formats: &[String], stdout: bool) -> Result<u8, RunError> {
+fn report_cmd(
+    run: &std::path::Path,
+    state_dir: Option<PathBuf>,
+    formats: &[String],
+    stdout: bool,
+    env: &Env,
+) -> Result<u8, RunError> {
+    // A run id needs the state directory; a directory does not (and may be anywhere).
+    let state = run::state_dir(state_dir, env).ok();
+    let (dir, _) = run::find_run(state.as_deref(), run)?;
+    let dir = dir.as_path();
     let report = run::rebuild(dir, &stderr_notices())?;
     let formats = formats
         .iter()

@@ -133,6 +133,15 @@ impl MockArgs {
 
 /// Starts the mock, prints its coordinates (base URL first) and serves until interrupted.
 pub async fn serve_cli(args: MockArgs) -> std::io::Result<()> {
+    serve_cli_then(args, |_| Ok(())).await
+}
+
+/// [`serve_cli`], calling `ready` once the mock listens and its coordinates are printed
+/// (the command line records them as a context there); an error from it stops the mock.
+pub async fn serve_cli_then(
+    args: MockArgs,
+    ready: impl FnOnce(&MockServer) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let cfg = args.to_config()?;
     let server = MockServer::start(cfg).await?;
     {
@@ -147,6 +156,10 @@ pub async fn serve_cli(args: MockArgs) -> std::io::Result<()> {
         writeln!(out, "export ESPER_ENTERPRISE_ID={eid}")?;
         writeln!(out, "export ESPER_API_KEY={key}")?;
         out.flush()?;
+    }
+    if let Err(e) = ready(&server) {
+        server.shutdown().await;
+        return Err(e);
     }
     wait_for_signal().await;
     server.shutdown().await;

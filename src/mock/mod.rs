@@ -82,7 +82,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use cli::{MockArgs, parse_duration, serve_cli};
+pub use cli::{MockArgs, parse_duration, serve_cli, serve_cli_then};
 pub use inventory::{
     Snapshot, SnapshotAlarmRule, SnapshotApp, SnapshotAppVersion, SnapshotCommand,
     SnapshotCommandStatus, SnapshotContent, SnapshotDevice, SnapshotGroup,

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::context::Chosen;
 use crate::esper::adapter::PollSettings;
 use crate::esper::{ApiKey, ClientOptions};
 use crate::exec::GovernorConfig;
@@ -94,8 +95,9 @@ impl std::fmt::Debug for KeyOverride {
 }
 
 /// How to reach Esper. Each value is looked up in order: these overrides, then a saved
-/// plan's server, then the job's `esper:` block, then `ESPER_BASE_URL` / `ESPER_TENANT` /
-/// `ESPER_ENTERPRISE_ID` / `ESPER_API_KEY` from [`ConnectionSettings::env`].
+/// plan's server, then the job's `esper:` block, then the chosen [`context`](Self::context),
+/// then `ESPER_BASE_URL` / `ESPER_TENANT` / `ESPER_ENTERPRISE_ID` / `ESPER_API_KEY` from
+/// [`ConnectionSettings::env`] (the parent module's `connect::resolve` has the details).
 #[derive(Clone, Debug)]
 pub struct ConnectionSettings {
     pub base_url: Option<String>,
@@ -103,6 +105,8 @@ pub struct ConnectionSettings {
     pub tenant: Option<String>,
     pub enterprise_id: Option<String>,
     pub api_key: Option<KeyOverride>,
+    /// The context `--context`, `ESPER_BULK_CONTEXT` or `default_context` chose.
+    pub context: Option<Chosen>,
     pub client: ClientOptions,
     pub env: Env,
 }
@@ -116,6 +120,7 @@ impl ConnectionSettings {
             tenant: None,
             enterprise_id: None,
             api_key: None,
+            context: None,
             client: ClientOptions::default(),
             env: Env::process(),
         }
@@ -129,6 +134,7 @@ impl ConnectionSettings {
             tenant: None,
             enterprise_id: Some(enterprise_id.to_string()),
             api_key: Some(KeyOverride::Key(key)),
+            context: None,
             client: ClientOptions::default(),
             env: Env::empty(),
         }

@@ -1,5 +1,6 @@
 //! From settings to a throttled client: resolving where to connect and with which key
-//! (overrides, then a plan's server, then the job, then the environment), and building the
+//! (overrides, then a plan's server, then the job, then the context, then the
+//! environment; see [`resolve`]), and building the
 //! run's governor and the client that every request passes through.
 //!
 //! The key is read here and goes straight into [`ApiKey`], which never prints. What the
@@ -7,6 +8,7 @@
 
 use std::sync::Arc;
 
+use crate::context::Chosen;
 use crate::esper::{ApiKey, Client, Connection};
 use crate::exec::Governor;
 use crate::job::{EsperSettings, KeySource, Limits, RetrySettings};
@@ -16,36 +18,59 @@ use super::RunError;
 use super::config::{ConnectionSettings, KeyOverride, Pacing, governor_config};
 
 /// The connection for a run of a job (`job`) or a plan (`plan_server`).
+///
+/// Each value comes from the first of these that gives it: the flags, the saved plan or
+/// resumed run, the job's `esper:` block, the chosen context, `ESPER_*`. Two refinements
+/// keep a key from being sent to the wrong server: a context is one unit (its enterprise
+/// and key are used only with its own server), and a job's key reference counts before
+/// the context's key only when the job names its server too (most jobs only say
+/// `api_key: ${ESPER_API_KEY}`, which is where the environment's key is, not a choice of
+/// tenant). A context named for this command (`--context`, `ESPER_BULK_CONTEXT`) that
+/// contradicts the job or the plan is refused; the default context steps aside.
 pub(super) fn resolve(
     settings: &ConnectionSettings,
     job: Option<&EsperSettings>,
     plan_server: Option<&Server>,
 ) -> Result<Connection, RunError> {
     let env = &settings.env;
+    let chosen = settings.context.as_ref();
     if let Some(plan) = plan_server {
         check_plan_server(settings, plan)?;
     }
     let from_job = job.cloned().unwrap_or_default();
+    if let Some(c) = chosen {
+        check_job_context(settings, &from_job, c)?;
+    }
     let flag_tenant = flag_tenant(settings)?;
     let base_url = match settings
         .base_url
         .clone()
         .or(flag_tenant)
         .or_else(|| plan_server.map(|s| s.base_url.clone()))
-        .or(from_job.base_url)
+        .or(from_job.base_url.clone())
+        .or_else(|| chosen.map(|c| c.context.base_url.clone()))
         .or_else(|| env.get("ESPER_BASE_URL"))
     {
         Some(url) => url,
         None => env_tenant(settings)?.ok_or(RunError::NoServer)?,
     };
+    let context = chosen
+        .map(|c| &c.context)
+        .filter(|c| same_server(&c.base_url, &base_url));
     let enterprise_id = settings
         .enterprise_id
         .clone()
         .or_else(|| plan_server.map(|s| s.enterprise_id.clone()))
         .or(from_job.enterprise_id)
+        .or_else(|| context.and_then(|c| c.enterprise_id.clone()))
         .or_else(|| env.get("ESPER_ENTERPRISE_ID"))
         .ok_or(RunError::NoEnterprise)?;
-    let (key, from) = match (&settings.api_key, from_job.api_key) {
+    let job_key = from_job.api_key;
+    let pinned_key = job_key.clone().filter(|_| from_job.base_url.is_some());
+    let key_source = pinned_key
+        .or_else(|| context.and_then(|c| c.key.clone()))
+        .or(job_key);
+    let (key, from) = match (&settings.api_key, key_source) {
         (Some(KeyOverride::Key(k)), _) => (k.clone(), "the connection settings".to_string()),
         (Some(KeyOverride::File(f)), _) => {
             let source = KeySource::File(f.display().to_string());
@@ -61,6 +86,50 @@ pub(super) fn resolve(
         return Err(RunError::EmptyKey(from));
     }
     Ok(Connection::new(&base_url, &enterprise_id, key))
+}
+
+fn same_server(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/') == b.trim_end_matches('/')
+}
+
+/// A context named for this command that names another server or enterprise than the
+/// job's `esper:` block (and no flag settles it) is a mistake to stop at.
+fn check_job_context(
+    settings: &ConnectionSettings,
+    job: &EsperSettings,
+    chosen: &Chosen,
+) -> Result<(), RunError> {
+    // A flag naming the server decides where the run goes, so nothing is left to
+    // contradict.
+    let flag_server = settings.base_url.is_some() || settings.tenant.is_some();
+    if !chosen.by.is_explicit() || flag_server {
+        return Ok(());
+    }
+    let c = &chosen.context;
+    if let Some(j) = &job.base_url
+        && !same_server(j, &c.base_url)
+    {
+        return Err(RunError::ContextElsewhere {
+            what: "server",
+            job: j.clone(),
+            context: c.base_url.clone(),
+            from: chosen.label(),
+        });
+    }
+    if let (Some(j), Some(e), None) = (
+        &job.enterprise_id,
+        &c.enterprise_id,
+        &settings.enterprise_id,
+    ) && j != e
+    {
+        return Err(RunError::ContextElsewhere {
+            what: "enterprise",
+            job: j.clone(),
+            context: e.clone(),
+            from: chosen.label(),
+        });
+    }
+    Ok(())
 }
 
 /// The base URL `--tenant` names, checked by the rule the job's `esper.tenant` follows
@@ -95,12 +164,19 @@ fn tenant_url(tenant: &str, from: &'static str) -> Result<String, RunError> {
 /// mistake to stop at, not a preference to follow or to ignore silently.
 fn check_plan_server(settings: &ConnectionSettings, plan: &Server) -> Result<(), RunError> {
     let env = &settings.env;
-    let same = |a: &str, b: &str| a.trim_end_matches('/') == b.trim_end_matches('/');
+    let same = same_server;
+    let named = settings
+        .context
+        .as_ref()
+        .filter(|c| c.by.is_explicit())
+        .map(|c| (&c.context, c.label()));
     let asked_server = [
-        settings.base_url.clone().map(|u| (u, "--base-url")),
-        flag_tenant(settings)?.map(|u| (u, "--tenant")),
-        env.get("ESPER_BASE_URL").map(|u| (u, "ESPER_BASE_URL")),
-        env_tenant(settings)?.map(|u| (u, "ESPER_TENANT")),
+        settings.base_url.clone().map(|u| (u, "--base-url".into())),
+        flag_tenant(settings)?.map(|u| (u, "--tenant".into())),
+        named.clone().map(|(c, label)| (c.base_url.clone(), label)),
+        env.get("ESPER_BASE_URL")
+            .map(|u| (u, "ESPER_BASE_URL".into())),
+        env_tenant(settings)?.map(|u| (u, "ESPER_TENANT".into())),
     ]
     .into_iter()
     .flatten()
@@ -119,9 +195,10 @@ fn check_plan_server(settings: &ConnectionSettings, plan: &Server) -> Result<(),
         settings
             .enterprise_id
             .clone()
-            .map(|e| (e, "--enterprise-id")),
+            .map(|e| (e, "--enterprise-id".to_string())),
+        named.and_then(|(c, label)| c.enterprise_id.clone().map(|e| (e, label))),
         env.get("ESPER_ENTERPRISE_ID")
-            .map(|e| (e, "ESPER_ENTERPRISE_ID")),
+            .map(|e| (e, "ESPER_ENTERPRISE_ID".into())),
     ]
     .into_iter()
     .flatten()
@@ -173,6 +250,7 @@ pub(super) fn client(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::context::{Context, Selection};
     use crate::run::config::Env;
 
     fn settings(vars: &'static [(&'static str, &'static str)]) -> ConnectionSettings {
@@ -271,6 +349,163 @@ mod tests {
             resolve(&empty, None, None),
             Err(RunError::NoServer)
         ));
+    }
+
+    fn chosen(by: Selection, key: &str) -> Chosen {
+        Chosen {
+            context: Context {
+                name: "stg".into(),
+                base_url: "https://ctx/api".into(),
+                tenant: None,
+                enterprise_id: Some("e-ctx".into()),
+                key: Some(KeySource::Env(key.into())),
+            },
+            by,
+            file: "/cfg/config.toml".into(),
+        }
+    }
+
+    /// Which of the tests' keys a connection carries, found by masking (the key itself is
+    /// only ever exposed to build the `Authorization` header).
+    fn key_of(c: &Connection) -> String {
+        ["k-env", "k-ctx", "k-job", "k-flag"]
+            .into_iter()
+            .find(|k| {
+                let header = format!("Bearer {k}");
+                c.api_key.scrub(&header) != header
+            })
+            .unwrap_or("another key")
+            .to_string()
+    }
+
+    // See: #13 — contexts rank below the job's `esper:` block and above `ESPER_*`; a
+    // context's enterprise and key go with its own server only.
+    #[test]
+    fn a_context_fills_in_what_the_job_leaves_out_and_keeps_its_key_to_its_server() {
+        let env = &[
+            ("ESPER_BASE_URL", "https://env/api"),
+            ("ESPER_ENTERPRISE_ID", "e-env"),
+            ("ESPER_API_KEY", "k-env"),
+            ("CTX_KEY", "k-ctx"),
+            ("JOB_KEY", "k-job"),
+        ];
+        // Most jobs only say `api_key: ${ESPER_API_KEY}`: the context's key wins then.
+        let unpinned = EsperSettings {
+            api_key: Some(KeySource::Env("ESPER_API_KEY".into())),
+            ..EsperSettings::default()
+        };
+        let mut s = settings(env);
+        s.context = Some(chosen(Selection::Default, "CTX_KEY"));
+        let c = resolve(&s, Some(&unpinned), None).unwrap();
+        assert_eq!(
+            (
+                c.base_url.as_str(),
+                c.enterprise_id.as_str(),
+                key_of(&c).as_str()
+            ),
+            ("https://ctx/api", "e-ctx", "k-ctx")
+        );
+        // A job that names its server keeps its own key and steps over a default context.
+        let pinned = EsperSettings {
+            base_url: Some("https://job/api".into()),
+            enterprise_id: None,
+            api_key: Some(KeySource::Env("JOB_KEY".into())),
+        };
+        let c = resolve(&s, Some(&pinned), None).unwrap();
+        assert_eq!(
+            (
+                c.base_url.as_str(),
+                c.enterprise_id.as_str(),
+                key_of(&c).as_str()
+            ),
+            ("https://job/api", "e-env", "k-job"),
+            "the context's enterprise is not used with another server"
+        );
+        // Named for this command, a context that contradicts the job is refused...
+        s.context = Some(chosen(Selection::Flag, "CTX_KEY"));
+        let err = resolve(&s, Some(&pinned), None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the job names server `https://job/api` but context `stg` (--context) says `https://ctx/api`"
+        );
+        // ...unless a flag settles it.
+        s.base_url = Some("https://flag/api".into());
+        let c = resolve(&s, Some(&pinned), None).unwrap();
+        assert_eq!(
+            (c.base_url.as_str(), key_of(&c).as_str()),
+            ("https://flag/api", "k-job")
+        );
+        // The same for an enterprise the job names.
+        let mut only_enterprise = unpinned.clone();
+        only_enterprise.enterprise_id = Some("e-job".into());
+        let mut named = settings(env);
+        named.context = Some(chosen(Selection::Env, "CTX_KEY"));
+        assert!(matches!(
+            resolve(&named, Some(&only_enterprise), None),
+            Err(RunError::ContextElsewhere {
+                what: "enterprise",
+                ..
+            })
+        ));
+        named.context = Some(chosen(Selection::Default, "CTX_KEY"));
+        let c = resolve(&named, Some(&only_enterprise), None).unwrap();
+        assert_eq!(
+            (c.base_url.as_str(), c.enterprise_id.as_str()),
+            ("https://ctx/api", "e-job"),
+            "the job's enterprise ranks above a default context's"
+        );
+        // Flags beat the context for every value.
+        let mut f = settings(env);
+        f.context = Some(chosen(Selection::Env, "CTX_KEY"));
+        f.enterprise_id = Some("e-flag".into());
+        f.api_key = Some(KeyOverride::Key(ApiKey::new("k-flag")));
+        let c = resolve(&f, Some(&unpinned), None).unwrap();
+        assert_eq!(
+            (
+                c.base_url.as_str(),
+                c.enterprise_id.as_str(),
+                key_of(&c).as_str()
+            ),
+            ("https://ctx/api", "e-flag", "k-flag")
+        );
+    }
+
+    #[test]
+    fn a_plan_stays_where_it_was_made_whatever_the_context() {
+        let env = &[("ESPER_API_KEY", "k-env"), ("CTX_KEY", "k-ctx")];
+        let plan = Server {
+            base_url: "https://plan/api".into(),
+            enterprise_id: "e-plan".into(),
+        };
+        let mut s = settings(env);
+        s.context = Some(chosen(Selection::Flag, "CTX_KEY"));
+        match resolve(&s, None, Some(&plan)) {
+            Err(RunError::PlanElsewhere { from, asked, .. }) => {
+                assert_eq!(
+                    (from.as_str(), asked.as_str()),
+                    ("context `stg` (--context)", "https://ctx/api")
+                );
+            }
+            other => panic!("a named context elsewhere is refused: {other:?}"),
+        }
+        // The default context steps aside, and its key is not sent to the plan's server.
+        s.context = Some(chosen(Selection::Default, "CTX_KEY"));
+        let c = resolve(&s, None, Some(&plan)).unwrap();
+        assert_eq!(
+            (
+                c.base_url.as_str(),
+                c.enterprise_id.as_str(),
+                key_of(&c).as_str()
+            ),
+            ("https://plan/api", "e-plan", "k-env")
+        );
+        // A context for the plan's own server lends it its key.
+        let mut same = chosen(Selection::Flag, "CTX_KEY");
+        same.context.base_url = "https://plan/api/".into();
+        same.context.enterprise_id = Some("e-plan".into());
+        s.context = Some(same);
+        let c = resolve(&s, None, Some(&plan)).unwrap();
+        assert_eq!(key_of(&c), "k-ctx");
     }
 
     #[test]

@@ -56,8 +56,18 @@ pub enum RunError {
         what: &'static str,
         planned: String,
         asked: String,
-        from: &'static str,
+        from: String,
     },
+    /// A context named for this command contradicts the job's `esper:` block.
+    #[error("the job names {what} `{job}` but {from} says `{context}`")]
+    ContextElsewhere {
+        what: &'static str,
+        job: String,
+        context: String,
+        from: String,
+    },
+    #[error(transparent)]
+    Context(#[from] crate::context::ContextError),
     #[error("run {run_id} is a run of `{run_job}`, not of `{job}`")]
     NotThisJob {
         run_id: String,
@@ -122,6 +132,11 @@ pub enum RunError {
     },
     #[error("writing {}: {source}", path.display())]
     Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("deleting the run directory {}: {source}", path.display())]
+    Delete {
         path: PathBuf,
         source: std::io::Error,
     },
@@ -195,6 +210,10 @@ impl Hint for RunError {
             RunError::PlanElsewhere { asked, from, .. } => Some(format!(
                 "make a new plan against `{asked}` (`esper-bulk plan JOB --out FILE`), or unset {from} to run this one where it was made"
             )),
+            RunError::ContextElsewhere { what, .. } => Some(format!(
+                "leave out the context to run where the job says, or override the {what} with a flag (--base-url, --tenant, --enterprise-id)"
+            )),
+            RunError::Context(e) => e.hint(),
             RunError::NotThisJob { .. } => {
                 Some("give that run's own job file, or `--resume RUN_ID` without a job file".into())
             }

@@ -12,7 +12,8 @@
 //!
 //! It never prints and never installs signal handlers: notices go to the caller's
 //! [`Notices`], cancellation comes in as a token ([`cancel_on_signals`] is the binary's
-//! helper). Parsing flags is [`crate::cli`]'s; what happens to each task is
+//! helper). The state directory's run history (listing, finding and pruning runs) is
+//! `history.rs`'s. Parsing flags is [`crate::cli`]'s; what happens to each task is
 //! [`crate::exec`]'s; what a report says is [`crate::report`]'s.
 
 mod config;
@@ -20,6 +21,7 @@ mod connect;
 pub mod demo;
 mod dir;
 mod error;
+mod history;
 mod load;
 mod notice;
 mod notify;
@@ -50,6 +52,7 @@ pub use config::{
 };
 pub use dir::{RunId, latest_run, read_plan, run_dir, sealed_plan, state_dir, unlock, write_plan};
 pub use error::RunError;
+pub use history::{Kept, PrunePolicy, Pruned, RunSummary, find_run, list_runs, prune};
 pub use load::{LoadedJob, Validated, Validation, load_job, load_job_text, validate_paths};
 pub use notice::{Notice, Notices};
 pub use notify::{NOTIFY_TIMEOUT, NotifySettings, notify_on};

@@ -124,7 +124,10 @@ pub fn esper_bulk(server: &MockServer) -> std::process::Command {
         .env("ESPER_ENTERPRISE_ID", server.enterprise_id())
         .env("ESPER_API_KEY", server.api_key())
         .env_remove("ESPER_TENANT")
-        .env_remove("ESPER_BULK_LOG");
+        .env_remove("ESPER_BULK_LOG")
+        .env_remove("ESPER_BULK_CONTEXT")
+        // A context in the developer's own config would outrank ESPER_*: none is read.
+        .env("XDG_CONFIG_HOME", "/nonexistent/esper-bulk-tests");
     c
 }
 
