@@ -1,6 +1,15 @@
 //! The run's request governor: rate ceiling, adaptive send rate, adaptive in-flight
 //! window, and the run-wide pause after a 429.
 //!
+//! 429s are handled as overload *events*: the first 429 opens one, cuts the rate and halves
+//! the window once and pauses the run; 429s for requests sent before the pause ended answer
+//! the same overload and change nothing. After the pause a single probe goes out; a probe
+//! refused (the server's penalty window is still on) extends the pause without another cut,
+//! and the first probe accepted closes the event. The governor learns how long the server's
+//! penalty lasts from the refused and accepted probes and pauses that long next time, so a
+//! server that refuses everything for half a second after a 429 costs one pause per event,
+//! not a string of probes into the penalty.
+//!
 //! Every HTTP request of a run passes [`Governor::acquire`] (through the client's throttle
 //! hook), so retries, pages and status polls are paced like writes. The ceiling is a
 //! `governor` GCRA limiter running on tokio's clock, so paused-time tests work and waits
@@ -103,7 +112,10 @@ struct State {
     writes_waiting: u32,
     pause_until: Option<Instant>,
     consecutive_429: u32,
-    last_429: Option<Instant>,
+    /// The open overload event, if any.
+    event: Option<Event>,
+    /// What probes have shown about the server's penalty window after a 429.
+    penalty: PenaltyEstimate,
     rng: fastrand::Rng,
     adaptive: AdaptiveRate,
     /// Smoothed request latency in seconds.
@@ -112,6 +124,48 @@ struct State {
     current: Sample,
     sample_every: u32,
     stats: GovernorStats,
+}
+
+/// One overload: from its first 429 until a request sent after its pause is accepted.
+#[derive(Debug, Clone, Copy)]
+struct Event {
+    start: Instant,
+    /// Requests sent from here on are probes: their 429 means the server still refuses.
+    resume_at: Instant,
+}
+
+/// Bounds on how long the server refuses everything after a 429, as offsets from an event's
+/// start: the latest probe refused and the earliest accepted.
+#[derive(Debug, Clone, Copy, Default)]
+struct PenaltyEstimate {
+    refused: Option<Duration>,
+    accepted: Option<Duration>,
+}
+
+impl PenaltyEstimate {
+    /// How long to pause at the start of an event: between the bounds while they are far
+    /// apart (one refused probe is cheaper than a pause too long at every event), else the
+    /// earliest offset known to work.
+    fn first_pause(&self) -> Option<Duration> {
+        let hi = self.accepted?;
+        let lo = self.refused.unwrap_or(Duration::ZERO).min(hi);
+        Some(if hi - lo > hi / 5 { lo + (hi - lo) / 2 } else { hi })
+    }
+
+    fn refused_at(&mut self, offset: Duration) {
+        self.refused = Some(self.refused.map_or(offset, |r| r.max(offset)));
+        // The server's penalty has grown: forget the old bound.
+        if self.accepted.is_some_and(|a| a <= offset) {
+            self.accepted = None;
+        }
+    }
+
+    fn accepted_at(&mut self, offset: Duration) {
+        self.accepted = Some(self.accepted.map_or(offset, |a| a.min(offset)));
+        if self.refused.is_some_and(|r| r >= offset) {
+            self.refused = None;
+        }
+    }
 }
 
 /// Paces every request of a run.
@@ -163,7 +217,8 @@ impl Governor {
             writes_waiting: 0,
             pause_until: None,
             consecutive_429: 0,
-            last_429: None,
+            event: None,
+            penalty: PenaltyEstimate::default(),
             rng: fastrand::Rng::with_seed(cfg.seed),
             adaptive: AdaptiveRate::new(cfg.rate, Instant::now()),
             latency: 0.0,
@@ -222,10 +277,46 @@ impl Governor {
 
     async fn acquire_open(&self, kind: RequestKind) -> Option<Slot<'_>> {
         let is_write = kind == RequestKind::Write;
-        if is_write {
-            self.lock().writes_waiting += 1;
+        loop {
+            if is_write {
+                self.lock().writes_waiting += 1;
+            }
+            let slot = self.gate(kind).await?;
+            let wait = self.lock().adaptive.reserve(Instant::now());
+            if !wait.is_zero() && !self.wait(wait).await {
+                return None;
+            }
+            loop {
+                match self.ceiling.check() {
+                    Ok(()) => break,
+                    // No jitter here: the GCRA already hands out slots one period apart.
+                    Err(not_until) => {
+                        tokio::time::sleep(not_until.wait_time_from(self.clock.now())).await
+                    }
+                }
+            }
+            let mut st = self.lock();
+            // An overload may have begun while this request waited for its send slot: then
+            // it must not go out into the pause, nor beside the one probe after it.
+            let now = Instant::now();
+            if st.pause_until.is_some_and(|p| p > now) || (st.event.is_some() && st.in_flight > 1)
+            {
+                drop(st);
+                drop(slot);
+                continue;
+            }
+            st.stats.requests += 1;
+            self.tick(&mut st);
+            st.current.requests += 1;
+            drop(st);
+            return Some(slot);
         }
-        let slot = loop {
+    }
+
+    /// Waits for an in-flight slot and the end of any pause.
+    async fn gate(&self, kind: RequestKind) -> Option<Slot<'_>> {
+        let is_write = kind == RequestKind::Write;
+        loop {
             if self.closed.is_cancelled() {
                 return None;
             }
@@ -238,14 +329,20 @@ impl Governor {
                 match st.pause_until {
                     Some(until) if until > now => Some(until - now),
                     _ => {
-                        let window = effective_window(&st, &self.cfg);
+                        // After an overload's pause, one probe at a time until one is
+                        // accepted: a penalty window would refuse a whole window's worth.
+                        let window = if st.event.is_some() {
+                            1
+                        } else {
+                            effective_window(&st, &self.cfg)
+                        };
                         let yield_to_writes = kind == RequestKind::Poll && st.writes_waiting > 0;
                         if st.in_flight < window && !yield_to_writes {
                             st.in_flight += 1;
                             if is_write {
                                 st.writes_waiting -= 1;
                             }
-                            break Slot { gov: self };
+                            return Some(Slot { gov: self });
                         }
                         None
                     }
@@ -262,26 +359,7 @@ impl Governor {
                     let _ = tokio::time::timeout(Duration::from_millis(250), notified).await;
                 }
             }
-        };
-        let wait = self.lock().adaptive.reserve(Instant::now());
-        if !wait.is_zero() && !self.wait(wait).await {
-            return None;
         }
-        loop {
-            match self.ceiling.check() {
-                Ok(()) => break,
-                // No jitter here: the GCRA already hands out slots one period apart.
-                Err(not_until) => {
-                    tokio::time::sleep(not_until.wait_time_from(self.clock.now())).await
-                }
-            }
-        }
-        let mut st = self.lock();
-        st.stats.requests += 1;
-        self.tick(&mut st);
-        st.current.requests += 1;
-        drop(st);
-        Some(slot)
     }
 
     fn jitter(&self) -> Duration {
@@ -292,8 +370,9 @@ impl Governor {
         Duration::from_micros(self.lock().rng.u64(0..=max))
     }
 
-    /// Records what a request got back and adapts: a 429 halves the window and pauses the
-    /// whole run; a window's worth of accepted requests grows it by one.
+    /// Records what a request got back and adapts: the first 429 of an overload halves the
+    /// window, cuts the adaptive rate and pauses the whole run; a window's worth of accepted
+    /// requests grows the window by one.
     pub fn observe(&self, status: Option<u16>, retry_after: Option<Duration>, latency: Duration) {
         let mut st = self.lock();
         self.tick(&mut st);
@@ -308,56 +387,86 @@ impl Governor {
             .unwrap_or_else(|| "error".into());
         *st.stats.by_status.entry(key).or_default() += 1;
         let old = st.window;
+        let now = Instant::now();
+        // When the request left: what it says is about the server as it was then.
+        let sent = now.checked_sub(latency).unwrap_or(now);
         match status {
             Some(429) => {
                 st.stats.rate_limited += 1;
                 st.current.rate_limited += 1;
-                // One overload returns a window's worth of 429s over about one round trip;
-                // they escalate the pause once, not once each.
-                let rtt = Duration::from_secs_f64(st.latency);
-                let now = Instant::now();
-                if st
-                    .last_429
-                    .is_none_or(|t| now - t > rtt.mul_f64(1.5).max(Duration::from_millis(200)))
-                {
-                    st.consecutive_429 += 1;
-                }
-                st.last_429 = Some(now);
-                st.adaptive.throttled(now, rtt);
-                st.window = (st.window / 2).max(1);
-                st.acked = 0;
-                let pause = match retry_after {
-                    Some(ra) => ra.min(self.cfg.max_retry_after),
+                let pause = match st.event {
                     None => {
-                        // The backoff delay with full jitter: the cut send rate does most of
-                        // the work; the pause only lets a penalty window pass.
-                        let exp = st.consecutive_429.saturating_sub(1).min(16);
-                        let step = (self.cfg.base_pause * 2u32.pow(exp)).min(self.cfg.max_pause);
-                        let micros = step.as_micros() as u64;
-                        Duration::from_micros(st.rng.u64(micros / 2..=micros.max(1)))
+                        // A new overload: cut once, halve once, pause.
+                        st.consecutive_429 = 1;
+                        st.adaptive.throttled(now);
+                        st.window = (st.window / 2).max(1);
+                        st.acked = 0;
+                        let pause = retry_after
+                            .map(|ra| ra.min(self.cfg.max_retry_after))
+                            .or_else(|| st.penalty.first_pause())
+                            .unwrap_or_else(|| self.backoff(&mut st));
+                        st.event = Some(Event {
+                            start: now,
+                            resume_at: now + pause,
+                        });
+                        Some(pause)
+                    }
+                    // Sent before the pause ended: one more answer to the same overload.
+                    Some(ev) if sent < ev.resume_at => None,
+                    // A probe refused: the server still refuses. Pause again, no new cut.
+                    Some(ev) => {
+                        st.penalty.refused_at(sent - ev.start);
+                        st.consecutive_429 += 1;
+                        let pause = retry_after
+                            .map(|ra| ra.min(self.cfg.max_retry_after))
+                            .unwrap_or_else(|| self.backoff(&mut st));
+                        st.event = Some(Event {
+                            start: ev.start,
+                            resume_at: now + pause,
+                        });
+                        Some(pause)
                     }
                 };
-                let until = Instant::now() + pause;
-                if st.pause_until.is_none_or(|p| p < until) {
-                    let extra = match st.pause_until {
-                        Some(p) if p > Instant::now() => until - p,
-                        _ => pause,
-                    };
-                    st.stats.paused_ms += extra.as_millis() as u64;
-                    st.pause_until = Some(until);
-                }
-                tracing::debug!(window = st.window, pause_ms = pause.as_millis() as u64, retry_after = ?retry_after, "rate limited (429): pausing the run and halving the window");
-            }
-            Some(s) if s < 500 => {
-                st.consecutive_429 = 0;
-                st.adaptive.accepted(Instant::now());
-                st.acked += 1;
-                if st.acked >= st.window {
-                    st.acked = 0;
-                    st.window = (st.window + 1).min(self.cfg.max_in_flight.max(1));
+                if let Some(pause) = pause {
+                    let until = now + pause;
+                    if st.pause_until.is_none_or(|p| p < until) {
+                        let extra = match st.pause_until {
+                            Some(p) if p > now => until - p,
+                            _ => pause,
+                        };
+                        st.stats.paused_ms += extra.as_millis() as u64;
+                        st.pause_until = Some(until);
+                    }
+                    tracing::debug!(window = st.window, pause_ms = pause.as_millis() as u64, retry_after = ?retry_after, rate = ?st.adaptive.rate(), level = ?st.adaptive.level(), "rate limited (429): pausing the run");
                 }
             }
-            _ => {}
+            // Anything but a 429 got past the server's rate limiter, a 5xx included: for the
+            // rate it was accepted (counting only 2xx would read a 5 % error rate as a limit
+            // 5 % lower); only non-errors grow the window.
+            Some(s) => {
+                if let Some(ev) = st.event
+                    && sent >= ev.resume_at
+                {
+                    // A request sent after the pause went through: the overload is over.
+                    st.penalty.accepted_at(sent - ev.start);
+                    st.event = None;
+                    st.consecutive_429 = 0;
+                    st.adaptive.resumed(now);
+                }
+                st.adaptive.accepted(now);
+                if s < 500 && st.event.is_none() {
+                    st.acked += 1;
+                    // Until the API first refuses, the window doubles each round trip (one
+                    // more per accepted request, TCP's slow start) from the `batch` it
+                    // started at; after that it grows by one per window's worth.
+                    let throttled_once = st.adaptive.rate().is_some();
+                    if !throttled_once || st.acked >= st.window {
+                        st.acked = 0;
+                        st.window = (st.window + 1).min(self.cfg.max_in_flight.max(1));
+                    }
+                }
+            }
+            None => {}
         }
         let new = st.window;
         if new != old {
@@ -369,6 +478,15 @@ impl Governor {
         }
         drop(st);
         self.notify.notify_waiters();
+    }
+
+    /// The pause after a 429 without `Retry-After` or a learned penalty: the base pause
+    /// doubled per refused probe of this overload, with jitter over its upper half.
+    fn backoff(&self, st: &mut State) -> Duration {
+        let exp = st.consecutive_429.saturating_sub(1).min(16);
+        let step = (self.cfg.base_pause * 2u32.pow(exp)).min(self.cfg.max_pause);
+        let micros = step.as_micros() as u64;
+        Duration::from_micros(st.rng.u64(micros / 2..=micros.max(1)))
     }
 
     /// The current window (requests allowed in flight).
@@ -428,10 +546,16 @@ impl Governor {
     }
 }
 
-/// The window the gate enforces: the AIMD window, but at least what the current send rate
-/// needs at the observed latency (with headroom), within `[1, max_in_flight]`.
+/// The window the gate enforces: the AIMD window, but once the adaptive rate paces sends at
+/// least what that rate needs at the observed latency (with headroom), within
+/// `[1, max_in_flight]`.
 fn effective_window(st: &State, cfg: &GovernorConfig) -> u32 {
-    let rate = st.adaptive.rate().unwrap_or(cfg.rate);
+    // Before the first 429 the window alone bounds a run ("start near 20 at a time"): the
+    // ceiling is no evidence of what the server takes, and a floor from it would put a
+    // hundred requests in flight into the first overload.
+    let Some(rate) = st.adaptive.rate() else {
+        return st.window.clamp(1, cfg.max_in_flight.max(1));
+    };
     let needed = (rate * st.latency * 1.5).ceil() as u32;
     st.window.max(needed).clamp(1, cfg.max_in_flight.max(1))
 }

@@ -11,6 +11,11 @@
 //!   limit, the share of requests answered 429, and engine CPU per 1,000 requests. Both
 //!   planning and the run go through `esper_bulk::run`, as the CLI's do; the CPU figure
 //!   covers the run with its journal but not report renderings.
+//! - `limit`: the 1,500-group alarm-rule job under an unknown 100 req/s limit with penalty
+//!   windows and faults, against the physical limit and two baseline strategies (see
+//!   `limit.rs`).
+
+mod limit;
 
 use std::time::Instant;
 
@@ -373,6 +378,13 @@ async fn bench_run() {
 }
 
 fn main() {
+    // `BENCH_LOG=esper_bulk::exec=debug` shows the governor's decisions.
+    if let Ok(filter) = std::env::var("BENCH_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let what = std::env::args().nth(1).unwrap_or_else(|| "plan".into());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -381,8 +393,9 @@ fn main() {
     match what.as_str() {
         "plan" => rt.block_on(bench_plan()),
         "run" => rt.block_on(bench_run()),
+        "limit" => rt.block_on(limit::bench_limit()),
         other => {
-            eprintln!("unknown benchmark `{other}`; try: plan, run");
+            eprintln!("unknown benchmark `{other}`; try: plan, run, limit");
             std::process::exit(2);
         }
     }
