@@ -126,6 +126,7 @@ pub mod base;
 pub mod cli;
 pub mod esper;
 pub mod exec;
+pub mod export;
 pub mod job;
 pub mod journal;
 pub mod lock;

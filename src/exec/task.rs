@@ -37,6 +37,13 @@ pub(super) async fn run_task(
 ) -> Outcome {
     let ms = || t0.elapsed().as_millis() as u64;
     let started_ms = ms();
+    // An export only reads: it holds no write slot, so writes are never held up by it.
+    let slot = if matches!(task.op, crate::plan::Operation::Export { .. }) {
+        drop(slot);
+        None
+    } else {
+        Some(slot)
+    };
     let task_started = SystemTime::now();
     // A command an earlier attempt of the run sent and was following when it stopped:
     // following it again by id is the only way not to send it twice.

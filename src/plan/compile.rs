@@ -62,7 +62,9 @@ pub fn compile(job: &Job, resolved: &Resolved, server: Server) -> Result<Plan, P
                 )
             };
         let (fanout, count, op) = match &step.op {
-            StepOp::AppInstall { to, version, wait } => {
+            StepOp::AppInstall {
+                to, version, wait, ..
+            } => {
                 let version_id = match version {
                     VersionRef::Id(v) => Value::String(v.clone()),
                     VersionRef::Package {
@@ -150,6 +152,19 @@ pub fn compile(job: &Job, resolved: &Resolved, server: Server) -> Result<Plan, P
                 1,
                 OpTemplate::ContentUpload { file: file.clone() },
             ),
+            StepOp::Export(spec) => {
+                let plan = resolved.exports.get(&step.id).cloned().unwrap_or_else(|| {
+                    super::ExportPlan {
+                        spec: spec.clone(),
+                        scope: super::ExportScope::All,
+                        versions: Vec::new(),
+                        method: None,
+                        requests: BTreeMap::new(),
+                        rows: None,
+                    }
+                });
+                (Fanout::Single, 1, OpTemplate::Export(Box::new(plan)))
+            }
             StepOp::Request {
                 method,
                 path,
@@ -311,6 +326,11 @@ fn estimate(steps: &[PlanStep], targets: &super::Targets, rate: f64) -> Estimate
                     add(Endpoint::UploadContent, n);
                 }
             },
+            OpTemplate::Export(p) => {
+                for (e, k) in &p.requests {
+                    add(e.clone(), *k);
+                }
+            }
             OpTemplate::Request { method, path, .. } => add(
                 Endpoint::Raw {
                     method: method.clone(),

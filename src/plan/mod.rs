@@ -13,6 +13,7 @@
 
 mod compile;
 pub mod diff;
+pub mod export;
 mod resolve;
 mod show;
 mod verify;
@@ -28,6 +29,7 @@ use crate::job::{Amount, Limits, OnExists, RetrySettings, Tolerance, template};
 
 pub use compile::{MAX_DEVICES_PER_COMMAND, MAX_DEVICES_PER_MOVE, compile};
 pub use diff::{Action, Changes, FieldChange, LiveContent, LiveRule};
+pub use export::{ExportPlan, ExportScope, InstalledMethod, PackageVersion};
 pub use resolve::{
     GroupInfo, Inventory, InventoryError, Resolved, SerialMethod, resolve, select_groups,
 };
@@ -147,6 +149,8 @@ pub enum OpTemplate {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         body: Option<Value>,
     },
+    /// Reads into a file; sends no write.
+    Export(Box<ExportPlan>),
 }
 
 /// A step's rollout: cumulative task counts at which stages end.
@@ -273,6 +277,11 @@ pub enum Operation {
         query: BTreeMap<String, String>,
         body: Option<Value>,
     },
+    /// An export: `step` names its default file.
+    Export {
+        step: String,
+        plan: Box<ExportPlan>,
+    },
 }
 
 /// A write as it will be sent, for `plan --show-requests`: the endpoint and what fills its
@@ -303,6 +312,7 @@ impl Operation {
             Operation::AppUpload { file, .. } => format!("upload {file}"),
             Operation::ContentUpload { file } => format!("upload {file}"),
             Operation::Request { method, path, .. } => format!("{method} {path}"),
+            Operation::Export { plan, .. } => format!("export {}", plan.spec.what.as_str()),
         }
     }
 
@@ -367,6 +377,7 @@ impl Operation {
                 json!({ "key": file }),
                 Some("multipart; skipped when the file exists"),
             )],
+            Operation::Export { .. } => Vec::new(),
             Operation::Request {
                 method,
                 path,
@@ -768,6 +779,13 @@ impl Plan {
                         .map(|(k, v)| (k.clone(), render_s(v)))
                         .collect(),
                     body: body.as_ref().map(render),
+                },
+            ),
+            OpTemplate::Export(p) => (
+                None,
+                Operation::Export {
+                    step: step.id.clone(),
+                    plan: p.clone(),
                 },
             ),
         };

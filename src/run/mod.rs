@@ -409,7 +409,7 @@ pub async fn run(cfg: RunConfig, cancel: CancellationToken) -> Result<RunResult,
         .or(ready.plan.deadline_ms)
         .map(|d| d.saturating_sub(ready.planned_for));
     ready
-        .execute(deadline, &pacing, seed, &output, cancel)
+        .execute(deadline, &pacing, seed, &output, &state_dir, cancel)
         .await
 }
 
@@ -435,6 +435,7 @@ impl Ready {
         pacing: &Pacing,
         seed: u64,
         output: &Output,
+        state_dir: &std::path::Path,
         cancel: CancellationToken,
     ) -> Result<RunResult, RunError> {
         let Ready {
@@ -494,7 +495,11 @@ impl Ready {
             .enumerate()
             .map(|(i, s)| (s.id.as_str(), i))
             .collect();
-        let dispatch = EsperDispatch::new(client, pacing.poll.clone());
+        let exports = crate::esper::adapter::ExportEnv {
+            run_dir: Some(dir.clone()),
+            last_run: dir::last_success(state_dir, &plan.job, &plan.server),
+        };
+        let dispatch = EsperDispatch::with_exports(client, pacing.poll.clone(), exports);
         let out = exec::run(plan.clone(), dispatch, opts, cancel, |event| {
             let entry = match event {
                 Event::Dispatched(t) => Entry::Intent { task: t.0 },
@@ -559,6 +564,12 @@ impl Ready {
             &crate::util::atomic_write,
             notices,
         );
+        if recorded.exit_code == crate::exit::OK
+            && let Err(e) = dir::record_success(state_dir, &plan.job, &plan.server, started_at)
+        {
+            // Only `since: last_run` reads it: the next such export reads further back.
+            tracing::warn!(error = %e, "cannot record the run's success in the state directory");
+        }
         if let Some(p) = &output.metrics_file
             && let Err(e) = crate::util::atomic_write(p, report.prometheus().as_bytes())
         {
