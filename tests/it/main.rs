@@ -6,6 +6,7 @@ mod cli;
 mod client;
 mod diagnostics;
 mod engine;
+mod export;
 mod files;
 mod fixtures;
 mod fuzz;
