@@ -144,11 +144,19 @@ pub(super) async fn run_task(
                 crate::plan::Operation::Command {
                     wait_ms: Some(wait),
                     tolerance,
+                    verify,
                     ..
                 },
             ) = (&done.follow, &task.op)
             {
-                let f = dispatch.follow(&task, cmd, *wait, &stop_followers).await;
+                let mut f = dispatch.follow(&task, cmd, *wait, &stop_followers).await;
+                // The command settled (or its wait ended): which devices really have the
+                // version is one more bulk read, and a device that "succeeded" without it
+                // counts as failed from here on.
+                if *verify && f.counts.is_some() && !stop_followers.is_cancelled() {
+                    f.install = dispatch.verify_install(&task, &f).await;
+                }
+                let failed = f.unsuccessful().unwrap_or(0);
                 match f.counts {
                     _ if !f.finished && stop_followers.is_cancelled() => {
                         // The stop cut the wait short, not the wait's timeout: the devices
@@ -167,7 +175,7 @@ pub(super) async fn run_task(
                             command: cmd.clone(),
                         });
                     }
-                    Some(c) if !tolerance.accepts(c.unsuccessful(), c.pending, c.total()) => {
+                    Some(c) if !tolerance.accepts(failed, c.pending, c.total()) => {
                         status = TaskStatus::Failed;
                         reason = Some(Reason::DeviceFailures(c));
                     }

@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::base::FailureClass;
 use crate::exec::{
     Attempt, DeviceCounts, DeviceResult, DeviceState, Failure, Followed, GaveUp, GovernorStats,
+    InstallCheck,
     Outcome, Reason, RolloutStop, RunOutput, Sample, Shortfall, StopReason, TaskStatus,
 };
 use crate::plan::TaskId;
@@ -144,6 +145,51 @@ pub struct FollowedRecord {
     pub counts: Option<CountsRecord>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<DeviceRecord>,
+    /// What the install verification found; journals before it have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub install: Option<InstallRecord>,
+}
+
+/// A verified install's devices by state (see `exec::InstallCheck`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallRecord {
+    pub version: String,
+    pub installed: u64,
+    pub not_installed: u64,
+    pub failed: u64,
+    pub pending: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl From<&InstallCheck> for InstallRecord {
+    fn from(c: &InstallCheck) -> InstallRecord {
+        InstallRecord {
+            version: c.version.clone(),
+            installed: c.installed,
+            not_installed: c.not_installed,
+            failed: c.failed,
+            pending: c.pending,
+            missing: c.missing.clone(),
+            error: c.error.clone(),
+        }
+    }
+}
+
+impl From<InstallRecord> for InstallCheck {
+    fn from(c: InstallRecord) -> InstallCheck {
+        InstallCheck {
+            version: c.version,
+            installed: c.installed,
+            not_installed: c.not_installed,
+            failed: c.failed,
+            pending: c.pending,
+            missing: c.missing,
+            error: c.error,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -386,6 +432,7 @@ impl From<&Followed> for FollowedRecord {
                     reason: d.reason.clone(),
                 })
                 .collect(),
+            install: f.install.as_ref().map(InstallRecord::from),
         }
     }
 }
@@ -405,6 +452,7 @@ impl From<FollowedRecord> for Followed {
                     reason: d.reason,
                 })
                 .collect(),
+            install: f.install.map(InstallCheck::from),
         }
     }
 }

@@ -44,8 +44,12 @@ pub fn compile(job: &Job, resolved: &Resolved, server: Server) -> Result<Plan, P
             Some(t) => (Fanout::PerItem { target: t.clone() }, count_of(t)),
             None => (Fanout::Single, 1),
         };
-        let command =
-            |to: &str, command: &str, args: Value, schedule: Option<Value>, wait: Option<Wait>| {
+        let command = |to: &str,
+                       command: &str,
+                       args: Value,
+                       schedule: Option<Value>,
+                       wait: Option<Wait>,
+                       verify: bool| {
                 (
                     Fanout::Chunks {
                         target: to.to_string(),
@@ -58,12 +62,16 @@ pub fn compile(job: &Job, resolved: &Resolved, server: Server) -> Result<Plan, P
                         schedule,
                         wait_ms: wait.map(|w| w.timeout),
                         tolerance: wait.map(|w| w.tolerance).unwrap_or_default(),
+                        verify: verify && wait.is_some(),
                     },
                 )
             };
         let (fanout, count, op) = match &step.op {
             StepOp::AppInstall {
-                to, version, wait, ..
+                to,
+                version,
+                wait,
+                verify,
             } => {
                 let version_id = match version {
                     VersionRef::Id(v) => Value::String(v.clone()),
@@ -84,6 +92,7 @@ pub fn compile(job: &Job, resolved: &Resolved, server: Server) -> Result<Plan, P
                     json!({ "app_version": version_id }),
                     None,
                     *wait,
+                    *verify,
                 )
             }
             StepOp::AppUninstall { to, package, wait } => command(
@@ -92,6 +101,7 @@ pub fn compile(job: &Job, resolved: &Resolved, server: Server) -> Result<Plan, P
                 json!({ "package_name": package }),
                 None,
                 *wait,
+                false,
             ),
             StepOp::Command {
                 to,
@@ -99,7 +109,7 @@ pub fn compile(job: &Job, resolved: &Resolved, server: Server) -> Result<Plan, P
                 args,
                 schedule,
                 wait,
-            } => command(to, name, args.clone(), schedule.clone(), *wait),
+            } => command(to, name, args.clone(), schedule.clone(), *wait, false),
             StepOp::AlarmRule {
                 name,
                 body,
@@ -265,8 +275,17 @@ fn estimate(steps: &[PlanStep], targets: &super::Targets, rate: f64) -> Estimate
     for s in steps {
         let n = s.task_count as u64;
         match &s.op {
-            OpTemplate::Command { wait_ms, .. } => {
+            OpTemplate::Command {
+                wait_ms, verify, ..
+            } => {
                 add(Endpoint::CreateCommand, n);
+                if *verify {
+                    // At least: the succeeded devices' statuses and one page of the
+                    // version's devices per task, after one listing of the apps.
+                    add(Endpoint::ListApps, 1);
+                    add(Endpoint::CommandStatuses, n);
+                    add(Endpoint::InstallDevices, n);
+                }
                 if wait_ms.is_some() {
                     add(Endpoint::CommandStats, n);
                     let devices = match &s.fanout {

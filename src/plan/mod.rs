@@ -120,6 +120,10 @@ pub enum OpTemplate {
         /// absent means strict, as in plans written before it existed.
         #[serde(default, skip_serializing_if = "Tolerance::is_default")]
         tolerance: Tolerance,
+        /// An INSTALL whose devices are checked for the version once it settles; left
+        /// out when false, so older plans keep their hash.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        verify: bool,
     },
     AlarmRule {
         name: String,
@@ -253,6 +257,10 @@ pub enum Operation {
         /// absent means strict, as in plans written before it existed.
         #[serde(default, skip_serializing_if = "Tolerance::is_default")]
         tolerance: Tolerance,
+        /// An INSTALL whose devices are checked for the version once it settles; left
+        /// out when false, so older plans keep their hash.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        verify: bool,
     },
     AlarmRule {
         name: String,
@@ -680,6 +688,7 @@ impl Plan {
                 schedule,
                 wait_ms,
                 tolerance,
+                verify,
             } => {
                 let (kind, key, ids): (&str, &str, Vec<&str>) = match item {
                     Some(g) if g.kind == ItemKind::Group => {
@@ -714,6 +723,7 @@ impl Plan {
                         body,
                         wait_ms: *wait_ms,
                         tolerance: *tolerance,
+                        verify: *verify,
                     },
                 )
             }

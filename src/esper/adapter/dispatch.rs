@@ -44,6 +44,8 @@ pub struct EsperDispatch {
     pub poll: PollSettings,
     /// Where exports go and since when `since: last_run` reads.
     pub exports: super::export::ExportEnv,
+    /// App versions by id, for install verification.
+    versions: super::verify::VersionIndex,
 }
 
 impl EsperDispatch {
@@ -60,6 +62,7 @@ impl EsperDispatch {
             client,
             poll,
             exports,
+            versions: Default::default(),
         })
     }
 
@@ -402,5 +405,13 @@ impl Dispatch for EsperDispatch {
         stop: &'a CancellationToken,
     ) -> BoxFuture<'a, Followed> {
         follow::follow(&self.client, &self.poll, id, timeout, stop).boxed()
+    }
+
+    fn verify_install<'a>(
+        &'a self,
+        task: &'a Task,
+        followed: &'a Followed,
+    ) -> BoxFuture<'a, Option<crate::exec::InstallCheck>> {
+        super::verify::verify_install(&self.client, &self.versions, task, followed).boxed()
     }
 }
