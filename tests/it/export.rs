@@ -134,3 +134,70 @@ async fn every_what_in_every_format_matches_the_inventory() {
     assert_eq!(step.kind, "export");
     assert!(r.report.tasks.iter().all(|t| t.result.as_ref().unwrap()["action"] == "exported"));
 }
+
+#[tokio::test]
+async fn verification_finds_installs_that_succeeded_without_installing() {
+    let mut cfg = small(141);
+    cfg.commands.install_noop_rate = 0.3;
+    let server = start(cfg).await;
+    let job = format!(
+        "{}targets:\n  stores: {{ groups: {{ name: \"Stores/*/*\" }} }}\nsteps:\n  - id: install\n    app_install: {{ to: stores, package: com.acme.kiosk, version_code: \"410\", wait: {{ timeout: 20s }} }}\n",
+        job_header(&server, "500/s")
+    );
+    let state = tempfile::tempdir().unwrap();
+    let r = run(
+        run_config(&server, Source::Job(Box::new(load(&server, &job))), state.path()),
+        CancellationToken::new(),
+    )
+    .await;
+    // The mock says which devices really have 410 now; the others "succeeded" as no-ops.
+    let snap = server.snapshot();
+    let stores: Vec<&esper_bulk::mock::SnapshotDevice> = snap
+        .devices
+        .iter()
+        .filter(|d| d.device_name.starts_with("ACME-0"))
+        .collect();
+    let lacking: Vec<&str> = stores
+        .iter()
+        .filter(|d| d.installed.get("com.acme.kiosk").map(String::as_str) != Some("410"))
+        .map(|d| d.id.as_str())
+        .collect();
+    assert!(
+        !lacking.is_empty() && lacking.len() < stores.len(),
+        "the no-op rate leaves some devices without the version ({} of {})",
+        lacking.len(),
+        stores.len()
+    );
+    assert_eq!(r.exit_code, 1, "{}", r.report.summary_text());
+    let mut found: Vec<String> = r
+        .report
+        .tasks
+        .iter()
+        .filter_map(|t| t.followed.as_ref()?.install.as_ref())
+        .flat_map(|i| i.missing.clone())
+        .collect();
+    found.sort();
+    let mut want: Vec<String> = lacking.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    assert_eq!(found, want, "verification finds exactly the devices without the version");
+    let failed = r
+        .report
+        .tasks
+        .iter()
+        .filter(|t| t.status == esper_bulk::exec::TaskStatus::Failed)
+        .count();
+    let groups_lacking: std::collections::BTreeSet<&str> = stores
+        .iter()
+        .filter(|d| lacking.contains(&d.id.as_str()))
+        .map(|d| d.group_id.as_str())
+        .collect();
+    assert_eq!(failed, groups_lacking.len(), "a group task fails when one of its devices lacks the version");
+    let csv = std::fs::read_to_string(r.run_dir.join("results.csv")).unwrap();
+    assert_eq!(
+        csv.matches("command succeeded but the version is not installed").count(),
+        lacking.len(),
+        "{csv}"
+    );
+    let text = r.report.summary_text();
+    assert!(text.contains("reported success without installing"), "{text}");
+}
