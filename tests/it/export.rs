@@ -201,3 +201,168 @@ async fn verification_finds_installs_that_succeeded_without_installing() {
     let text = r.report.summary_text();
     assert!(text.contains("reported success without installing"), "{text}");
 }
+
+#[tokio::test]
+async fn alarm_rule_export_pastes_back_into_a_job_that_plans_unchanged() {
+    let server = start(small(142)).await;
+    let c = client(&server);
+    let snap = server.snapshot();
+    // Rules of every shape the block takes: groups or devices, emails, inactive, toggles.
+    let rules = [
+        json!({"name": "Battery low", "metric": "battery_level", "realert_interval": 3600,
+               "conditions": {"comparator": "LessThanThreshold", "value": 15, "unit": "Percent"},
+               "groups": [snap.groups[4].id, snap.groups[5].id], "description": "stores",
+               "action_emails": ["oncall@acme.example"], "repeat_times": 3}),
+        json!({"name": "Lab offline", "metric": "device_offline", "realert_interval": 600,
+               "conditions": {"comparator": "GreaterThanOrEqualToThreshold", "value": 30, "unit": "Count", "toggle_state": true},
+               "devices": [snap.devices[0].id], "is_active": false}),
+    ];
+    for mut r in rules {
+        r["enterprise"] = json!(server.enterprise_id());
+        c.create_alarm_rule(&r).await.unwrap();
+    }
+    let job = format!(
+        "{}steps:\n  - id: rules\n    export: {{ what: alarm_rules, format: json }}\n",
+        job_header(&server, "500/s")
+    );
+    let state = tempfile::tempdir().unwrap();
+    let r = run(
+        run_config(&server, Source::Job(Box::new(load(&server, &job))), state.path()),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(r.exit_code, 0, "{}", r.report.summary_text());
+    let exported: Vec<Value> = serde_json::from_str(
+        &std::fs::read_to_string(r.run_dir.join("exports/rules.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(exported.len(), 2);
+
+    // Each exported block pasted as it is (JSON is YAML) under `alarm_rule:`.
+    let mut steps = String::new();
+    for (i, block) in exported.iter().enumerate() {
+        steps.push_str(&format!("  - id: rule-{i}\n    alarm_rule: {block}\n"));
+    }
+    let pasted = format!("{}steps:\n{steps}", job_header(&server, "500/s"));
+    let mut connection = esper_bulk::run::ConnectionSettings::direct(
+        &server.base_url(),
+        server.enterprise_id(),
+        esper_bulk::esper::ApiKey::new(server.api_key()),
+    );
+    connection.client.timeout = std::time::Duration::from_secs(5);
+    let plan = esper_bulk::run::plan(esper_bulk::run::PlanConfig::new(
+        load(&server, &pasted),
+        connection,
+    ))
+    .await
+    .unwrap();
+    let actions: Vec<&str> = plan
+        .steps
+        .iter()
+        .flat_map(|s| s.actions.iter().flatten())
+        .map(|a| a.kind())
+        .collect();
+    assert_eq!(actions, ["unchanged", "unchanged"], "{pasted}");
+}
+
+#[tokio::test]
+async fn since_last_run_exports_only_the_command_requests_made_since() {
+    let server = start(small(143)).await;
+    let c = client(&server);
+    let snap = server.snapshot();
+    let reboot = |d: &str| {
+        json!({"command_type": "DEVICE", "devices": [d], "device_type": "all",
+               "command": "REBOOT", "schedule": "IMMEDIATE"})
+    };
+    let first = c.create_command(&reboot(&snap.devices[0].id)).await.unwrap();
+    let job = format!(
+        "{}steps:\n  - id: cmds\n    export: {{ what: commands, since: last_run, file: cmds.jsonl }}\n",
+        job_header(&server, "500/s")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let mut job = load(&server, &job);
+    job.resolve_paths(dir.path());
+    let out = dir.path().join("cmds.jsonl");
+    let read = || -> Vec<Value> {
+        std::fs::read_to_string(&out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let once = run(
+        run_config(&server, Source::Job(Box::new(job.clone())), state.path()),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(once.exit_code, 0, "{}", once.report.summary_text());
+    let rows = read();
+    assert_eq!(rows.len(), 1, "the first run exports everything: {rows:?}");
+    assert_eq!(rows[0]["request_id"], first.id.as_str());
+
+    let second = c.create_command(&reboot(&snap.devices[1].id)).await.unwrap();
+    let third = c.create_command(&reboot(&snap.devices[2].id)).await.unwrap();
+    let twice = run(
+        run_config(&server, Source::Job(Box::new(job)), state.path()),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(twice.exit_code, 0, "{}", twice.report.summary_text());
+    let mut ids: Vec<String> = read()
+        .iter()
+        .map(|r| r["request_id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    let mut want = vec![second.id.clone(), third.id.clone()];
+    want.sort();
+    assert_eq!(ids, want, "only the requests made since the last successful run");
+}
+
+#[tokio::test]
+async fn an_export_runs_while_another_job_holds_its_write_lock() {
+    let server = start(small(144)).await;
+    let state = tempfile::tempdir().unwrap();
+    // Another job of the same tenant holds its lock (a run in progress).
+    let writer = load(
+        &server,
+        &format!(
+            "{}steps:\n  - id: r\n    request: {{ method: GET, path: /x/ }}\n",
+            job_header(&server, "500/s").replace("name: test", "name: writer")
+        ),
+    );
+    let holder = esper_bulk::lock::Holder {
+        pid: std::process::id(),
+        host: esper_bulk::lock::hostname(),
+        started: jiff::Timestamp::now().to_string(),
+        run_id: "writer-run".into(),
+        job: writer.name.clone(),
+        server: server.base_url(),
+        enterprise: server.enterprise_id().to_string(),
+    };
+    let _held = esper_bulk::lock::acquire(state.path(), &holder, None, &|| false).unwrap();
+    let export = format!(
+        "{}steps:\n  - id: devices\n    export: {{ what: devices }}\n",
+        job_header(&server, "500/s").replace("name: test", "name: inventory")
+    );
+    let r = run(
+        run_config(&server, Source::Job(Box::new(load(&server, &export))), state.path()),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(r.exit_code, 0, "{}", r.report.summary_text());
+    let (_, n) = rows(&r.run_dir.join("exports/devices.csv"), "csv");
+    assert_eq!(n, server.snapshot().devices.len());
+    // The export's own job lock is still taken: a second run of it now would wait.
+    let again = esper_bulk::lock::acquire(
+        state.path(),
+        &esper_bulk::lock::Holder {
+            job: "writer".into(),
+            run_id: "writer-2".into(),
+            ..holder.clone()
+        },
+        None,
+        &|| false,
+    );
+    assert!(again.is_err(), "the writer's lock was held all along");
+}
