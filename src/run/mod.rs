@@ -15,6 +15,7 @@
 //! helper). Parsing flags is [`crate::cli`]'s; what happens to each task is
 //! [`crate::exec`]'s; what a report says is [`crate::report`]'s.
 
+mod adhoc;
 mod config;
 mod connect;
 pub mod demo;
@@ -43,6 +44,7 @@ use crate::progress::Progress;
 use crate::report::Report;
 pub use crate::report::RunOutcome;
 
+pub use adhoc::{AdhocExport, export_job_text, load_export};
 pub use config::{
     ConnectionSettings, Env, KeyOverride, Output, Pacing, PlanConfig, RunConfig, Source,
     governor_config,

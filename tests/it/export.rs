@@ -366,3 +366,44 @@ async fn an_export_runs_while_another_job_holds_its_write_lock() {
     );
     assert!(again.is_err(), "the writer's lock was held all along");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_export_one_liner_runs_a_one_step_job() {
+    let server = start(small(145)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::task::block_in_place(|| {
+        crate::support::esper_bulk(&server)
+            .current_dir(dir.path())
+            .args(["export", "what=devices", "--target", "Stores/**", "--exclude", "Stores/North/**"])
+            .args(["-o", "devices.csv", "--fields", "serial,group,hardwareInfo.model"])
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .output()
+            .unwrap()
+    });
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stderr}\n{stdout}");
+    let snap = server.snapshot();
+    let north: Vec<&str> = snap
+        .groups
+        .iter()
+        .filter(|g| g.path.starts_with("All devices/Stores/North/"))
+        .map(|g| g.id.as_str())
+        .collect();
+    let want = snap
+        .devices
+        .iter()
+        .filter(|d| d.device_name.starts_with("ACME-0") && !north.contains(&d.group_id.as_str()))
+        .count();
+    let text = std::fs::read_to_string(dir.path().join("devices.csv")).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("serial,group,hardwareInfo.model"));
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), want, "{text}");
+    assert!(rows.iter().all(|r| r.contains(",Stores/") && !r.contains("Stores/North")), "{text}");
+    assert!(stdout.contains(&format!("export: {want} rows in ")), "{stdout}");
+    // It went through the normal pipeline: a run directory with its report.
+    let runs = std::fs::read_dir(dir.path().join("state/runs")).unwrap().count();
+    assert_eq!(runs, 1);
+}
