@@ -192,7 +192,10 @@ pub enum Endpoint {
     InstallDevices,
     /// One device's installed apps.
     ListDeviceApps,
-    Raw { method: String, path: String },
+    Raw {
+        method: String,
+        path: String,
+    },
 }
 
 impl Endpoint {

@@ -37,7 +37,11 @@ enum Out {
 impl Sink {
     /// Starts `dest` (its directory is created) with these columns; CSV writes the header
     /// now, so an export with no rows still has one.
-    pub fn create(dest: &Path, format: ExportFormat, columns: Vec<String>) -> std::io::Result<Sink> {
+    pub fn create(
+        dest: &Path,
+        format: ExportFormat,
+        columns: Vec<String>,
+    ) -> std::io::Result<Sink> {
         crate::util::check_writable(dest)?;
         let dir = match dest.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,
@@ -145,11 +149,9 @@ fn cell(v: &Value) -> String {
         Value::String(s) => s.clone(),
         Value::Bool(b) => b.to_string(),
         Value::Number(n) => n.to_string(),
-        Value::Array(items) if items.iter().all(|i| !i.is_array() && !i.is_object()) => items
-            .iter()
-            .map(cell)
-            .collect::<Vec<_>>()
-            .join(";"),
+        Value::Array(items) if items.iter().all(|i| !i.is_array() && !i.is_object()) => {
+            items.iter().map(cell).collect::<Vec<_>>().join(";")
+        }
         other => other.to_string(),
     }
 }
@@ -196,7 +198,10 @@ mod tests {
             vec![json!("a"), json!(["x", "y"])],
             vec![json!("b,c"), Value::Null],
         ];
-        assert_eq!(write(ExportFormat::Csv, &rows), "id,tags\na,x;y\n\"b,c\",\n");
+        assert_eq!(
+            write(ExportFormat::Csv, &rows),
+            "id,tags\na,x;y\n\"b,c\",\n"
+        );
         assert_eq!(
             write(ExportFormat::Jsonl, &rows),
             "{\"id\":\"a\",\"tags\":[\"x\",\"y\"]}\n{\"id\":\"b,c\",\"tags\":null}\n"
@@ -205,7 +210,11 @@ mod tests {
         assert_eq!(json[1]["id"], "b,c");
         let empty: Value = serde_json::from_str(&write(ExportFormat::Json, &[])).unwrap();
         assert_eq!(empty, json!([]));
-        assert_eq!(write(ExportFormat::Csv, &[]), "id,tags\n", "the header alone");
+        assert_eq!(
+            write(ExportFormat::Csv, &[]),
+            "id,tags\n",
+            "the header alone"
+        );
     }
 
     #[test]

@@ -707,7 +707,13 @@ impl Client {
         let mut q = device_query(f);
         q.push(("limit".into(), "1".into()));
         let v: Value = self
-            .call(RequestKind::Read, Endpoint::ListDevices, None, &q, Body::None)
+            .call(
+                RequestKind::Read,
+                Endpoint::ListDevices,
+                None,
+                &q,
+                Body::None,
+            )
             .await?;
         Ok(v.get("count").and_then(Value::as_u64).unwrap_or(0))
     }

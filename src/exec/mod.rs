@@ -39,8 +39,8 @@ use crate::plan::{Plan, Task, TaskId};
 pub use adaptive::AdaptiveRate;
 pub use governor::{Governor, GovernorConfig, GovernorStats, Sample, Slot, TokioClock};
 pub use outcome::{
-    Attempt, DeviceCounts, DeviceResult, DeviceState, Followed, GaveUp, InstallCheck,
-    InstallState, Outcome, Reason, RolloutStop, Shortfall, StopReason, TaskStatus,
+    Attempt, DeviceCounts, DeviceResult, DeviceState, Followed, GaveUp, InstallCheck, InstallState,
+    Outcome, Reason, RolloutStop, Shortfall, StopReason, TaskStatus,
 };
 pub use retry::{Failure, RetryBudget, next_delay};
 pub use scheduler::{Decision, Finish, Scheduler};

@@ -756,12 +756,7 @@ pub static EXPORT: Shape = Shape {
             Ty::Str,
             "Output file, relative to the job file. Default `<run dir>/exports/<step id>.<format>`.",
         ),
-        f(
-            "package",
-            Ty::Str,
-            "what: installed: the package name.",
-        )
-        .vars_at_load(),
+        f("package", Ty::Str, "what: installed: the package name.").vars_at_load(),
         f(
             "version_code",
             Ty::Str,

@@ -11,8 +11,8 @@ use serde_json::Value;
 use crate::base::FailureClass;
 use crate::exec::{
     Attempt, DeviceCounts, DeviceResult, DeviceState, Failure, Followed, GaveUp, GovernorStats,
-    InstallCheck,
-    Outcome, Reason, RolloutStop, RunOutput, Sample, Shortfall, StopReason, TaskStatus,
+    InstallCheck, Outcome, Reason, RolloutStop, RunOutput, Sample, Shortfall, StopReason,
+    TaskStatus,
 };
 use crate::plan::TaskId;
 

@@ -493,7 +493,9 @@ impl Inventory {
                     Some(v) if self.versions[v].app == app => Some(v),
                     _ => continue,
                 },
-                "UNINSTALL" if arg("package_name").is_some() && arg("package_name") == package => None,
+                "UNINSTALL" if arg("package_name").is_some() && arg("package_name") == package => {
+                    None
+                }
                 _ => continue,
             };
             let elapsed = now.saturating_duration_since(c.created);

@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::resolve::{GroupInfo, select_groups};
 use super::Endpoint;
+use super::resolve::{GroupInfo, select_groups};
 use crate::job::{DeviceSelector, ExportSpec, ExportWhat, GroupSelector, TargetSpec};
 
 /// Rows a listing page holds (the client asks for 100).
@@ -122,8 +122,13 @@ pub fn scope_of(target: Option<&TargetSpec>, groups: &[GroupInfo]) -> ExportScop
 
 fn groups_scope(sel: &GroupSelector, groups: &[GroupInfo]) -> ExportScope {
     let selected = select_groups(sel, groups);
-    let paths: Vec<&str> = selected.iter().filter_map(|i| i.detail.as_deref()).collect();
-    let below = |p: &str, top: &str| p.len() > top.len() && p.starts_with(top) && p.as_bytes()[top.len()] == b'/';
+    let paths: Vec<&str> = selected
+        .iter()
+        .filter_map(|i| i.detail.as_deref())
+        .collect();
+    let below = |p: &str, top: &str| {
+        p.len() > top.len() && p.starts_with(top) && p.as_bytes()[top.len()] == b'/'
+    };
     let top: Vec<ScopeGroup> = selected
         .iter()
         .filter_map(|i| {
@@ -147,7 +152,10 @@ fn groups_scope(sel: &GroupSelector, groups: &[GroupInfo]) -> ExportScope {
             groups,
         )
     };
-    let ex_paths: Vec<&str> = excluded.iter().filter_map(|i| i.detail.as_deref()).collect();
+    let ex_paths: Vec<&str> = excluded
+        .iter()
+        .filter_map(|i| i.detail.as_deref())
+        .collect();
     let skip = groups
         .iter()
         .filter(|g| ex_paths.iter().any(|x| g.path == *x || below(&g.path, x)))
@@ -322,7 +330,11 @@ mod tests {
             panic!("a groups scope")
         };
         let ids: Vec<&str> = groups.iter().map(|g| g.id.as_str()).collect();
-        assert_eq!(ids, ["n", "so"], "subgroups come with their parent's listing");
+        assert_eq!(
+            ids,
+            ["n", "so"],
+            "subgroups come with their parent's listing"
+        );
         assert_eq!(skip, ["so2"]);
     }
 

@@ -132,13 +132,15 @@ pub async fn resolve(job: &Job, inv: &dyn Inventory) -> Result<Resolved, PlanErr
     let mut out = Resolved::default();
     let only_exported = only_exported(job);
     let has_exports = job.steps.iter().any(|s| matches!(s.op, StepOp::Export(_)));
-    let needs_groups = has_exports || job.targets.values().any(|t| {
-        matches!(t, TargetSpec::Groups(_))
-            || matches!(t, TargetSpec::Devices(d) if d.group.is_some())
-    }) || job
-        .steps
-        .iter()
-        .any(|s| matches!(s.op, StepOp::GroupMove { .. }));
+    let needs_groups = has_exports
+        || job.targets.values().any(|t| {
+            matches!(t, TargetSpec::Groups(_))
+                || matches!(t, TargetSpec::Devices(d) if d.group.is_some())
+        })
+        || job
+            .steps
+            .iter()
+            .any(|s| matches!(s.op, StepOp::GroupMove { .. }));
     let groups = if needs_groups {
         inv.groups().await?
     } else {
@@ -356,7 +358,11 @@ async fn plan_export(
         let all = inv.package_versions(package).await?.unwrap_or_default();
         versions = all
             .into_iter()
-            .filter(|v| spec.version_code.as_ref().is_none_or(|c| v.version_code == *c))
+            .filter(|v| {
+                spec.version_code
+                    .as_ref()
+                    .is_none_or(|c| v.version_code == *c)
+            })
             .collect();
         if versions.is_empty()
             && let Some(code) = &spec.version_code

@@ -32,14 +32,19 @@ fn export_line(e: &super::ExportPlan, step: &str, rate: f64) -> String {
     let spec = &e.spec;
     let of = match &spec.target {
         Some(t) => format!(" of {t}"),
-        None if matches!(spec.what, crate::job::ExportWhat::Devices | crate::job::ExportWhat::Installed) => {
+        None if matches!(
+            spec.what,
+            crate::job::ExportWhat::Devices | crate::job::ExportWhat::Installed
+        ) =>
+        {
             " of every device".to_string()
         }
         None => String::new(),
     };
-    let file = spec.file.clone().unwrap_or_else(|| {
-        format!("<run dir>/exports/{step}.{}", spec.format.extension())
-    });
+    let file = spec
+        .file
+        .clone()
+        .unwrap_or_else(|| format!("<run dir>/exports/{step}.{}", spec.format.extension()));
     let reads: u64 = e.requests.values().sum();
     let rows = e
         .rows

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 
 use super::{
     AttemptReport, DeviceCountsReport, DeviceRef, DeviceResultReport, FailureReport,
-    FollowedReport, GovernorReport, InstallReport, NeedReport, REPORT_FORMAT, ReasonReport, Report, RunInfo,
-    RunOutcome, SampleReport, SegmentReport, StepReport, StopReport, Summary, TaskReport,
+    FollowedReport, GovernorReport, InstallReport, NeedReport, REPORT_FORMAT, ReasonReport, Report,
+    RunInfo, RunOutcome, SampleReport, SegmentReport, StepReport, StopReport, Summary, TaskReport,
 };
 use crate::exec::{
     Attempt, DeviceCounts, Failure, Followed, GovernorStats, Outcome, Reason, RolloutStop,

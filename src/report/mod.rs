@@ -19,6 +19,6 @@ pub use build::plan_hash;
 pub use outcome::RunOutcome;
 pub use schema::{
     AttemptReport, DeviceCountsReport, DeviceRef, DeviceResultReport, FailureReport,
-    FollowedReport, GovernorReport, InstallReport, NeedReport, REPORT_FORMAT, ReasonReport, Report, RunInfo,
-    SampleReport, SegmentReport, StepReport, StopReport, Summary, TaskReport,
+    FollowedReport, GovernorReport, InstallReport, NeedReport, REPORT_FORMAT, ReasonReport, Report,
+    RunInfo, SampleReport, SegmentReport, StepReport, StopReport, Summary, TaskReport,
 };

@@ -8,9 +8,9 @@ use std::path::Path;
 
 use serde_json::{Map, Value, json};
 
+use super::RunError;
 use super::config::Env;
 use super::load::{LoadedJob, load_job_text};
-use super::RunError;
 
 /// An export asked for on the command line.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -85,7 +85,10 @@ mod tests {
         };
         let v: Value = serde_json::from_str(&export_job_text(&e)).unwrap();
         assert_eq!(v["name"], "export-devices");
-        assert_eq!(v["targets"]["target"]["groups"]["name"], json!(["Stores/**"]));
+        assert_eq!(
+            v["targets"]["target"]["groups"]["name"],
+            json!(["Stores/**"])
+        );
         assert_eq!(
             v["steps"][0],
             json!({"id": "devices", "export": {"what": "devices", "file": "devices.csv", "target": "target"}})
@@ -101,6 +104,9 @@ mod tests {
             what: "device".into(),
             ..AdhocExport::default()
         };
-        assert!(load_export(&bad, Path::new("."), &env).is_err(), "refused like a job file");
+        assert!(
+            load_export(&bad, Path::new("."), &env).is_err(),
+            "refused like a job file"
+        );
     }
 }

@@ -300,9 +300,8 @@ pub fn unlock(state: &Path, run_id: &str) -> Result<Holder, RunError> {
 /// remembers about one job on one tenant between runs, keyed like its lock.
 pub(super) fn job_state(state: &Path, job: &str, server: &plan::Server) -> PathBuf {
     use sha2::{Digest, Sha256};
-    let scope = Sha256::digest(
-        format!("{job}\n{}\n{}", server.base_url, server.enterprise_id).as_bytes(),
-    );
+    let scope =
+        Sha256::digest(format!("{job}\n{}\n{}", server.base_url, server.enterprise_id).as_bytes());
     let hex: String = scope.iter().take(6).map(|b| format!("{b:02x}")).collect();
     state
         .join("jobs")
@@ -311,7 +310,11 @@ pub(super) fn job_state(state: &Path, job: &str, server: &plan::Server) -> PathB
 
 /// When the job's last successful run on this server started, if one did
 /// (`since: last_run`). A missing or unreadable file means none did.
-pub(super) fn last_success(state: &Path, job: &str, server: &plan::Server) -> Option<jiff::Timestamp> {
+pub(super) fn last_success(
+    state: &Path,
+    job: &str,
+    server: &plan::Server,
+) -> Option<jiff::Timestamp> {
     let text = std::fs::read_to_string(job_state(state, job, server).join("last_success")).ok()?;
     text.trim().parse().ok()
 }

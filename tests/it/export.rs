@@ -88,7 +88,11 @@ async fn every_what_in_every_format_matches_the_inventory() {
     let job = format!("{}steps:\n{steps}", job_header(&server, "500/s"));
     let state = tempfile::tempdir().unwrap();
     let r = run(
-        run_config(&server, Source::Job(Box::new(load(&server, &job))), state.path()),
+        run_config(
+            &server,
+            Source::Job(Box::new(load(&server, &job))),
+            state.path(),
+        ),
         CancellationToken::new(),
     )
     .await;
@@ -111,7 +115,10 @@ async fn every_what_in_every_format_matches_the_inventory() {
     for what in WHATS {
         assert!(expected(what) > 0, "the tenant has {what}");
         for format in FORMATS {
-            let file = r.run_dir.join("exports").join(format!("{what}-{format}.{format}"));
+            let file = r
+                .run_dir
+                .join("exports")
+                .join(format!("{what}-{format}.{format}"));
             let (header, n) = rows(&file, format);
             assert_eq!(n, expected(what), "{what} as {format}");
             if let Some(h) = header {
@@ -119,7 +126,8 @@ async fn every_what_in_every_format_matches_the_inventory() {
             }
         }
     }
-    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/export/csv_headers.txt");
+    let golden =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/export/csv_headers.txt");
     if blessing() {
         std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
         std::fs::write(&golden, &headers).unwrap();
@@ -132,7 +140,12 @@ async fn every_what_in_every_format_matches_the_inventory() {
     // The plan said which requests it would make, and the report's tasks say what was written.
     let step = &r.plan.steps[0];
     assert_eq!(step.kind, "export");
-    assert!(r.report.tasks.iter().all(|t| t.result.as_ref().unwrap()["action"] == "exported"));
+    assert!(
+        r.report
+            .tasks
+            .iter()
+            .all(|t| t.result.as_ref().unwrap()["action"] == "exported")
+    );
 }
 
 #[tokio::test]
@@ -146,7 +159,11 @@ async fn verification_finds_installs_that_succeeded_without_installing() {
     );
     let state = tempfile::tempdir().unwrap();
     let r = run(
-        run_config(&server, Source::Job(Box::new(load(&server, &job))), state.path()),
+        run_config(
+            &server,
+            Source::Job(Box::new(load(&server, &job))),
+            state.path(),
+        ),
         CancellationToken::new(),
     )
     .await;
@@ -179,7 +196,10 @@ async fn verification_finds_installs_that_succeeded_without_installing() {
     found.sort();
     let mut want: Vec<String> = lacking.iter().map(|s| s.to_string()).collect();
     want.sort();
-    assert_eq!(found, want, "verification finds exactly the devices without the version");
+    assert_eq!(
+        found, want,
+        "verification finds exactly the devices without the version"
+    );
     let failed = r
         .report
         .tasks
@@ -191,15 +211,23 @@ async fn verification_finds_installs_that_succeeded_without_installing() {
         .filter(|d| lacking.contains(&d.id.as_str()))
         .map(|d| d.group_id.as_str())
         .collect();
-    assert_eq!(failed, groups_lacking.len(), "a group task fails when one of its devices lacks the version");
+    assert_eq!(
+        failed,
+        groups_lacking.len(),
+        "a group task fails when one of its devices lacks the version"
+    );
     let csv = std::fs::read_to_string(r.run_dir.join("results.csv")).unwrap();
     assert_eq!(
-        csv.matches("command succeeded but the version is not installed").count(),
+        csv.matches("command succeeded but the version is not installed")
+            .count(),
         lacking.len(),
         "{csv}"
     );
     let text = r.report.summary_text();
-    assert!(text.contains("reported success without installing"), "{text}");
+    assert!(
+        text.contains("reported success without installing"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -227,7 +255,11 @@ async fn alarm_rule_export_pastes_back_into_a_job_that_plans_unchanged() {
     );
     let state = tempfile::tempdir().unwrap();
     let r = run(
-        run_config(&server, Source::Job(Box::new(load(&server, &job))), state.path()),
+        run_config(
+            &server,
+            Source::Job(Box::new(load(&server, &job))),
+            state.path(),
+        ),
         CancellationToken::new(),
     )
     .await;
@@ -274,7 +306,10 @@ async fn since_last_run_exports_only_the_command_requests_made_since() {
         json!({"command_type": "DEVICE", "devices": [d], "device_type": "all",
                "command": "REBOOT", "schedule": "IMMEDIATE"})
     };
-    let first = c.create_command(&reboot(&snap.devices[0].id)).await.unwrap();
+    let first = c
+        .create_command(&reboot(&snap.devices[0].id))
+        .await
+        .unwrap();
     let job = format!(
         "{}steps:\n  - id: cmds\n    export: {{ what: commands, since: last_run, file: cmds.jsonl }}\n",
         job_header(&server, "500/s")
@@ -301,8 +336,14 @@ async fn since_last_run_exports_only_the_command_requests_made_since() {
     assert_eq!(rows.len(), 1, "the first run exports everything: {rows:?}");
     assert_eq!(rows[0]["request_id"], first.id.as_str());
 
-    let second = c.create_command(&reboot(&snap.devices[1].id)).await.unwrap();
-    let third = c.create_command(&reboot(&snap.devices[2].id)).await.unwrap();
+    let second = c
+        .create_command(&reboot(&snap.devices[1].id))
+        .await
+        .unwrap();
+    let third = c
+        .create_command(&reboot(&snap.devices[2].id))
+        .await
+        .unwrap();
     let twice = run(
         run_config(&server, Source::Job(Box::new(job)), state.path()),
         CancellationToken::new(),
@@ -316,7 +357,10 @@ async fn since_last_run_exports_only_the_command_requests_made_since() {
     ids.sort();
     let mut want = vec![second.id.clone(), third.id.clone()];
     want.sort();
-    assert_eq!(ids, want, "only the requests made since the last successful run");
+    assert_eq!(
+        ids, want,
+        "only the requests made since the last successful run"
+    );
 }
 
 #[tokio::test]
@@ -346,7 +390,11 @@ async fn an_export_runs_while_another_job_holds_its_write_lock() {
         job_header(&server, "500/s").replace("name: test", "name: inventory")
     );
     let r = run(
-        run_config(&server, Source::Job(Box::new(load(&server, &export))), state.path()),
+        run_config(
+            &server,
+            Source::Job(Box::new(load(&server, &export))),
+            state.path(),
+        ),
         CancellationToken::new(),
     )
     .await;
@@ -374,8 +422,20 @@ async fn the_export_one_liner_runs_a_one_step_job() {
     let out = tokio::task::block_in_place(|| {
         crate::support::esper_bulk(&server)
             .current_dir(dir.path())
-            .args(["export", "what=devices", "--target", "Stores/**", "--exclude", "Stores/North/**"])
-            .args(["-o", "devices.csv", "--fields", "serial,group,hardwareInfo.model"])
+            .args([
+                "export",
+                "what=devices",
+                "--target",
+                "Stores/**",
+                "--exclude",
+                "Stores/North/**",
+            ])
+            .args([
+                "-o",
+                "devices.csv",
+                "--fields",
+                "serial,group,hardwareInfo.model",
+            ])
             .arg("--state-dir")
             .arg(dir.path().join("state"))
             .output()
@@ -401,9 +461,18 @@ async fn the_export_one_liner_runs_a_one_step_job() {
     assert_eq!(lines.next(), Some("serial,group,hardwareInfo.model"));
     let rows: Vec<&str> = lines.collect();
     assert_eq!(rows.len(), want, "{text}");
-    assert!(rows.iter().all(|r| r.contains(",Stores/") && !r.contains("Stores/North")), "{text}");
-    assert!(stdout.contains(&format!("export: {want} rows in ")), "{stdout}");
+    assert!(
+        rows.iter()
+            .all(|r| r.contains(",Stores/") && !r.contains("Stores/North")),
+        "{text}"
+    );
+    assert!(
+        stdout.contains(&format!("export: {want} rows in ")),
+        "{stdout}"
+    );
     // It went through the normal pipeline: a run directory with its report.
-    let runs = std::fs::read_dir(dir.path().join("state/runs")).unwrap().count();
+    let runs = std::fs::read_dir(dir.path().join("state/runs"))
+        .unwrap()
+        .count();
     assert_eq!(runs, 1);
 }

@@ -46,7 +46,14 @@ pub const DEVICE_COLUMNS: &[&str] = &[
     "os_version",
     "last_seen",
 ];
-pub const GROUP_COLUMNS: &[&str] = &["id", "name", "path", "parent_id", "device_count", "children_count"];
+pub const GROUP_COLUMNS: &[&str] = &[
+    "id",
+    "name",
+    "path",
+    "parent_id",
+    "device_count",
+    "children_count",
+];
 pub const APP_COLUMNS: &[&str] = &[
     "application_id",
     "package",
@@ -114,7 +121,11 @@ pub(super) async fn export(
         (None, Some(dir)) => dir
             .join("exports")
             .join(format!("{step}.{}", spec.format.extension())),
-        (None, None) => return Err(local(format!("export `{step}` has no file and no run directory"))),
+        (None, None) => {
+            return Err(local(format!(
+                "export `{step}` has no file and no run directory"
+            )));
+        }
     };
     let columns: Vec<String> = match spec.what {
         ExportWhat::Devices if !spec.fields.is_empty() => spec.fields.clone(),
@@ -144,7 +155,9 @@ pub(super) async fn export(
         ExportWhat::Commands => {
             let since = match spec.since {
                 None => None,
-                Some(Since::Ago(d)) => Some(jiff::Timestamp::try_from(started - d).unwrap_or_default()),
+                Some(Since::Ago(d)) => {
+                    Some(jiff::Timestamp::try_from(started - d).unwrap_or_default())
+                }
                 Some(Since::LastRun) => {
                     if env.last_run.is_none() {
                         note = Some("no earlier successful run: every command request");
@@ -180,7 +193,8 @@ fn put(sink: &mut Sink, row: &[Value]) -> Result<(), Failure> {
 /// Group id → path below the root, from one listing of every group.
 async fn group_paths(client: &Client) -> Result<HashMap<String, String>, Failure> {
     let mut out = HashMap::new();
-    let mut s = std::pin::pin!(client.list_values(Endpoint::ListGroups, None, Vec::new(), PageStyle::Drf));
+    let mut s =
+        std::pin::pin!(client.list_values(Endpoint::ListGroups, None, Vec::new(), PageStyle::Drf));
     while let Some(g) = s.try_next().await.map_err(fail)? {
         let id = g.get("id").map(text).unwrap_or_default();
         let path = g
@@ -206,11 +220,14 @@ fn filter_of(sel: &DeviceSelector) -> DeviceFilter {
         group: sel.group.clone(),
         name: sel.name.clone(),
         serial: sel.serial.clone(),
-        state: sel.state.as_deref().map(|s| match s.to_ascii_lowercase().as_str() {
-            "online" => "1".to_string(),
-            "offline" => "60".to_string(),
-            other => other.to_string(),
-        }),
+        state: sel
+            .state
+            .as_deref()
+            .map(|s| match s.to_ascii_lowercase().as_str() {
+                "online" => "1".to_string(),
+                "offline" => "60".to_string(),
+                other => other.to_string(),
+            }),
         tags: sel.tags.clone(),
     }
 }
@@ -264,7 +281,9 @@ fn device_field(d: &Value, field: &str, paths: &HashMap<String, String>) -> Valu
             .first()
             .and_then(|g| paths.get(g))
             .map_or(Value::Null, |p| Value::String(p.clone())),
-        "group_id" => device_groups(d).first().map_or(Value::Null, |g| Value::String(g.clone())),
+        "group_id" => device_groups(d)
+            .first()
+            .map_or(Value::Null, |g| Value::String(g.clone())),
         "model" => first(&["hardwareInfo.model", "model"]),
         "os_version" => first(&["softwareInfo.androidVersion", "os_version"]),
         "last_seen" => first(&["last_seen", "updated_on"]),
@@ -280,7 +299,11 @@ async fn each_device(
     mut each: impl FnMut(&Value) -> Result<(), Failure>,
 ) -> Result<(), Failure> {
     let (skip, ids, serials): (HashSet<&str>, HashSet<&str>, HashSet<&str>) = match scope {
-        ExportScope::Groups { skip, .. } => (skip.iter().map(String::as_str).collect(), HashSet::new(), HashSet::new()),
+        ExportScope::Groups { skip, .. } => (
+            skip.iter().map(String::as_str).collect(),
+            HashSet::new(),
+            HashSet::new(),
+        ),
         ExportScope::Devices { ids, serials, .. } => (
             HashSet::new(),
             ids.iter().map(String::as_str).collect(),
@@ -295,7 +318,9 @@ async fn each_device(
                 continue;
             }
             let listed = ids.is_empty() && serials.is_empty()
-                || d.get("id").and_then(Value::as_str).is_some_and(|i| ids.contains(i))
+                || d.get("id")
+                    .and_then(Value::as_str)
+                    .is_some_and(|i| ids.contains(i))
                 || serial_of(&d).as_str().is_some_and(|s| serials.contains(s));
             if listed {
                 each(&d)?;
@@ -321,7 +346,8 @@ async fn groups(client: &Client, plan: &ExportPlan, sink: &mut Sink) -> Result<(
         _ => None,
     };
     let columns = sink.columns().to_vec();
-    let mut s = std::pin::pin!(client.list_values(Endpoint::ListGroups, None, Vec::new(), PageStyle::Drf));
+    let mut s =
+        std::pin::pin!(client.list_values(Endpoint::ListGroups, None, Vec::new(), PageStyle::Drf));
     while let Some(g) = s.try_next().await.map_err(fail)? {
         let id = g.get("id").map(text).unwrap_or_default();
         if keep.as_ref().is_some_and(|k| !k.contains(id.as_str())) {
@@ -347,7 +373,8 @@ async fn groups(client: &Client, plan: &ExportPlan, sink: &mut Sink) -> Result<(
 }
 
 async fn apps(client: &Client, sink: &mut Sink) -> Result<(), Failure> {
-    let mut s = std::pin::pin!(client.list_values(Endpoint::ListApps, None, Vec::new(), PageStyle::Drf));
+    let mut s =
+        std::pin::pin!(client.list_values(Endpoint::ListApps, None, Vec::new(), PageStyle::Drf));
     while let Some(app) = s.try_next().await.map_err(fail)? {
         let app_id = app.get("id").map(text).unwrap_or_default();
         let mut vs = std::pin::pin!(client.list_values(
@@ -430,8 +457,11 @@ async fn installed(client: &Client, plan: &ExportPlan, sink: &mut Sink) -> Resul
                 Ok(())
             })
             .await?;
-            let by_code: HashMap<&str, &crate::plan::PackageVersion> =
-                plan.versions.iter().map(|v| (v.version_code.as_str(), v)).collect();
+            let by_code: HashMap<&str, &crate::plan::PackageVersion> = plan
+                .versions
+                .iter()
+                .map(|v| (v.version_code.as_str(), v))
+                .collect();
             for [id, name, alias, group] in found {
                 let did = text(&id);
                 let mut s = std::pin::pin!(client.device_apps(&did, plan.spec.package.as_deref()));
@@ -528,7 +558,12 @@ pub fn rule_block(r: &Value) -> Vec<Value> {
 }
 
 async fn rules(client: &Client, sink: &mut Sink) -> Result<(), Failure> {
-    let mut s = std::pin::pin!(client.list_values(Endpoint::ListAlarmRules, None, Vec::new(), PageStyle::Drf));
+    let mut s = std::pin::pin!(client.list_values(
+        Endpoint::ListAlarmRules,
+        None,
+        Vec::new(),
+        PageStyle::Drf
+    ));
     while let Some(r) = s.try_next().await.map_err(fail)? {
         put(sink, &rule_block(&r))?;
     }
@@ -545,7 +580,12 @@ async fn commands(
 ) -> Result<(), Failure> {
     // Esper's listing has no time filter: requests are kept by their `created_at`.
     let mut requests: Vec<Value> = Vec::new();
-    let mut s = std::pin::pin!(client.list_values(Endpoint::ListCommands, None, Vec::new(), PageStyle::Envelope));
+    let mut s = std::pin::pin!(client.list_values(
+        Endpoint::ListCommands,
+        None,
+        Vec::new(),
+        PageStyle::Envelope
+    ));
     while let Some(c) = s.try_next().await.map_err(fail)? {
         let created = c
             .get("created_at")
@@ -570,7 +610,12 @@ async fn commands(
         let by_id: HashMap<String, &Value> = batch.iter().map(|r| (text(&r["id"]), r)).collect();
         let ids: Vec<String> = batch.iter().map(|r| text(&r["id"])).collect();
         let q = vec![("request".to_string(), ids.join(","))];
-        let mut s = std::pin::pin!(client.list_values(Endpoint::CommandStatuses, None, q, PageStyle::Envelope));
+        let mut s = std::pin::pin!(client.list_values(
+            Endpoint::CommandStatuses,
+            None,
+            q,
+            PageStyle::Envelope
+        ));
         while let Some(st) = s.try_next().await.map_err(fail)? {
             let rid = st.get("request").map(text).unwrap_or_default();
             let Some(r) = by_id.get(&rid) else { continue };

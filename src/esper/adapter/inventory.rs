@@ -22,12 +22,12 @@ use futures::{FutureExt, TryStreamExt};
 
 use super::reconcile::find_app_version;
 use super::serials;
+use crate::base::Endpoint;
+use crate::esper::PageStyle;
 use crate::esper::model::{AlarmRule, Content, Device, DeviceGroup};
 use crate::esper::{ApiError, Client, DeviceFilter};
 use crate::exec::Failure;
 use crate::job::{DeviceSelector, RetrySettings};
-use crate::base::Endpoint;
-use crate::esper::PageStyle;
 use crate::plan::{
     GroupInfo, Inventory, InventoryError, Item, ItemKind, LiveContent, LiveRule, PackageVersion,
     SerialMethod,
@@ -318,19 +318,29 @@ impl Inventory for PlanReads<'_> {
             {
                 let app_id = app.get("id").and_then(|v| v.as_str()).unwrap_or_default();
                 let versions: Vec<serde_json::Value> = read_retrying(&self.retry, || {
-                    c.list_values(Endpoint::ListAppVersions, Some(app_id), Vec::new(), PageStyle::Drf)
-                        .try_collect()
+                    c.list_values(
+                        Endpoint::ListAppVersions,
+                        Some(app_id),
+                        Vec::new(),
+                        PageStyle::Drf,
+                    )
+                    .try_collect()
                 })
                 .await?;
                 let s = |v: &serde_json::Value, k: &str| {
                     v.get(k).and_then(|x| x.as_str()).map(str::to_string)
                 };
-                out.extend(versions.iter().map(|v| PackageVersion {
-                    id: s(v, "id").unwrap_or_default(),
-                    app_id: app_id.to_string(),
-                    version_code: s(v, "version_code").unwrap_or_default(),
-                    version_name: s(v, "version_name"),
-                    installed: v.get("installed_count").and_then(|n| n.as_u64()).unwrap_or(0),
+                out.extend(versions.iter().map(|v| {
+                    PackageVersion {
+                        id: s(v, "id").unwrap_or_default(),
+                        app_id: app_id.to_string(),
+                        version_code: s(v, "version_code").unwrap_or_default(),
+                        version_name: s(v, "version_name"),
+                        installed: v
+                            .get("installed_count")
+                            .and_then(|n| n.as_u64())
+                            .unwrap_or(0),
+                    }
                 }));
             }
             Ok(Some(out))
@@ -345,11 +355,14 @@ fn device_filter(sel: &DeviceSelector) -> DeviceFilter {
         group: sel.group.clone(),
         name: sel.name.clone(),
         serial: sel.serial.clone(),
-        state: sel.state.as_deref().map(|s| match s.to_ascii_lowercase().as_str() {
-            "online" => "1".to_string(),
-            "offline" => "60".to_string(),
-            other => other.to_string(),
-        }),
+        state: sel
+            .state
+            .as_deref()
+            .map(|s| match s.to_ascii_lowercase().as_str() {
+                "online" => "1".to_string(),
+                "offline" => "60".to_string(),
+                other => other.to_string(),
+            }),
         tags: sel.tags.clone(),
     }
 }

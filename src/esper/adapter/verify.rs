@@ -43,8 +43,18 @@ impl VersionIndex {
             .await?;
         let mut found = HashMap::new();
         for app in &apps {
-            let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
-            for v in app.get("versions").and_then(Value::as_array).into_iter().flatten() {
+            let s = |v: &Value, k: &str| {
+                v.get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            for v in app
+                .get("versions")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 found.insert(
                     s(v, "id"),
                     VersionHome {
@@ -55,7 +65,10 @@ impl VersionIndex {
                 );
             }
         }
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).extend(found);
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(found);
         Ok(self.get(version))
     }
 
@@ -173,6 +186,10 @@ async fn check_devices(
             }
         }
     }
-    let missing: Vec<String> = succeeded.iter().filter(|d| !has.contains(*d)).cloned().collect();
+    let missing: Vec<String> = succeeded
+        .iter()
+        .filter(|d| !has.contains(*d))
+        .cloned()
+        .collect();
     Ok((has.len() as u64, missing))
 }

@@ -422,7 +422,10 @@ fn export(cx: &mut Cx, op: &Op) -> Option<StepOp> {
         None
     };
     if let (Some(t), Some(n)) = (&target, op.node.get("target"))
-        && op.targets.get(t).is_some_and(|(_, s)| matches!(s, TargetSpec::Union(_)))
+        && op
+            .targets
+            .get(t)
+            .is_some_and(|(_, s)| matches!(s, TargetSpec::Union(_)))
     {
         cx.error(
             n,

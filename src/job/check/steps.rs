@@ -330,8 +330,8 @@ fn warn_nothing_to_stage(cx: &mut Cx, s: &Node, op: &StepOp, for_each: bool, at:
     let single = matches!(
         op,
         StepOp::AppUpload { .. } | StepOp::ContentUpload { .. } | StepOp::Export(_)
-    )
-        || (!for_each && matches!(op, StepOp::AlarmRule { .. } | StepOp::Request { .. }));
+    ) || (!for_each
+        && matches!(op, StepOp::AlarmRule { .. } | StepOp::Request { .. }));
     if single && let Some((key, _)) = s.entry("rollout") {
         cx.warn(
             key,

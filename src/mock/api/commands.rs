@@ -250,12 +250,7 @@ pub(super) fn create(
                 plan: Inventory::plan_for(ctx.seed, &ctx.commands, id, dev),
                 set: None,
                 noop: command == "INSTALL"
-                    && Inventory::install_noop(
-                        ctx.seed,
-                        ctx.commands.install_noop_rate,
-                        id,
-                        dev,
-                    ),
+                    && Inventory::install_noop(ctx.seed, ctx.commands.install_noop_rate, id, dev),
             })
         })
         .collect();
