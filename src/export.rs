@@ -30,7 +30,7 @@ pub struct Sink {
 }
 
 enum Out {
-    Csv(csv::Writer<BufWriter<tempfile::NamedTempFile>>),
+    Csv(Box<csv::Writer<BufWriter<tempfile::NamedTempFile>>>),
     Json(BufWriter<tempfile::NamedTempFile>),
 }
 
@@ -53,7 +53,7 @@ impl Sink {
             ExportFormat::Csv => {
                 let mut w = csv::Writer::from_writer(tmp);
                 w.write_record(&columns).map_err(csv_io)?;
-                Out::Csv(w)
+                Out::Csv(Box::new(w))
             }
             ExportFormat::Json => {
                 let mut w = tmp;

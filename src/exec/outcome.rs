@@ -166,7 +166,7 @@ pub struct Followed {
     /// The devices that did not succeed (pending ones included), in the order Esper listed them.
     pub devices: Vec<DeviceResult>,
     /// For a verified install: which devices really have the version.
-    pub install: Option<InstallCheck>,
+    pub install: Option<Box<InstallCheck>>,
 }
 
 impl Followed {

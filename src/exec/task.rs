@@ -154,7 +154,7 @@ pub(super) async fn run_task(
                 // version is one more bulk read, and a device that "succeeded" without it
                 // counts as failed from here on.
                 if *verify && f.counts.is_some() && !stop_followers.is_cancelled() {
-                    f.install = dispatch.verify_install(&task, &f).await;
+                    f.install = dispatch.verify_install(&task, &f).await.map(Box::new);
                 }
                 let failed = f.unsuccessful().unwrap_or(0);
                 match f.counts {

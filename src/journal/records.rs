@@ -432,7 +432,7 @@ impl From<&Followed> for FollowedRecord {
                     reason: d.reason.clone(),
                 })
                 .collect(),
-            install: f.install.as_ref().map(InstallRecord::from),
+            install: f.install.as_deref().map(InstallRecord::from),
         }
     }
 }
@@ -452,7 +452,7 @@ impl From<FollowedRecord> for Followed {
                     reason: d.reason,
                 })
                 .collect(),
-            install: f.install.map(InstallCheck::from),
+            install: f.install.map(|r| Box::new(InstallCheck::from(r))),
         }
     }
 }

@@ -53,18 +53,20 @@ fn rows(path: &Path, format: &str) -> (Option<String>, usize) {
             let mut lines = text.lines();
             let header = lines.next().map(str::to_string);
             let mut r = csv::Reader::from_path(path).unwrap();
-            (header, r.records().map(|x| x.unwrap()).count())
+            let records: Vec<csv::StringRecord> = r.records().map(|x| x.unwrap()).collect();
+            (header, records.len())
         }
         "json" => {
             let v: Value = serde_json::from_str(&text).unwrap();
             (None, v.as_array().unwrap().len())
         }
-        _ => (
-            None,
-            text.lines()
-                .map(|l| serde_json::from_str::<Value>(l).unwrap())
-                .count(),
-        ),
+        _ => {
+            let parsed: Vec<Value> = text
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            (None, parsed.len())
+        }
     }
 }
 

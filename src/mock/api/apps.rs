@@ -302,50 +302,6 @@ pub(super) fn upload(
     ctx.created(json!({"application": render_app(ctx, inv, a, &[v])}))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mock_apk_format() {
-        let apk = parse_mock_apk(
-            b"# demo\npackage=com.acme.kiosk\nversion_code=420\nversion_name=4.2.0\n",
-        )
-        .unwrap();
-        assert_eq!(apk.package, "com.acme.kiosk");
-        assert_eq!(apk.version_code, "420");
-        assert_eq!(apk.version_name, "4.2.0");
-        assert_eq!(
-            parse_mock_apk(b"package=a.b\nversion_code=1")
-                .unwrap()
-                .version_name,
-            "1"
-        );
-        assert!(parse_mock_apk(b"package=a.b\nversion_code=x1").is_err());
-        assert!(parse_mock_apk(b"package=nodots\nversion_code=1").is_err());
-        assert!(parse_mock_apk(b"PK\x03\x04\xff\xfe").is_err());
-        assert!(parse_mock_apk(b"just text").is_err());
-    }
-
-    #[test]
-    fn real_apks_are_read_and_other_zips_refused() {
-        let apk = read_apk(&crate::apk::write::minimal_apk("com.acme.scan", 77, "7.7")).unwrap();
-        assert_eq!(
-            (
-                apk.package.as_str(),
-                apk.version_code.as_str(),
-                apk.version_name.as_str()
-            ),
-            ("com.acme.scan", "77", "7.7")
-        );
-        let e = read_apk(b"PK\x03\x04 not really a zip").unwrap_err();
-        assert!(
-            e.starts_with("The uploaded file is not a valid APK: "),
-            "{e}"
-        );
-    }
-}
-
 /// `…/version/{version_id}/installdevices`: the devices that have this version now.
 pub(super) fn install_devices(inv: &Inventory, ctx: &Ctx, app: &str, raw: &str) -> Reply {
     let (Some(a), Some(v)) = (
@@ -416,4 +372,48 @@ pub(super) fn device_apps(inv: &Inventory, ctx: &Ctx, raw: &str) -> Reply {
         })
         .collect();
     ctx.ok(classic_page(ctx, apps.len(), p, results))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mock_apk_format() {
+        let apk = parse_mock_apk(
+            b"# demo\npackage=com.acme.kiosk\nversion_code=420\nversion_name=4.2.0\n",
+        )
+        .unwrap();
+        assert_eq!(apk.package, "com.acme.kiosk");
+        assert_eq!(apk.version_code, "420");
+        assert_eq!(apk.version_name, "4.2.0");
+        assert_eq!(
+            parse_mock_apk(b"package=a.b\nversion_code=1")
+                .unwrap()
+                .version_name,
+            "1"
+        );
+        assert!(parse_mock_apk(b"package=a.b\nversion_code=x1").is_err());
+        assert!(parse_mock_apk(b"package=nodots\nversion_code=1").is_err());
+        assert!(parse_mock_apk(b"PK\x03\x04\xff\xfe").is_err());
+        assert!(parse_mock_apk(b"just text").is_err());
+    }
+
+    #[test]
+    fn real_apks_are_read_and_other_zips_refused() {
+        let apk = read_apk(&crate::apk::write::minimal_apk("com.acme.scan", 77, "7.7")).unwrap();
+        assert_eq!(
+            (
+                apk.package.as_str(),
+                apk.version_code.as_str(),
+                apk.version_name.as_str()
+            ),
+            ("com.acme.scan", "77", "7.7")
+        );
+        let e = read_apk(b"PK\x03\x04 not really a zip").unwrap_err();
+        assert!(
+            e.starts_with("The uploaded file is not a valid APK: "),
+            "{e}"
+        );
+    }
 }
