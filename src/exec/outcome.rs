@@ -195,7 +195,7 @@ pub enum InstallState {
 }
 
 /// What the read after a followed INSTALL found: the task's devices by [`InstallState`].
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct InstallCheck {
     /// The app version the command installs.
     pub version: String,
@@ -207,7 +207,7 @@ pub struct InstallCheck {
     pub missing: Vec<String>,
     /// Why the devices could not be checked (the read failed); then no device is counted
     /// against the task for it.
-    pub error: Option<String>,
+    pub unchecked: Option<Failure>,
 }
 
 impl InstallCheck {

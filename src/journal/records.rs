@@ -151,7 +151,7 @@ pub struct FollowedRecord {
 }
 
 /// A verified install's devices by state (see `exec::InstallCheck`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InstallRecord {
     pub version: String,
     pub installed: u64,
@@ -160,8 +160,9 @@ pub struct InstallRecord {
     pub pending: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub missing: Vec<String>,
+    /// Why the devices could not be checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub unchecked: Option<FailureRecord>,
 }
 
 impl From<&InstallCheck> for InstallRecord {
@@ -173,7 +174,7 @@ impl From<&InstallCheck> for InstallRecord {
             failed: c.failed,
             pending: c.pending,
             missing: c.missing.clone(),
-            error: c.error.clone(),
+            unchecked: c.unchecked.as_ref().map(FailureRecord::from),
         }
     }
 }
@@ -187,7 +188,7 @@ impl From<InstallRecord> for InstallCheck {
             failed: c.failed,
             pending: c.pending,
             missing: c.missing,
-            error: c.error,
+            unchecked: c.unchecked.map(Failure::from),
         }
     }
 }

@@ -355,8 +355,10 @@ async fn plan_export(
     if spec.what == W::Installed
         && let Some(package) = &spec.package
     {
-        let all = inv.package_versions(package).await?.unwrap_or_default();
-        versions = all
+        let listed = inv.package_versions(package).await?;
+        let known = listed.is_some();
+        versions = listed
+            .unwrap_or_default()
             .into_iter()
             .filter(|v| {
                 spec.version_code
@@ -364,7 +366,9 @@ async fn plan_export(
                     .is_none_or(|c| v.version_code == *c)
             })
             .collect();
-        if versions.is_empty()
+        // Only an inventory that listed the versions can say one does not exist.
+        if known
+            && versions.is_empty()
             && let Some(code) = &spec.version_code
         {
             return Err(PlanError::UnknownVersion {

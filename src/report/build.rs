@@ -127,7 +127,7 @@ impl From<&Followed> for FollowedReport {
                 failed: c.failed,
                 pending: c.pending,
                 missing: c.missing.clone(),
-                error: c.error.clone(),
+                unchecked: c.unchecked.as_ref().map(FailureReport::from),
             }),
         }
     }

@@ -356,7 +356,7 @@ pub struct FollowedReport {
 
 /// A verified install's devices: `installed`, `succeeded_not_installed` (listed in
 /// `missing`), `failed` and `pending`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct InstallReport {
     pub version: String,
     pub installed: u64,
@@ -367,7 +367,7 @@ pub struct InstallReport {
     pub missing: Vec<String>,
     /// Why the devices could not be checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub unchecked: Option<FailureReport>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

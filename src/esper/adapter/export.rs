@@ -190,8 +190,11 @@ fn put(sink: &mut Sink, row: &[Value]) -> Result<(), Failure> {
         .map_err(|e| local(format!("cannot write the export: {e}")))
 }
 
-/// Group id → path below the root, from one listing of every group.
-async fn group_paths(client: &Client) -> Result<HashMap<String, String>, Failure> {
+/// Group id → path below the root.
+type GroupPaths = HashMap<String, String>;
+
+/// [`GroupPaths`] from one listing of every group.
+async fn group_paths(client: &Client) -> Result<GroupPaths, Failure> {
     let mut out = HashMap::new();
     let mut s =
         std::pin::pin!(client.list_values(Endpoint::ListGroups, None, Vec::new(), PageStyle::Drf));

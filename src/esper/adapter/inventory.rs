@@ -369,6 +369,30 @@ fn device_filter(sel: &DeviceSelector) -> DeviceFilter {
 
 /// The client as an inventory, retrying with the default `retry:` settings.
 impl Inventory for Client {
+    fn device_count<'a>(
+        &'a self,
+        sel: &'a DeviceSelector,
+    ) -> BoxFuture<'a, Result<Option<u64>, InventoryError>> {
+        async move {
+            PlanReads::new(self, &RetrySettings::default())
+                .device_count(sel)
+                .await
+        }
+        .boxed()
+    }
+
+    fn package_versions<'a>(
+        &'a self,
+        package: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<PackageVersion>>, InventoryError>> {
+        async move {
+            PlanReads::new(self, &RetrySettings::default())
+                .package_versions(package)
+                .await
+        }
+        .boxed()
+    }
+
     fn groups(&self) -> BoxFuture<'_, Result<Vec<GroupInfo>, InventoryError>> {
         async move {
             PlanReads::new(self, &RetrySettings::default())

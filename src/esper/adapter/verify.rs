@@ -115,7 +115,7 @@ pub(super) async fn verify_install(
             tracing::warn!(command = %followed.command, error = %e, "install verification could not read the devices");
             // Unchecked, the devices that reported success are taken at their word.
             check.installed = counts.succeeded;
-            check.error = Some(crate::base::one_line(&e));
+            check.unchecked = Some(super::fail(e));
         }
     }
     Some(check)
