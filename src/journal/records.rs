@@ -147,7 +147,7 @@ pub struct FollowedRecord {
     pub devices: Vec<DeviceRecord>,
     /// What the install verification found; journals before it have none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub install: Option<InstallRecord>,
+    pub install: Option<Box<InstallRecord>>,
 }
 
 /// A verified install's devices by state (see `exec::InstallCheck`).
@@ -433,7 +433,10 @@ impl From<&Followed> for FollowedRecord {
                     reason: d.reason.clone(),
                 })
                 .collect(),
-            install: f.install.as_deref().map(InstallRecord::from),
+            install: f
+                .install
+                .as_deref()
+                .map(|c| Box::new(InstallRecord::from(c))),
         }
     }
 }
@@ -453,7 +456,7 @@ impl From<FollowedRecord> for Followed {
                     reason: d.reason,
                 })
                 .collect(),
-            install: f.install.map(|r| Box::new(InstallCheck::from(r))),
+            install: f.install.map(|r| Box::new(InstallCheck::from(*r))),
         }
     }
 }
