@@ -27,6 +27,8 @@ pub struct Sink {
     rows: u64,
     /// JSON rows leave out null values (a block to paste back, not a table).
     sparse: bool,
+    /// Told the row count every `every` rows (progress by pages).
+    on_rows: Option<(u64, Box<dyn FnMut(u64) + Send>)>,
 }
 
 enum Out {
@@ -69,7 +71,13 @@ impl Sink {
             out,
             rows: 0,
             sparse: false,
+            on_rows: None,
         })
+    }
+
+    /// Calls `f` with the row count after every `every` rows.
+    pub fn on_rows(&mut self, every: u64, f: impl FnMut(u64) + Send + 'static) {
+        self.on_rows = Some((every.max(1), Box::new(f)));
     }
 
     /// JSON and JSON Lines rows leave out the columns whose value is null.
@@ -115,6 +123,11 @@ impl Sink {
             }
         }
         self.rows += 1;
+        if let Some((every, f)) = &mut self.on_rows
+            && self.rows % *every == 0
+        {
+            f(self.rows);
+        }
         Ok(())
     }
 
@@ -227,6 +240,24 @@ mod tests {
         drop(s);
         assert!(!dest.exists(), "an abandoned export leaves nothing behind");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn progress_hears_of_every_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Sink::create(
+            &dir.path().join("x.jsonl"),
+            ExportFormat::Jsonl,
+            vec!["id".into()],
+        )
+        .unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        s.on_rows(2, move |n| log.lock().unwrap().push(n));
+        for i in 0..5 {
+            s.row(&[json!(i)]).unwrap();
+        }
+        assert_eq!(*seen.lock().unwrap(), [2, 4]);
     }
 
     #[test]

@@ -497,9 +497,22 @@ impl Ready {
             .enumerate()
             .map(|(i, s)| (s.id.as_str(), i))
             .collect();
+        let progress = progress.map(Arc::new);
+        let on_rows = progress.clone().map(|p| {
+            let steps = step_of
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect::<BTreeMap<String, usize>>();
+            Arc::new(move |step: &str, rows: u64| {
+                if let Some(i) = steps.get(step) {
+                    p.export_rows(*i, rows);
+                }
+            }) as Arc<dyn Fn(&str, u64) + Send + Sync>
+        });
         let exports = crate::esper::adapter::ExportEnv {
             run_dir: Some(dir.clone()),
             last_run: dir::last_success(state_dir, &plan.job, &plan.server),
+            on_rows,
         };
         let dispatch = EsperDispatch::with_exports(client, pacing.poll.clone(), exports);
         let out = exec::run(plan.clone(), dispatch, opts, cancel, |event| {

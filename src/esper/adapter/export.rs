@@ -23,12 +23,23 @@ use crate::job::{DeviceSelector, ExportWhat, Since};
 use crate::plan::{ExportPlan, ExportScope, InstalledMethod};
 
 /// What an export needs from the run beyond its plan.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct ExportEnv {
     /// The run directory: exports without `file:` go to `exports/<step>.<ext>` in it.
     pub run_dir: Option<PathBuf>,
     /// When this job's last successful run on this server started (`since: last_run`).
     pub last_run: Option<jiff::Timestamp>,
+    /// Told (step id, rows written) after every page's worth of rows, for progress.
+    pub on_rows: Option<std::sync::Arc<dyn Fn(&str, u64) + Send + Sync>>,
+}
+
+impl std::fmt::Debug for ExportEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExportEnv")
+            .field("run_dir", &self.run_dir)
+            .field("last_run", &self.last_run)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The root group Esper puts every group under; paths are written below it.
@@ -144,6 +155,10 @@ pub(super) async fn export(
     // so the block pastes back into a job as it is.
     if spec.what == ExportWhat::AlarmRules {
         sink.sparse();
+    }
+    if let Some(hook) = env.on_rows.clone() {
+        let step = step.to_string();
+        sink.on_rows(crate::plan::export::PAGE, move |n| hook(&step, n));
     }
     let mut note = None;
     match spec.what {
