@@ -18,6 +18,9 @@ use crate::job::ExportFormat;
 /// One row: values by column, in the sink's column order.
 pub type Row = Vec<Value>;
 
+/// Told the number of rows written so far.
+pub type RowsHook = Box<dyn FnMut(u64) + Send>;
+
 /// An export file being written.
 pub struct Sink {
     dest: PathBuf,
@@ -28,7 +31,7 @@ pub struct Sink {
     /// JSON rows leave out null values (a block to paste back, not a table).
     sparse: bool,
     /// Told the row count every `every` rows (progress by pages).
-    on_rows: Option<(u64, Box<dyn FnMut(u64) + Send>)>,
+    on_rows: Option<(u64, RowsHook)>,
 }
 
 enum Out {
@@ -124,7 +127,7 @@ impl Sink {
         }
         self.rows += 1;
         if let Some((every, f)) = &mut self.on_rows
-            && self.rows % *every == 0
+            && self.rows.is_multiple_of(*every)
         {
             f(self.rows);
         }

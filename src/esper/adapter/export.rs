@@ -30,8 +30,11 @@ pub struct ExportEnv {
     /// When this job's last successful run on this server started (`since: last_run`).
     pub last_run: Option<jiff::Timestamp>,
     /// Told (step id, rows written) after every page's worth of rows, for progress.
-    pub on_rows: Option<std::sync::Arc<dyn Fn(&str, u64) + Send + Sync>>,
+    pub on_rows: Option<ProgressHook>,
 }
+
+/// Told (step id, rows written so far).
+pub type ProgressHook = std::sync::Arc<dyn Fn(&str, u64) + Send + Sync>;
 
 impl std::fmt::Debug for ExportEnv {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
