@@ -478,3 +478,62 @@ async fn the_export_one_liner_runs_a_one_step_job() {
         .count();
     assert_eq!(runs, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plan_shows_an_exports_reads_and_how_installed_is_read() {
+    let mut cfg = small(146);
+    cfg.devices_per_group = 40;
+    let server = start(cfg).await;
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("observe.yaml");
+    std::fs::write(
+        &job,
+        "version: 1\nname: observe\nesper: { api_key: \"${ESPER_API_KEY}\" }\ntargets:\n  lab: { groups: { name: Lab } }\nsteps:\n  - id: lab-kiosk\n    export: { what: installed, target: lab, package: com.acme.kiosk }\n  - id: all-kiosk\n    export: { what: installed, package: com.acme.kiosk, version_code: \"400\" }\n  - id: devices\n    export: { what: devices, file: devices.csv }\n",
+    )
+    .unwrap();
+    let out = tokio::task::block_in_place(|| {
+        crate::support::esper_bulk(&server)
+            .args(["plan", "--detailed-exitcode"])
+            .arg(&job)
+            .output()
+            .unwrap()
+    });
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "an export writes nothing: {stderr}\n{stdout}"
+    );
+    let devices = server.snapshot().devices.len();
+    // Two lab devices: their app lists (2 reads) beat the versions' installdevices pages
+    // (3 pages of 400's 244 devices, 1 of 410's none).
+    assert!(
+        stdout
+            .contains("export installed of lab as csv to <run dir>/exports/lab-kiosk.csv: 5 reads"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("by per-device app lists; reads only"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("export installed of every device as csv to <run dir>/exports/all-kiosk.csv: {devices} rows, 5 reads")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("by installdevices per version; reads only"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "export devices of every device as csv to {}: {devices} rows, 4 reads",
+            dir.path().join("devices.csv").display()
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("/installdevices\n"),
+        "the estimate names the endpoint: {stdout}"
+    );
+}
