@@ -304,6 +304,7 @@ fn wait_line(op: &OpTemplate) -> Option<String> {
     let OpTemplate::Command {
         wait_ms: Some(timeout),
         tolerance: t,
+        verify,
         ..
     } = op
     else {
@@ -320,8 +321,13 @@ fn wait_line(op: &OpTemplate) -> Option<String> {
     } else {
         "devices still pending then are reported, not failed"
     };
+    let verified = if *verify {
+        "; then the installs are verified (a device that reports success without the version counts as failed)"
+    } else {
+        ""
+    };
     Some(format!(
-        "wait: up to {} per task; a task succeeds when {allowed}; {pending}",
+        "wait: up to {} per task; a task succeeds when {allowed}; {pending}{verified}",
         humantime::format_duration(*timeout)
     ))
 }
