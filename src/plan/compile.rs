@@ -44,157 +44,142 @@ pub fn compile(job: &Job, resolved: &Resolved, server: Server) -> Result<Plan, P
             Some(t) => (Fanout::PerItem { target: t.clone() }, count_of(t)),
             None => (Fanout::Single, 1),
         };
-        let command = |to: &str,
-                       command: &str,
-                       args: Value,
-                       schedule: Option<Value>,
-                       wait: Option<Wait>,
-                       verify: bool| {
-            (
-                Fanout::Chunks {
-                    target: to.to_string(),
-                    size: MAX_DEVICES_PER_COMMAND,
-                },
-                chunks(to, MAX_DEVICES_PER_COMMAND),
-                OpTemplate::Command {
-                    command: command.to_string(),
-                    args,
-                    schedule,
-                    wait_ms: wait.map(|w| w.timeout),
-                    tolerance: wait.map(|w| w.tolerance).unwrap_or_default(),
-                    verify: verify && wait.is_some(),
-                },
-            )
-        };
-        let (fanout, count, op) =
-            match &step.op {
-                StepOp::AppInstall {
+        let command =
+            |to: &str, command: &str, args: Value, schedule: Option<Value>, wait: Option<Wait>| {
+                (
+                    Fanout::Chunks {
+                        target: to.to_string(),
+                        size: MAX_DEVICES_PER_COMMAND,
+                    },
+                    chunks(to, MAX_DEVICES_PER_COMMAND),
+                    OpTemplate::Command {
+                        command: command.to_string(),
+                        args,
+                        schedule,
+                        wait_ms: wait.map(|w| w.timeout),
+                        tolerance: wait.map(|w| w.tolerance).unwrap_or_default(),
+                        verify: false,
+                    },
+                )
+            };
+        let (fanout, count, op) = match &step.op {
+            StepOp::AppInstall {
+                to,
+                version,
+                wait,
+                verify,
+            } => {
+                let version_id = match version {
+                    VersionRef::Id(v) => Value::String(v.clone()),
+                    VersionRef::Package {
+                        package,
+                        version_code,
+                    } => Value::String(
+                        resolved
+                            .versions
+                            .get(&(package.clone(), version_code.clone()))
+                            .cloned()
+                            .unwrap_or_default(),
+                    ),
+                };
+                let (fanout, count, mut op) = command(
                     to,
-                    version,
-                    wait,
-                    verify,
-                } => {
-                    let version_id = match version {
-                        VersionRef::Id(v) => Value::String(v.clone()),
-                        VersionRef::Package {
-                            package,
-                            version_code,
-                        } => Value::String(
-                            resolved
-                                .versions
-                                .get(&(package.clone(), version_code.clone()))
-                                .cloned()
-                                .unwrap_or_default(),
-                        ),
-                    };
-                    command(
-                        to,
-                        "INSTALL",
-                        json!({ "app_version": version_id }),
-                        None,
-                        *wait,
-                        *verify,
-                    )
-                }
-                StepOp::AppUninstall { to, package, wait } => command(
-                    to,
-                    "UNINSTALL",
-                    json!({ "package_name": package }),
+                    "INSTALL",
+                    json!({ "app_version": version_id }),
                     None,
                     *wait,
-                    false,
-                ),
-                StepOp::Command {
-                    to,
-                    name,
-                    args,
-                    schedule,
-                    wait,
-                } => command(to, name, args.clone(), schedule.clone(), *wait, false),
-                StepOp::AlarmRule {
-                    name,
-                    body,
-                    on_exists,
-                } => {
-                    let (f, n) = per_item(&step.for_each);
-                    (
-                        f,
-                        n,
-                        OpTemplate::AlarmRule {
-                            name: name.clone(),
-                            body: body.clone(),
-                            on_exists: *on_exists,
-                        },
-                    )
+                );
+                if let OpTemplate::Command { verify: v, .. } = &mut op {
+                    *v = *verify && wait.is_some();
                 }
-                StepOp::GroupMove { devices, group } => {
-                    let (group_id, group_label) = resolved
-                        .groups
-                        .get(group)
-                        .cloned()
-                        .ok_or_else(|| PlanError::UnknownGroup(group.clone()))?;
-                    (
-                        Fanout::Chunks {
-                            target: devices.clone(),
-                            size: MAX_DEVICES_PER_MOVE,
-                        },
-                        chunks(devices, MAX_DEVICES_PER_MOVE),
-                        OpTemplate::GroupMove {
-                            group_id,
-                            group_label,
-                        },
-                    )
-                }
-                StepOp::AppUpload {
-                    file,
-                    package,
-                    version_code,
-                } => (
-                    Fanout::Single,
-                    1,
-                    OpTemplate::AppUpload {
-                        file: file.clone(),
-                        package: package.clone(),
-                        version_code: version_code.clone(),
+                (fanout, count, op)
+            }
+            StepOp::AppUninstall { to, package, wait } => command(
+                to,
+                "UNINSTALL",
+                json!({ "package_name": package }),
+                None,
+                *wait,
+            ),
+            StepOp::Command {
+                to,
+                name,
+                args,
+                schedule,
+                wait,
+            } => command(to, name, args.clone(), schedule.clone(), *wait),
+            StepOp::AlarmRule {
+                name,
+                body,
+                on_exists,
+            } => {
+                let (f, n) = per_item(&step.for_each);
+                (
+                    f,
+                    n,
+                    OpTemplate::AlarmRule {
+                        name: name.clone(),
+                        body: body.clone(),
+                        on_exists: *on_exists,
                     },
-                ),
-                StepOp::ContentUpload { file } => (
-                    Fanout::Single,
-                    1,
-                    OpTemplate::ContentUpload { file: file.clone() },
-                ),
-                StepOp::Export(spec) => {
-                    let plan = resolved.exports.get(&step.id).cloned().unwrap_or_else(|| {
-                        super::ExportPlan {
-                            spec: spec.clone(),
-                            scope: super::ExportScope::All,
-                            versions: Vec::new(),
-                            method: None,
-                            requests: BTreeMap::new(),
-                            rows: None,
-                        }
-                    });
-                    (Fanout::Single, 1, OpTemplate::Export(Box::new(plan)))
-                }
-                StepOp::Request {
-                    method,
-                    path,
-                    query,
-                    body,
-                } => {
-                    let (f, n) = per_item(&step.for_each);
-                    (
-                        f,
-                        n,
-                        OpTemplate::Request {
-                            method: method.clone(),
-                            path: path.clone(),
-                            query: query.clone(),
-                            body: body.clone(),
-                        },
-                    )
-                }
-            };
+                )
+            }
+            StepOp::GroupMove { devices, group } => {
+                let (group_id, group_label) = resolved
+                    .groups
+                    .get(group)
+                    .cloned()
+                    .ok_or_else(|| PlanError::UnknownGroup(group.clone()))?;
+                (
+                    Fanout::Chunks {
+                        target: devices.clone(),
+                        size: MAX_DEVICES_PER_MOVE,
+                    },
+                    chunks(devices, MAX_DEVICES_PER_MOVE),
+                    OpTemplate::GroupMove {
+                        group_id,
+                        group_label,
+                    },
+                )
+            }
+            StepOp::AppUpload {
+                file,
+                package,
+                version_code,
+            } => (
+                Fanout::Single,
+                1,
+                OpTemplate::AppUpload {
+                    file: file.clone(),
+                    package: package.clone(),
+                    version_code: version_code.clone(),
+                },
+            ),
+            StepOp::ContentUpload { file } => (
+                Fanout::Single,
+                1,
+                OpTemplate::ContentUpload { file: file.clone() },
+            ),
+            StepOp::Export(spec) => (Fanout::Single, 1, export_op(resolved, &step.id, spec)),
+            StepOp::Request {
+                method,
+                path,
+                query,
+                body,
+            } => {
+                let (f, n) = per_item(&step.for_each);
+                (
+                    f,
+                    n,
+                    OpTemplate::Request {
+                        method: method.clone(),
+                        path: path.clone(),
+                        query: query.clone(),
+                        body: body.clone(),
+                    },
+                )
+            }
+        };
         let rollout = step.rollout.as_ref().map(|r| {
             let mut ends: Vec<u32> = Vec::new();
             for s in &r.stages {
@@ -266,6 +251,24 @@ impl Plan {
     pub fn reestimate(&mut self) {
         self.estimate = estimate(&self.steps, &self.targets, self.limits.rate);
     }
+}
+
+/// An export step's template: what resolution decided for it (a plan compiled without
+/// resolving exports reads every device, counting one page).
+fn export_op(resolved: &Resolved, step: &str, spec: &crate::job::ExportSpec) -> OpTemplate {
+    let plan = resolved
+        .exports
+        .get(step)
+        .cloned()
+        .unwrap_or_else(|| super::ExportPlan {
+            spec: spec.clone(),
+            scope: super::ExportScope::All,
+            versions: Vec::new(),
+            method: None,
+            requests: BTreeMap::new(),
+            rows: None,
+        });
+    OpTemplate::Export(Box::new(plan))
 }
 
 /// Requests by endpoint. Command polls are a lower bound: one stats read plus the
