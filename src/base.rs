@@ -188,12 +188,19 @@ pub enum Endpoint {
     UploadApp,
     ListContent,
     UploadContent,
-    Raw { method: String, path: String },
+    /// The devices that have one app version installed.
+    InstallDevices,
+    /// One device's installed apps.
+    ListDeviceApps,
+    Raw {
+        method: String,
+        path: String,
+    },
 }
 
 impl Endpoint {
     /// Every endpoint but `Raw`.
-    pub const NAMED: [Endpoint; 22] = [
+    pub const NAMED: [Endpoint; 24] = [
         Endpoint::CreateCommand,
         Endpoint::ListCommands,
         Endpoint::GetCommand,
@@ -216,6 +223,8 @@ impl Endpoint {
         Endpoint::UploadApp,
         Endpoint::ListContent,
         Endpoint::UploadContent,
+        Endpoint::InstallDevices,
+        Endpoint::ListDeviceApps,
     ];
 
     /// The format name of a named endpoint; `None` for `Raw`.
@@ -243,6 +252,8 @@ impl Endpoint {
             Endpoint::UploadApp => "upload_app",
             Endpoint::ListContent => "list_content",
             Endpoint::UploadContent => "upload_content",
+            Endpoint::InstallDevices => "install_devices",
+            Endpoint::ListDeviceApps => "list_device_apps",
             Endpoint::Raw { .. } => return None,
         })
     }

@@ -25,8 +25,9 @@
 //!   resource kind it gives every write task an [`plan::Action`] (create, update with its
 //!   field changes, unchanged, skip, conflict, send), which the run acts on without a read
 //!   per task. `plan::verify` checks a saved plan before it is trusted; [`plan::limit`]
-//!   narrows the resolved targets to a `--limit`. Apart from the inventory reads it is pure
-//!   and sends nothing.
+//!   narrows the resolved targets to a `--limit`. [`plan::export`] decides what an `export`
+//!   step reads (a scope of filters, never a frozen list of devices), how `what: installed`
+//!   reads, and what it costs. Apart from the inventory reads it is pure and sends nothing.
 //! - [`base`]: the vocabulary the layers share and none owns: endpoints
 //!   ([`base::Endpoint`]), request kinds, observations, the [`base::Throttle`] gate,
 //!   [`base::FailureClass`], and the [`base::Hint`] convention for advice on errors. A
@@ -40,8 +41,11 @@
 //! - [`esper`]: the typed Esper client (one attempt per call, its own
 //!   [`esper::ErrorClass`], the one table of paths by endpoint) and [`esper::adapter`],
 //!   which implements the engine's traits over it: [`exec::Dispatch`] (mapping client
-//!   errors onto executor failures, and reading back by natural key before any create
-//!   is repeated), [`plan::Inventory`] and [`plan::Paths`].
+//!   errors onto executor failures, reading back by natural key before any create
+//!   is repeated, export steps read page by page, and the check after a followed INSTALL
+//!   of which devices really have the version), [`plan::Inventory`] and [`plan::Paths`].
+//! - [`export`]: the export file sink: rows streamed into CSV, a JSON array or JSON
+//!   Lines, in a temporary file renamed over the destination when complete.
 //! - [`report`]: folds outcomes into a [`report::Report`] (its own schema types, the
 //!   [`report::RunOutcome`] and its exit code, the failures grouped by cause with a typed
 //!   next action in [`report::causes`], the [`report::NotifySummary`] a webhook receives)
@@ -54,7 +58,9 @@
 //! - [`run`]: one run end to end, as a library: [`run::run`] takes a [`run::RunConfig`]
 //!   (a job, a saved plan or a run id to resume; connection, pacing, state directory,
 //!   output) and a cancellation token, and returns a [`run::RunResult`] with the report;
-//!   [`run::plan`] stops after planning. It owns the state directory's layout, builds the
+//!   [`run::plan`] stops after planning. It owns the state directory's layout (run
+//!   directories, locks, and each job's `last_success` for `since: last_run`), builds
+//!   one-line jobs (`esper-bulk export`) as job text for the one validator, builds the
 //!   only [`exec::GovernorConfig`] ([`run::governor_config`]), journals every task,
 //!   resumes runs, rebuilds reports from journals, lists and prunes the state directory's
 //!   runs ([`run::list_runs`], [`run::prune`]: never a locked or unfinished one), calls
@@ -145,6 +151,9 @@
 //! - **Invariant:** `prune` never deletes a run whose lock is held or that `--resume` would
 //!   continue.
 //! - **Invariant:** `mock` imports nothing from the engine.
+//! - **Invariant:** an export only reads: it holds no write slot and sends no write. Its
+//!   rows go to the file as each page arrives (between pages it keeps ids and labels at
+//!   most, never Esper's objects), and its file appears complete or not at all.
 
 pub mod apk;
 pub mod base;
@@ -152,6 +161,7 @@ pub mod cli;
 pub mod context;
 pub mod esper;
 pub mod exec;
+pub mod export;
 pub mod job;
 pub mod journal;
 pub mod lock;

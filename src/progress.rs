@@ -51,6 +51,8 @@ pub struct Progress {
     gov: Arc<Governor>,
     retries: std::sync::atomic::AtomicU64,
     started: std::time::Instant,
+    /// Per step: whether it is an export (its bar counts pages, not tasks).
+    exports: Vec<bool>,
 }
 
 impl Progress {
@@ -67,7 +69,12 @@ impl Progress {
             .steps
             .iter()
             .map(|s| {
-                let b = multi.add(ProgressBar::new(u64::from(s.task_count)));
+                // An export is one task: its bar counts the pages it writes instead.
+                let len = match &s.op {
+                    crate::plan::OpTemplate::Export(e) => export_pages(e),
+                    _ => u64::from(s.task_count),
+                };
+                let b = multi.add(ProgressBar::new(len));
                 b.set_style(style.clone());
                 b.set_prefix(s.id.clone());
                 b
@@ -87,7 +94,24 @@ impl Progress {
             gov,
             retries: Default::default(),
             started: std::time::Instant::now(),
+            exports: plan
+                .steps
+                .iter()
+                .map(|s| matches!(s.op, crate::plan::OpTemplate::Export(_)))
+                .collect(),
         })
+    }
+
+    /// An export of step `step` has written `rows` rows so far: its bar shows pages.
+    pub fn export_rows(&self, step: usize, rows: u64) {
+        if let Some(b) = self.bars.get(step) {
+            let pages = rows.div_ceil(crate::plan::export::PAGE);
+            if b.length().is_some_and(|l| pages > l) {
+                b.set_length(pages);
+            }
+            b.set_position(pages);
+            b.set_message(format!("pages · {rows} rows"));
+        }
     }
 
     /// One task of step `step` (its index in the plan) is decided.
@@ -99,6 +123,10 @@ impl Progress {
         let (requests, limited) = self.gov.counts();
         let rate = requests as f64 / self.started.elapsed().as_secs_f64().max(1.0);
         if let Some(b) = self.bars.get(step) {
+            if self.exports.get(step).copied().unwrap_or(false) {
+                b.set_position(b.length().unwrap_or(0));
+                return;
+            }
             b.inc(1);
             let eta = self.paces.get(step).map_or(String::new(), |p| {
                 let mut p = p.lock().unwrap_or_else(|e| e.into_inner());
@@ -123,6 +151,15 @@ impl Progress {
         }
         let _ = self.multi.clear();
     }
+}
+
+/// The pages an export is expected to write: its rows when the plan counted them, else
+/// its planned reads.
+fn export_pages(e: &crate::plan::ExportPlan) -> u64 {
+    e.rows
+        .map(|r| r.div_ceil(crate::plan::export::PAGE))
+        .unwrap_or_else(|| e.requests.values().sum())
+        .max(1)
 }
 
 /// `ETA 1m 20s · ` from a step's own pace: `done` tasks finished in `elapsed` after its

@@ -124,15 +124,7 @@ pub fn refusal(e: &std::io::Error) -> Option<&Refused> {
 /// device node, socket, symlink or directory there is refused ([`Refused::WriteOnto`]),
 /// since renaming over it would replace it.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) => {
-            if let Some(kind) = FileKind::of(m.file_type()) {
-                return Err(refused(Refused::WriteOnto(kind)));
-            }
-        }
-        Err(e) if e.kind() == ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
+    check_writable(path)?;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -143,6 +135,19 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+/// Refuses a destination that exists and is not a regular file (a FIFO, a device node, a
+/// symlink, a directory): what [`atomic_write`] and streamed writes check first.
+pub fn check_writable(path: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) => match FileKind::of(m.file_type()) {
+            Some(kind) => Err(refused(Refused::WriteOnto(kind))),
+            None => Ok(()),
+        },
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Reads at most `limit` bytes from `r`; more is [`Refused::TooLarge`].

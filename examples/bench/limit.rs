@@ -403,8 +403,12 @@ async fn baseline(mock: &Mock, strategy: Strategy) -> usize {
             // Paths start at the root group; the job language's `item.path` does not.
             let path = g["path"].as_str()?.strip_prefix("All devices/")?;
             let depth = path.split('/').count();
-            (path.starts_with("Stores/") && depth == 3)
-                .then(|| (g["id"].as_str().unwrap_or_default().to_string(), path.to_string()))
+            (path.starts_with("Stores/") && depth == 3).then(|| {
+                (
+                    g["id"].as_str().unwrap_or_default().to_string(),
+                    path.to_string(),
+                )
+            })
         })
         .collect();
     let todo: Vec<(String, Value)> = stores

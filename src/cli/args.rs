@@ -72,6 +72,8 @@ pub enum Command {
     Plan(PlanArgs),
     /// Run a job file or a saved plan
     Run(RunArgs),
+    /// Export devices, groups, apps, installs, alarm rules or commands without a job file
+    Export(ExportArgs),
     /// Print the JSON Schema of job files (for editors: yaml-language-server)
     Schema,
     /// Rebuild a run's reports from its plan and journal alone
@@ -308,6 +310,46 @@ pub struct NotifyArgs {
     /// from the environment when the run sends)
     #[arg(long, value_name = "URL")]
     pub notify: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// What to export: devices, groups, apps, installed, alarm_rules or commands (also
+    /// written `what=devices`)
+    pub what: String,
+    /// Group names, paths or globs (`Stores/**`) whose devices (or groups) are exported;
+    /// repeatable. Default: all
+    #[arg(long)]
+    pub target: Vec<String>,
+    /// Group paths or globs left out of --target; repeatable
+    #[arg(long, requires = "target")]
+    pub exclude: Vec<String>,
+    /// Columns (devices, groups), comma-separated: id,name,serial,group,… or dotted paths
+    #[arg(long, value_delimiter = ',')]
+    pub fields: Vec<String>,
+    /// csv, json or jsonl (default: from --output's extension, else csv)
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Output file (default: exports/<what>.<format> in the run directory)
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// `installed`: the package
+    #[arg(long)]
+    pub package: Option<String>,
+    /// `installed`: only this version code
+    #[arg(long)]
+    pub version_code: Option<String>,
+    /// `commands`: since this long ago (24h) or `last_run` (this export's last success)
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Where run directories and locks go (as for `run`)
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Print one JSON document on stdout: the run id, exit code, file and rows
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub conn: ConnArgs,
 }
 
 #[derive(Args, Debug)]

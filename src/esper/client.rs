@@ -429,18 +429,7 @@ impl Client {
         &self,
         f: &DeviceFilter,
     ) -> impl Stream<Item = Result<Device, ApiError>> + Send + 'static {
-        let mut q = Vec::new();
-        for (k, v) in [
-            ("group", &f.group),
-            ("name", &f.name),
-            ("serial", &f.serial),
-            ("state", &f.state),
-            ("tags", &f.tags),
-        ] {
-            if let Some(v) = v {
-                q.push((k.to_string(), v.clone()));
-            }
-        }
+        let q = device_query(f);
         self.paginate(
             Endpoint::ListDevices,
             None,
@@ -698,6 +687,75 @@ impl Client {
         )
     }
 
+    // ---- exports: listings as Esper sends them ----
+
+    /// The legacy device list as raw objects (every field an export may name).
+    pub fn list_device_values(
+        &self,
+        f: &DeviceFilter,
+    ) -> impl Stream<Item = Result<Value, ApiError>> + Send + 'static {
+        self.paginate(
+            Endpoint::ListDevices,
+            None,
+            Self::page_query(device_query(f)),
+            PageStyle::Drf,
+        )
+    }
+
+    /// How many devices match, from a one-device page's `count`.
+    pub async fn count_devices(&self, f: &DeviceFilter) -> Result<u64, ApiError> {
+        let mut q = device_query(f);
+        q.push(("limit".into(), "1".into()));
+        let v: Value = self
+            .call(
+                RequestKind::Read,
+                Endpoint::ListDevices,
+                None,
+                &q,
+                Body::None,
+            )
+            .await?;
+        Ok(v.get("count").and_then(Value::as_u64).unwrap_or(0))
+    }
+
+    /// Any listing of [`Endpoint`]s that take no filter, as raw objects.
+    pub fn list_values(
+        &self,
+        endpoint: Endpoint,
+        id: Option<&str>,
+        query: Vec<(String, String)>,
+        style: PageStyle,
+    ) -> impl Stream<Item = Result<Value, ApiError>> + Send + 'static {
+        self.paginate(endpoint, id, Self::page_query(query), style)
+    }
+
+    /// `…/version/{id}/installdevices`: the devices that have the version, as
+    /// `{id, device_name, alias_name, group_name}`.
+    pub fn install_devices(
+        &self,
+        application_id: &str,
+        version_id: &str,
+    ) -> impl Stream<Item = Result<Value, ApiError>> + Send + 'static {
+        let path = routes::install_devices_path(self.eid(), application_id, version_id);
+        let first = Ok((Method::GET, path));
+        self.paginate_from(first, Self::page_query(Vec::new()), PageStyle::Drf)
+    }
+
+    /// One device's apps (`DeviceApp`), optionally of one package.
+    pub fn device_apps(
+        &self,
+        device_id: &str,
+        package_name: Option<&str>,
+    ) -> impl Stream<Item = Result<Value, ApiError>> + Send + 'static {
+        let q = optional("package_name", package_name);
+        self.paginate(
+            Endpoint::ListDeviceApps,
+            Some(device_id),
+            Self::page_query(q),
+            PageStyle::Drf,
+        )
+    }
+
     // ---- escape hatch ----
 
     /// Any request: `path` is below the base URL and may contain `{enterprise_id}`.
@@ -729,6 +787,23 @@ impl Client {
         };
         Ok(RawResponse { status, body })
     }
+}
+
+/// The legacy device list's query for a filter.
+fn device_query(f: &DeviceFilter) -> Vec<(String, String)> {
+    let mut q = Vec::new();
+    for (k, v) in [
+        ("group", &f.group),
+        ("name", &f.name),
+        ("serial", &f.serial),
+        ("state", &f.state),
+        ("tags", &f.tags),
+    ] {
+        if let Some(v) = v {
+            q.push((k.to_string(), v.clone()));
+        }
+    }
+    q
 }
 
 /// A query with one optional filter.

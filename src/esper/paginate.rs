@@ -34,8 +34,17 @@ impl Client {
         query: Vec<(String, String)>,
         style: PageStyle,
     ) -> impl Stream<Item = Result<T, ApiError>> + Send + 'static {
+        self.paginate_from(self.at(&endpoint, id), query, style)
+    }
+
+    /// [`Client::paginate`] from a first path already made (an endpoint with two ids).
+    pub(super) fn paginate_from<T: DeserializeOwned + Send + 'static>(
+        &self,
+        first: Result<(reqwest::Method, String), ApiError>,
+        query: Vec<(String, String)>,
+        style: PageStyle,
+    ) -> impl Stream<Item = Result<T, ApiError>> + Send + 'static {
         let client = self.clone();
-        let first = self.at(&endpoint, id);
         let walk = Walk::new(&self.conn.base_url);
         let pages = futures::stream::try_unfold((At::First, walk), move |(at, mut walk)| {
             let client = client.clone();

@@ -44,6 +44,12 @@ pub fn route(endpoint: &Endpoint) -> (&str, &str) {
         Endpoint::UploadApp => ("POST", "/enterprise/{enterprise_id}/application/upload/"),
         Endpoint::ListContent => ("GET", "/v0/enterprise/{enterprise_id}/content/"),
         Endpoint::UploadContent => ("POST", "/v0/enterprise/{enterprise_id}/content/upload/"),
+        // No trailing slash: Esper publishes this one without it (API.md §1.4).
+        Endpoint::InstallDevices => (
+            "GET",
+            "/enterprise/{enterprise_id}/application/{application_id}/version/{id}/installdevices",
+        ),
+        Endpoint::ListDeviceApps => ("GET", "/enterprise/{enterprise_id}/device/{id}/app/"),
         Endpoint::Raw { method, path } => (method, path),
     }
 }
@@ -59,6 +65,13 @@ pub fn path(endpoint: &Endpoint, enterprise_id: &str, id: Option<&str>) -> Strin
         p = p.replace("{id}", &seg(id));
     }
     p.replace("{enterprise_id}", enterprise_id)
+}
+
+/// [`path`] for the one endpoint that names two ids: an app version's
+/// `installdevices`, below its application.
+pub fn install_devices_path(enterprise_id: &str, application_id: &str, version_id: &str) -> String {
+    path(&Endpoint::InstallDevices, enterprise_id, Some(version_id))
+        .replace("{application_id}", &seg(application_id))
 }
 
 /// Percent-encodes an id used as a path segment.
@@ -95,7 +108,9 @@ mod tests {
     fn every_named_endpoint_has_an_absolute_template() {
         for e in Endpoint::NAMED {
             let (method, template) = route(&e);
-            assert!(!method.is_empty() && template.starts_with('/') && template.ends_with('/'));
+            // `installdevices` is published without its trailing slash.
+            let slash = template.ends_with('/') || e == Endpoint::InstallDevices;
+            assert!(!method.is_empty() && template.starts_with('/') && slash);
             assert!(template.matches("{id}").count() <= 1, "{e:?}");
         }
     }

@@ -64,6 +64,7 @@ impl Dispatch for Commands {
                 // A stopped run's client is closed, so the rows cannot be read then.
                 counts: (!stop.is_cancelled()).then_some(counts),
                 devices: Vec::new(),
+                install: None,
             }
         }
         .boxed()

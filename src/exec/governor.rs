@@ -149,7 +149,11 @@ impl PenaltyEstimate {
     fn first_pause(&self) -> Option<Duration> {
         let hi = self.accepted?;
         let lo = self.refused.unwrap_or(Duration::ZERO).min(hi);
-        Some(if hi - lo > hi / 5 { lo + (hi - lo) / 2 } else { hi })
+        Some(if hi - lo > hi / 5 {
+            lo + (hi - lo) / 2
+        } else {
+            hi
+        })
     }
 
     fn refused_at(&mut self, offset: Duration) {
@@ -299,8 +303,7 @@ impl Governor {
             // An overload may have begun while this request waited for its send slot: then
             // it must not go out into the pause, nor beside the one probe after it.
             let now = Instant::now();
-            if st.pause_until.is_some_and(|p| p > now) || (st.event.is_some() && st.in_flight > 1)
-            {
+            if st.pause_until.is_some_and(|p| p > now) || (st.event.is_some() && st.in_flight > 1) {
                 drop(st);
                 drop(slot);
                 continue;
@@ -610,40 +613,104 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn aimd_window() {
         let g = Governor::new(cfg(1000.0, 4));
-        for _ in 0..4 {
+        // Before any 429 the window grows by one per accepted request (slow start).
+        for _ in 0..2 {
             g.observe(Some(200), None, Duration::ZERO);
         }
-        assert_eq!(g.window(), 5);
-        g.observe(Some(429), None, Duration::ZERO);
-        assert_eq!(g.window(), 2);
-        g.observe(Some(429), None, Duration::ZERO);
-        g.observe(Some(429), None, Duration::ZERO);
-        assert_eq!(g.window(), 1, "never below 1");
+        assert_eq!(g.window(), 6);
+        // One overload halves it once, however many 429s it brings.
+        g.observe(Some(429), None, Duration::from_millis(50));
+        assert_eq!(g.window(), 3);
+        g.observe(Some(429), None, Duration::from_millis(50));
+        assert_eq!(g.window(), 3, "a second 429 of the same overload");
+        // After the pause, a probe is accepted: the overload is over; then one slot per
+        // window's worth of accepted requests, never above max_in_flight.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        g.observe(Some(200), None, Duration::ZERO);
+        for _ in 0..2 {
+            g.observe(Some(200), None, Duration::ZERO);
+        }
+        assert_eq!(g.window(), 4);
         for _ in 0..1000 {
             g.observe(Some(201), None, Duration::ZERO);
         }
         assert_eq!(g.window(), 8, "never above max_in_flight");
         let s = g.stats();
-        assert_eq!((s.rate_limited, s.window_min, s.window_max), (3, 1, 8));
+        assert_eq!((s.rate_limited, s.window_min, s.window_max), (2, 3, 8));
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_429_pauses_everyone() {
+    async fn retry_after_is_honoured_up_to_its_cap() {
         let g = Governor::new(cfg(1000.0, 4));
         g.observe(Some(429), Some(Duration::from_secs(30)), Duration::ZERO);
         let start = Instant::now();
         drop(g.acquire(RequestKind::Write).await.unwrap());
         // Retry-After 30 s is capped at max_retry_after (5 s).
         assert_eq!(start.elapsed().as_secs(), 5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_overload_pauses_once_and_a_refused_probe_pauses_longer() {
+        let g = Governor::new(cfg(1000.0, 4));
+        g.observe(Some(429), None, Duration::from_millis(20));
+        // Answers to requests sent before the pause ended belong to the same overload.
+        g.observe(Some(429), None, Duration::from_millis(20));
+        let start = Instant::now();
+        drop(g.acquire(RequestKind::Read).await.unwrap());
+        let first = start.elapsed().as_millis();
+        assert!(
+            (250..=500).contains(&first),
+            "base 500 ms, jittered: {first}"
+        );
+        // The probe sent after the pause is refused too: the server still refuses, so the
+        // pause doubles, without a second cut of the rate.
+        let rate = g.lock().adaptive.rate();
         g.observe(Some(429), None, Duration::ZERO);
+        assert_eq!(g.lock().adaptive.rate(), rate);
+        let start = Instant::now();
+        drop(g.acquire(RequestKind::Read).await.unwrap());
+        let second = start.elapsed().as_millis();
+        // Plus at most one slot of the restarted rate (10/s).
+        assert!((500..=1100).contains(&second), "{second}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_an_overload_one_probe_goes_out_at_a_time() {
+        let g = std::sync::Arc::new(Governor::new(cfg(1000.0, 4)));
+        g.observe(Some(429), None, Duration::ZERO);
+        let probe = g.acquire(RequestKind::Write).await.unwrap();
+        let g2 = g.clone();
+        let second = tokio::spawn(async move {
+            drop(g2.acquire(RequestKind::Write).await.unwrap());
+        });
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(!second.is_finished(), "no second request beside the probe");
+        // The probe is accepted: the overload is over and the window opens again.
+        g.observe(Some(201), None, Duration::ZERO);
+        drop(probe);
+        tokio::time::timeout(Duration::from_secs(2), second)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_penalty_learned_from_probes_sets_the_next_pause() {
+        let g = Governor::new(cfg(1000.0, 4));
+        // First overload: probes refused until one sent 1.5 s after it was accepted.
+        g.observe(Some(429), None, Duration::ZERO);
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        g.observe(Some(429), None, Duration::ZERO);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        g.lock().pause_until = None;
+        g.observe(Some(200), None, Duration::ZERO);
+        // The next overload pauses between the last refused probe and the accepted one.
+        tokio::time::sleep(Duration::from_secs(5)).await;
         g.observe(Some(429), None, Duration::ZERO);
         let start = Instant::now();
         drop(g.acquire(RequestKind::Read).await.unwrap());
-        // Without Retry-After: base 500 ms doubled per consecutive overload, jittered over
-        // the upper half. The two 429s above arrive together, so they are one overload (the
-        // second after the Retry-After one): the step is 500 ms x 2 and the pause 0.5..=1 s.
         let waited = start.elapsed().as_millis();
-        assert!((500..=1000).contains(&waited), "{waited}");
+        assert!((1000..=1500).contains(&waited), "{waited}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -39,8 +39,8 @@ use crate::plan::{Plan, Task, TaskId};
 pub use adaptive::AdaptiveRate;
 pub use governor::{Governor, GovernorConfig, GovernorStats, Sample, Slot, TokioClock};
 pub use outcome::{
-    Attempt, DeviceCounts, DeviceResult, DeviceState, Followed, GaveUp, Outcome, Reason,
-    RolloutStop, Shortfall, StopReason, TaskStatus,
+    Attempt, DeviceCounts, DeviceResult, DeviceState, Followed, GaveUp, InstallCheck, InstallState,
+    Outcome, Reason, RolloutStop, Shortfall, StopReason, TaskStatus,
 };
 pub use retry::{Failure, RetryBudget, next_delay};
 pub use scheduler::{Decision, Finish, Scheduler};
@@ -87,6 +87,15 @@ pub trait Dispatch: Send + Sync + 'static {
         timeout: Duration,
         stop: &'a CancellationToken,
     ) -> BoxFuture<'a, Followed>;
+    /// After a followed INSTALL with `verify`: which of its devices have the version.
+    /// `None` (the default) when this dispatch cannot tell.
+    fn verify_install<'a>(
+        &'a self,
+        _task: &'a Task,
+        _followed: &'a Followed,
+    ) -> BoxFuture<'a, Option<InstallCheck>> {
+        Box::pin(async { None })
+    }
     /// The run is stopping: requests not yet sent should fail with `FailureClass::Stopped`.
     fn stop(&self) {}
 }
@@ -456,6 +465,7 @@ mod tests {
                     finished: true,
                     counts: None,
                     devices: Vec::new(),
+                    install: None,
                 }
             }
             .boxed()
@@ -619,6 +629,7 @@ mod tests {
                         ..DeviceCounts::default()
                     }),
                     devices: Vec::new(),
+                    install: None,
                 }
             }
             .boxed()

@@ -165,6 +165,58 @@ pub struct Followed {
     pub counts: Option<DeviceCounts>,
     /// The devices that did not succeed (pending ones included), in the order Esper listed them.
     pub devices: Vec<DeviceResult>,
+    /// For a verified install: which devices really have the version.
+    pub install: Option<Box<InstallCheck>>,
+}
+
+impl Followed {
+    /// Devices that count as failed for the step's tolerance, rollouts and exit codes:
+    /// failed, timed out or cancelled, plus those whose install succeeded without the
+    /// version landing.
+    pub fn unsuccessful(&self) -> Option<u64> {
+        let c = self.counts?;
+        Some(c.unsuccessful() + self.install.as_ref().map_or(0, |i| i.not_installed))
+    }
+}
+
+/// Where a device of a verified install ended. The snake_case names are part of the
+/// journal and report formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstallState {
+    /// The command succeeded and the version is on the device.
+    Installed,
+    /// The command reported success, but the device does not have the version.
+    SucceededNotInstalled,
+    /// The command failed, timed out or was cancelled.
+    Failed,
+    /// Still queued (offline) when the wait ended.
+    Pending,
+}
+
+/// What the read after a followed INSTALL found: the task's devices by [`InstallState`].
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct InstallCheck {
+    /// The app version the command installs.
+    pub version: String,
+    pub installed: u64,
+    pub not_installed: u64,
+    pub failed: u64,
+    pub pending: u64,
+    /// The devices whose command succeeded without installing, by id.
+    pub missing: Vec<String>,
+    /// Why the devices could not be checked (the read failed); then no device is counted
+    /// against the task for it.
+    pub unchecked: Option<Failure>,
+}
+
+impl InstallCheck {
+    pub fn state_of(&self, device: &str) -> Option<InstallState> {
+        self.missing
+            .iter()
+            .any(|d| d == device)
+            .then_some(InstallState::SucceededNotInstalled)
+    }
 }
 
 /// Why a task did not run, or did not succeed.

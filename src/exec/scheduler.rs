@@ -41,13 +41,15 @@ impl Finish {
     /// pending devices count as failed units under the step's `pending: fail`.
     pub fn of(o: &Outcome, plan: &Plan) -> Finish {
         let succeeded = o.status == TaskStatus::Succeeded;
-        if let Some(c) = o.followed.as_ref().and_then(|f| f.counts)
+        if let Some(f) = o.followed.as_ref()
+            && let Some(c) = f.counts
             && c.total() > 0
         {
             let tolerance = plan.step_of(o.task).op.tolerance();
             return Finish {
                 succeeded,
-                failed_units: tolerance.failures(c.unsuccessful(), c.pending),
+                // Devices a verified install found without the version count as failed.
+                failed_units: tolerance.failures(f.unsuccessful().unwrap_or(0), c.pending),
                 total_units: c.total(),
             };
         }

@@ -37,6 +37,13 @@ pub(super) async fn run_task(
 ) -> Outcome {
     let ms = || t0.elapsed().as_millis() as u64;
     let started_ms = ms();
+    // An export only reads: it holds no write slot, so writes are never held up by it.
+    let slot = if matches!(task.op, crate::plan::Operation::Export { .. }) {
+        drop(slot);
+        None
+    } else {
+        Some(slot)
+    };
     let task_started = SystemTime::now();
     // A command an earlier attempt of the run sent and was following when it stopped:
     // following it again by id is the only way not to send it twice.
@@ -137,11 +144,19 @@ pub(super) async fn run_task(
                 crate::plan::Operation::Command {
                     wait_ms: Some(wait),
                     tolerance,
+                    verify,
                     ..
                 },
             ) = (&done.follow, &task.op)
             {
-                let f = dispatch.follow(&task, cmd, *wait, &stop_followers).await;
+                let mut f = dispatch.follow(&task, cmd, *wait, &stop_followers).await;
+                // The command settled (or its wait ended): which devices really have the
+                // version is one more bulk read, and a device that "succeeded" without it
+                // counts as failed from here on.
+                if *verify && f.counts.is_some() && !stop_followers.is_cancelled() {
+                    f.install = dispatch.verify_install(&task, &f).await.map(Box::new);
+                }
+                let failed = f.unsuccessful().unwrap_or(0);
                 match f.counts {
                     _ if !f.finished && stop_followers.is_cancelled() => {
                         // The stop cut the wait short, not the wait's timeout: the devices
@@ -160,7 +175,7 @@ pub(super) async fn run_task(
                             command: cmd.clone(),
                         });
                     }
-                    Some(c) if !tolerance.accepts(c.unsuccessful(), c.pending, c.total()) => {
+                    Some(c) if !tolerance.accepts(failed, c.pending, c.total()) => {
                         status = TaskStatus::Failed;
                         reason = Some(Reason::DeviceFailures(c));
                     }

@@ -54,6 +54,7 @@ impl Dispatch for Devices {
                 finished: counts.is_some_and(|c| c.pending == 0),
                 counts,
                 devices: Vec::new(),
+                install: None,
             }
         }
         .boxed()

@@ -37,6 +37,14 @@ impl Job {
             {
                 *file = base.join(&*file).display().to_string();
             }
+            // An export's `file:` is relative to the job file too, like every file it names.
+            if let StepOp::Export(ExportSpec {
+                file: Some(file), ..
+            }) = &mut step.op
+                && std::path::Path::new(file.as_str()).is_relative()
+            {
+                *file = base.join(&*file).display().to_string();
+            }
         }
     }
 }
@@ -329,6 +337,9 @@ pub enum StepOp {
         to: String,
         version: VersionRef,
         wait: Option<Wait>,
+        /// After the command settles, read which devices have the version installed
+        /// (`verify:`; on by default when `wait:` is given).
+        verify: bool,
     },
     /// UNINSTALL of a package.
     AppUninstall {
@@ -362,6 +373,8 @@ pub enum StepOp {
         query: BTreeMap<String, String>,
         body: Option<Value>,
     },
+    /// Read part of the tenant and write it to a file: reads only, never a write.
+    Export(ExportSpec),
 }
 
 impl StepOp {
@@ -375,6 +388,7 @@ impl StepOp {
             StepOp::GroupMove { .. } => "group_move",
             StepOp::ContentUpload { .. } => "content_upload",
             StepOp::Request { .. } => "request",
+            StepOp::Export(_) => "export",
         }
     }
 }
@@ -388,6 +402,127 @@ pub enum VersionRef {
         package: String,
         version_code: String,
     },
+}
+
+/// An `export:` step: what to read, from which target, and where to write it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExportSpec {
+    pub what: ExportWhat,
+    /// The target whose devices (or groups) are exported; all of them when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Columns, by name or dotted path into Esper's object; the defaults when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<String>,
+    pub format: ExportFormat,
+    /// Where to write it (absolute once the job is loaded); `<run dir>/exports/<step>.<ext>`
+    /// when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// `what: installed`: the package, and optionally one version code of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_code: Option<String>,
+    /// `what: commands`: only command requests created since then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Since>,
+}
+
+/// What an export reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportWhat {
+    Devices,
+    Groups,
+    Apps,
+    Installed,
+    AlarmRules,
+    Commands,
+}
+
+impl ExportWhat {
+    pub const NAMES: &'static [&'static str] = &[
+        "devices",
+        "groups",
+        "apps",
+        "installed",
+        "alarm_rules",
+        "commands",
+    ];
+
+    pub fn parse(s: &str) -> Option<ExportWhat> {
+        Some(match s {
+            "devices" => ExportWhat::Devices,
+            "groups" => ExportWhat::Groups,
+            "apps" => ExportWhat::Apps,
+            "installed" => ExportWhat::Installed,
+            "alarm_rules" => ExportWhat::AlarmRules,
+            "commands" => ExportWhat::Commands,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExportWhat::Devices => "devices",
+            ExportWhat::Groups => "groups",
+            ExportWhat::Apps => "apps",
+            ExportWhat::Installed => "installed",
+            ExportWhat::AlarmRules => "alarm_rules",
+            ExportWhat::Commands => "commands",
+        }
+    }
+}
+
+/// The file format of an export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportFormat {
+    Csv,
+    /// One JSON array, written element by element.
+    Json,
+    /// One JSON object a line.
+    Jsonl,
+}
+
+impl ExportFormat {
+    pub const NAMES: &'static [&'static str] = &["csv", "json", "jsonl"];
+
+    pub fn parse(s: &str) -> Option<ExportFormat> {
+        Some(match s {
+            "csv" => ExportFormat::Csv,
+            "json" => ExportFormat::Json,
+            "jsonl" | "ndjson" => ExportFormat::Jsonl,
+            _ => return None,
+        })
+    }
+
+    /// The format a file name's extension names, if any.
+    pub fn of_path(path: &str) -> Option<ExportFormat> {
+        let ext = std::path::Path::new(path).extension()?.to_str()?;
+        ExportFormat::parse(&ext.to_ascii_lowercase())
+    }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            ExportFormat::Csv => "csv",
+            ExportFormat::Json => "json",
+            ExportFormat::Jsonl => "jsonl",
+        }
+    }
+}
+
+/// Since when a command export reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Since {
+    /// This long before the export runs.
+    #[serde(with = "ms")]
+    Ago(Duration),
+    /// The start of this job's last successful run on this server (everything, the first
+    /// time).
+    LastRun,
 }
 
 /// What to do when an alarm rule with the same name exists.

@@ -207,6 +207,7 @@ pub const OPERATIONS: &[&str] = &[
     "group_move",
     "content_upload",
     "request",
+    "export",
 ];
 
 pub static JOB: Shape = Shape {
@@ -479,6 +480,11 @@ pub static STEP: Shape = Shape {
             Ty::Obj(&REQUEST),
             "Any API request (escape hatch).",
         ),
+        f(
+            "export",
+            Ty::Obj(&EXPORT),
+            "Read devices, groups, apps, installs, alarm rules or commands into a file.",
+        ),
     ],
 };
 
@@ -567,6 +573,11 @@ pub static APP_INSTALL: Shape = Shape {
             "wait",
             Ty::Obj(&WAIT),
             "Follow to a final state on every device.",
+        ),
+        f(
+            "verify",
+            Ty::Bool,
+            "After the wait, read which devices have the version installed; a device whose command succeeded without it counts as failed. Default true with `wait`.",
         ),
     ],
 };
@@ -737,6 +748,53 @@ pub static REQUEST: Shape = Shape {
         .templated(),
         f("query", Ty::MapOf(&Ty::Str), "Query parameters.").templated(),
         f("body", Ty::Any, "JSON body.").templated(),
+    ],
+};
+
+pub const EXPORT_WHAT: &[&str] = crate::job::model::ExportWhat::NAMES;
+pub const EXPORT_FORMATS: &[&str] = crate::job::model::ExportFormat::NAMES;
+
+pub static EXPORT: Shape = Shape {
+    name: "export",
+    doc: "Read part of the tenant into a file (csv, json or jsonl); reads only.",
+    fields: &[
+        req(
+            "what",
+            Ty::Enum(EXPORT_WHAT),
+            "devices, groups, apps, installed, alarm_rules or commands.",
+        ),
+        f(
+            "target",
+            Ty::Str,
+            "Target whose devices (devices, installed) or groups (groups) are read. Default: all.",
+        ),
+        f(
+            "fields",
+            Ty::StrList,
+            "Columns (devices, groups): names such as `serial`, `group`, or dotted paths into Esper's object.",
+        ),
+        f(
+            "format",
+            Ty::Enum(EXPORT_FORMATS),
+            "csv, json or jsonl. Default: from `file`'s extension, else csv.",
+        ),
+        f(
+            "file",
+            Ty::Str,
+            "Output file, relative to the job file. Default `<run dir>/exports/<step id>.<format>`.",
+        ),
+        f("package", Ty::Str, "what: installed: the package name.").vars_at_load(),
+        f(
+            "version_code",
+            Ty::Str,
+            "what: installed: only this version code of the package.",
+        )
+        .vars_at_load(),
+        f(
+            "since",
+            Ty::Str,
+            "what: commands: `24h` (any duration) or `last_run` (since this job's last successful run).",
+        ),
     ],
 };
 

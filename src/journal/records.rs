@@ -11,7 +11,8 @@ use serde_json::Value;
 use crate::base::FailureClass;
 use crate::exec::{
     Attempt, DeviceCounts, DeviceResult, DeviceState, Failure, Followed, GaveUp, GovernorStats,
-    Outcome, Reason, RolloutStop, RunOutput, Sample, Shortfall, StopReason, TaskStatus,
+    InstallCheck, Outcome, Reason, RolloutStop, RunOutput, Sample, Shortfall, StopReason,
+    TaskStatus,
 };
 use crate::plan::TaskId;
 
@@ -144,6 +145,52 @@ pub struct FollowedRecord {
     pub counts: Option<CountsRecord>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<DeviceRecord>,
+    /// What the install verification found; journals before it have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub install: Option<Box<InstallRecord>>,
+}
+
+/// A verified install's devices by state (see `exec::InstallCheck`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstallRecord {
+    pub version: String,
+    pub installed: u64,
+    pub not_installed: u64,
+    pub failed: u64,
+    pub pending: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<String>,
+    /// Why the devices could not be checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unchecked: Option<FailureRecord>,
+}
+
+impl From<&InstallCheck> for InstallRecord {
+    fn from(c: &InstallCheck) -> InstallRecord {
+        InstallRecord {
+            version: c.version.clone(),
+            installed: c.installed,
+            not_installed: c.not_installed,
+            failed: c.failed,
+            pending: c.pending,
+            missing: c.missing.clone(),
+            unchecked: c.unchecked.as_ref().map(FailureRecord::from),
+        }
+    }
+}
+
+impl From<InstallRecord> for InstallCheck {
+    fn from(c: InstallRecord) -> InstallCheck {
+        InstallCheck {
+            version: c.version,
+            installed: c.installed,
+            not_installed: c.not_installed,
+            failed: c.failed,
+            pending: c.pending,
+            missing: c.missing,
+            unchecked: c.unchecked.map(Failure::from),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -386,6 +433,10 @@ impl From<&Followed> for FollowedRecord {
                     reason: d.reason.clone(),
                 })
                 .collect(),
+            install: f
+                .install
+                .as_deref()
+                .map(|c| Box::new(InstallRecord::from(c))),
         }
     }
 }
@@ -405,6 +456,7 @@ impl From<FollowedRecord> for Followed {
                     reason: d.reason,
                 })
                 .collect(),
+            install: f.install.map(|r| Box::new(InstallCheck::from(*r))),
         }
     }
 }

@@ -300,6 +300,7 @@ fn records_round_trip_the_executor_types() {
                     state: DeviceState::Failed,
                     reason: Some("disk full".into()),
                 }],
+                install: None,
             }),
             started_ms: 3,
             finished_ms: 20,

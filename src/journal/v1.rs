@@ -336,6 +336,7 @@ fn split_devices(result: Option<Value>) -> (Option<Value>, Option<FollowedRecord
         // A format 1 record without counts could not read the per-device status.
         counts: counts.filter(|_| devices.get("error").is_none()),
         devices: records,
+        install: None,
     };
     (Some(Value::Object(map)), Some(followed))
 }

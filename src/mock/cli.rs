@@ -70,6 +70,9 @@ pub struct MockArgs {
     /// Fraction of online devices whose commands time out, e.g. 0.01
     #[arg(long = "command-timeout", default_value_t = 0.0, value_parser = parse_fraction)]
     pub command_timeout: f64,
+    /// Fraction of devices on which an INSTALL reports success without installing, e.g. 0.05
+    #[arg(long = "install-noop-rate", default_value_t = 0.0, value_parser = parse_fraction)]
+    pub install_noop_rate: f64,
     /// Shortest time for a command to reach its final state on a device.
     #[arg(long, default_value = "200ms", value_parser = parse_duration)]
     pub command_min_duration: Duration,
@@ -126,6 +129,7 @@ impl MockArgs {
             timeout_rate: self.command_timeout,
             min_duration: self.command_min_duration,
             max_duration: self.command_max_duration,
+            install_noop_rate: self.install_noop_rate,
         };
         Ok(cfg)
     }

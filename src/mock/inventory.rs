@@ -38,6 +38,8 @@ pub(crate) struct Device {
     pub tags: Vec<String>,
     pub suid: String,
     pub created_on: String,
+    /// App versions the device had before any command (the fleet's current kiosk).
+    pub installed: Vec<usize>,
 }
 
 pub(crate) struct App {
@@ -111,6 +113,9 @@ pub(crate) struct CommandStatus {
     /// A state set with `PUT /commands/v0/status/{id}/` (a cancel), with its reason: it
     /// wins over the plan from then on.
     pub set: Option<(&'static str, String)>,
+    /// An INSTALL that reports success on this device without installing anything
+    /// (`CommandBehaviour::install_noop_rate`).
+    pub noop: bool,
 }
 
 impl CommandStatus {
@@ -196,6 +201,7 @@ pub(crate) const STREAM_CREDENTIALS: u64 = 1;
 pub(crate) const STREAM_RUNTIME: u64 = 2;
 const STREAM_INVENTORY: u64 = 3;
 const STREAM_COMMANDS: u64 = 4;
+const STREAM_INSTALLS: u64 = 5;
 
 pub(crate) fn random_uuid(rng: &mut fastrand::Rng) -> Uuid {
     let mut bytes = [0u8; 16];
@@ -275,7 +281,10 @@ impl Inventory {
             }
         }
         let kiosk = inv.add_app(&mut rng, "Kiosk", "com.acme.kiosk", inventory_time(3600));
-        inv.add_version(&mut rng, kiosk, "400", "4.0.0", inventory_time(3600));
+        let current = inv.add_version(&mut rng, kiosk, "400", "4.0.0", inventory_time(3600));
+        for d in &mut inv.devices {
+            d.installed.push(current);
+        }
         inv.add_version(&mut rng, kiosk, "410", "4.1.0", inventory_time(7200));
         let scanner = inv.add_app(
             &mut rng,
@@ -326,6 +335,7 @@ impl Inventory {
             tags,
             suid,
             created_on: inventory_time(86_400 + idx as u64),
+            installed: Vec::new(),
         });
         self.device_index.insert(id, idx);
     }
@@ -457,6 +467,69 @@ impl Inventory {
             .collect()
     }
 
+    /// Which version of `app` each device has installed at `now` (by device index): what
+    /// it started with, then every INSTALL of a version of `app` (or UNINSTALL of its
+    /// package) that succeeded on the device, in the order they were created. An INSTALL
+    /// that "succeeded" as a no-op installs nothing.
+    pub fn installed(&self, app: usize, now: Instant) -> Vec<Option<usize>> {
+        let mut out: Vec<Option<usize>> = self
+            .devices
+            .iter()
+            .map(|d| {
+                d.installed
+                    .iter()
+                    .copied()
+                    .find(|&v| self.versions.get(v).is_some_and(|x| x.app == app))
+            })
+            .collect();
+        let package = self.apps.get(app).map(|a| a.package_name.as_str());
+        for c in &self.commands {
+            let arg = |k: &str| c.command_args.get(k).and_then(Value::as_str);
+            let to = match c.command.as_str() {
+                "INSTALL" => match arg("app_version")
+                    .and_then(|v| Uuid::parse_str(v).ok())
+                    .and_then(|u| self.version_index.get(&u).copied())
+                {
+                    Some(v) if self.versions[v].app == app => Some(v),
+                    _ => continue,
+                },
+                "UNINSTALL" if arg("package_name").is_some() && arg("package_name") == package => {
+                    None
+                }
+                _ => continue,
+            };
+            let elapsed = now.saturating_duration_since(c.created);
+            for s in &c.statuses {
+                let done = s.progress(&c.command, elapsed).state == "Command Success";
+                if done
+                    && !s.noop
+                    && let Some(slot) = out.get_mut(s.device)
+                {
+                    *slot = to;
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether an INSTALL reports success on a device without installing (a pure function
+    /// of seed, request and device, like [`Inventory::plan_for`]).
+    pub fn install_noop(seed: u64, rate: f64, request: Uuid, device: &Device) -> bool {
+        let rate = clamp_fraction(rate);
+        if rate <= 0.0 {
+            return false;
+        }
+        let fold = |u: Uuid| {
+            let v = u.as_u128();
+            (v >> 64) as u64 ^ v as u64
+        };
+        let mut rng = fastrand::Rng::with_seed(mix(
+            mix(seed, STREAM_INSTALLS) ^ fold(request),
+            fold(device.id),
+        ));
+        rng.f64() < rate
+    }
+
     /// Plays one device's command: a pure function of (seed, request, device).
     pub fn plan_for(
         seed: u64,
@@ -536,6 +609,15 @@ impl Inventory {
                 .map(|x| x.id.to_string())
                 .unwrap_or_default()
         };
+        let mut installed: Vec<std::collections::BTreeMap<String, String>> =
+            vec![Default::default(); self.devices.len()];
+        for (a, app) in self.apps.iter().enumerate() {
+            for (d, v) in self.installed(a, now).into_iter().enumerate() {
+                if let Some(v) = v.and_then(|v| self.versions.get(v)) {
+                    installed[d].insert(app.package_name.clone(), v.version_code.clone());
+                }
+            }
+        }
         Snapshot {
             groups: (0..self.groups.len())
                 .map(|i| {
@@ -551,7 +633,8 @@ impl Inventory {
             devices: self
                 .devices
                 .iter()
-                .map(|d| SnapshotDevice {
+                .zip(installed)
+                .map(|(d, installed)| SnapshotDevice {
                     id: d.id.to_string(),
                     device_name: d.device_name.clone(),
                     alias_name: d.alias_name.clone(),
@@ -560,6 +643,7 @@ impl Inventory {
                     state: d.state,
                     group_id: gid(d.group),
                     tags: d.tags.clone(),
+                    installed,
                 })
                 .collect(),
             apps: self
@@ -713,6 +797,8 @@ pub struct SnapshotDevice {
     pub state: i64,
     pub group_id: String,
     pub tags: Vec<String>,
+    /// Package → version code installed now.
+    pub installed: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

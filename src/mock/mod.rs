@@ -24,6 +24,8 @@
 //! | `POST /enterprise/{eid}/application/upload/` | multipart `app_file`, 201 `{"application": …}` |
 //! | `GET, POST /commands/v0/commands/`, `GET …/{id}/`, `GET …/{id}/stats/`, `GET /commands/v0/status/` | envelope |
 //! | `GET, POST /v1/enterprise/{eid}/alarmrules/`, `GET, PUT, PATCH, DELETE …/{alarm_id}/` | DRF |
+//! | `GET …/application/{application_id}/version/{version_id}/installdevices` | DRF page of `{id, device_name, alias_name, group_name}`; no trailing slash, as published |
+//! | `GET /enterprise/{eid}/device/{device_id}/app/` | DRF page of `DeviceApp`; `package_name` exact filter |
 //! | `GET /v0/enterprise/{eid}/content/`, `POST …/content/upload/` | `search` over tags and description only; multipart `key`, 200 |
 //! | `GET, PATCH, DELETE /v0/enterprise/{eid}/content/{content_id}/` | PATCH sets `tags`, `description` |
 //!
@@ -49,6 +51,11 @@
 //!   duration, `Command Initiated` for the second, `Command In Progress` until the end, then
 //!   the final state. Offline devices stay `Command Queued`. `schedule` is stored but every
 //!   command runs as `IMMEDIATE`. Absent `device_type` means `all`.
+//! - **Installed apps.** Every device starts with `com.acme.kiosk` 400 installed. An
+//!   INSTALL installs its version on a device when the device's status reaches `Command
+//!   Success`, unless the device was drawn as a no-op (`install_noop_rate`): then it
+//!   "succeeds" and nothing changes. A succeeded UNINSTALL removes the package. Versions'
+//!   `installed_count` counts the devices that have them now.
 //! - **Wrong enterprise id** in a path: 404, whether it is another UUID or not one, as
 //!   Esper answers any unknown resource. A path without its trailing slash is a 404 (no
 //!   redirect).
@@ -176,6 +183,9 @@ pub struct CommandBehaviour {
     pub min_duration: Duration,
     /// Longest time from create to the final state.
     pub max_duration: Duration,
+    /// Fraction of devices on which an INSTALL ends in "Command Success" without the
+    /// version being installed (to exercise install verification).
+    pub install_noop_rate: f64,
 }
 
 impl Default for CommandBehaviour {
@@ -185,6 +195,7 @@ impl Default for CommandBehaviour {
             timeout_rate: 0.0,
             min_duration: Duration::from_millis(200),
             max_duration: Duration::from_secs(1),
+            install_noop_rate: 0.0,
         }
     }
 }

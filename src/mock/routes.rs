@@ -79,6 +79,15 @@ pub(crate) enum Route {
         id: String,
     },
     V2Devices,
+    InstallDevices {
+        eid: String,
+        app: String,
+        version: String,
+    },
+    DeviceApps {
+        eid: String,
+        device: String,
+    },
 }
 
 /// The outcome of matching a path.
@@ -118,7 +127,9 @@ impl Route {
             | Route::AlarmRule { eid, .. }
             | Route::Contents { eid }
             | Route::ContentUpload { eid }
-            | Route::ContentFile { eid, .. } => Some(eid),
+            | Route::ContentFile { eid, .. }
+            | Route::InstallDevices { eid, .. }
+            | Route::DeviceApps { eid, .. } => Some(eid),
             _ => None,
         }
     }
@@ -144,6 +155,26 @@ const GET_PUT_PATCH_DELETE: &[Method] = &[Method::GET, Method::PUT, Method::PATC
 /// Matches `path` (as received, with `/api`) against the route table.
 pub(crate) fn resolve(path: &str) -> Option<Matched> {
     let rest = path.strip_prefix("/api/")?;
+    // The one path Esper publishes without its trailing slash (API.md §1.4); with one,
+    // it is a 404 like any other mismatch.
+    if let Some(inner) = rest.strip_suffix("/installdevices") {
+        return match inner.split('/').collect::<Vec<_>>().as_slice() {
+            ["enterprise", eid, "application", app, "version", version]
+                if [eid, app, version].iter().all(|s| !s.is_empty()) =>
+            {
+                Some(Matched {
+                    route: Route::InstallDevices {
+                        eid: eid.to_string(),
+                        app: app.to_string(),
+                        version: version.to_string(),
+                    },
+                    template: "/enterprise/{enterprise_id}/application/{application_id}/version/{version_id}/installdevices",
+                    allowed: GET,
+                })
+            }
+            _ => None,
+        };
+    }
     let inner = rest.strip_suffix('/')?;
     let segs: Vec<&str> = inner.split('/').collect();
     if segs.iter().any(|s| s.is_empty()) {
@@ -176,6 +207,14 @@ pub(crate) fn resolve(path: &str) -> Option<Matched> {
                 device: s(3),
             },
             "/enterprise/{enterprise_id}/device/{device_id}/",
+            GET,
+        ),
+        ["enterprise", _, "device", _, "app"] => (
+            Route::DeviceApps {
+                eid: s(1),
+                device: s(3),
+            },
+            "/enterprise/{enterprise_id}/device/{device_id}/app/",
             GET,
         ),
         ["enterprise", _, "application"] => (
@@ -283,6 +322,29 @@ mod tests {
         assert!(resolve("/api//v2/devices/").is_none());
         assert!(resolve("/api/").is_none());
         assert!(resolve("").is_none());
+    }
+
+    #[test]
+    fn installdevices_has_no_trailing_slash() {
+        let m = resolve("/api/enterprise/e/application/a/version/v/installdevices").unwrap();
+        assert_eq!(
+            m.route,
+            Route::InstallDevices {
+                eid: "e".into(),
+                app: "a".into(),
+                version: "v".into()
+            }
+        );
+        assert!(resolve("/api/enterprise/e/application/a/version/v/installdevices/").is_none());
+        assert!(resolve("/api/enterprise/e/application//version/v/installdevices").is_none());
+        let m = resolve("/api/enterprise/e/device/d/app/").unwrap();
+        assert_eq!(
+            m.route,
+            Route::DeviceApps {
+                eid: "e".into(),
+                device: "d".into()
+            }
+        );
     }
 
     #[test]

@@ -58,11 +58,17 @@ pub fn compile(job: &Job, resolved: &Resolved, server: Server) -> Result<Plan, P
                         schedule,
                         wait_ms: wait.map(|w| w.timeout),
                         tolerance: wait.map(|w| w.tolerance).unwrap_or_default(),
+                        verify: false,
                     },
                 )
             };
         let (fanout, count, op) = match &step.op {
-            StepOp::AppInstall { to, version, wait } => {
+            StepOp::AppInstall {
+                to,
+                version,
+                wait,
+                verify,
+            } => {
                 let version_id = match version {
                     VersionRef::Id(v) => Value::String(v.clone()),
                     VersionRef::Package {
@@ -76,13 +82,17 @@ pub fn compile(job: &Job, resolved: &Resolved, server: Server) -> Result<Plan, P
                             .unwrap_or_default(),
                     ),
                 };
-                command(
+                let (fanout, count, mut op) = command(
                     to,
                     "INSTALL",
                     json!({ "app_version": version_id }),
                     None,
                     *wait,
-                )
+                );
+                if let OpTemplate::Command { verify: v, .. } = &mut op {
+                    *v = *verify && wait.is_some();
+                }
+                (fanout, count, op)
             }
             StepOp::AppUninstall { to, package, wait } => command(
                 to,
@@ -150,6 +160,7 @@ pub fn compile(job: &Job, resolved: &Resolved, server: Server) -> Result<Plan, P
                 1,
                 OpTemplate::ContentUpload { file: file.clone() },
             ),
+            StepOp::Export(spec) => (Fanout::Single, 1, export_op(resolved, &step.id, spec)),
             StepOp::Request {
                 method,
                 path,
@@ -245,6 +256,24 @@ impl Plan {
     }
 }
 
+/// An export step's template: what resolution decided for it (a plan compiled without
+/// resolving exports reads every device, counting one page).
+fn export_op(resolved: &Resolved, step: &str, spec: &crate::job::ExportSpec) -> OpTemplate {
+    let plan = resolved
+        .exports
+        .get(step)
+        .cloned()
+        .unwrap_or_else(|| super::ExportPlan {
+            spec: spec.clone(),
+            scope: super::ExportScope::All,
+            versions: Vec::new(),
+            method: None,
+            requests: BTreeMap::new(),
+            rows: None,
+        });
+    OpTemplate::Export(Box::new(plan))
+}
+
 /// Requests by endpoint. Command polls are a lower bound: one stats read plus the
 /// per-device status pages (100 devices a page).
 fn estimate(steps: &[PlanStep], targets: &super::Targets, rate: f64) -> Estimate {
@@ -253,8 +282,17 @@ fn estimate(steps: &[PlanStep], targets: &super::Targets, rate: f64) -> Estimate
     for s in steps {
         let n = s.task_count as u64;
         match &s.op {
-            OpTemplate::Command { wait_ms, .. } => {
+            OpTemplate::Command {
+                wait_ms, verify, ..
+            } => {
                 add(Endpoint::CreateCommand, n);
+                if *verify {
+                    // At least: the succeeded devices' statuses and one page of the
+                    // version's devices per task, after one listing of the apps.
+                    add(Endpoint::ListApps, 1);
+                    add(Endpoint::CommandStatuses, n);
+                    add(Endpoint::InstallDevices, n);
+                }
                 if wait_ms.is_some() {
                     add(Endpoint::CommandStats, n);
                     let devices = match &s.fanout {
@@ -314,6 +352,11 @@ fn estimate(steps: &[PlanStep], targets: &super::Targets, rate: f64) -> Estimate
                     add(Endpoint::UploadContent, n);
                 }
             },
+            OpTemplate::Export(p) => {
+                for (e, k) in &p.requests {
+                    add(e.clone(), *k);
+                }
+            }
             OpTemplate::Request { method, path, .. } => add(
                 Endpoint::Raw {
                     method: method.clone(),

@@ -341,6 +341,8 @@ pub fn changes(plan: &Plan) -> (Changes, BTreeMap<String, Changes>) {
         let mut c = Changes::default();
         match &step.actions {
             Some(actions) => actions.iter().for_each(|a| c.add(a)),
+            // An export changes nothing on the tenant.
+            None if matches!(step.op, OpTemplate::Export(_)) => {}
             None => c.send = u64::from(step.task_count),
         }
         all.create += c.create;

@@ -13,6 +13,7 @@
 
 mod compile;
 pub mod diff;
+pub mod export;
 pub mod limit;
 mod resolve;
 mod show;
@@ -29,6 +30,7 @@ use crate::job::{Amount, Limits, OnExists, RetrySettings, Tolerance, template};
 
 pub use compile::{MAX_DEVICES_PER_COMMAND, MAX_DEVICES_PER_MOVE, compile};
 pub use diff::{Action, Changes, FieldChange, LiveContent, LiveRule};
+pub use export::{ExportPlan, ExportScope, InstalledMethod, PackageVersion};
 pub use resolve::{
     GroupInfo, Inventory, InventoryError, Resolved, SerialMethod, resolve, select_groups,
 };
@@ -119,6 +121,10 @@ pub enum OpTemplate {
         /// absent means strict, as in plans written before it existed.
         #[serde(default, skip_serializing_if = "Tolerance::is_default")]
         tolerance: Tolerance,
+        /// An INSTALL whose devices are checked for the version once it settles; left
+        /// out when false, so older plans keep their hash.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        verify: bool,
     },
     AlarmRule {
         name: String,
@@ -148,6 +154,8 @@ pub enum OpTemplate {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         body: Option<Value>,
     },
+    /// Reads into a file; sends no write.
+    Export(Box<ExportPlan>),
 }
 
 /// A step's rollout: cumulative task counts at which stages end.
@@ -250,6 +258,10 @@ pub enum Operation {
         /// absent means strict, as in plans written before it existed.
         #[serde(default, skip_serializing_if = "Tolerance::is_default")]
         tolerance: Tolerance,
+        /// An INSTALL whose devices are checked for the version once it settles; left
+        /// out when false, so older plans keep their hash.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        verify: bool,
     },
     AlarmRule {
         name: String,
@@ -273,6 +285,11 @@ pub enum Operation {
         path: String,
         query: BTreeMap<String, String>,
         body: Option<Value>,
+    },
+    /// An export: `step` names its default file.
+    Export {
+        step: String,
+        plan: Box<ExportPlan>,
     },
 }
 
@@ -304,6 +321,7 @@ impl Operation {
             Operation::AppUpload { file, .. } => format!("upload {file}"),
             Operation::ContentUpload { file } => format!("upload {file}"),
             Operation::Request { method, path, .. } => format!("{method} {path}"),
+            Operation::Export { plan, .. } => format!("export {}", plan.spec.what.as_str()),
         }
     }
 
@@ -368,6 +386,7 @@ impl Operation {
                 json!({ "key": file }),
                 Some("multipart; skipped when the file exists"),
             )],
+            Operation::Export { .. } => Vec::new(),
             Operation::Request {
                 method,
                 path,
@@ -698,6 +717,7 @@ impl Plan {
                 schedule,
                 wait_ms,
                 tolerance,
+                verify,
             } => {
                 let (kind, key, ids): (&str, &str, Vec<&str>) = match item {
                     Some(g) if g.kind == ItemKind::Group => {
@@ -732,6 +752,7 @@ impl Plan {
                         body,
                         wait_ms: *wait_ms,
                         tolerance: *tolerance,
+                        verify: *verify,
                     },
                 )
             }
@@ -797,6 +818,13 @@ impl Plan {
                         .map(|(k, v)| (k.clone(), render_s(v)))
                         .collect(),
                     body: body.as_ref().map(render),
+                },
+            ),
+            OpTemplate::Export(p) => (
+                None,
+                Operation::Export {
+                    step: step.id.clone(),
+                    plan: p.clone(),
                 },
             ),
         };

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures::future::BoxFuture;
 use globset::{Glob, GlobMatcher};
 
+use super::export::{self, Counts, ExportPlan, PackageVersion};
 use super::{FrozenTarget, Item, ItemKind, LiveContent, LiveRule, PlanError, Targets};
 use crate::base::AccessError;
 use crate::job::{DeviceSelector, GroupSelector, Job, StepOp, TargetSpec, VersionRef};
@@ -67,6 +68,24 @@ pub trait Inventory: Send + Sync {
         Box::pin(async { Ok(None) })
     }
 
+    /// How many devices match a selector's filters (`group` an id), from one small read;
+    /// `None` when this inventory cannot tell. What an export's estimate counts pages by.
+    fn device_count<'a>(
+        &'a self,
+        _filter: &'a DeviceSelector,
+    ) -> BoxFuture<'a, Result<Option<u64>, InventoryError>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    /// The versions of `package` with their install counts; `None` when this inventory
+    /// cannot list them. What `export: { what: installed }` reads by.
+    fn package_versions<'a>(
+        &'a self,
+        _package: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<PackageVersion>>, InventoryError>> {
+        Box::pin(async { Ok(None) })
+    }
+
     /// How [`Inventory::devices`] finds the devices of `serials` (a CSV's), so the plan can
     /// say what it cost; `None` (the default) when the inventory does not say.
     fn serial_method(&self, _serials: &[String]) -> Option<SerialMethod> {
@@ -107,18 +126,24 @@ pub struct Resolved {
     /// The group path of each listed device (by id), when the groups were listed anyway:
     /// what `devices.csv` names a device's group by.
     pub device_groups: BTreeMap<String, String>,
+    /// Export steps by id: what they read and what it costs.
+    pub exports: BTreeMap<String, ExportPlan>,
 }
 
 /// Resolves every target and app version a job uses.
 pub async fn resolve(job: &Job, inv: &dyn Inventory) -> Result<Resolved, PlanError> {
     let mut out = Resolved::default();
-    let needs_groups = job.targets.values().any(|t| {
-        matches!(t, TargetSpec::Groups(_))
-            || matches!(t, TargetSpec::Devices(d) if d.group.is_some())
-    }) || job
-        .steps
-        .iter()
-        .any(|s| matches!(s.op, StepOp::GroupMove { .. }));
+    let only_exported = only_exported(job);
+    let has_exports = job.steps.iter().any(|s| matches!(s.op, StepOp::Export(_)));
+    let needs_groups = has_exports
+        || job.targets.values().any(|t| {
+            matches!(t, TargetSpec::Groups(_))
+                || matches!(t, TargetSpec::Devices(d) if d.group.is_some())
+        })
+        || job
+            .steps
+            .iter()
+            .any(|s| matches!(s.op, StepOp::GroupMove { .. }));
     let groups = if needs_groups {
         inv.groups().await?
     } else {
@@ -139,6 +164,11 @@ pub async fn resolve(job: &Job, inv: &dyn Inventory) -> Result<Resolved, PlanErr
         out.contents = inv.contents().await?;
     }
     for (name, spec) in &job.targets {
+        // An export reads its target itself, streamed; listing it here would hold every
+        // device in memory and in the plan file.
+        if only_exported.contains(name.as_str()) {
+            continue;
+        }
         if let Some(t) = resolve_one(name, spec, &groups, inv, &mut out.warnings).await? {
             if let TargetSpec::Devices(sel) = spec
                 && !sel.serials.is_empty()
@@ -220,6 +250,12 @@ pub async fn resolve(job: &Job, inv: &dyn Inventory) -> Result<Resolved, PlanErr
         }
     }
     for step in &job.steps {
+        if let StepOp::Export(spec) = &step.op {
+            let plan = plan_export(job, spec, &groups, inv).await?;
+            out.exports.insert(step.id.clone(), plan);
+        }
+    }
+    for step in &job.steps {
         if let StepOp::AppUpload {
             package: Some(package),
             version_code: Some(code),
@@ -259,6 +295,137 @@ pub async fn resolve(job: &Job, inv: &dyn Inventory) -> Result<Resolved, PlanErr
         }
     }
     Ok(out)
+}
+
+/// Targets that only export steps name (no other step, no union): they are not listed
+/// at plan time.
+fn only_exported(job: &Job) -> BTreeSet<&str> {
+    let mut exported = BTreeSet::new();
+    let mut used = BTreeSet::new();
+    for step in &job.steps {
+        match &step.op {
+            StepOp::Export(e) => exported.extend(e.target.as_deref()),
+            StepOp::AppInstall { to, .. }
+            | StepOp::AppUninstall { to, .. }
+            | StepOp::Command { to, .. } => {
+                used.insert(to.as_str());
+            }
+            StepOp::GroupMove { devices, .. } => {
+                used.insert(devices.as_str());
+            }
+            _ => {}
+        }
+        used.extend(step.for_each.as_deref());
+    }
+    for spec in job.targets.values() {
+        if let TargetSpec::Union(members) = spec {
+            used.extend(members.iter().map(String::as_str));
+        }
+    }
+    exported.retain(|t| !used.contains(t));
+    exported
+}
+
+/// An export step's scope, method and requests, from counts only.
+async fn plan_export(
+    job: &Job,
+    spec: &crate::job::ExportSpec,
+    groups: &[GroupInfo],
+    inv: &dyn Inventory,
+) -> Result<ExportPlan, PlanError> {
+    use crate::job::ExportWhat as W;
+    let target = spec.target.as_deref().and_then(|t| job.targets.get(t));
+    if let (Some(TargetSpec::Groups(sel)), Some(name)) = (target, &spec.target) {
+        check_patterns(name, sel, groups)?;
+    }
+    let scope = match (spec.what, target) {
+        // A group export writes exactly the target's groups.
+        (W::Groups, Some(TargetSpec::Groups(sel))) => export::ExportScope::Groups {
+            groups: select_groups(sel, groups)
+                .into_iter()
+                .map(|i| export::ScopeGroup {
+                    path: i.detail.unwrap_or_default(),
+                    id: i.id,
+                })
+                .collect(),
+            skip: Vec::new(),
+        },
+        _ => export::scope_of(target, groups),
+    };
+    let devices = if matches!(spec.what, W::Devices | W::Installed) {
+        let mut total = Some(0u64);
+        for sel in scope.listings() {
+            total = match (total, inv.device_count(&sel).await?) {
+                (Some(a), Some(b)) => Some(a + b),
+                _ => None,
+            };
+        }
+        match &scope {
+            export::ExportScope::Devices { ids, serials, .. }
+                if !ids.is_empty() || !serials.is_empty() =>
+            {
+                // A scan of the fleet for the listed devices: every page is read.
+                total
+            }
+            _ => total,
+        }
+    } else {
+        None
+    };
+    let mut versions = Vec::new();
+    let mut method = None;
+    if spec.what == W::Installed
+        && let Some(package) = &spec.package
+    {
+        let listed = inv.package_versions(package).await?;
+        let known = listed.is_some();
+        versions = listed
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|v| {
+                spec.version_code
+                    .as_ref()
+                    .is_none_or(|c| v.version_code == *c)
+            })
+            .collect();
+        // Only an inventory that listed the versions can say one does not exist.
+        if known
+            && versions.is_empty()
+            && let Some(code) = &spec.version_code
+        {
+            return Err(PlanError::UnknownVersion {
+                package: package.clone(),
+                version_code: code.clone(),
+            });
+        }
+        method = Some(export::installed_method(
+            if scope.is_all() { None } else { devices },
+            &versions,
+        ));
+    }
+    let counts = Counts {
+        groups: groups.len() as u64,
+        devices,
+        apps: None,
+        rules: None,
+    };
+    let rows = match spec.what {
+        W::Devices => devices,
+        W::Groups => match &scope {
+            export::ExportScope::Groups { groups, .. } => Some(groups.len() as u64),
+            _ => Some(groups.len() as u64),
+        },
+        W::Installed if scope.is_all() => Some(versions.iter().map(|v| v.installed).sum()),
+        _ => None,
+    };
+    Ok(ExportPlan {
+        requests: export::requests(spec, &scope, &counts, &versions, method),
+        spec: spec.clone(),
+        scope,
+        versions,
+        method,
+        rows,
+    })
 }
 
 /// `target `t`: 12 devices by serial lookup (12 requests)`.

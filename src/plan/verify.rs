@@ -251,9 +251,12 @@ fn steps(plan: &Plan, faults: &mut Vec<Fault>) {
             (OpTemplate::AlarmRule { .. } | OpTemplate::Request { .. }, f) => {
                 !matches!(f, Fanout::Chunks { .. })
             }
-            (OpTemplate::AppUpload { .. } | OpTemplate::ContentUpload { .. }, f) => {
-                matches!(f, Fanout::Single)
-            }
+            (
+                OpTemplate::AppUpload { .. }
+                | OpTemplate::ContentUpload { .. }
+                | OpTemplate::Export(_),
+                f,
+            ) => matches!(f, Fanout::Single),
             _ => false,
         };
         if !fits {
@@ -429,6 +432,7 @@ fn op_name(op: &OpTemplate) -> &'static str {
         OpTemplate::AppUpload { .. } => "app upload",
         OpTemplate::ContentUpload { .. } => "content upload",
         OpTemplate::Request { .. } => "request",
+        OpTemplate::Export(_) => "export",
     }
 }
 

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 
 use super::{
     AttemptReport, DeviceCountsReport, DeviceRef, DeviceResultReport, FailureReport,
-    FollowedReport, GovernorReport, NeedReport, REPORT_FORMAT, ReasonReport, Report, RunInfo,
-    RunOutcome, SampleReport, SegmentReport, StepReport, StopReport, Summary, TaskReport,
+    FollowedReport, GovernorReport, InstallReport, NeedReport, REPORT_FORMAT, ReasonReport, Report,
+    RunInfo, RunOutcome, SampleReport, SegmentReport, StepReport, StopReport, Summary, TaskReport,
 };
 use crate::exec::{
     Attempt, DeviceCounts, Failure, Followed, GovernorStats, Outcome, Reason, RolloutStop,
@@ -52,6 +52,7 @@ impl From<DeviceCounts> for DeviceCountsReport {
             timed_out: c.timed_out,
             cancelled: c.cancelled,
             pending: c.pending,
+            not_installed: 0,
         }
     }
 }
@@ -119,6 +120,15 @@ impl From<&Followed> for FollowedReport {
                     reason: d.reason.clone(),
                 })
                 .collect(),
+            install: f.install.as_ref().map(|c| InstallReport {
+                version: c.version.clone(),
+                installed: c.installed,
+                succeeded_not_installed: c.not_installed,
+                failed: c.failed,
+                pending: c.pending,
+                missing: c.missing.clone(),
+                unchecked: c.unchecked.as_ref().map(FailureReport::from),
+            }),
         }
     }
 }
@@ -301,12 +311,19 @@ fn task_report(plan: &Plan, o: &Outcome) -> TaskReport {
     {
         devices.push(device(item));
     }
+    let mut reason = o.reason.as_ref().map(ReasonReport::from);
+    if let (Some(ReasonReport::DeviceFailures { counts }), Some(check)) = (
+        &mut reason,
+        o.followed.as_ref().and_then(|f| f.install.as_ref()),
+    ) {
+        counts.not_installed = check.not_installed;
+    }
     TaskReport {
         id: o.task.0,
         step,
         target,
         status: o.status,
-        reason: o.reason.as_ref().map(ReasonReport::from),
+        reason,
         attempts: o.attempts.iter().map(AttemptReport::from).collect(),
         result: o.result.clone(),
         followed: o.followed.as_ref().map(FollowedReport::from),

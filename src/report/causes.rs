@@ -234,6 +234,7 @@ mod tests {
             command: "c".into(),
             finished: true,
             counts: None,
+            install: None,
             devices: vec![
                 crate::report::DeviceResultReport {
                     id: "id-a".into(),

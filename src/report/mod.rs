@@ -24,7 +24,7 @@ pub use notify::{NotifyCounts, NotifySummary};
 pub use outcome::RunOutcome;
 pub use schema::{
     AttemptReport, CauseReport, DeviceCountsReport, DeviceRef, DeviceResultReport, FailureReport,
-    FollowedReport, GovernorReport, NeedReport, NextAction, NotificationReport, NotifyFailure,
-    REPORT_FORMAT, ReasonReport, Report, RunInfo, SampleReport, SegmentReport, StepReport,
-    StopReport, Summary, TaskReport,
+    FollowedReport, GovernorReport, InstallReport, NeedReport, NextAction, NotificationReport,
+    NotifyFailure, REPORT_FORMAT, ReasonReport, Report, RunInfo, SampleReport, SegmentReport,
+    StepReport, StopReport, Summary, TaskReport,
 };

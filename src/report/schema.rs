@@ -411,6 +411,10 @@ pub struct DeviceCountsReport {
     pub timed_out: u64,
     pub cancelled: u64,
     pub pending: u64,
+    /// Of the `succeeded`, those a verified install found without the version: they
+    /// count as failed. Left out when none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub not_installed: u64,
 }
 
 impl DeviceCountsReport {
@@ -418,9 +422,9 @@ impl DeviceCountsReport {
         self.succeeded + self.failed + self.timed_out + self.cancelled + self.pending
     }
 
-    /// Failed, timed out or cancelled.
+    /// Failed, timed out or cancelled, or succeeded without installing.
     pub fn unsuccessful(&self) -> u64 {
-        self.failed + self.timed_out + self.cancelled
+        self.failed + self.timed_out + self.cancelled + self.not_installed
     }
 
     /// Adds another task's devices, for a group of tasks.
@@ -430,6 +434,7 @@ impl DeviceCountsReport {
         self.timed_out += o.timed_out;
         self.cancelled += o.cancelled;
         self.pending += o.pending;
+        self.not_installed += o.not_installed;
     }
 }
 
@@ -445,6 +450,25 @@ pub struct FollowedReport {
     /// The devices that did not succeed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<DeviceResultReport>,
+    /// What the install verification found (`app_install` with `verify`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub install: Option<InstallReport>,
+}
+
+/// A verified install's devices: `installed`, `succeeded_not_installed` (listed in
+/// `missing`), `failed` and `pending`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct InstallReport {
+    pub version: String,
+    pub installed: u64,
+    pub succeeded_not_installed: u64,
+    pub failed: u64,
+    pub pending: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<String>,
+    /// Why the devices could not be checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unchecked: Option<FailureReport>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

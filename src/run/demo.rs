@@ -93,6 +93,7 @@ fn mock_config(cfg: &DemoConfig) -> mock::MockConfig {
         timeout_rate: 0.0,
         min_duration: Duration::from_millis(300),
         max_duration: Duration::from_millis(1500),
+        install_noop_rate: 0.0,
     };
     m
 }

@@ -295,3 +295,39 @@ pub fn unlock(state: &Path, run_id: &str) -> Result<Holder, RunError> {
         }),
     }
 }
+
+/// `<state>/jobs/<job>-<hash of job, server, enterprise>/`: what the state directory
+/// remembers about one job on one tenant between runs, keyed like its lock.
+pub(super) fn job_state(state: &Path, job: &str, server: &plan::Server) -> PathBuf {
+    use sha2::{Digest, Sha256};
+    let scope =
+        Sha256::digest(format!("{job}\n{}\n{}", server.base_url, server.enterprise_id).as_bytes());
+    let hex: String = scope.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    state
+        .join("jobs")
+        .join(format!("{}-{hex}", crate::util::file_name_for(job)))
+}
+
+/// When the job's last successful run on this server started, if one did
+/// (`since: last_run`). A missing or unreadable file means none did.
+pub(super) fn last_success(
+    state: &Path,
+    job: &str,
+    server: &plan::Server,
+) -> Option<jiff::Timestamp> {
+    let text = std::fs::read_to_string(job_state(state, job, server).join("last_success")).ok()?;
+    text.trim().parse().ok()
+}
+
+/// Remembers `started` as the start of the job's last successful run. The start, not the
+/// end: an incremental export from there misses nothing created while the run ran (and
+/// may repeat a little of it, which is the safe side).
+pub(super) fn record_success(
+    state: &Path,
+    job: &str,
+    server: &plan::Server,
+    started: jiff::Timestamp,
+) -> std::io::Result<()> {
+    let path = job_state(state, job, server).join("last_success");
+    crate::util::atomic_write(&path, format!("{started}\n").as_bytes())
+}

@@ -16,6 +16,7 @@
 //! `history.rs`'s. Parsing flags is [`crate::cli`]'s; what happens to each task is
 //! [`crate::exec`]'s; what a report says is [`crate::report`]'s.
 
+mod adhoc;
 mod config;
 mod connect;
 pub mod demo;
@@ -46,6 +47,7 @@ use crate::progress::Progress;
 use crate::report::Report;
 pub use crate::report::RunOutcome;
 
+pub use adhoc::{AdhocExport, export_job_text, load_export};
 pub use config::{
     ConnectionSettings, Env, KeyOverride, Output, Pacing, PlanConfig, RunConfig, Source,
     governor_config,
@@ -440,16 +442,19 @@ pub async fn run(cfg: RunConfig, cancel: CancellationToken) -> Result<RunResult,
         output: &output,
         notify: &notify,
         env: &connection.env,
+        state_dir: &state_dir,
     };
     ready.execute(deadline, &pacing, seed, finish, cancel).await
 }
 
 /// What a run needs at its end, besides its plan: where its output goes, the extra
-/// webhooks and the environment their URLs are rendered from.
+/// webhooks and the environment their URLs are rendered from, and the state directory
+/// (where a success is recorded for `since: last_run`).
 struct Finish<'a> {
     output: &'a Output,
     notify: &'a NotifySettings,
     env: &'a Env,
+    state_dir: &'a std::path::Path,
 }
 
 /// A run that holds its lock and has its client and plan.
@@ -477,6 +482,7 @@ impl Ready {
         cancel: CancellationToken,
     ) -> Result<RunResult, RunError> {
         let output = at_end.output;
+        let state_dir = at_end.state_dir;
         let Ready {
             id,
             dir,
@@ -534,7 +540,24 @@ impl Ready {
             .enumerate()
             .map(|(i, s)| (s.id.as_str(), i))
             .collect();
-        let dispatch = EsperDispatch::new(client, pacing.poll.clone());
+        let progress = progress.map(Arc::new);
+        let on_rows = progress.clone().map(|p| {
+            let steps = step_of
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect::<BTreeMap<String, usize>>();
+            Arc::new(move |step: &str, rows: u64| {
+                if let Some(i) = steps.get(step) {
+                    p.export_rows(*i, rows);
+                }
+            }) as Arc<dyn Fn(&str, u64) + Send + Sync>
+        });
+        let exports = crate::esper::adapter::ExportEnv {
+            run_dir: Some(dir.clone()),
+            last_run: dir::last_success(state_dir, &plan.job, &plan.server),
+            on_rows,
+        };
+        let dispatch = EsperDispatch::with_exports(client, pacing.poll.clone(), exports);
         let out = exec::run(plan.clone(), dispatch, opts, cancel, |event| {
             let entry = match event {
                 Event::Dispatched(t) => Entry::Intent { task: t.0 },
@@ -619,6 +642,12 @@ impl Ready {
                     error: source.to_string(),
                 });
             }
+        }
+        if recorded.exit_code == crate::exit::OK
+            && let Err(e) = dir::record_success(state_dir, &plan.job, &plan.server, started_at)
+        {
+            // Only `since: last_run` reads it: the next such export reads further back.
+            tracing::warn!(error = %e, "cannot record the run's success in the state directory");
         }
         if let Some(p) = &output.metrics_file
             && let Err(e) = crate::util::atomic_write(p, report.prometheus().as_bytes())

@@ -162,6 +162,7 @@ async fn device_side_failures_fail_the_task() {
         timeout_rate: 0.0,
         min_duration: Duration::from_millis(20),
         max_duration: Duration::from_millis(60),
+        install_noop_rate: 0.0,
     };
     let server = start(cfg).await;
     let job = format!(

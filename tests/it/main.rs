@@ -7,6 +7,7 @@ mod client;
 mod daily;
 mod diagnostics;
 mod engine;
+mod export;
 mod files;
 mod fixtures;
 mod fuzz;

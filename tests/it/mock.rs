@@ -507,6 +507,7 @@ async fn commands_progress_to_final_states() {
         timeout_rate: 0.2,
         min_duration: Duration::from_millis(20),
         max_duration: Duration::from_millis(150),
+        install_noop_rate: 0.0,
     };
     let env = Env::start(cfg).await;
     let snap = env.server.snapshot();

@@ -166,6 +166,7 @@ async fn rollout_stops_at_the_canary_when_devices_fail() {
         timeout_rate: 0.0,
         min_duration: Duration::from_millis(20),
         max_duration: Duration::from_millis(60),
+        install_noop_rate: 0.0,
     };
     let server = start(cfg).await;
     let job = format!(
@@ -241,6 +242,7 @@ async fn a_success_threshold_decides_a_group_task_and_pending_devices_are_listed
         timeout_rate: 0.0,
         min_duration: Duration::from_millis(20),
         max_duration: Duration::from_millis(60),
+        install_noop_rate: 0.0,
     };
     let server = start(cfg).await;
     let job = |wait: &str| {

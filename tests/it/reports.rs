@@ -214,6 +214,7 @@ fn fixture() -> Report {
             ..DeviceCountsReport::default()
         }),
         devices: Vec::new(),
+        install: None,
     });
     // A group install within its wait's threshold, with two devices still offline: they
     // are counted and listed as pending, not failed.
@@ -244,6 +245,7 @@ fn fixture() -> Report {
                 reason: None,
             })
             .collect(),
+        install: None,
     });
     let tasks = vec![
         install_pending,
@@ -1414,6 +1416,7 @@ fn a_task_over_several_devices_gets_a_csv_row_per_device() {
                 reason: None,
             },
         ],
+        install: None,
     });
     r.tasks = vec![t];
     let text = render::csv(&r);

@@ -76,6 +76,7 @@ async fn run(path: &std::path::Path) -> Vec<String> {
         timeout_rate: 0.0,
         min_duration: Duration::from_millis(20),
         max_duration: Duration::from_millis(80),
+        install_noop_rate: 0.0,
     };
     let server = start(cfg).await;
     let job = format!("{}{}", job_header(&server, &sc.rate), sc.job);

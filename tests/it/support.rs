@@ -23,6 +23,7 @@ pub fn small(seed: u64) -> MockConfig {
         timeout_rate: 0.0,
         min_duration: Duration::from_millis(30),
         max_duration: Duration::from_millis(150),
+        install_noop_rate: 0.0,
     };
     cfg
 }

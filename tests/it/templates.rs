@@ -92,6 +92,9 @@ fn base(op: &str) -> Value {
         "request" => {
             json!({"method": "POST", "path": "/x/", "query": {"q": "y"}, "body": {"k": "v"}})
         }
+        "export" => {
+            json!({"what": "installed", "package": "com.acme.kiosk", "version_code": "410"})
+        }
         other => panic!("no base operation for {other}; add one"),
     }
 }

@@ -42,11 +42,28 @@ impl Default for PollSettings {
 pub struct EsperDispatch {
     pub client: Client,
     pub poll: PollSettings,
+    /// Where exports go and since when `since: last_run` reads.
+    pub exports: super::export::ExportEnv,
+    /// App versions by id, for install verification.
+    versions: super::verify::VersionIndex,
 }
 
 impl EsperDispatch {
     pub fn new(client: Client, poll: PollSettings) -> Arc<EsperDispatch> {
-        Arc::new(EsperDispatch { client, poll })
+        Self::with_exports(client, poll, Default::default())
+    }
+
+    pub fn with_exports(
+        client: Client,
+        poll: PollSettings,
+        exports: super::export::ExportEnv,
+    ) -> Arc<EsperDispatch> {
+        Arc::new(EsperDispatch {
+            client,
+            poll,
+            exports,
+            versions: Default::default(),
+        })
     }
 
     async fn alarm_rule(
@@ -363,6 +380,7 @@ impl Dispatch for EsperDispatch {
                 }
                 Operation::AppUpload { file, package, version_code } => self.app_upload(file, package.as_deref(), version_code.as_deref(), task.action.as_ref(), cx).await,
                 Operation::ContentUpload { file } => self.content_upload(file, task.action.as_ref(), cx).await,
+                Operation::Export { step, plan } => super::export::export(&self.client, &self.exports, step, plan, cx.task_started).await,
                 Operation::Request { method, path, query, body } => {
                     if cx.uncertain && method.eq_ignore_ascii_case("POST") {
                         return Err(Failure {
@@ -387,5 +405,13 @@ impl Dispatch for EsperDispatch {
         stop: &'a CancellationToken,
     ) -> BoxFuture<'a, Followed> {
         follow::follow(&self.client, &self.poll, id, timeout, stop).boxed()
+    }
+
+    fn verify_install<'a>(
+        &'a self,
+        task: &'a Task,
+        followed: &'a Followed,
+    ) -> BoxFuture<'a, Option<crate::exec::InstallCheck>> {
+        super::verify::verify_install(&self.client, &self.versions, task, followed).boxed()
     }
 }

@@ -88,6 +88,7 @@ pub(super) async fn follow(
             finished,
             counts: None,
             devices: Vec::new(),
+            install: None,
         };
     };
     let mut counts = DeviceCounts::default();
@@ -108,5 +109,6 @@ pub(super) async fn follow(
         finished,
         counts: Some(counts),
         devices,
+        install: None,
     }
 }

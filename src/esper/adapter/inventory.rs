@@ -22,12 +22,15 @@ use futures::{FutureExt, TryStreamExt};
 
 use super::reconcile::find_app_version;
 use super::serials;
+use crate::base::Endpoint;
+use crate::esper::PageStyle;
 use crate::esper::model::{AlarmRule, Content, Device, DeviceGroup};
 use crate::esper::{ApiError, Client, DeviceFilter};
 use crate::exec::Failure;
 use crate::job::{DeviceSelector, RetrySettings};
 use crate::plan::{
-    GroupInfo, Inventory, InventoryError, Item, ItemKind, LiveContent, LiveRule, SerialMethod,
+    GroupInfo, Inventory, InventoryError, Item, ItemKind, LiveContent, LiveRule, PackageVersion,
+    SerialMethod,
 };
 
 /// The root group Esper puts every group under; paths in job files are written below it.
@@ -269,10 +272,127 @@ impl Inventory for PlanReads<'_> {
     fn serial_method(&self, serials: &[String]) -> Option<SerialMethod> {
         Some(serials::method(serials))
     }
+
+    fn device_count<'a>(
+        &'a self,
+        sel: &'a DeviceSelector,
+    ) -> BoxFuture<'a, Result<Option<u64>, InventoryError>> {
+        async move {
+            if !sel.ids.is_empty() || !sel.serials.is_empty() {
+                // A scan of the whole fleet for the listed devices.
+                let all = DeviceSelector::default();
+                let f = device_filter(&all);
+                return read_retrying(&self.retry, || self.client.count_devices(&f))
+                    .await
+                    .map(Some);
+            }
+            let f = device_filter(sel);
+            read_retrying(&self.retry, || self.client.count_devices(&f))
+                .await
+                .map(Some)
+        }
+        .boxed()
+    }
+
+    fn package_versions<'a>(
+        &'a self,
+        package: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<PackageVersion>>, InventoryError>> {
+        async move {
+            let c = self.client;
+            let apps: Vec<serde_json::Value> = read_retrying(&self.retry, || {
+                c.list_values(
+                    Endpoint::ListApps,
+                    None,
+                    vec![("package_name".into(), package.into())],
+                    PageStyle::Drf,
+                )
+                .try_collect()
+            })
+            .await?;
+            let mut out = Vec::new();
+            // `package_name` matches loosely: only the exact package counts.
+            for app in apps
+                .iter()
+                .filter(|a| a.get("package_name").and_then(|p| p.as_str()) == Some(package))
+            {
+                let app_id = app.get("id").and_then(|v| v.as_str()).unwrap_or_default();
+                let versions: Vec<serde_json::Value> = read_retrying(&self.retry, || {
+                    c.list_values(
+                        Endpoint::ListAppVersions,
+                        Some(app_id),
+                        Vec::new(),
+                        PageStyle::Drf,
+                    )
+                    .try_collect()
+                })
+                .await?;
+                let s = |v: &serde_json::Value, k: &str| {
+                    v.get(k).and_then(|x| x.as_str()).map(str::to_string)
+                };
+                out.extend(versions.iter().map(|v| {
+                    PackageVersion {
+                        id: s(v, "id").unwrap_or_default(),
+                        app_id: app_id.to_string(),
+                        version_code: s(v, "version_code").unwrap_or_default(),
+                        version_name: s(v, "version_name"),
+                        installed: v
+                            .get("installed_count")
+                            .and_then(|n| n.as_u64())
+                            .unwrap_or(0),
+                    }
+                }));
+            }
+            Ok(Some(out))
+        }
+        .boxed()
+    }
+}
+
+/// The legacy device list's filter for a selector (`group` an id; states by name).
+fn device_filter(sel: &DeviceSelector) -> DeviceFilter {
+    DeviceFilter {
+        group: sel.group.clone(),
+        name: sel.name.clone(),
+        serial: sel.serial.clone(),
+        state: sel
+            .state
+            .as_deref()
+            .map(|s| match s.to_ascii_lowercase().as_str() {
+                "online" => "1".to_string(),
+                "offline" => "60".to_string(),
+                other => other.to_string(),
+            }),
+        tags: sel.tags.clone(),
+    }
 }
 
 /// The client as an inventory, retrying with the default `retry:` settings.
 impl Inventory for Client {
+    fn device_count<'a>(
+        &'a self,
+        sel: &'a DeviceSelector,
+    ) -> BoxFuture<'a, Result<Option<u64>, InventoryError>> {
+        async move {
+            PlanReads::new(self, &RetrySettings::default())
+                .device_count(sel)
+                .await
+        }
+        .boxed()
+    }
+
+    fn package_versions<'a>(
+        &'a self,
+        package: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<PackageVersion>>, InventoryError>> {
+        async move {
+            PlanReads::new(self, &RetrySettings::default())
+                .package_versions(package)
+                .await
+        }
+        .boxed()
+    }
+
     fn groups(&self) -> BoxFuture<'_, Result<Vec<GroupInfo>, InventoryError>> {
         async move {
             PlanReads::new(self, &RetrySettings::default())

@@ -11,6 +11,8 @@
 //! - `serials`: CSV serial targets, looked up one by one when few, else a fleet scan;
 //! - `access`: the one-read check that the key and the enterprise work, for a run that
 //!   has read nothing before its first write;
+//! - `verify`: after a followed INSTALL, which devices really have the version;
+//! - `export`: export steps, each listing read page by page into the file sink;
 //! - `paths`: the planner's [`Paths`](crate::plan::Paths), the client's path table as the
 //!   review text shows it.
 //!
@@ -20,14 +22,17 @@
 
 mod access;
 mod dispatch;
+mod export;
 mod follow;
 mod inventory;
 mod paths;
 mod reconcile;
 mod serials;
+mod verify;
 
 pub use access::check_access;
 pub use dispatch::{EsperDispatch, PollSettings};
+pub use export::{ExportEnv, rule_block};
 pub use inventory::PlanReads;
 pub use paths::EsperPaths;
 

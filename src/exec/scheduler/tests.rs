@@ -629,6 +629,7 @@ fn finish_units_are_devices_of_a_followed_command_else_the_task() {
             pending: 2,
         }),
         devices: Vec::new(),
+        install: None,
     });
     assert_eq!(
         Finish::of(&o, &plan),

@@ -79,6 +79,7 @@ pub(super) fn operation(
             file: op.text("file")?,
         },
         "request" => request(cx, &op)?,
+        "export" => export(cx, &op)?,
         _ => return None,
     })
 }
@@ -201,11 +202,28 @@ fn app_install(cx: &mut Cx, op: &Op) -> Option<StepOp> {
             return None;
         }
     };
-    let wait = op.wait(cx);
+    let wait = op.wait(cx)?;
+    let verify = match op.node.get("verify").map(|n| &n.kind) {
+        Some(Kind::Bool(b)) => *b,
+        _ => wait.is_some(),
+    };
+    if verify
+        && wait.is_none()
+        && let Some((k, _)) = op.node.entry("verify")
+    {
+        cx.error(
+            k,
+            &format!("{}.verify", op.path),
+            "`verify: true` needs `wait:`: installs are verified once the command settles",
+            Some("add `wait: { timeout: 30m }`, or remove `verify`".into()),
+        );
+        return None;
+    }
     Some(StepOp::AppInstall {
         to: to?,
         version,
-        wait: wait?,
+        wait,
+        verify,
     })
 }
 
@@ -356,5 +374,139 @@ fn request(cx: &mut Cx, op: &Op) -> Option<StepOp> {
         path: path?,
         query,
         body: op.node.get("body").map(Node::to_json),
+    })
+}
+
+/// `export:`: what to read and where, with the keys that make sense only for some `what`s
+/// refused for the others, and the format taken from the file name when not given.
+fn export(cx: &mut Cx, op: &Op) -> Option<StepOp> {
+    let what = ExportWhat::parse(&op.text("what")?)?;
+    let mut ok = true;
+    let refuse = |cx: &mut Cx, key: &str, applies: &str| {
+        if let Some((k, _)) = op.node.entry(key) {
+            cx.error(
+                k,
+                &format!("{}.{key}", op.path),
+                format!("`{key}` does not apply to `what: {}`", what.as_str()),
+                Some(format!("`{key}` is for {applies}")),
+            );
+            true
+        } else {
+            false
+        }
+    };
+    use ExportWhat as W;
+    if !matches!(what, W::Devices | W::Groups | W::Installed) {
+        ok &= !refuse(cx, "target", "`what: devices`, `groups` and `installed`");
+    }
+    if !matches!(what, W::Devices | W::Groups) {
+        ok &= !refuse(cx, "fields", "`what: devices` and `groups`");
+    }
+    if what != W::Installed {
+        ok &= !refuse(cx, "package", "`what: installed`");
+        ok &= !refuse(cx, "version_code", "`what: installed`");
+    }
+    if what != W::Commands {
+        ok &= !refuse(cx, "since", "`what: commands`");
+    }
+    let want = match what {
+        W::Groups => Some("groups"),
+        W::Devices | W::Installed => None,
+        _ => None,
+    };
+    let target = if op.node.get("target").is_some() {
+        let t = op.target(cx, "target", want);
+        ok &= t.is_some();
+        t
+    } else {
+        None
+    };
+    if let (Some(t), Some(n)) = (&target, op.node.get("target"))
+        && op
+            .targets
+            .get(t)
+            .is_some_and(|(_, s)| matches!(s, TargetSpec::Union(_)))
+    {
+        cx.error(
+            n,
+            &format!("{}.target", op.path),
+            format!("`{t}` is a union; an export reads one target"),
+            Some("export each member in its own step".into()),
+        );
+        ok = false;
+    }
+    if what == W::Installed && op.node.get("package").is_none() {
+        cx.error(
+            op.key,
+            op.path,
+            "`what: installed` needs `package`",
+            Some("e.g. `package: com.acme.kiosk`, and `version_code: 420` for one version".into()),
+        );
+        ok = false;
+    }
+    let file = op.text("file");
+    let named = op.text("format").and_then(|f| ExportFormat::parse(&f));
+    let by_ext = file.as_deref().and_then(ExportFormat::of_path);
+    let format = match (named, by_ext) {
+        (Some(a), Some(b)) if a != b => {
+            if let Some(n) = op.node.get("format") {
+                cx.error(
+                    n,
+                    &format!("{}.format", op.path),
+                    format!(
+                        "`format: {}` but `file` ends in `.{}`",
+                        a.extension(),
+                        b.extension()
+                    ),
+                    Some("drop `format` (the extension decides), or rename the file".into()),
+                );
+            }
+            ok = false;
+            a
+        }
+        (Some(a), _) => a,
+        (None, Some(b)) => b,
+        (None, None) => ExportFormat::Csv,
+    };
+    let since = match op.node.get("since") {
+        None => None,
+        Some(n) => {
+            let text = n.scalar_text().unwrap_or_default();
+            if text.trim() == "last_run" {
+                Some(Since::LastRun)
+            } else {
+                match super::values::parse_duration(n) {
+                    Some(d) if !d.is_zero() => Some(Since::Ago(d)),
+                    _ => {
+                        cx.error(
+                            n,
+                            &format!("{}.since", op.path),
+                            format!("`since: {text}` is neither a duration nor `last_run`"),
+                            Some("write e.g. `since: 24h`, or `since: last_run` for the commands since this job last succeeded".into()),
+                        );
+                        ok = false;
+                        None
+                    }
+                }
+            }
+        }
+    };
+    let fields: Vec<String> = op
+        .node
+        .get("fields")
+        .and_then(Node::as_seq)
+        .map(|l| l.iter().filter_map(Node::scalar_text).collect())
+        .unwrap_or_default();
+    ok.then(|| {
+        StepOp::Export(ExportSpec {
+            what,
+            target,
+            fields,
+            format,
+            file,
+            package: op.text("package"),
+            version_code: op.text("version_code"),
+            since,
+        })
     })
 }

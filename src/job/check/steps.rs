@@ -138,6 +138,7 @@ fn output_names(kind: &str) -> &'static [&'static str] {
         "content_upload" => &["content_id"],
         "alarm_rule" => &["rule_id"],
         "request" => &["status", "body"],
+        "export" => &["file", "rows", "pages"],
         _ => &[],
     }
 }
@@ -245,8 +246,10 @@ fn for_each_items(
     at: &str,
     targets: &Targets,
 ) -> Option<&'static str> {
-    if FAN_OUT_OPS.contains(&kind) || ["app_upload", "content_upload"].contains(&kind) {
-        let help = if FAN_OUT_OPS.contains(&kind) {
+    if FAN_OUT_OPS.contains(&kind) || ["app_upload", "content_upload", "export"].contains(&kind) {
+        let help = if kind == "export" {
+            "an export reads its `target:` in one streamed listing"
+        } else if FAN_OUT_OPS.contains(&kind) {
             "these fan out over `to:` (one request per group, devices in chunks)"
         } else {
             "it runs once"
@@ -324,8 +327,11 @@ fn rollout(cx: &mut Cx, r: &Node, path: &str) -> Option<Rollout> {
 
 /// A warning, not an error: the rollout is harmless, but the author expected stages.
 fn warn_nothing_to_stage(cx: &mut Cx, s: &Node, op: &StepOp, for_each: bool, at: &str) {
-    let single = matches!(op, StepOp::AppUpload { .. } | StepOp::ContentUpload { .. })
-        || (!for_each && matches!(op, StepOp::AlarmRule { .. } | StepOp::Request { .. }));
+    let single = matches!(
+        op,
+        StepOp::AppUpload { .. } | StepOp::ContentUpload { .. } | StepOp::Export(_)
+    ) || (!for_each
+        && matches!(op, StepOp::AlarmRule { .. } | StepOp::Request { .. }));
     if single && let Some((key, _)) = s.entry("rollout") {
         cx.warn(
             key,

@@ -84,7 +84,7 @@ fn render_version(ctx: &Ctx, inv: &Inventory, v: usize) -> Value {
         .is_some_and(|&last| last == v);
     json!({
         "id": ver.id.to_string(),
-        "installed_count": 0,
+        "installed_count": inv.installed(ver.app, ctx.now).iter().filter(|x| **x == Some(v)).count(),
         "permissions": [],
         "app_file": file_url(ctx, ver),
         "app_icon": null,
@@ -300,6 +300,78 @@ pub(super) fn upload(
     let v = inv.add_version(rng, a, &apk.version_code, &apk.version_name, now);
     inv.created.app_versions += 1;
     ctx.created(json!({"application": render_app(ctx, inv, a, &[v])}))
+}
+
+/// `…/version/{version_id}/installdevices`: the devices that have this version now.
+pub(super) fn install_devices(inv: &Inventory, ctx: &Ctx, app: &str, raw: &str) -> Reply {
+    let (Some(a), Some(v)) = (
+        find_app(inv, app),
+        strict_uuid(raw).and_then(|u| inv.version_index.get(&u).copied()),
+    ) else {
+        return ctx.not_found();
+    };
+    if inv.versions[v].app != a {
+        return ctx.not_found();
+    }
+    let p = PageParams::from_ctx(ctx, DEFAULT_LIMIT, None);
+    let search = ctx.filter("search").map(str::to_lowercase);
+    let having: Vec<usize> = inv
+        .installed(a, ctx.now)
+        .into_iter()
+        .enumerate()
+        .filter(|(_, x)| *x == Some(v))
+        .map(|(d, _)| d)
+        .filter(|&d| {
+            search
+                .as_deref()
+                .is_none_or(|q| inv.devices[d].device_name.to_lowercase().contains(q))
+        })
+        .collect();
+    let results = p
+        .slice(&having)
+        .iter()
+        .map(|&d| {
+            let dev = &inv.devices[d];
+            json!({
+                "id": dev.id.to_string(),
+                "device_name": dev.device_name,
+                "alias_name": dev.alias_name,
+                "group_name": inv.groups.get(dev.group).map(|g| g.name.clone()),
+            })
+        })
+        .collect();
+    ctx.ok(classic_page(ctx, having.len(), p, results))
+}
+
+/// `…/device/{device_id}/app/`: the device's installed apps (`DeviceApp`).
+pub(super) fn device_apps(inv: &Inventory, ctx: &Ctx, raw: &str) -> Reply {
+    let Some(d) = strict_uuid(raw).and_then(|u| inv.device_index.get(&u).copied()) else {
+        return ctx.not_found();
+    };
+    let p = PageParams::from_ctx(ctx, DEFAULT_LIMIT, None);
+    let package = ctx.filter("package_name");
+    let apps: Vec<(usize, usize)> = (0..inv.apps.len())
+        .filter(|&a| package.is_none_or(|q| inv.apps[a].package_name == q))
+        .filter_map(|a| Some((a, inv.installed(a, ctx.now).get(d).copied().flatten()?)))
+        .collect();
+    let results = p
+        .slice(&apps)
+        .iter()
+        .map(|&(a, v)| {
+            let (app, ver) = (&inv.apps[a], &inv.versions[v]);
+            json!({
+                "id": ver.id.to_string(),
+                "app_name": app.application_name,
+                "package_name": app.package_name,
+                "version_code": ver.version_code,
+                "version_name": ver.version_name,
+                "state": "INSTALLED",
+                "is_kiosk_app": false,
+                "whitelisted": false,
+            })
+        })
+        .collect();
+    ctx.ok(classic_page(ctx, apps.len(), p, results))
 }
 
 #[cfg(test)]

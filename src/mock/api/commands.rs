@@ -249,6 +249,8 @@ pub(super) fn create(
                 device: d,
                 plan: Inventory::plan_for(ctx.seed, &ctx.commands, id, dev),
                 set: None,
+                noop: command == "INSTALL"
+                    && Inventory::install_noop(ctx.seed, ctx.commands.install_noop_rate, id, dev),
             })
         })
         .collect();

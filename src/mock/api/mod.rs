@@ -95,6 +95,8 @@ pub(crate) fn handle(
         Route::AppVersions { app, .. } => apps::list_versions(inv, ctx, app),
         Route::AppVersion { app, version, .. } => apps::get_version(inv, ctx, app, version),
         Route::AppUpload { .. } => apps::upload(inv, rng, ctx, input),
+        Route::InstallDevices { app, version, .. } => apps::install_devices(inv, ctx, app, version),
+        Route::DeviceApps { device, .. } => apps::device_apps(inv, ctx, device),
         Route::AlarmRules { .. } if m == Method::GET => alarms::list(inv, ctx),
         Route::AlarmRules { .. } => match json(input) {
             Ok(body) => alarms::create(inv, rng, ctx, &body),

@@ -34,6 +34,12 @@ pub fn csv(r: &Report) -> String {
         };
         let error = t.error_text().unwrap_or_default();
         let followed = t.followed.as_ref().map_or(&[][..], |f| &f.devices[..]);
+        // Devices whose INSTALL reported success but that lack the version.
+        let missing = t
+            .followed
+            .as_ref()
+            .and_then(|f| f.install.as_ref())
+            .map_or(&[][..], |i| &i.missing[..]);
         // A task over one device is one target (its device's rows are `devices.csv`'s).
         if t.devices.len() <= 1 {
             row(&t.target, t.status.as_str(), &error);
@@ -44,6 +50,9 @@ pub fn csv(r: &Report) -> String {
                     row(&format!("{} device {}", t.target, d.id), status, &text);
                 }
             }
+            for d in missing {
+                row(&format!("{} device {d}", t.target), "failed", NOT_INSTALLED);
+            }
             continue;
         }
         // Per-device command results, when the command was followed to its end.
@@ -51,12 +60,16 @@ pub fn csv(r: &Report) -> String {
             let found = followed.iter().find(|x| x.id == d.id);
             match found.and_then(|x| device_row(x.state, x.reason.as_deref())) {
                 Some((status, text)) => row(&d.name, status, &text),
+                None if missing.contains(&d.id) => row(&d.name, "failed", NOT_INSTALLED),
                 None => row(&d.name, t.status.as_str(), &error),
             }
         }
     }
     out
 }
+
+/// The error column of a device a verified install found without the version.
+const NOT_INSTALLED: &str = "command succeeded but the version is not installed";
 
 /// The status and error columns of a device that did not succeed; `None` for one that did.
 pub(super) fn device_row(

@@ -120,11 +120,18 @@ impl fmt::Display for DeviceCountsReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} of {} failed, {} still pending",
+            "{} of {} failed",
             self.unsuccessful(),
             count(self.total(), "device", "devices"),
-            self.pending
-        )
+        )?;
+        if self.not_installed > 0 {
+            write!(
+                f,
+                " ({} reported success without installing)",
+                self.not_installed
+            )?;
+        }
+        write!(f, ", {} still pending", self.pending)
     }
 }
 
