@@ -294,10 +294,17 @@ impl Governor {
                 match self.ceiling.check() {
                     Ok(()) => break,
                     // No jitter here: the GCRA already hands out slots one period apart.
+                    // A run that stops while this request waits for its permit must not
+                    // send it: the wait gives up when the gate closes.
                     Err(not_until) => {
-                        tokio::time::sleep(not_until.wait_time_from(self.clock.now())).await
+                        if !self.wait(not_until.wait_time_from(self.clock.now())).await {
+                            return None;
+                        }
                     }
                 }
+            }
+            if self.closed.is_cancelled() {
+                return None;
             }
             let mut st = self.lock();
             // An overload may have begun while this request waited for its send slot: then

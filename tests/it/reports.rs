@@ -902,6 +902,7 @@ fn with_failed_devices() -> Report {
     t.followed = Some(FollowedReport {
         command: "c1".into(),
         finished: true,
+        install: None,
         counts: Some(DeviceCountsReport {
             succeeded: 1,
             failed: 1,
