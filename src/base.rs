@@ -23,6 +23,9 @@ pub enum RequestKind {
     Read,
     Write,
     Poll,
+    /// A page of the fleet-wide device listing (`/v2/devices/`), which the API throttles far
+    /// harder than other routes: a read that also takes a permit of its own, lower budget.
+    DeviceList,
 }
 
 /// What came back from one request, for rate adaptation.
@@ -349,9 +352,29 @@ pub fn count(n: u64, one: &str, many: &str) -> String {
     }
 }
 
+/// A rate as a job file would write it: `20/s`, or per minute below one a second (`12/m`).
+pub fn per_second(rate: f64) -> String {
+    let trim = |x: f64| {
+        let t = format!("{x:.2}");
+        t.trim_end_matches('0').trim_end_matches('.').to_string()
+    };
+    if rate >= 1.0 {
+        format!("{}/s", trim(rate))
+    } else {
+        format!("{}/m", trim(rate * 60.0))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rates_read_as_a_job_writes_them() {
+        assert_eq!(per_second(20.0), "20/s");
+        assert_eq!(per_second(2.5), "2.5/s");
+        assert_eq!(per_second(0.2), "12/m");
+    }
 
     #[derive(Debug, thiserror::Error)]
     #[error("group `{0}` does not exist")]

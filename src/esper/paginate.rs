@@ -34,7 +34,11 @@ impl Client {
         query: Vec<(String, String)>,
         style: PageStyle,
     ) -> impl Stream<Item = Result<T, ApiError>> + Send + 'static {
-        self.paginate_from(self.at(&endpoint, id), query, style)
+        let kind = match endpoint {
+            Endpoint::ListDevicesV2 => RequestKind::DeviceList,
+            _ => RequestKind::Read,
+        };
+        self.paginate_kind(self.at(&endpoint, id), query, style, kind)
     }
 
     /// [`Client::paginate`] from a first path already made (an endpoint with two ids).
@@ -43,6 +47,17 @@ impl Client {
         first: Result<(reqwest::Method, String), ApiError>,
         query: Vec<(String, String)>,
         style: PageStyle,
+    ) -> impl Stream<Item = Result<T, ApiError>> + Send + 'static {
+        self.paginate_kind(first, query, style, RequestKind::Read)
+    }
+
+    /// Every page, each request of the given kind (what the throttle paces it as).
+    fn paginate_kind<T: DeserializeOwned + Send + 'static>(
+        &self,
+        first: Result<(reqwest::Method, String), ApiError>,
+        query: Vec<(String, String)>,
+        style: PageStyle,
+        kind: RequestKind,
     ) -> impl Stream<Item = Result<T, ApiError>> + Send + 'static {
         let client = self.clone();
         let walk = Walk::new(&self.conn.base_url);
@@ -80,7 +95,7 @@ impl Client {
                 // no request.
                 walk.visit(&full).map_err(|e| fail(ErrorKind::Page(e)))?;
                 let body: Value = client
-                    .json(RequestKind::Read, method.clone(), &target, &q, Body::None)
+                    .json(kind, method.clone(), &target, &q, Body::None)
                     .await?;
                 let page = page::decode(style, body).map_err(|e| fail(ErrorKind::Page(e)))?;
                 let (items, next) = walk.take(page).map_err(|e| fail(ErrorKind::Page(e)))?;

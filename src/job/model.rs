@@ -140,6 +140,25 @@ pub struct Limits {
     /// Requests in flight at the start; grows while the API accepts, halves on 429.
     pub batch: u32,
     pub max_in_flight: u32,
+    /// Budget of the fleet-wide device listing (`/v2/devices/`) inside `rate`, when set;
+    /// else [`DEFAULT_DEVICE_LIST_RATE`]. Kept out of plans that leave it unset, so older
+    /// plan files stay byte-identical.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_list_rate: Option<f64>,
+}
+
+/// Pages per second of `/v2/devices/` unless `limits.device_list_rate` says otherwise. The
+/// API throttles that route far harder than others (Esper's own bulk tool sleeps 25–45 s
+/// between its pages); one page every five seconds is still 200 devices a second.
+pub const DEFAULT_DEVICE_LIST_RATE: f64 = 0.2;
+
+impl Limits {
+    /// The device listing's budget: its own rate, never above the job's ceiling.
+    pub fn device_list_rate(&self) -> f64 {
+        self.device_list_rate
+            .unwrap_or(DEFAULT_DEVICE_LIST_RATE)
+            .min(self.rate)
+    }
 }
 
 impl Default for Limits {
@@ -148,6 +167,7 @@ impl Default for Limits {
             rate: 20.0,
             batch: 20,
             max_in_flight: 100,
+            device_list_rate: None,
         }
     }
 }

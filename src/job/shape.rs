@@ -333,6 +333,11 @@ pub static LIMITS: Shape = Shape {
             Ty::Int,
             "Upper bound of the in-flight window. Default 100.",
         ),
+        f(
+            "device_list_rate",
+            Ty::Rate,
+            "Budget of the fleet-wide device listing (`/v2/devices/`, used to find many serials), inside `rate`: the API throttles it far harder. Default `12/m` (one page every 5 s).",
+        ),
     ],
 };
 

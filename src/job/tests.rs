@@ -64,7 +64,8 @@ fn good_job_loads() {
         Limits {
             rate: 10.0,
             batch: 10,
-            max_in_flight: 50
+            max_in_flight: 50,
+            device_list_rate: None,
         }
     );
     assert_eq!(job.retry.attempts, 3);

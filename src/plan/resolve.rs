@@ -174,7 +174,12 @@ pub async fn resolve(job: &Job, inv: &dyn Inventory) -> Result<Resolved, PlanErr
                 && !sel.serials.is_empty()
                 && let Some(how) = inv.serial_method(&sel.serials)
             {
-                out.notes.push(serial_note(name, t.items.len(), how));
+                out.notes.push(serial_note(
+                    name,
+                    t.items.len(),
+                    how,
+                    job.limits.device_list_rate(),
+                ));
             }
             out.targets.insert(name.clone(), t);
         }
@@ -428,8 +433,9 @@ async fn plan_export(
     })
 }
 
-/// `target `t`: 12 devices by serial lookup (12 requests)`.
-fn serial_note(target: &str, found: usize, how: SerialMethod) -> String {
+/// `target `t`: 12 devices by serial lookup (12 requests)`. A scan names the device
+/// listing's own budget, which paces its pages far below the job's rate.
+fn serial_note(target: &str, found: usize, how: SerialMethod, list_rate: f64) -> String {
     let devices = crate::base::count(found as u64, "device", "devices");
     match how {
         SerialMethod::Lookup { requests } => format!(
@@ -437,7 +443,10 @@ fn serial_note(target: &str, found: usize, how: SerialMethod) -> String {
             crate::base::count(requests as u64, "request", "requests")
         ),
         SerialMethod::Scan { page } => format!(
-            "target `{target}`: {devices} by a scan of the whole fleet ({page} devices a request)"
+            "target `{target}`: {devices} by a scan of the whole fleet ({page} devices a \
+             request; `/v2/devices/` pages are paced at {} by limits.device_list_rate, \
+             inside the job's rate)",
+            crate::base::per_second(list_rate)
         ),
     }
 }

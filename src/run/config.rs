@@ -181,6 +181,7 @@ pub fn governor_config(
 ) -> GovernorConfig {
     GovernorConfig {
         rate: limits.rate,
+        device_list_rate: limits.device_list_rate(),
         batch: limits.batch,
         max_in_flight: limits.max_in_flight,
         base_pause: retry.initial_delay.max(pacing.min_pause),

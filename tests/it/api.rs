@@ -229,6 +229,11 @@ async fn few_csv_serials_are_looked_up_one_by_one_and_many_scan_the_fleet() {
         )),
         "{stderr}"
     );
+    // The scan's pages have their own, lower budget, and the plan says so.
+    assert!(
+        stderr.contains("`/v2/devices/` pages are paced at 12/m by limits.device_list_rate"),
+        "{stderr}"
+    );
     let after = &server.requests()[before..];
     assert!(after.iter().any(|r| r.path.ends_with("/v2/devices/")));
     assert!(after.iter().all(|r| !r.query.contains("serial=")));

@@ -250,6 +250,9 @@ fn limits(cx: &mut Cx, l: &Node) -> Limits {
     if let Some(r) = l.get("rate").and_then(parse_rate) {
         out.rate = r;
     }
+    if let Some(r) = l.get("device_list_rate").and_then(parse_rate) {
+        out.device_list_rate = Some(r);
+    }
     if let Some(b) = int_in(
         cx,
         l.get("batch"),
