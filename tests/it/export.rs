@@ -225,6 +225,12 @@ async fn verification_finds_installs_that_succeeded_without_installing() {
         lacking.len(),
         "{csv}"
     );
+    let devices = std::fs::read_to_string(r.run_dir.join("devices.csv")).unwrap();
+    assert_eq!(
+        devices.matches(",succeeded_not_installed,").count(),
+        lacking.len(),
+        "devices.csv names each device the check found without the version: {devices}"
+    );
     let text = r.report.summary_text();
     assert!(
         text.contains("reported success without installing"),

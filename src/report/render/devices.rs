@@ -53,6 +53,11 @@ pub fn device_rows(r: &Report) -> Vec<DeviceRow<'_>> {
         let error = t.error_text().unwrap_or_default();
         let followed = t.followed.as_ref();
         let listed = followed.map_or(&[][..], |f| &f.devices[..]);
+        // Devices a verified install found without the version, though the command said
+        // it succeeded: not a success here either.
+        let missing = followed
+            .and_then(|f| f.install.as_ref())
+            .map_or(&[][..], |i| &i.missing[..]);
         // The command's status was read: a device it does not list as unsuccessful succeeded.
         let read = followed.is_some_and(|f| f.counts.is_some());
         if !t.devices.is_empty() {
@@ -60,11 +65,13 @@ pub fn device_rows(r: &Report) -> Vec<DeviceRow<'_>> {
                 let found = listed.iter().find(|x| x.id == d.id);
                 let command_state = match found {
                     Some(x) => Some(state_word(x.state)),
+                    None if missing.contains(&d.id) => Some(NOT_INSTALLED_STATE),
                     None if read => Some("succeeded"),
                     None => None,
                 };
                 let reason = match found {
                     Some(x) => x.reason.clone().unwrap_or_default(),
+                    None if command_state == Some(NOT_INSTALLED_STATE) => NOT_INSTALLED.into(),
                     None if command_state == Some("succeeded") => String::new(),
                     None => error.clone(),
                 };
@@ -91,14 +98,38 @@ pub fn device_rows(r: &Report) -> Vec<DeviceRow<'_>> {
                 reason: x.reason.clone().unwrap_or_default(),
             });
         }
+        // A group's command names only its unsuccessful devices; add those whose success
+        // the install check disproved.
+        for id in missing
+            .iter()
+            .filter(|m| !listed.iter().any(|x| x.id == **m))
+        {
+            out.push(DeviceRow {
+                task: t,
+                group: t.target.clone(),
+                device: id.clone(),
+                serial: String::new(),
+                id: id.clone(),
+                command_state: Some(NOT_INSTALLED_STATE),
+                reason: NOT_INSTALLED.into(),
+            });
+        }
     }
     out
 }
 
+/// The command state column of a device whose INSTALL succeeded without installing.
+const NOT_INSTALLED_STATE: &str = "succeeded_not_installed";
+/// Its reason column (as in `results.csv`).
+const NOT_INSTALLED: &str = "command succeeded but the version is not installed";
+
 /// Whether the run had a task over devices, so that `devices.csv` has something to say.
 pub fn has_devices(r: &Report) -> bool {
     r.tasks.iter().any(|t| {
-        !t.devices.is_empty() || t.followed.as_ref().is_some_and(|f| !f.devices.is_empty())
+        !t.devices.is_empty()
+            || t.followed.as_ref().is_some_and(|f| {
+                !f.devices.is_empty() || f.install.as_ref().is_some_and(|i| !i.missing.is_empty())
+            })
     })
 }
 
