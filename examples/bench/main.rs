@@ -14,7 +14,9 @@
 //! - `limit`: the 1,500-group alarm-rule job under an unknown 100 req/s limit with penalty
 //!   windows and faults, against the physical limit and two baseline strategies (see
 //!   `limit.rs`).
+//! - `export`: a 100,000-device export's time, requests and peak memory (see `export.rs`).
 
+mod export;
 mod limit;
 
 use std::time::Instant;
@@ -394,8 +396,9 @@ fn main() {
         "plan" => rt.block_on(bench_plan()),
         "run" => rt.block_on(bench_run()),
         "limit" => rt.block_on(limit::bench_limit()),
+        "export" => rt.block_on(export::bench_export()),
         other => {
-            eprintln!("unknown benchmark `{other}`; try: plan, run, limit");
+            eprintln!("unknown benchmark `{other}`; try: plan, run, limit, export");
             std::process::exit(2);
         }
     }

@@ -16,10 +16,10 @@ use serde_json::{Value, json};
 use super::fail;
 use crate::base::{Endpoint, FailureClass};
 use crate::esper::model::id_from_ref;
-use crate::esper::{Client, DeviceFilter, PageStyle};
+use crate::esper::{Client, PageStyle};
 use crate::exec::{Done, Failure};
 use crate::export::{Sink, at_path};
-use crate::job::{DeviceSelector, ExportWhat, Since};
+use crate::job::{ExportWhat, Since};
 use crate::plan::{ExportPlan, ExportScope, InstalledMethod};
 
 /// What an export needs from the run beyond its plan.
@@ -236,23 +236,6 @@ fn text(v: &Value) -> String {
     }
 }
 
-fn filter_of(sel: &DeviceSelector) -> DeviceFilter {
-    DeviceFilter {
-        group: sel.group.clone(),
-        name: sel.name.clone(),
-        serial: sel.serial.clone(),
-        state: sel
-            .state
-            .as_deref()
-            .map(|s| match s.to_ascii_lowercase().as_str() {
-                "online" => "1".to_string(),
-                "offline" => "60".to_string(),
-                other => other.to_string(),
-            }),
-        tags: sel.tags.clone(),
-    }
-}
-
 /// The group ids a legacy device names (URLs reduced to ids).
 fn device_groups(d: &Value) -> Vec<String> {
     match d.get("groups") {
@@ -333,7 +316,8 @@ async fn each_device(
         ExportScope::All => Default::default(),
     };
     for sel in scope.listings() {
-        let mut s = std::pin::pin!(client.list_device_values(&filter_of(&sel)));
+        let mut s =
+            std::pin::pin!(client.list_device_values(&super::inventory::device_filter(&sel)));
         while let Some(d) = s.try_next().await.map_err(fail)? {
             if !skip.is_empty() && device_groups(&d).iter().any(|g| skip.contains(g.as_str())) {
                 continue;

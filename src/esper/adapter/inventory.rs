@@ -59,6 +59,15 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, ApiError>>,
 {
+    retry_read(retry, what).await.map_err(inv_err)
+}
+
+/// [`read_retrying`] for callers that keep the client's error.
+pub(super) async fn retry_read<T, F, Fut>(retry: &RetrySettings, what: F) -> Result<T, ApiError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ApiError>>,
+{
     use backon::{ExponentialBuilder, Retryable};
     let backoff = ExponentialBuilder::default()
         .with_min_delay(retry.initial_delay)
@@ -73,7 +82,6 @@ where
         .adjust(|e: &ApiError, d| d.map(|d| d.max(e.retry_after().unwrap_or_default().min(cap))))
         .notify(|e: &ApiError, d: Duration| tracing::warn!(error = %e, wait_ms = d.as_millis() as u64, "read failed; retrying"))
         .await
-        .map_err(inv_err)
 }
 
 /// The planner's reads, retried as a job's `retry:` settings say.
@@ -160,22 +168,7 @@ impl<'a> PlanReads<'a> {
                 .map(to_item)
                 .collect());
         }
-        // The legacy list filters state by Esper's integers.
-        let state = sel
-            .state
-            .as_deref()
-            .map(|s| match s.to_ascii_lowercase().as_str() {
-                "online" => "1".to_string(),
-                "offline" => "60".to_string(),
-                other => other.to_string(),
-            });
-        let filter = DeviceFilter {
-            group: sel.group.clone(),
-            name: sel.name.clone(),
-            serial: sel.serial.clone(),
-            state,
-            tags: sel.tags.clone(),
-        };
+        let filter = device_filter(sel);
         let devices: Vec<Device> =
             read_retrying(retry, || c.list_devices(&filter).try_collect()).await?;
         Ok(devices.into_iter().map(to_item).collect())
@@ -350,7 +343,7 @@ impl Inventory for PlanReads<'_> {
 }
 
 /// The legacy device list's filter for a selector (`group` an id; states by name).
-fn device_filter(sel: &DeviceSelector) -> DeviceFilter {
+pub(super) fn device_filter(sel: &DeviceSelector) -> DeviceFilter {
     DeviceFilter {
         group: sel.group.clone(),
         name: sel.name.clone(),

@@ -122,39 +122,20 @@ pub(super) async fn verify_install(
 }
 
 /// [`check_devices`], read again after a 429, a 5xx or a lost connection (reads are safe to
-/// repeat; every attempt takes rate permits like any request), with exponential backoff and
-/// full jitter, honouring `Retry-After`: a check that gives up leaves the task's devices
-/// unchecked, so one busy second must not.
+/// repeat; every attempt takes rate permits like any request), with the default `retry:`
+/// backoff: a check that gives up leaves the task's devices unchecked, so one busy second
+/// must not.
 async fn checked(
     client: &Client,
     index: &VersionIndex,
     command: &str,
     version: &str,
 ) -> Result<(u64, Vec<String>), ApiError> {
-    use backon::{ExponentialBuilder, Retryable};
-    let backoff = ExponentialBuilder::default()
-        .with_min_delay(std::time::Duration::from_millis(500))
-        .with_max_delay(std::time::Duration::from_secs(30))
-        .with_factor(2.0)
-        .with_max_times(CHECK_RETRIES)
-        .with_jitter();
-    (|| check_devices(client, index, command, version))
-        .retry(backoff)
-        .sleep(tokio::time::sleep)
-        .when(|e: &ApiError| crate::exec::Failure::from(e).retryable())
-        .adjust(|e: &ApiError, d| {
-            d.map(|d| d.max(e.retry_after().unwrap_or_default().min(MAX_RETRY_AFTER)))
-        })
-        .notify(|e: &ApiError, d: std::time::Duration| {
-            tracing::debug!(error = %e, wait_ms = d.as_millis() as u64, "install check read failed; retrying")
-        })
-        .await
+    super::inventory::retry_read(&crate::job::RetrySettings::default(), || {
+        check_devices(client, index, command, version)
+    })
+    .await
 }
-
-/// Retries of an install check after its first attempt.
-const CHECK_RETRIES: usize = 6;
-/// The longest `Retry-After` an install check waits for.
-const MAX_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The succeeded devices of `command` that have `version` (counted) and that do not (by
 /// id, in status order).
