@@ -159,6 +159,7 @@ pub mod apk;
 pub mod base;
 pub mod cli;
 pub mod context;
+pub mod coord;
 pub mod esper;
 pub mod exec;
 pub mod export;

@@ -120,6 +120,46 @@ pub enum Command {
     },
     /// Print the man page (roff)
     Man,
+    /// The Redis coordinator several hosts share (`run --coordinator`)
+    #[command(subcommand)]
+    Coordinator(CoordinatorCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CoordinatorCmd {
+    /// The shared bucket, the shared pause, the lock holders and the processes seen in the
+    /// last minute, for one tenant and enterprise (needs no API key)
+    Status(CoordStatusArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CoordStatusArgs {
+    /// A job file whose `esper:` block names the server and enterprise (else the flags,
+    /// the context or ESPER_*)
+    #[arg(value_hint = ValueHint::FilePath)]
+    pub file: Option<PathBuf>,
+    /// Print one JSON document
+    #[arg(long)]
+    pub json: bool,
+    /// The Redis URL (else $ESPER_BULK_REDIS_URL)
+    #[arg(long, value_name = "URL")]
+    pub coordinator: Option<String>,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+}
+
+/// `run --coordinator`: share the tenant's budget and the run lock through Redis.
+#[derive(Args, Debug, Clone)]
+pub struct CoordArgs {
+    /// Share the tenant's rate budget and the run lock with other processes and hosts
+    /// through this Redis, redis://[:PASSWORD@]HOST[:PORT][/DB] (else
+    /// $ESPER_BULK_REDIS_URL); the run does not start if it cannot be reached
+    #[arg(long, value_name = "URL")]
+    pub coordinator: Option<String>,
+    /// How many processes usually share the tenant: while the coordinator is unreachable
+    /// each paces at limits.rate divided by this
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub expected_processes: u32,
 }
 
 /// `esper-bulk mock`: the mock's own flags and what the command line adds.
@@ -286,6 +326,8 @@ pub struct RunArgs {
     pub subset: SubsetArgs,
     #[command(flatten)]
     pub notify: NotifyArgs,
+    #[command(flatten)]
+    pub coord: CoordArgs,
     #[command(flatten)]
     pub conn: ConnArgs,
 }

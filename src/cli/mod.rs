@@ -19,6 +19,7 @@ use crate::{exit, job};
 mod args;
 mod complete;
 mod console;
+mod coord;
 mod export;
 mod ops;
 
@@ -125,6 +126,7 @@ async fn dispatch(cmd: Command, g: &Globals) -> Result<u8> {
                 Err(e) => fail(&e),
             }
         }
+        Command::Coordinator(CoordinatorCmd::Status(a)) => coord::status_cmd(a, g, &env).await,
         Command::Context(c) => ops::context_cmd(c, g, &env).unwrap_or_else(|e| fail(&e)),
         Command::Runs(a) => ops::runs_cmd(a, &env).unwrap_or_else(|e| fail(&e)),
         Command::Prune(a) => ops::prune_cmd(a, &env).unwrap_or_else(|e| fail(&e)),
@@ -320,6 +322,7 @@ async fn run_cmd(a: RunArgs, g: &Globals, env: &Env) -> u8 {
     cfg.max_plan_age = a.max_plan_age;
     cfg.limit = a.subset.limit;
     cfg.notify.extra = a.notify.notify;
+    cfg.coordinator = coord::settings(&a.coord, env);
     cfg.output = Output {
         progress: console::progress(),
         renderings: true,

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -23,6 +23,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::adaptive::AdaptiveRate;
+use super::shared::{Grant, SharedBudget, SharedStats};
 use crate::base::{Observation, RequestKind, Throttle};
 
 /// Tokio's clock as a governor clock: time since the governor was made.
@@ -81,6 +82,8 @@ pub struct GovernorStats {
     pub adaptive_rate: Option<f64>,
     /// One sample per second of the run, for charts.
     pub timeline: Vec<Sample>,
+    /// The budget shared with other processes, when a coordinator is configured.
+    pub shared: Option<SharedStats>,
 }
 
 /// One second of a run.
@@ -106,6 +109,9 @@ struct State {
     pause_until: Option<Instant>,
     consecutive_429: u32,
     last_429: Option<Instant>,
+    /// The end of the last shared pause this process waited for, so a pause published
+    /// by another process is reacted to once.
+    shared_pause_until: Option<Instant>,
     rng: fastrand::Rng,
     adaptive: AdaptiveRate,
     /// Smoothed request latency in seconds.
@@ -127,6 +133,10 @@ pub struct Governor {
     clock: TokioClock,
     state: Mutex<State>,
     notify: Notify,
+    /// The budget shared with other processes, asked after the local ceiling.
+    shared: Option<Arc<dyn SharedBudget>>,
+    /// The local fallback rate used while the shared budget is unreachable.
+    fallback: Option<Ceiling>,
 }
 
 /// Holds one in-flight slot; dropping it frees the slot.
@@ -173,6 +183,7 @@ impl Governor {
             pause_until: None,
             consecutive_429: 0,
             last_429: None,
+            shared_pause_until: None,
             rng: fastrand::Rng::with_seed(cfg.seed),
             adaptive: AdaptiveRate::new(cfg.rate, Instant::now()),
             latency: 0.0,
@@ -196,7 +207,108 @@ impl Governor {
             clock,
             state: Mutex::new(state),
             notify: Notify::new(),
+            shared: None,
+            fallback: None,
         }
+    }
+
+    /// A governor that also draws every permit from `shared` (after its own ceiling,
+    /// which stays the per-process maximum), and paces at the budget's fallback rate
+    /// whenever the shared budget is unreachable.
+    pub fn with_shared(cfg: GovernorConfig, shared: Arc<dyn SharedBudget>) -> Governor {
+        let mut gov = Governor::new(cfg);
+        let rate = shared.fallback_rate().min(gov.cfg.rate).max(0.001);
+        let period = Duration::from_secs_f64(1.0 / rate);
+        let burst =
+            NonZeroU32::new((rate / 10.0).clamp(1.0, 1000.0) as u32).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::with_period(period)
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+            .allow_burst(burst);
+        gov.fallback = Some(RateLimiter::direct_with_clock(quota, gov.clock.clone()));
+        gov.shared = Some(shared);
+        gov
+    }
+
+    /// Takes a permit of the shared budget, or of the local fallback rate while it is
+    /// unreachable; false when the gate closed meanwhile.
+    async fn shared_permit(&self, shared: &dyn SharedBudget) -> bool {
+        loop {
+            if self.closed.is_cancelled() {
+                return false;
+            }
+            match shared.permit().await {
+                Grant::Go => return true,
+                // The slot is reserved: waiting it out is the whole permit.
+                Grant::After(d) => return self.wait(d).await,
+                Grant::Retry(d) => {
+                    if !self.wait(d + self.jitter()).await {
+                        return false;
+                    }
+                }
+                Grant::Paused(d) => {
+                    self.shared_pause(d);
+                    if !self.wait(d + self.jitter()).await {
+                        return false;
+                    }
+                }
+                Grant::Degraded => {
+                    let Some(fallback) = &self.fallback else {
+                        return true;
+                    };
+                    loop {
+                        match fallback.check() {
+                            Ok(()) => break,
+                            Err(not_until) => {
+                                if !self.wait(not_until.wait_time_from(self.clock.now())).await {
+                                    return false;
+                                }
+                            }
+                        }
+                    }
+                    shared.local_permit();
+                    return true;
+                }
+            }
+        }
+    }
+
+    /// A shared pause this process has not waited for yet (another process saw a 429):
+    /// the local pause and window react as to a 429 of its own, once per pause.
+    fn shared_pause(&self, d: Duration) {
+        let mut st = self.lock();
+        let now = Instant::now();
+        let until = now + d;
+        // Pauses end within a few milliseconds of each other across calls; a new one starts
+        // after the last has ended.
+        if st
+            .shared_pause_until
+            .is_some_and(|u| u + Duration::from_millis(5) >= now)
+        {
+            st.shared_pause_until = Some(until.max(st.shared_pause_until.unwrap_or(until)));
+            return;
+        }
+        st.shared_pause_until = Some(until);
+        if let Some(s) = &self.shared {
+            s.pause_seen();
+        }
+        if st.pause_until.is_none_or(|p| p < until) {
+            st.stats.paused_ms += d.as_millis() as u64;
+            st.pause_until = Some(until);
+        }
+        let rtt = Duration::from_secs_f64(st.latency);
+        st.adaptive.throttled(now, rtt);
+        let old = st.window;
+        st.window = (st.window / 2).max(1);
+        st.acked = 0;
+        if st.window != old {
+            st.stats.window_changes += 1;
+            st.stats.window = st.window;
+            st.stats.window_min = st.stats.window_min.min(st.window);
+        }
+        tracing::debug!(
+            pause_ms = d.as_millis() as u64,
+            "shared pause: another process was rate limited"
+        );
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -298,6 +410,11 @@ impl Governor {
                 }
             }
         }
+        if let Some(shared) = &self.shared
+            && !self.shared_permit(shared.as_ref()).await
+        {
+            return None;
+        }
         if self.closed.is_cancelled() {
             return None;
         }
@@ -363,6 +480,11 @@ impl Governor {
                     }
                 };
                 let until = Instant::now() + pause;
+                if let Some(shared) = &self.shared {
+                    // Every other process pauses too; the send path does not wait for it.
+                    let shared = shared.clone();
+                    tokio::spawn(async move { shared.publish_pause(pause).await });
+                }
                 if st.pause_until.is_none_or(|p| p < until) {
                     let extra = match st.pause_until {
                         Some(p) if p > Instant::now() => until - p,
@@ -412,6 +534,7 @@ impl Governor {
         self.tick(&mut st);
         let mut stats = st.stats.clone();
         stats.adaptive_rate = st.adaptive.rate().map(|r| (r * 10.0).round() / 10.0);
+        stats.shared = self.shared.as_ref().map(|s| s.stats());
         let mut last = st.current.clone();
         last.rate = stats.adaptive_rate;
         stats.timeline.push(last);

@@ -18,6 +18,7 @@ mod governor;
 mod outcome;
 mod retry;
 mod scheduler;
+mod shared;
 mod slots;
 mod task;
 #[cfg(test)]
@@ -44,6 +45,7 @@ pub use outcome::{
 };
 pub use retry::{Failure, RetryBudget, next_delay};
 pub use scheduler::{Decision, Finish, Scheduler};
+pub use shared::{Grant, SharedBudget, SharedStats};
 
 /// Context of one attempt.
 #[derive(Debug, Clone)]

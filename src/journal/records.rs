@@ -11,8 +11,8 @@ use serde_json::Value;
 use crate::base::FailureClass;
 use crate::exec::{
     Attempt, DeviceCounts, DeviceResult, DeviceState, Failure, Followed, GaveUp, GovernorStats,
-    InstallCheck, Outcome, Reason, RolloutStop, RunOutput, Sample, Shortfall, StopReason,
-    TaskStatus,
+    InstallCheck, Outcome, Reason, RolloutStop, RunOutput, Sample, SharedStats, Shortfall,
+    StopReason, TaskStatus,
 };
 use crate::plan::TaskId;
 
@@ -261,6 +261,52 @@ pub struct GovernorRecord {
     pub adaptive_rate: Option<f64>,
     #[serde(default)]
     pub timeline: Vec<SampleRecord>,
+    /// The budget shared through `--coordinator`; absent without one (and in older runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coordinator: Option<CoordinatorRecord>,
+}
+
+/// The shared budget's counters (`--coordinator`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CoordinatorRecord {
+    pub url: String,
+    pub permits_shared: u64,
+    pub permits_local: u64,
+    pub pauses_published: u64,
+    pub pauses_seen: u64,
+    pub degraded: bool,
+    pub reconnects: u64,
+    pub fallback_rate: f64,
+}
+
+impl From<&SharedStats> for CoordinatorRecord {
+    fn from(s: &SharedStats) -> CoordinatorRecord {
+        CoordinatorRecord {
+            url: s.url.clone(),
+            permits_shared: s.permits_shared,
+            permits_local: s.permits_local,
+            pauses_published: s.pauses_published,
+            pauses_seen: s.pauses_seen,
+            degraded: s.degraded,
+            reconnects: s.reconnects,
+            fallback_rate: s.fallback_rate,
+        }
+    }
+}
+
+impl From<CoordinatorRecord> for SharedStats {
+    fn from(s: CoordinatorRecord) -> SharedStats {
+        SharedStats {
+            url: s.url,
+            permits_shared: s.permits_shared,
+            permits_local: s.permits_local,
+            pauses_published: s.pauses_published,
+            pauses_seen: s.pauses_seen,
+            degraded: s.degraded,
+            reconnects: s.reconnects,
+            fallback_rate: s.fallback_rate,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -539,6 +585,7 @@ impl From<&GovernorStats> for GovernorRecord {
                     rate: s.rate,
                 })
                 .collect(),
+            coordinator: g.shared.as_ref().map(CoordinatorRecord::from),
         }
     }
 }
@@ -566,6 +613,7 @@ impl From<GovernorRecord> for GovernorStats {
                     rate: s.rate,
                 })
                 .collect(),
+            shared: None,
         }
     }
 }

@@ -158,6 +158,16 @@ impl From<&GovernorStats> for GovernorReport {
             paused_ms: g.paused_ms,
             adaptive_rate: g.adaptive_rate,
             timeline: g.timeline.iter().map(SampleReport::from).collect(),
+            coordinator: g.shared.as_ref().map(|s| super::schema::CoordinatorReport {
+                url: s.url.clone(),
+                permits_shared: s.permits_shared,
+                permits_local: s.permits_local,
+                pauses_published: s.pauses_published,
+                pauses_seen: s.pauses_seen,
+                degraded: s.degraded,
+                reconnects: s.reconnects,
+                fallback_rate: s.fallback_rate,
+            }),
         }
     }
 }

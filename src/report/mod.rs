@@ -23,8 +23,8 @@ pub use build::plan_hash;
 pub use notify::{NotifyCounts, NotifySummary};
 pub use outcome::RunOutcome;
 pub use schema::{
-    AttemptReport, CauseReport, DeviceCountsReport, DeviceRef, DeviceResultReport, FailureReport,
-    FollowedReport, GovernorReport, InstallReport, NeedReport, NextAction, NotificationReport,
-    NotifyFailure, REPORT_FORMAT, ReasonReport, Report, RunInfo, SampleReport, SegmentReport,
-    StepReport, StopReport, Summary, TaskReport,
+    AttemptReport, CauseReport, CoordinatorReport, DeviceCountsReport, DeviceRef,
+    DeviceResultReport, FailureReport, FollowedReport, GovernorReport, InstallReport, NeedReport,
+    NextAction, NotificationReport, NotifyFailure, REPORT_FORMAT, ReasonReport, Report, RunInfo,
+    SampleReport, SegmentReport, StepReport, StopReport, Summary, TaskReport,
 };

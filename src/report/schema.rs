@@ -219,6 +219,30 @@ pub struct GovernorReport {
     /// One sample per second of the run, for charts.
     #[serde(default)]
     pub timeline: Vec<SampleReport>,
+    /// The budget shared with other processes through `--coordinator`; absent without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coordinator: Option<CoordinatorReport>,
+}
+
+/// What the shared budget (`--coordinator`) did for this process.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct CoordinatorReport {
+    /// Where the coordinator is, without any password.
+    pub url: String,
+    /// Permits the shared bucket granted.
+    pub permits_shared: u64,
+    /// Permits taken at the local fallback rate while the coordinator was unreachable.
+    pub permits_local: u64,
+    /// Shared pauses this process published after a 429.
+    pub pauses_published: u64,
+    /// Shared pauses this process waited for.
+    pub pauses_seen: u64,
+    /// The coordinator was unreachable at some point: the run paced itself locally.
+    pub degraded: bool,
+    /// Times the connection to the coordinator came back.
+    pub reconnects: u64,
+    /// The local fallback rate, requests per second.
+    pub fallback_rate: f64,
 }
 
 /// One second of a run.

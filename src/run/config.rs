@@ -241,6 +241,9 @@ pub struct RunConfig {
     pub limit: Vec<String>,
     /// The `--notify` webhooks, and how long each webhook may take.
     pub notify: NotifySettings,
+    /// `--coordinator`: share the tenant's rate budget and the run lock with other
+    /// processes through Redis (the lock is then a Redis lease, not the file lock).
+    pub coordinator: Option<super::CoordinatorSettings>,
 }
 
 /// How old a plan's snapshot of live state may be before a run reads it again.
@@ -261,6 +264,7 @@ impl RunConfig {
             max_plan_age: DEFAULT_MAX_PLAN_AGE,
             limit: Vec::new(),
             notify: NotifySettings::plan_only(),
+            coordinator: None,
         }
     }
 }

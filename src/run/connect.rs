@@ -241,8 +241,13 @@ pub(super) fn client(
     retry: &RetrySettings,
     pacing: &Pacing,
     seed: u64,
+    shared: Option<Arc<dyn crate::exec::SharedBudget>>,
 ) -> Result<(Client, Arc<Governor>), RunError> {
-    let gov = Arc::new(Governor::new(governor_config(limits, retry, pacing, seed)));
+    let cfg = governor_config(limits, retry, pacing, seed);
+    let gov = Arc::new(match shared {
+        Some(shared) => Governor::with_shared(cfg, shared),
+        None => Governor::new(cfg),
+    });
     let client = Client::new(conn, settings.client.clone())?.with_throttle(gov.clone());
     Ok((client, gov))
 }

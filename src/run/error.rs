@@ -93,6 +93,11 @@ pub enum RunError {
     },
     #[error(transparent)]
     Lock(#[from] LockError),
+    #[error("no coordinator given")]
+    NoCoordinator,
+    /// `--coordinator` is set but cannot be used: the run does not start.
+    #[error(transparent)]
+    Coordinator(#[from] crate::coord::CoordError),
     #[error("reading plan {}: {source}", path.display())]
     ReadPlan {
         path: PathBuf,
@@ -248,6 +253,10 @@ impl Hint for RunError {
             RunError::Client(e) => e.hint(),
             RunError::Access { error, .. } => error.hint(),
             RunError::Journal(e) => e.hint(),
+            RunError::Coordinator(e) => e.hint(),
+            RunError::NoCoordinator => {
+                Some("pass --coordinator redis://HOST:PORT/DB or set ESPER_BULK_REDIS_URL".into())
+            }
             _ => None,
         }
     }
@@ -259,6 +268,8 @@ impl RunError {
         match self {
             RunError::Lock(LockError::Held { .. } | LockError::HeldUnknown { .. })
             | RunError::StillRunning { .. } => exit::LOCKED,
+            // Without the coordinator the run cannot know it is alone: try again later.
+            RunError::Coordinator(_) => exit::LOCKED,
             RunError::Interrupted => exit::INTERRUPTED,
             RunError::PlanningDeadline { .. } => exit::INCOMPLETE,
             RunError::Access { .. } => exit::NO_ACCESS,

@@ -28,6 +28,7 @@ mod notice;
 mod notify;
 mod rebuild;
 mod resume;
+mod shared;
 mod signal;
 
 use std::collections::BTreeMap;
@@ -59,6 +60,7 @@ pub use load::{LoadedJob, Validated, Validation, load_job, load_job_text, valida
 pub use notice::{Notice, Notices};
 pub use notify::{NOTIFY_TIMEOUT, NotifySettings, notify_on};
 pub use rebuild::{Format, rebuild, rebuild_report, write_report};
+pub use shared::{CoordinatorSettings, coordinator_status};
 pub use signal::cancel_on_signals;
 
 /// What a run left behind.
@@ -92,6 +94,7 @@ pub async fn plan(cfg: PlanConfig) -> Result<Plan, RunError> {
         &cfg.job.retry,
         &cfg.pacing,
         seed,
+        None,
     )?;
     // The deadline bounds runs; a plan of its own is bounded by the retry settings, and
     // whether its estimate fits the deadline is `check_deadline`'s question.
@@ -324,7 +327,10 @@ pub async fn run(cfg: RunConfig, cancel: CancellationToken) -> Result<RunResult,
         max_plan_age,
         limit,
         notify,
+        coordinator,
     } = cfg;
+    // A lost lease stops this run like a signal would, without touching the caller's token.
+    let cancel = cancel.child_token();
     let notices = &output.notices;
     // A saved plan's or a resumed run's targets are frozen: narrowing them would make the
     // run differ from what was reviewed (or from what its journal records).
@@ -340,8 +346,12 @@ pub async fn run(cfg: RunConfig, cancel: CancellationToken) -> Result<RunResult,
     let limit = load::read_limit(&limit)?;
     let stop = || cancel.is_cancelled();
     let seed = pacing.seed.unwrap_or_else(|| fastrand::u64(..));
-    let lock = |job: &str, server: &Server, id: &RunId| {
-        dir::take_lock(&state_dir, job, server, id, wait_lock, &stop, notices)
+    let locking = Locking {
+        state_dir: &state_dir,
+        coordinator: coordinator.as_ref(),
+        wait: wait_lock,
+        stop: &stop,
+        notices,
     };
     let source = match source {
         Source::Continue { job, run: wanted } => {
@@ -363,7 +373,9 @@ pub async fn run(cfg: RunConfig, cancel: CancellationToken) -> Result<RunResult,
         Source::Resume(id) => {
             let r = resume::open(&state_dir, &id, notices)?;
             let conn = connect::resolve(&connection, None, Some(&r.plan.server))?;
-            let lock = lock(&r.plan.job, &r.plan.server, &id)?;
+            let (lock, shared) = locking
+                .take(&r.plan.job, &r.plan.server, &id, &r.plan.limits)
+                .await?;
             let (client, gov) = connect::client(
                 conn,
                 &connection,
@@ -371,6 +383,7 @@ pub async fn run(cfg: RunConfig, cancel: CancellationToken) -> Result<RunResult,
                 &r.plan.retry,
                 &pacing,
                 seed,
+                shared.as_ref().map(|s| s.budget(&r.plan.limits, notices)),
             )?;
             check_access(&client, &r.plan.retry, &cancel).await?;
             Ready {
@@ -382,15 +395,25 @@ pub async fn run(cfg: RunConfig, cancel: CancellationToken) -> Result<RunResult,
                 gov,
                 planned_for: Duration::ZERO,
                 _lock: lock,
+                shared,
             }
         }
         Source::Continue { .. } => unreachable!("settled above into Resume or Job"),
         Source::Job(job) => {
             let id = RunId::new(&job.name);
             let conn = connect::resolve(&connection, Some(&job.esper), None)?;
-            let lock = lock(&job.name, &server_of(&conn), &id)?;
-            let (client, gov) =
-                connect::client(conn, &connection, &job.limits, &job.retry, &pacing, seed)?;
+            let server = server_of(&conn);
+            let (lock, shared) = locking.take(&job.name, &server, &id, &job.limits).await?;
+            let budget = shared.as_ref().map(|s| s.budget(&job.limits, notices));
+            let (client, gov) = connect::client(
+                conn,
+                &connection,
+                &job.limits,
+                &job.retry,
+                &pacing,
+                seed,
+                budget,
+            )?;
             // Planning only reads, so a cancelled run stops here with nothing to record.
             let planning = tokio::time::Instant::now();
             let plan = tokio::select! {
@@ -409,14 +432,25 @@ pub async fn run(cfg: RunConfig, cancel: CancellationToken) -> Result<RunResult,
                 gov,
                 planned_for: planning.elapsed(),
                 _lock: lock,
+                shared,
             }
         }
         Source::Plan(plan) => {
             let id = RunId::new(&plan.job);
             let conn = connect::resolve(&connection, None, Some(&plan.server))?;
-            let lock = lock(&plan.job, &plan.server, &id)?;
-            let (client, gov) =
-                connect::client(conn, &connection, &plan.limits, &plan.retry, &pacing, seed)?;
+            let (lock, shared) = locking
+                .take(&plan.job, &plan.server, &id, &plan.limits)
+                .await?;
+            let budget = shared.as_ref().map(|s| s.budget(&plan.limits, notices));
+            let (client, gov) = connect::client(
+                conn,
+                &connection,
+                &plan.limits,
+                &plan.retry,
+                &pacing,
+                seed,
+                budget,
+            )?;
             check_access(&client, &plan.retry, &cancel).await?;
             let plan = tokio::select! {
                 p = refresh_stale(*plan, &client, max_plan_age, notices) => p?,
@@ -431,6 +465,7 @@ pub async fn run(cfg: RunConfig, cancel: CancellationToken) -> Result<RunResult,
                 gov,
                 planned_for: Duration::ZERO,
                 _lock: lock,
+                shared,
             }
         }
     };
@@ -444,7 +479,69 @@ pub async fn run(cfg: RunConfig, cancel: CancellationToken) -> Result<RunResult,
         env: &connection.env,
         state_dir: &state_dir,
     };
-    ready.execute(deadline, &pacing, seed, finish, cancel).await
+    let mut ready = ready;
+    let shared = ready.shared.take();
+    let lost = shared.as_ref().map(|s| s.stop_on_loss(&cancel));
+    let result = ready.execute(deadline, &pacing, seed, finish, cancel).await;
+    if let Some(s) = shared {
+        s.release().await;
+    }
+    let mut result = result?;
+    if lost.is_some_and(|l| l.is_cancelled()) {
+        // Another process holds the job now: this run stopped dispatching, and says so
+        // with the lock's exit code rather than an interruption's.
+        result.exit_code = crate::exit::LOCKED;
+    }
+    Ok(result)
+}
+
+/// How a run takes its lock: the file lock in the state directory, or with a
+/// coordinator the Redis lease (which then also shares the budget).
+struct Locking<'a> {
+    state_dir: &'a std::path::Path,
+    coordinator: Option<&'a CoordinatorSettings>,
+    wait: Option<Duration>,
+    stop: &'a dyn Fn() -> bool,
+    notices: &'a Notices,
+}
+
+impl Locking<'_> {
+    async fn take(
+        &self,
+        job: &str,
+        server: &Server,
+        id: &RunId,
+        limits: &crate::job::Limits,
+    ) -> Result<(Option<crate::lock::RunLock>, Option<shared::SharedRun>), RunError> {
+        match self.coordinator {
+            None => Ok((
+                Some(dir::take_lock(
+                    self.state_dir,
+                    job,
+                    server,
+                    id,
+                    self.wait,
+                    self.stop,
+                    self.notices,
+                )?),
+                None,
+            )),
+            Some(c) => Ok((
+                None,
+                Some(
+                    shared::SharedRun::take(
+                        c,
+                        shared::holder(job, server, id),
+                        limits.rate,
+                        self.wait,
+                        self.stop,
+                        self.notices,
+                    )
+                    .await?,
+                ),
+            )),
+        }
+    }
 }
 
 /// What a run needs at its end, besides its plan: where its output goes, the extra
@@ -468,8 +565,11 @@ struct Ready {
     gov: Arc<Governor>,
     /// How long planning took (a job's targets read at the start of this run).
     planned_for: Duration,
-    /// Held until the report is written; dropping it releases the lock.
-    _lock: crate::lock::RunLock,
+    /// Held until the report is written; dropping it releases the lock. `None` with a
+    /// coordinator, whose lease is `shared`.
+    _lock: Option<crate::lock::RunLock>,
+    /// The coordinator's lease and connection, released after the report is written.
+    shared: Option<shared::SharedRun>,
 }
 
 impl Ready {
@@ -492,6 +592,7 @@ impl Ready {
             gov,
             planned_for: _,
             _lock,
+            shared: _,
         } = self;
         let notices = &output.notices;
         if dir.join("plan.json").exists() {

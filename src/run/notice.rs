@@ -89,6 +89,21 @@ pub enum Notice {
         target: String,
         failure: crate::report::NotifyFailure,
     },
+    /// The coordinator (`--coordinator`) stopped answering: the run paces itself at the
+    /// local fallback rate until it answers again (told once a run).
+    CoordinatorDegraded {
+        url: String,
+        error: String,
+        fallback_rate: f64,
+    },
+    /// The coordinator answers again: back to the shared budget.
+    CoordinatorRecovered {
+        url: String,
+    },
+    /// Another process holds the run's lock lease now: the run stops dispatching.
+    LeaseLost {
+        holder: Option<Holder>,
+    },
     /// The first SIGINT/SIGTERM: the run drains.
     Stopping,
     /// The second one: the process exits now.
@@ -112,6 +127,8 @@ impl Notice {
                 | Notice::DeadlineMayPass { .. }
                 | Notice::Drifted { .. }
                 | Notice::NotificationFailed { .. }
+                | Notice::CoordinatorDegraded { .. }
+                | Notice::LeaseLost { .. }
                 | Notice::StoppedAtOnce
         )
     }
@@ -144,6 +161,24 @@ impl fmt::Display for Notice {
                     shown.join(", ")
                 )
             }
+            Notice::CoordinatorDegraded {
+                url,
+                error,
+                fallback_rate,
+            } => write!(
+                f,
+                "warning: the coordinator at {url} is unreachable ({error}): pacing at the local fallback rate of {fallback_rate:.1} requests/s until it answers again"
+            ),
+            Notice::CoordinatorRecovered { url } => {
+                write!(f, "the coordinator at {url} answers again: back to the shared budget")
+            }
+            Notice::LeaseLost { holder: Some(h) } => write!(
+                f,
+                "warning: the run lock's lease was lost to {h}: this run stops dispatching"
+            ),
+            Notice::LeaseLost { holder: None } => f.write_str(
+                "warning: the run lock's lease was lost to another process: this run stops dispatching",
+            ),
             Notice::JobWarning(w) => f.write_str(w.trim_end()),
             Notice::PlanWarning(w) => write!(f, "warning: {w}"),
             Notice::PlanNote(n) => f.write_str(n),

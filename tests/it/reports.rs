@@ -552,6 +552,7 @@ fn fixture() -> Report {
             paused_ms: 4_200,
             adaptive_rate: Some(14.5),
             timeline,
+            coordinator: None,
         },
         steps,
         tasks,
