@@ -613,7 +613,7 @@ impl From<GovernorRecord> for GovernorStats {
                     rate: s.rate,
                 })
                 .collect(),
-            shared: None,
+            shared: g.coordinator.map(SharedStats::from),
         }
     }
 }

@@ -4,6 +4,7 @@
 mod api;
 mod cli;
 mod client;
+mod coordinator;
 mod daily;
 mod diagnostics;
 mod engine;
