@@ -174,7 +174,7 @@ async fn the_same_job_on_two_hosts_runs_once_and_the_other_exits_75() {
 async fn other_host(server: &MockServer, url: &str, yaml: &str, holder: &str) {
     // The other host: the binary, its own state directory, the same coordinator.
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("job.yaml"), &yaml).unwrap();
+    std::fs::write(dir.path().join("job.yaml"), yaml).unwrap();
     let mut cmd = esper_bulk(server);
     cmd.current_dir(dir.path()).args([
         "run",
