@@ -37,7 +37,9 @@
 //!   stops), retries with backon, step outputs, and the worker pool, driving the pure
 //!   [`exec::Scheduler`] (steps, rollout stages, `needs` whole or per item, skips, replay on
 //!   resume). Task failures are data ([`exec::Outcome`] with a typed [`exec::Reason`] and
-//!   [`exec::Failure`]), never `Err`.
+//!   [`exec::Failure`]), never `Err`. With a coordinator the governor also draws each
+//!   permit from an [`exec::SharedBudget`] (after its own ceiling) and shares 429 pauses
+//!   through it; `exec` sees only that trait, never Redis.
 //! - [`esper`]: the typed Esper client (one attempt per call, its own
 //!   [`esper::ErrorClass`], the one table of paths by endpoint) and [`esper::adapter`],
 //!   which implements the engine's traits over it: [`exec::Dispatch`] (mapping client
@@ -76,6 +78,12 @@
 //!   the first format). It records; it does not know reports.
 //! - [`lock`]: the run lock: one run of a job against one server and enterprise at a
 //!   time, keyed by all three (exit 75 when held).
+//! - [`coord`]: the coordinator several processes and hosts share through Redis
+//!   (`run --coordinator`): the tenant's GCRA bucket and shared pause behind
+//!   [`exec::SharedBudget`] (degrading to a local fallback rate while Redis is away), the
+//!   run lock as a lease with a fencing token and heartbeat, and `coordinator status`.
+//!   Every read-modify-write is a Lua script on Redis' clock; `run/shared.rs` decides what
+//!   a run does with it (refuse at start, degrade mid-run, stop on a lost lease).
 //! - [`progress`]: progress bars on a terminal (nothing under cron or a pipe).
 //! - [`util`]: atomic file writes onto regular files only, bounded reads of regular files,
 //!   and file-safe names.
@@ -110,7 +118,11 @@
 //!   through [`plan::Inventory`].
 //! - **Invariant:** nothing is sent before the whole job validates and compiles.
 //! - **Invariant:** a run takes its job's lock before it reads the API, and holds it until
-//!   its report is written.
+//!   its report is written; with a coordinator the lock is the Redis lease, and a run
+//!   whose lease is taken by another process stops dispatching.
+//! - **Invariant:** with a coordinator, the shared budget only ever holds a request back:
+//!   the local ceiling still applies, and Redis failing degrades pacing to the local
+//!   fallback rate, never stops a run that holds its lease.
 //! - **Invariant:** the library never prints and never installs signal handlers; a run
 //!   stops only through its cancellation token (or its deadline).
 //! - **Invariant:** every HTTP request the engine makes (writes, reads, retries, pages,

@@ -15,9 +15,12 @@
 //!   windows and faults, against the physical limit and two baseline strategies (see
 //!   `limit.rs`).
 //! - `export`: a 100,000-device export's time, requests and peak memory (see `export.rs`).
+//! - `shared`: three engine processes sharing one tenant's limit through Redis
+//!   (`--coordinator`), with Redis up and with Redis killed mid-run (see `shared.rs`).
 
 mod export;
 mod limit;
+mod shared;
 
 use std::time::Instant;
 
@@ -198,14 +201,22 @@ impl Drop for Mock {
     }
 }
 
-fn start_mock(args: &[&str]) -> Mock {
-    use std::io::BufRead;
+/// The `esper-bulk` binary next to this bench, or `ESPER_BULK_BIN` (e.g. a release build
+/// driven by a debug build of the bench).
+fn esper_bulk_bin() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("ESPER_BULK_BIN") {
+        return p.into();
+    }
     let exe = std::env::current_exe().expect("own path");
-    let bin = exe
-        .parent()
+    exe.parent()
         .and_then(|p| p.parent())
         .map(|p| p.join("esper-bulk"))
-        .expect("target dir");
+        .expect("target dir")
+}
+
+fn start_mock(args: &[&str]) -> Mock {
+    use std::io::BufRead;
+    let bin = esper_bulk_bin();
     let mut child = std::process::Command::new(&bin)
         .arg("mock")
         .args(args)
@@ -397,8 +408,9 @@ fn main() {
         "run" => rt.block_on(bench_run()),
         "limit" => rt.block_on(limit::bench_limit()),
         "export" => rt.block_on(export::bench_export()),
+        "shared" => shared::bench_shared(),
         other => {
-            eprintln!("unknown benchmark `{other}`; try: plan, run, limit, export");
+            eprintln!("unknown benchmark `{other}`; try: plan, run, limit, export, shared");
             std::process::exit(2);
         }
     }

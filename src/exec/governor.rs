@@ -288,6 +288,13 @@ impl Governor {
             return;
         }
         st.shared_pause_until = Some(until);
+        // This process' own 429 published it: the 429 branch has reacted already.
+        if st
+            .pause_until
+            .is_some_and(|p| p + Duration::from_millis(100) >= until)
+        {
+            return;
+        }
         if let Some(s) = &self.shared {
             s.pause_seen();
         }
@@ -720,6 +727,96 @@ mod tests {
             "a waiting request gives up when the run stops"
         );
         assert!(g.acquire(RequestKind::Read).await.is_none());
+    }
+
+    /// A shared budget answering from a script of grants (then `Go`), counting calls.
+    struct Scripted {
+        grants: Mutex<std::collections::VecDeque<Grant>>,
+        then: Grant,
+        counts: Mutex<(u64, u64, u64)>,
+    }
+
+    impl Scripted {
+        fn new(grants: &[Grant], then: Grant) -> Arc<Scripted> {
+            Arc::new(Scripted {
+                grants: Mutex::new(grants.iter().copied().collect()),
+                then,
+                counts: Mutex::new((0, 0, 0)),
+            })
+        }
+    }
+
+    impl SharedBudget for Scripted {
+        fn permit(&self) -> BoxFuture<'_, Grant> {
+            let g = self.grants.lock().unwrap().pop_front().unwrap_or(self.then);
+            async move { g }.boxed()
+        }
+        fn publish_pause(&self, _pause: Duration) -> BoxFuture<'_, ()> {
+            self.counts.lock().unwrap().0 += 1;
+            async {}.boxed()
+        }
+        fn pause_seen(&self) {
+            self.counts.lock().unwrap().1 += 1;
+        }
+        fn local_permit(&self) {
+            self.counts.lock().unwrap().2 += 1;
+        }
+        fn stats(&self) -> SharedStats {
+            let (published, seen, local) = *self.counts.lock().unwrap();
+            SharedStats {
+                pauses_published: published,
+                pauses_seen: seen,
+                permits_local: local,
+                ..SharedStats::default()
+            }
+        }
+        fn fallback_rate(&self) -> f64 {
+            5.0
+        }
+    }
+
+    // See: #15 — an unreachable coordinator: the local fallback rate paces, under the ceiling.
+    #[tokio::test(start_paused = true)]
+    async fn a_degraded_shared_budget_paces_at_the_fallback_rate() {
+        let shared = Scripted::new(&[], Grant::Degraded);
+        let g = Governor::with_shared(cfg(100.0, 4), shared.clone());
+        let start = Instant::now();
+        for _ in 0..11 {
+            drop(g.acquire(RequestKind::Write).await.unwrap());
+        }
+        // 11 permits at the fallback 5/s (burst 1): the first at once, then 200 ms apart.
+        assert_eq!(start.elapsed(), Duration::from_secs(2));
+        assert_eq!(g.stats().shared.unwrap().permits_local, 11);
+    }
+
+    // See: #15 — another process' 429: wait out the shared pause, react to it once.
+    #[tokio::test(start_paused = true)]
+    async fn a_shared_pause_is_waited_for_and_reacted_to_once() {
+        let pause = Grant::Paused(Duration::from_secs(1));
+        let shared = Scripted::new(&[pause, pause], Grant::Go);
+        let g = Governor::with_shared(cfg(1000.0, 4), shared.clone());
+        let start = Instant::now();
+        drop(g.acquire(RequestKind::Write).await.unwrap());
+        assert!(start.elapsed() >= Duration::from_secs(1));
+        let s = g.stats();
+        assert_eq!(s.shared.unwrap().pauses_seen, 1, "one pause, seen once");
+        assert_eq!(g.window(), 2, "the window halves as for a 429 of its own");
+        // A reserved slot is waited out without asking again.
+        let shared = Scripted::new(&[Grant::After(Duration::from_millis(300))], Grant::Go);
+        let g = Governor::with_shared(cfg(1000.0, 4), shared);
+        let start = Instant::now();
+        drop(g.acquire(RequestKind::Read).await.unwrap());
+        assert_eq!(start.elapsed(), Duration::from_millis(300));
+    }
+
+    // See: #15 — a 429 here pauses the other processes too.
+    #[tokio::test(start_paused = true)]
+    async fn a_429_is_published_as_a_shared_pause() {
+        let shared = Scripted::new(&[], Grant::Go);
+        let g = Governor::with_shared(cfg(1000.0, 4), shared.clone());
+        g.observe(Some(429), None, Duration::ZERO);
+        tokio::task::yield_now().await;
+        assert_eq!(g.stats().shared.unwrap().pauses_published, 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -41,7 +41,7 @@ pub struct SharedStats {
     pub permits_local: u64,
     /// Pauses this process published after a 429.
     pub pauses_published: u64,
-    /// Shared pauses this process waited for (published by any process, itself included).
+    /// Shared pauses published by another process that this process waited for.
     pub pauses_seen: u64,
     /// The coordinator was unreachable at some point of the run.
     pub degraded: bool,

@@ -61,6 +61,8 @@ pub(super) struct SharedRun {
     coord: Coordinator,
     lease: Lease,
     expected_processes: u32,
+    /// Cancelled when the run releases the lease: the loss watcher ends with it.
+    done: CancellationToken,
 }
 
 impl SharedRun {
@@ -94,6 +96,7 @@ impl SharedRun {
                         coord,
                         lease,
                         expected_processes: settings.expected_processes.max(1),
+                        done: CancellationToken::new(),
                     });
                 }
                 Taken::Held(h) => {
@@ -144,14 +147,18 @@ impl SharedRun {
         let lost = self.lease.lost();
         let run = run.clone();
         let watch = lost.clone();
+        let done = self.done.clone();
         tokio::spawn(async move {
-            watch.cancelled().await;
-            run.cancel();
+            tokio::select! {
+                _ = watch.cancelled() => run.cancel(),
+                _ = done.cancelled() => {}
+            }
         });
         lost
     }
 
     pub(super) async fn release(self) {
+        self.done.cancel();
         self.lease.release().await;
     }
 }

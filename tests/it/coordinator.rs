@@ -331,3 +331,56 @@ async fn an_unreachable_coordinator_at_the_start_refuses_the_run() {
     assert!(!text.contains("hunter2"), "no password: {text}");
     assert_eq!(server.stats().requests_total, 0, "nothing was read or sent");
 }
+
+// See: #15 — a holder whose lease another process took stops dispatching and exits 75.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_lease_is_taken_stops_dispatching() {
+    let Some(url) = redis_url("a_run_whose_lease_is_taken_stops_dispatching") else {
+        return;
+    };
+    let server = mock(25, 40, Duration::from_millis(20)).await;
+    let state = tempfile::tempdir().unwrap();
+    let mut cfg = run_config(
+        &server,
+        Source::Job(Box::new(load(&server, &job("taken", "10")))),
+        state.path(),
+    );
+    let mut settings = CoordinatorSettings::new(&url);
+    settings.lease.renew_every = Duration::from_millis(100);
+    cfg.coordinator = Some(settings);
+    let coord = coordinator(&url, &server).await;
+    let (r, ()) = tokio::join!(support::run(cfg, CancellationToken::new()), async {
+        wait_for_lock(&coord).await;
+        for _ in 0..400 {
+            if server.stats().requests_total >= 5 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Another host's lease replaces this one (as after a partition longer than the lease).
+        let scope = esper_bulk_status(&coord).await.scope;
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{scope}:lock:*"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let record = r#"{"pid":1,"host":"other-host","started":"2026-12-02T03:00:00Z","run_id":"other-run","job":"taken"}"#;
+        let _: () = redis::cmd("SET")
+            .arg(&keys[0])
+            .arg(format!("999999|{record}"))
+            .arg("PX")
+            .arg(60_000)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    });
+    assert_eq!(r.exit_code, 75, "{:?}", r.report.summary);
+    let s = &r.report.summary;
+    assert!(s.not_started > 0, "tasks not sent are not_started: {s:?}");
+    assert!(s.succeeded < 40, "{s:?}");
+    // The other holder's lease is left alone.
+    let after = esper_bulk_status(&coord).await;
+    assert_eq!(after.locks[0].run_id, "other-run");
+}
