@@ -149,7 +149,7 @@ impl SharedBudget for Budget {
                 self.burst.to_string(),
                 (LONGEST_RESERVATION.as_micros() as u64).to_string(),
             ];
-            let answer: Result<(i64, i64), String> =
+            let answer: Result<(i64, i64), super::CallError> =
                 self.coord.invoke(&self.permit, &keys, &args).await;
             match answer {
                 Ok((code, us)) => {
@@ -169,7 +169,7 @@ impl SharedBudget for Budget {
                     }
                 }
                 Err(e) => {
-                    self.failed(e);
+                    self.failed(e.to_string());
                     Grant::Degraded
                 }
             }
@@ -189,7 +189,7 @@ impl SharedBudget for Budget {
                     self.answered();
                     self.link().stats.pauses_published += 1;
                 }
-                Err(e) => self.failed(e),
+                Err(e) => self.failed(e.to_string()),
             }
         }
         .boxed()

@@ -115,9 +115,9 @@ impl Lease {
         let (token, current): (i64, String) = coord
             .invoke(&redis::Script::new(scripts::ACQUIRE), &keys, &args)
             .await
-            .map_err(|reason| CoordError::Unreachable {
+            .map_err(|e| CoordError::Unreachable {
                 url: coord.url().to_string(),
-                reason,
+                reason: e.to_string(),
             })?;
         if token == 0 {
             return Ok(Taken::Held(parse_value(&current).map(|(_, h)| h)));

@@ -49,6 +49,15 @@ impl crate::base::Hint for CoordError {
     }
 }
 
+/// Why one Redis call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    #[error("{0}")]
+    Redis(String),
+    #[error("no answer within {} ms", .0.as_millis())]
+    TimedOut(Duration),
+}
+
 /// How long one Redis call may take before it counts as a failure: the coordinator is on
 /// the send path of every request, so a hung Redis must not hold requests for long.
 pub const CALL_TIMEOUT: Duration = Duration::from_millis(300);
@@ -152,7 +161,7 @@ impl Coordinator {
         script: &redis::Script,
         keys: &[String],
         args: &[String],
-    ) -> Result<T, String> {
+    ) -> Result<T, CallError> {
         let mut inv = script.prepare_invoke();
         for k in keys {
             inv.key(k);
@@ -163,8 +172,8 @@ impl Coordinator {
         let mut conn = self.conn.clone();
         match tokio::time::timeout(CALL_TIMEOUT, inv.invoke_async(&mut conn)).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(e.to_string().to_lowercase()),
-            Err(_) => Err("timed out".into()),
+            Ok(Err(e)) => Err(CallError::Redis(e.to_string().to_lowercase())),
+            Err(_) => Err(CallError::TimedOut(CALL_TIMEOUT)),
         }
     }
 }

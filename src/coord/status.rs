@@ -56,7 +56,7 @@ pub async fn status(coord: &Coordinator) -> Result<Status, CoordError> {
     let out: Vec<String> = coord
         .invoke(&redis::Script::new(&scripts::status()), &keys, &[])
         .await
-        .map_err(unreachable)?;
+        .map_err(|e| unreachable(e.to_string()))?;
     let num = |i: usize| {
         out.get(i)
             .and_then(|s| s.parse::<f64>().ok())

@@ -127,6 +127,8 @@ pub fn esper_bulk(server: &MockServer) -> std::process::Command {
         .env_remove("ESPER_TENANT")
         .env_remove("ESPER_BULK_LOG")
         .env_remove("ESPER_BULK_CONTEXT")
+        // A developer's coordinator would make every run share (and lock) through it.
+        .env_remove("ESPER_BULK_REDIS_URL")
         // A context in the developer's own config would outrank ESPER_*: none is read.
         .env("XDG_CONFIG_HOME", "/nonexistent/esper-bulk-tests");
     c
