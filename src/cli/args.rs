@@ -157,9 +157,10 @@ pub struct CoordArgs {
     #[arg(long, value_name = "URL")]
     pub coordinator: Option<String>,
     /// How many processes usually share the tenant: while the coordinator is unreachable
-    /// each paces at limits.rate divided by this
-    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
-    pub expected_processes: u32,
+    /// each paces at limits.rate divided by this (else the job's
+    /// limits.expected_processes, else 2)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub expected_processes: Option<u32>,
 }
 
 /// `esper-bulk mock`: the mock's own flags and what the command line adds.

@@ -145,6 +145,11 @@ pub struct Limits {
     /// plan files stay byte-identical.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_list_rate: Option<f64>,
+    /// How many processes usually share the tenant through a coordinator: while it is
+    /// unreachable each paces at `rate / expected_processes` (`--expected-processes`
+    /// overrides it; default 2). Kept out of plans that leave it unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_processes: Option<u32>,
 }
 
 /// Pages per second of `/v2/devices/` unless `limits.device_list_rate` says otherwise. The
@@ -168,6 +173,7 @@ impl Default for Limits {
             batch: 20,
             max_in_flight: 100,
             device_list_rate: None,
+            expected_processes: None,
         }
     }
 }

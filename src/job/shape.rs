@@ -338,6 +338,11 @@ pub static LIMITS: Shape = Shape {
             Ty::Rate,
             "Budget of the fleet-wide device listing (`/v2/devices/`, used to find many serials), inside `rate`: the API throttles it far harder. Default `12/m` (one page every 5 s).",
         ),
+        f(
+            "expected_processes",
+            Ty::Int,
+            "With `run --coordinator`: how many processes usually share the tenant; while Redis is unreachable each paces at `rate` divided by this. Default 2 (`--expected-processes` overrides it).",
+        ),
     ],
 };
 

@@ -66,6 +66,7 @@ fn good_job_loads() {
             batch: 10,
             max_in_flight: 50,
             device_list_rate: None,
+            expected_processes: None,
         }
     );
     assert_eq!(job.retry.attempts, 3);

@@ -27,17 +27,18 @@ pub struct CoordinatorSettings {
     /// `redis://[:password@]host[:port][/db]`.
     pub url: String,
     /// How many processes usually share the tenant: while Redis is unreachable each one
-    /// paces at `rate / expected_processes` (`--expected-processes`).
-    pub expected_processes: u32,
+    /// paces at `rate / expected_processes` (`--expected-processes`); `None` takes the
+    /// job's `limits.expected_processes`, else 2.
+    pub expected_processes: Option<u32>,
     pub lease: LeaseSettings,
 }
 
 impl CoordinatorSettings {
-    /// `url`, two processes expected, the standard lease (15 s, renewed every 3 s).
+    /// `url`, the job's expected processes, the standard lease (15 s, renewed every 3 s).
     pub fn new(url: &str) -> CoordinatorSettings {
         CoordinatorSettings {
             url: url.to_string(),
-            expected_processes: 2,
+            expected_processes: None,
             lease: LeaseSettings::standard(),
         }
     }
@@ -60,7 +61,7 @@ pub(super) fn holder(job: &str, server: &Server, id: &RunId) -> Holder {
 pub(super) struct SharedRun {
     coord: Coordinator,
     lease: Lease,
-    expected_processes: u32,
+    expected_processes: Option<u32>,
     /// Cancelled when the run releases the lease: the loss watcher ends with it.
     done: CancellationToken,
 }
@@ -95,7 +96,7 @@ impl SharedRun {
                     return Ok(SharedRun {
                         coord,
                         lease,
-                        expected_processes: settings.expected_processes.max(1),
+                        expected_processes: settings.expected_processes,
                         done: CancellationToken::new(),
                     });
                 }
@@ -124,7 +125,12 @@ impl SharedRun {
     pub(super) fn budget(&self, limits: &Limits, notices: &Notices) -> Arc<dyn SharedBudget> {
         let rate = limits.rate;
         let burst = (rate / 10.0).clamp(1.0, 1000.0) as u32;
-        let fallback = rate / f64::from(self.expected_processes);
+        let expected = self
+            .expected_processes
+            .or(limits.expected_processes)
+            .unwrap_or(2)
+            .max(1);
+        let fallback = rate / f64::from(expected);
         let sink = notices.clone();
         Arc::new(Budget::new(
             self.coord.clone(),

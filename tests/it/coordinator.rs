@@ -269,7 +269,7 @@ async fn killing_redis_mid_run_degrades_to_the_local_rate_and_finishes() {
         sink.lock().unwrap().push(n.to_string());
     });
     let mut settings = CoordinatorSettings::new(&redis.url);
-    settings.expected_processes = 2;
+    settings.expected_processes = Some(2);
     cfg.coordinator = Some(settings);
     let coord = coordinator(&redis.url, &server).await;
     let (r, ()) = tokio::join!(support::run(cfg, CancellationToken::new()), async {

@@ -262,6 +262,13 @@ fn limits(cx: &mut Cx, l: &Node) -> Limits {
     ) {
         out.batch = b;
     }
+    out.expected_processes = int_in(
+        cx,
+        l.get("expected_processes"),
+        "limits.expected_processes",
+        &(1..=1000),
+        "the number of hosts and jobs that share the tenant, e.g. 3",
+    );
     if let Some(m) = int_in(
         cx,
         l.get("max_in_flight"),
