@@ -260,7 +260,14 @@ async fn killing_redis_mid_run_degrades_to_the_local_rate_and_finishes() {
     let state = tempfile::tempdir().unwrap();
     let mut cfg = run_config(
         &server,
-        Source::Job(Box::new(load(&server, &job("killed", "8")))),
+        // The fallback's divisor from the job this time (the flag is not given).
+        Source::Job(Box::new(load(
+            &server,
+            &job("killed", "8").replace(
+                "max_in_flight: 4 }",
+                "max_in_flight: 4, expected_processes: 2 }",
+            ),
+        ))),
         state.path(),
     );
     let notices = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -268,9 +275,7 @@ async fn killing_redis_mid_run_degrades_to_the_local_rate_and_finishes() {
     cfg.output.notices = esper_bulk::run::Notices::new(move |n| {
         sink.lock().unwrap().push(n.to_string());
     });
-    let mut settings = CoordinatorSettings::new(&redis.url);
-    settings.expected_processes = Some(2);
-    cfg.coordinator = Some(settings);
+    cfg.coordinator = Some(CoordinatorSettings::new(&redis.url));
     let coord = coordinator(&redis.url, &server).await;
     let (r, ()) = tokio::join!(support::run(cfg, CancellationToken::new()), async {
         wait_for_lock(&coord).await;
