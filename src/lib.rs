@@ -32,8 +32,9 @@
 //!   ([`base::Endpoint`]), request kinds, observations, the [`base::Throttle`] gate,
 //!   [`base::FailureClass`], and the [`base::Hint`] convention for advice on errors. A
 //!   leaf: it imports nothing from the crate.
-//! - [`exec`]: runs a plan: the [`exec::Governor`] (rate ceiling, adaptive send rate,
-//!   adaptive in-flight window, run-wide pause on 429, a gate that closes when the run
+//! - [`exec`]: runs a plan: the [`exec::Governor`] (rate ceiling, adaptive send rate held
+//!   under the server bucket [`exec::AdaptiveRate`] fits from the run's own overloads,
+//!   adaptive in-flight window, run-wide pause on 429 that one probe ends, a gate that closes when the run
 //!   stops), retries with backon, step outputs, and the worker pool, driving the pure
 //!   [`exec::Scheduler`] (steps, rollout stages, `needs` whole or per item, skips, replay on
 //!   resume). Task failures are data ([`exec::Outcome`] with a typed [`exec::Reason`] and

@@ -4,9 +4,11 @@
 //! Every HTTP request of a run passes [`Governor::acquire`] (through the client's throttle
 //! hook), so retries, pages and status polls are paced like writes. The ceiling is a
 //! `governor` GCRA limiter running on tokio's clock, so paused-time tests work and waits
-//! never spin. Below the ceiling, [`AdaptiveRate`] paces sends once the API has throttled
-//! (cubic regrowth, as the AWS SDKs' adaptive mode). The window is AIMD: it grows by one
-//! after a window's worth of accepted requests and halves on a 429, but never drops below
+//! never spin. Below the ceiling, [`AdaptiveRate`] paces sends: a startup ramp, then a
+//! hold just under the server bucket it fits from the run's own overloads, and after a 429
+//! a pause that one accepted probe ends (it owns those decisions; this file owns the
+//! waiting). The window is AIMD: it grows by one after a window's worth of accepted
+//! requests and halves once per overload, but never drops below
 //! what the current rate needs at the observed latency, so at 250 ms per request the window
 //! cannot starve a 200 req/s budget. It does not know what the requests are for.
 
@@ -22,7 +24,7 @@ use governor::{Quota, RateLimiter};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::adaptive::AdaptiveRate;
+use super::adaptive::{AdaptiveRate, GateState};
 use super::shared::{Grant, SharedBudget, SharedStats};
 use crate::base::{Observation, RequestKind, Throttle};
 
@@ -97,6 +99,14 @@ pub struct Sample {
     pub rate: Option<f64>,
 }
 
+/// What a request holding its slot does next.
+enum Step {
+    Go,
+    Reserved(Duration),
+    Sleep(Duration),
+    Listen,
+}
+
 /// Samples kept at most; a longer run keeps every other second, then every fourth, ….
 const MAX_SAMPLES: usize = 3600;
 
@@ -106,9 +116,9 @@ struct State {
     acked: u32,
     in_flight: u32,
     writes_waiting: u32,
-    pause_until: Option<Instant>,
-    consecutive_429: u32,
-    last_429: Option<Instant>,
+    /// The end of the last pause this process published after a 429 of its own, so it
+    /// does not react to its own pause a second time.
+    own_pause_until: Option<Instant>,
     /// The end of the last shared pause this process waited for, so a pause published
     /// by another process is reacted to once.
     shared_pause_until: Option<Instant>,
@@ -180,12 +190,10 @@ impl Governor {
             acked: 0,
             in_flight: 0,
             writes_waiting: 0,
-            pause_until: None,
-            consecutive_429: 0,
-            last_429: None,
+            own_pause_until: None,
             shared_pause_until: None,
             rng: fastrand::Rng::with_seed(cfg.seed),
-            adaptive: AdaptiveRate::new(cfg.rate, Instant::now()),
+            adaptive: AdaptiveRate::new(cfg.rate, batch, cfg.base_pause, Instant::now()),
             latency: 0.0,
             current: Sample {
                 window: batch,
@@ -290,7 +298,7 @@ impl Governor {
         st.shared_pause_until = Some(until);
         // This process' own 429 published it: the 429 branch has reacted already.
         if st
-            .pause_until
+            .own_pause_until
             .is_some_and(|p| p + Duration::from_millis(100) >= until)
         {
             return;
@@ -298,12 +306,9 @@ impl Governor {
         if let Some(s) = &self.shared {
             s.pause_seen();
         }
-        if st.pause_until.is_none_or(|p| p < until) {
-            st.stats.paused_ms += d.as_millis() as u64;
-            st.pause_until = Some(until);
-        }
-        let rtt = Duration::from_secs_f64(st.latency);
-        st.adaptive.throttled(now, rtt);
+        // The wait itself happens where the pause was met (`shared_permit`); the local
+        // rate keeps its own fit, which only this process' own overloads inform.
+        st.stats.paused_ms += d.as_millis() as u64;
         let old = st.window;
         st.window = (st.window / 2).max(1);
         st.acked = 0;
@@ -369,40 +374,65 @@ impl Governor {
             let notified = self.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let wait = {
+            {
+                let mut st = self.lock();
+                let window = effective_window(&st, &self.cfg);
+                let yield_to_writes = kind == RequestKind::Poll && st.writes_waiting > 0;
+                if st.in_flight < window && !yield_to_writes {
+                    st.in_flight += 1;
+                    if is_write {
+                        st.writes_waiting -= 1;
+                    }
+                    break Slot { gov: self };
+                }
+            }
+            // Bounded so a missed wake-up costs at most this long.
+            let _ = tokio::time::timeout(Duration::from_millis(250), notified).await;
+        };
+        // Holding the slot: the pause after a 429 (one probe at a time) and the adaptive rate.
+        loop {
+            if self.closed.is_cancelled() {
+                return None;
+            }
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let step = {
                 let mut st = self.lock();
                 let now = Instant::now();
-                match st.pause_until {
-                    Some(until) if until > now => Some(until - now),
-                    _ => {
-                        let window = effective_window(&st, &self.cfg);
-                        let yield_to_writes = kind == RequestKind::Poll && st.writes_waiting > 0;
-                        if st.in_flight < window && !yield_to_writes {
-                            st.in_flight += 1;
-                            if is_write {
-                                st.writes_waiting -= 1;
-                            }
-                            break Slot { gov: self };
-                        }
-                        None
+                match st.adaptive.gate(now) {
+                    GateState::Open => Step::Reserved(st.adaptive.reserve(now)),
+                    GateState::Probe => {
+                        st.adaptive.probe_sent(now);
+                        Step::Go
                     }
+                    GateState::Wait(d) => Step::Sleep(d),
+                    GateState::ProbeOut => Step::Listen,
                 }
             };
-            match wait {
-                Some(d) => {
+            match step {
+                Step::Go => break,
+                Step::Reserved(wait) => {
+                    if wait.is_zero() {
+                        break;
+                    }
+                    if !self.wait(wait).await {
+                        return None;
+                    }
+                    // A pause that began while this request waited for its turn holds it too.
+                    if self.lock().adaptive.gate(Instant::now()) == GateState::Open {
+                        break;
+                    }
+                }
+                Step::Sleep(d) => {
                     if !self.wait(d + self.jitter()).await {
                         return None;
                     }
                 }
-                // Bounded so a missed wake-up costs at most this long.
-                None => {
+                Step::Listen => {
                     let _ = tokio::time::timeout(Duration::from_millis(250), notified).await;
                 }
             }
-        };
-        let wait = self.lock().adaptive.reserve(Instant::now());
-        if !wait.is_zero() && !self.wait(wait).await {
-            return None;
         }
         loop {
             match self.ceiling.check() {
@@ -457,61 +487,45 @@ impl Governor {
             .unwrap_or_else(|| "error".into());
         *st.stats.by_status.entry(key).or_default() += 1;
         let old = st.window;
+        let now = Instant::now();
+        let sent = now.checked_sub(latency).unwrap_or(now);
         match status {
             Some(429) => {
                 st.stats.rate_limited += 1;
                 st.current.rate_limited += 1;
-                // One overload returns a window's worth of 429s over about one round trip;
-                // they escalate the pause once, not once each.
-                let rtt = Duration::from_secs_f64(st.latency);
-                let now = Instant::now();
-                if st
-                    .last_429
-                    .is_none_or(|t| now - t > rtt.mul_f64(1.5).max(Duration::from_millis(200)))
-                {
-                    st.consecutive_429 += 1;
-                }
-                st.last_429 = Some(now);
-                st.adaptive.throttled(now, rtt);
-                st.window = (st.window / 2).max(1);
-                st.acked = 0;
-                let pause = match retry_after {
-                    Some(ra) => ra.min(self.cfg.max_retry_after),
-                    None => {
-                        // The backoff delay with full jitter: the cut send rate does most of
-                        // the work; the pause only lets a penalty window pass.
-                        let exp = st.consecutive_429.saturating_sub(1).min(16);
-                        let step = (self.cfg.base_pause * 2u32.pow(exp)).min(self.cfg.max_pause);
-                        let micros = step.as_micros() as u64;
-                        Duration::from_micros(st.rng.u64(micros / 2..=micros.max(1)))
+                let retry_after = retry_after.map(|ra| ra.min(self.cfg.max_retry_after));
+                let (trip, paused) = st.adaptive.throttled(sent, now, retry_after);
+                st.stats.paused_ms += paused.as_millis() as u64;
+                // One overload returns many 429s (everything in flight, then a penalty
+                // window's worth); the window halves once for it.
+                if trip {
+                    st.window = (st.window / 2).max(1);
+                    st.acked = 0;
+                    if let Some(shared) = &self.shared {
+                        // Every other process pauses too, for as long as this one waits
+                        // before its first probe; the send path does not wait for Redis.
+                        let pause = if paused.is_zero() {
+                            self.cfg.base_pause
+                        } else {
+                            paused
+                        };
+                        st.own_pause_until = Some(now + pause);
+                        let shared = shared.clone();
+                        tokio::spawn(async move { shared.publish_pause(pause).await });
                     }
-                };
-                let until = Instant::now() + pause;
-                if let Some(shared) = &self.shared {
-                    // Every other process pauses too; the send path does not wait for it.
-                    let shared = shared.clone();
-                    tokio::spawn(async move { shared.publish_pause(pause).await });
+                    tracing::debug!(window = st.window, retry_after = ?retry_after, "rate limited (429): pausing the run until a probe is accepted");
                 }
-                if st.pause_until.is_none_or(|p| p < until) {
-                    let extra = match st.pause_until {
-                        Some(p) if p > Instant::now() => until - p,
-                        _ => pause,
-                    };
-                    st.stats.paused_ms += extra.as_millis() as u64;
-                    st.pause_until = Some(until);
-                }
-                tracing::debug!(window = st.window, pause_ms = pause.as_millis() as u64, retry_after = ?retry_after, "rate limited (429): pausing the run and halving the window");
             }
             Some(s) if s < 500 => {
-                st.consecutive_429 = 0;
-                st.adaptive.accepted(Instant::now());
+                st.adaptive.accepted(sent, now, true);
                 st.acked += 1;
                 if st.acked >= st.window {
                     st.acked = 0;
                     st.window = (st.window + 1).min(self.cfg.max_in_flight.max(1));
                 }
             }
-            _ => {}
+            Some(_) => st.adaptive.accepted(sent, now, true),
+            None => st.adaptive.accepted(sent, now, false),
         }
         let new = st.window;
         if new != old {
@@ -586,7 +600,7 @@ impl Governor {
 /// The window the gate enforces: the AIMD window, but at least what the current send rate
 /// needs at the observed latency (with headroom), within `[1, max_in_flight]`.
 fn effective_window(st: &State, cfg: &GovernorConfig) -> u32 {
-    let rate = st.adaptive.rate().unwrap_or(cfg.rate);
+    let rate = st.adaptive.target(Instant::now());
     let needed = (rate * st.latency * 1.5).ceil() as u32;
     st.window.max(needed).clamp(1, cfg.max_in_flight.max(1))
 }
@@ -651,12 +665,17 @@ mod tests {
         }
         // Three pages at 0.5/s: the first at once, then two seconds apart.
         assert_eq!(start.elapsed(), Duration::from_secs(4));
-        // Other reads are not held back by it.
+        // Other reads are not held back by it: ten at the listing's budget would take 20 s;
+        // the startup ramp (from five batches of 4 a second) takes well under one.
         let start = Instant::now();
         for _ in 0..10 {
             drop(g.acquire(RequestKind::Read).await.unwrap());
         }
-        assert!(start.elapsed() < Duration::from_millis(200));
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -684,7 +703,14 @@ mod tests {
         assert_eq!(g.window(), 5);
         g.observe(Some(429), None, Duration::ZERO);
         assert_eq!(g.window(), 2);
-        g.observe(Some(429), None, Duration::ZERO);
+        // More 429s of the same overload (sent before the pause) cut nothing more.
+        g.observe(Some(429), None, Duration::from_millis(1));
+        g.observe(Some(429), None, Duration::from_millis(1));
+        assert_eq!(g.window(), 2);
+        // An answer to something sent after the overload ends the pause; the next 429
+        // is a new overload.
+        tokio::time::advance(Duration::from_millis(10)).await;
+        g.observe(Some(200), None, Duration::ZERO);
         g.observe(Some(429), None, Duration::ZERO);
         assert_eq!(g.window(), 1, "never below 1");
         for _ in 0..1000 {
@@ -692,7 +718,7 @@ mod tests {
         }
         assert_eq!(g.window(), 8, "never above max_in_flight");
         let s = g.stats();
-        assert_eq!((s.rate_limited, s.window_min, s.window_max), (3, 1, 8));
+        assert_eq!((s.rate_limited, s.window_min, s.window_max), (4, 1, 8));
     }
 
     #[tokio::test(start_paused = true)]
@@ -703,15 +729,24 @@ mod tests {
         drop(g.acquire(RequestKind::Write).await.unwrap());
         // Retry-After 30 s is capped at max_retry_after (5 s).
         assert_eq!(start.elapsed().as_secs(), 5);
-        g.observe(Some(429), None, Duration::ZERO);
+        // That request was the pause's one probe: until it is answered, nothing else goes.
+        let g = std::sync::Arc::new(g);
+        let g2 = g.clone();
+        let second = tokio::spawn(async move { drop(g2.acquire(RequestKind::Read).await) });
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(!second.is_finished(), "one probe at a time");
+        // The probe is refused too: the next probe waits 1.25 x the base pause (500 ms).
         g.observe(Some(429), None, Duration::ZERO);
         let start = Instant::now();
-        drop(g.acquire(RequestKind::Read).await.unwrap());
-        // Without Retry-After: base 500 ms doubled per consecutive overload, jittered over
-        // the upper half. The two 429s above arrive together, so they are one overload (the
-        // second after the Retry-After one): the step is 500 ms x 2 and the pause 0.5..=1 s.
-        let waited = start.elapsed().as_millis();
-        assert!((500..=1000).contains(&waited), "{waited}");
+        second.await.unwrap();
+        assert_eq!(start.elapsed().as_millis(), 625);
+        // Accepted, it opens the gate for everyone (at half the rate that tripped).
+        g.observe(Some(200), None, Duration::ZERO);
+        let start = Instant::now();
+        for _ in 0..4 {
+            drop(g.acquire(RequestKind::Read).await.unwrap());
+        }
+        assert!(start.elapsed() < Duration::from_secs(1));
     }
 
     #[tokio::test(start_paused = true)]

@@ -15,6 +15,8 @@ mod adaptive;
 #[cfg(test)]
 mod follow_tests;
 mod governor;
+#[cfg(test)]
+mod limit_tests;
 mod outcome;
 mod retry;
 mod scheduler;

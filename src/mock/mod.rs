@@ -76,7 +76,7 @@ mod api;
 mod cli;
 mod http;
 mod inventory;
-mod limits;
+pub(crate) mod limits;
 mod listener;
 mod routes;
 mod server;
