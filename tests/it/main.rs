@@ -9,6 +9,7 @@ mod diagnostics;
 mod engine;
 mod export;
 mod files;
+mod fleet;
 mod fixtures;
 mod fuzz;
 mod fuzz_plans;
