@@ -47,9 +47,12 @@ pub async fn bench_fleet() {
     let job = run::load_job_text("bench.yaml", text, state.path(), &env)
         .expect("the bench job is valid")
         .job;
-    let mut connection =
-        ConnectionSettings::direct(&mock.base_url, &mock.eid, ApiKey::new(&mock.key));
-    connection.client.timeout = Duration::from_secs(60);
+    // Made afresh for each use: a cloned key is not carried over.
+    let connection = || {
+        let mut c = ConnectionSettings::direct(&mock.base_url, &mock.eid, ApiKey::new(&mock.key));
+        c.client.timeout = Duration::from_secs(60);
+        c
+    };
     let pacing = Pacing {
         seed: Some(1),
         ..Pacing::production()
@@ -58,7 +61,7 @@ pub async fn bench_fleet() {
     // (1) Resolution alone.
     let notes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let seen = notes.clone();
-    let mut pc = PlanConfig::new(job.clone(), connection.clone());
+    let mut pc = PlanConfig::new(job.clone(), connection());
     pc.pacing = pacing.clone();
     pc.notices = Notices::new(move |n: &Notice| {
         if let Notice::PlanNote(t) = n {
@@ -80,7 +83,11 @@ pub async fn bench_fleet() {
     drop(plan);
 
     // (2) The REBOOT of every device, planned again and run.
-    let mut cfg = RunConfig::new(Source::Job(Box::new(job)), connection, state.path().into());
+    let mut cfg = RunConfig::new(
+        Source::Job(Box::new(job)),
+        connection(),
+        state.path().into(),
+    );
     cfg.pacing = pacing;
     let t0 = Instant::now();
     let r = run::run(cfg, CancellationToken::new())

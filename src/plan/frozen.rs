@@ -108,7 +108,7 @@ fn uuid_bytes(id: &str) -> Option<[u8; 16]> {
             b'a'..=b'f' => c - b'a' + 10,
             _ => return None,
         };
-        out[nibbles / 2] |= if nibbles % 2 == 0 { v << 4 } else { v };
+        out[nibbles / 2] |= if nibbles.is_multiple_of(2) { v << 4 } else { v };
         nibbles += 1;
     }
     Some(out)
@@ -185,13 +185,20 @@ impl fmt::Display for Uuids<'_> {
     }
 }
 
+/// Why a column does not read back, naming the entry.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct BadColumn(String);
+
 /// A [`Column`] read back: `count` entries.
-fn decode_column(text: &str, count: usize) -> Result<Vec<Option<String>>, String> {
+fn decode_column(text: &str, count: usize) -> Result<Vec<Option<String>>, BadColumn> {
     if count == 0 {
         return if text.is_empty() {
             Ok(Vec::new())
         } else {
-            Err("a column of an empty target holds entries".into())
+            Err(BadColumn(
+                "a column of an empty target holds entries".into(),
+            ))
         };
     }
     let mut out = Vec::with_capacity(count);
@@ -199,7 +206,7 @@ fn decode_column(text: &str, count: usize) -> Result<Vec<Option<String>>, String
     for entry in text.split('\n') {
         let Some((n, rest)) = entry.split_once(':') else {
             if !entry.is_empty() {
-                return Err(format!("`{entry}` is not front-coded"));
+                return Err(BadColumn(format!("`{entry}` is not front-coded")));
             }
             out.push(None);
             continue;
@@ -208,7 +215,7 @@ fn decode_column(text: &str, count: usize) -> Result<Vec<Option<String>>, String
             .parse::<usize>()
             .ok()
             .and_then(|n| prev.get(..n))
-            .ok_or_else(|| format!("`{entry}` is not front-coded"))?;
+            .ok_or_else(|| BadColumn(format!("`{entry}` is not front-coded")))?;
         let mut v = String::with_capacity(head.len() + rest.len());
         v.push_str(head);
         let mut chars = rest.chars();
@@ -220,17 +227,17 @@ fn decode_column(text: &str, count: usize) -> Result<Vec<Option<String>>, String
             match chars.next() {
                 Some('n') => v.push('\n'),
                 Some('\\') => v.push('\\'),
-                _ => return Err(format!("`{entry}` has a bad escape")),
+                _ => return Err(BadColumn(format!("`{entry}` has a bad escape"))),
             }
         }
         prev.clone_from(&v);
         out.push(Some(v));
     }
     if out.len() != count {
-        return Err(format!(
+        return Err(BadColumn(format!(
             "a column holds {} entries for {count} items",
             out.len()
-        ));
+        )));
     }
     Ok(out)
 }

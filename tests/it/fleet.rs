@@ -51,7 +51,11 @@ async fn a_fleet_larger_than_a_page_is_listed_by_cursor_and_chunked_into_command
         .filter(|r| r.route == "GET /v2/devices/")
         .collect();
     assert_eq!(pages.len(), 3, "{pages:?}");
-    assert!(pages[0].query.contains("cursor=start"), "{}", pages[0].query);
+    assert!(
+        pages[0].query.contains("cursor=start"),
+        "{}",
+        pages[0].query
+    );
     assert!(pages.iter().all(|p| p.query.contains("limit=1000")));
     assert!(pages[1..].iter().all(|p| !p.query.contains("cursor=start")));
     // ceil(2500 / 1000) command requests, each of at most 1,000 devices.
@@ -59,7 +63,11 @@ async fn a_fleet_larger_than_a_page_is_listed_by_cursor_and_chunked_into_command
     let posts = count("POST /commands/v0/commands/");
     assert_eq!(posts, 3);
     let snapshot = server.snapshot();
-    let mut sizes: Vec<usize> = snapshot.commands.iter().map(|c| c.device_ids.len()).collect();
+    let mut sizes: Vec<usize> = snapshot
+        .commands
+        .iter()
+        .map(|c| c.device_ids.len())
+        .collect();
     sizes.sort_unstable();
     assert_eq!(sizes, vec![n - 2000, 1000, 1000]);
     // Every device's state was followed: one status page of 1,000 per chunk.
@@ -130,7 +138,10 @@ async fn format_3_plans_keep_targets_as_columns_and_both_formats_run() {
     let v: Value = serde_json::from_str(&text).unwrap();
     let fleet = &v["targets"]["fleet"];
     assert_eq!(fleet["count"], n);
-    assert!(fleet["uuids"].is_string() && fleet.get("items").is_none(), "{fleet}");
+    assert!(
+        fleet["uuids"].is_string() && fleet.get("items").is_none(),
+        "{fleet}"
+    );
     // Lossless: read back equal, and the hash covers the column form.
     let back = run::read_plan(&file, &Notices::none()).unwrap();
     assert_eq!(back, p);
@@ -173,8 +184,16 @@ fn the_format_3_fixture_round_trips_unchanged() {
             plan::FrozenTarget {
                 kind: plan::ItemKind::Device,
                 items: vec![
-                    device("5b0c1f6e-3f0a-4c59-9d1e-0a6f2b7c8d01", "ACME-0001", Some("R58M0001")),
-                    device("5b0c1f6e-3f0a-4c59-9d1e-0a6f2b7c8d02", "ACME-0002", Some("R58M0002")),
+                    device(
+                        "5b0c1f6e-3f0a-4c59-9d1e-0a6f2b7c8d01",
+                        "ACME-0001",
+                        Some("R58M0001"),
+                    ),
+                    device(
+                        "5b0c1f6e-3f0a-4c59-9d1e-0a6f2b7c8d02",
+                        "ACME-0002",
+                        Some("R58M0002"),
+                    ),
                     device("5b0c1f6e-3f0a-4c59-9d1e-0a6f2b7c8d03", "lobby\\1", None),
                 ],
             },

@@ -10,6 +10,11 @@
 //! a page, links that circle) fail at once. The run bounds the whole of planning by the
 //! job's deadline.
 //!
+//! A device selector of a group, a serial or `online`/`offline` is counted first (one
+//! small read of the legacy list): up to [`V2_ABOVE`] devices it is listed there in pages
+//! of 100, above it in `/v2/devices/` cursor pages of 1,000 under the listing's own budget
+//! (`limits.device_list_rate`), each page turned into items as it arrives.
+//!
 //! It reads only. Turning what it returns into targets, and complaining about selections
 //! that match nothing, is the planner's; the version lookup itself is shared with the
 //! upload read-back in [`super::reconcile`].
