@@ -34,9 +34,9 @@ pub async fn bench_fleet() {
         &groups,
         "--devices-per-group",
         &per_group,
-        "--min-duration",
+        "--command-min-duration",
         "100ms",
-        "--max-duration",
+        "--command-max-duration",
         "500ms",
     ]);
     let state = tempfile::tempdir().expect("a state directory");
