@@ -33,7 +33,8 @@ pub use compile::{MAX_DEVICES_PER_COMMAND, MAX_DEVICES_PER_MOVE, compile, compil
 pub use diff::{Action, Changes, FieldChange, LiveContent, LiveRule};
 pub use export::{ExportPlan, ExportScope, InstalledMethod, PackageVersion};
 pub use resolve::{
-    GroupInfo, Inventory, InventoryError, Resolved, SerialMethod, resolve, select_groups,
+    GroupInfo, Inventory, InventoryError, Resolved, SerialMethod, listing_cost, resolve,
+    select_groups,
 };
 pub use show::{Paths, plan_text};
 pub use verify::{Fault, Faults, integrity, verify};

@@ -471,22 +471,30 @@ fn serial_note(target: &str, found: usize, how: SerialMethod, list_rate: f64) ->
 /// listing's budget `list_rate` (pages a second): the first page at once, then one every
 /// `1/list_rate`. `None` for a single page, which waits for nothing.
 fn listing_note(target: &str, found: usize, page: usize, list_rate: f64) -> Option<String> {
-    let pages = found.div_ceil(page.max(1)).max(1);
+    let (pages, took) = listing_cost(found, page, list_rate);
     if pages < 2 {
         return None;
     }
-    let secs = ((pages - 1) as f64 / list_rate.max(0.0001)).round() as u64;
-    let took = match (secs / 60, secs % 60) {
-        (0, s) => format!("{s}s"),
-        (m, 0) => format!("{m}m"),
-        (m, s) => format!("{m}m {s}s"),
-    };
     Some(format!(
         "target `{target}`: {} listed in {pages} pages of `/v2/devices/` ({page} a page), \
          paced at {} by limits.device_list_rate: about {took} of listing",
         crate::base::count(found as u64, "device", "devices"),
         crate::base::per_second(list_rate)
     ))
+}
+
+/// Pages and time (`8m 15s`) of listing `found` devices in pages of `page` under the
+/// device listing's budget `list_rate` (pages a second): the first page at once, then one
+/// every `1/list_rate`.
+pub fn listing_cost(found: usize, page: usize, list_rate: f64) -> (usize, String) {
+    let pages = found.div_ceil(page.max(1)).max(1);
+    let secs = ((pages - 1) as f64 / list_rate.max(0.0001)).round() as u64;
+    let took = match (secs / 60, secs % 60) {
+        (0, s) => format!("{s}s"),
+        (m, 0) => format!("{m}m"),
+        (m, s) => format!("{m}m {s}s"),
+    };
+    (pages, took)
 }
 
 async fn resolve_one(

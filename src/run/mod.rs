@@ -145,7 +145,12 @@ async fn make_plan(
             error,
         },
     };
-    let reads = PlanReads::new(client, &job.retry);
+    // A paced listing of a large fleet can take minutes: said before it starts.
+    let told = notices.clone();
+    let reads = PlanReads::new(client, &job.retry).with_listing_note(
+        job.limits.device_list_rate(),
+        crate::esper::adapter::ListingNote(Arc::new(move |n| told.send(Notice::PlanNote(n)))),
+    );
     let read_at = jiff::Timestamp::now();
     let resolving = plan::resolve(job, &reads);
     let resolving = async {

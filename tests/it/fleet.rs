@@ -98,6 +98,16 @@ async fn the_plan_says_what_listing_a_large_fleet_costs_up_front() {
         )),
         "{stderr}"
     );
+    // Said before the listing starts too, since at the default budget it takes minutes.
+    let before = stderr
+        .find(&format!(
+            "listing {n} devices in 3 pages of `/v2/devices/` (1000 a page), paced at 30/m by limits.device_list_rate: about 4s"
+        ))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        before < stderr.find("listed in 3 pages").unwrap(),
+        "{stderr}"
+    );
     // A small fleet stays on the legacy list and has no such note.
     let small_server = start(small(1502)).await;
     std::fs::write(&job, reboot_job(&small_server, "30/m")).unwrap();

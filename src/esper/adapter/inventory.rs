@@ -101,6 +101,19 @@ pub struct PlanReads<'a> {
     /// The groups of every device listed so far (device id → group ids): the live state
     /// a `group_move` is decided against, kept from the listings targets needed anyway.
     members: std::sync::Arc<std::sync::Mutex<BTreeMap<String, Vec<String>>>>,
+    /// Told before a paced `/v2/devices/` listing starts what it will cost, with the
+    /// listing's budget (pages a second): minutes at the default, said before waiting them.
+    before_listing: Option<(f64, ListingNote)>,
+}
+
+/// Where [`PlanReads`] says what a paced listing will cost before it starts.
+#[derive(Clone)]
+pub struct ListingNote(pub std::sync::Arc<dyn Fn(String) + Send + Sync>);
+
+impl std::fmt::Debug for ListingNote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ListingNote")
+    }
 }
 
 impl<'a> PlanReads<'a> {
@@ -109,7 +122,15 @@ impl<'a> PlanReads<'a> {
             client,
             retry: retry.clone(),
             members: Default::default(),
+            before_listing: None,
         }
+    }
+
+    /// The same reads, telling `note` what each paced `/v2/devices/` listing will cost
+    /// under `list_rate` (pages a second) before it starts.
+    pub fn with_listing_note(mut self, list_rate: f64, note: ListingNote) -> PlanReads<'a> {
+        self.before_listing = Some((list_rate, note));
+        self
     }
 
     fn remember(&self, d: &Device) {
@@ -189,6 +210,16 @@ impl<'a> PlanReads<'a> {
             // own: one count first tells them apart.
             let count = read_retrying(retry, || c.count_devices(&filter)).await?;
             if count > V2_ABOVE {
+                if let Some((rate, note)) = &self.before_listing {
+                    let (pages, took) =
+                        crate::plan::listing_cost(count as usize, serials::SCAN_PAGE, *rate);
+                    (note.0)(format!(
+                        "listing {count} devices in {pages} pages of `/v2/devices/` ({} a \
+                         page), paced at {} by limits.device_list_rate: about {took}",
+                        serials::SCAN_PAGE,
+                        crate::base::per_second(*rate)
+                    ));
+                }
                 return read_retrying(retry, || {
                     c.list_devices_v2(q.clone()).map_ok(to_item).try_collect()
                 })
