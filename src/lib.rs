@@ -28,6 +28,11 @@
 //!   narrows the resolved targets to a `--limit`. [`plan::export`] decides what an `export`
 //!   step reads (a scope of filters, never a frozen list of devices), how `what: installed`
 //!   reads, and what it costs. Apart from the inventory reads it is pure and sends nothing.
+//!   From plan format 3 the frozen targets are written as columns (`plan/frozen.rs`: UUIDs
+//!   as base64 of their bytes, names and details front-coded), so a 100,000-device plan
+//!   file stays small; formats 2 and 3 both run. Large device targets are listed in
+//!   `/v2/devices/` cursor pages of 1,000, and the plan's notes say what that listing's own
+//!   budget makes it cost; commands to devices are chunked at the API's 1,000 a request.
 //! - [`base`]: the vocabulary the layers share and none owns: endpoints
 //!   ([`base::Endpoint`]), request kinds, observations, the [`base::Throttle`] gate,
 //!   [`base::FailureClass`], and the [`base::Hint`] convention for advice on errors. A
@@ -86,8 +91,9 @@
 //!   Every read-modify-write is a Lua script on Redis' clock; `run/shared.rs` decides what
 //!   a run does with it (refuse at start, degrade mid-run, stop on a lost lease).
 //! - [`progress`]: progress bars on a terminal (nothing under cron or a pipe).
-//! - [`util`]: atomic file writes onto regular files only, bounded reads of regular files,
-//!   and file-safe names.
+//! - [`util`]: atomic file writes onto regular files only (whole, or streamed into the
+//!   temporary file with `atomic_write_with`, as plans are), bounded reads of regular
+//!   files, and file-safe names.
 //! - [`cli`]: the command line: its grammar (`cli/args.rs`, from which the completion
 //!   scripts and the man page are made; `cli/complete.rs` offers live run ids and context
 //!   names),
@@ -148,7 +154,8 @@
 //! - **Invariant:** saved formats are versioned types owned by the module that writes
 //!   them (`journal::records`, `report::schema`, the plan module's own `Plan` data with
 //!   `PLAN_FORMAT`), never `Serialize` derived on executor internals; old formats stay
-//!   readable, and a fixture test keeps an old plan file byte-identical on a round trip.
+//!   readable, and fixture tests keep an old (format 2) and a format 3 plan file
+//!   identical on a round trip.
 //! - **Invariant:** reports list tasks in plan order (by `TaskId`), never completion order.
 //! - **Invariant:** the API key lives in [`esper::ApiKey`]; it is never printed by `Debug`,
 //!   logs, errors, plans or reports, and the client masks it in everything a server sends

@@ -137,6 +137,28 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// [`atomic_write`] for content made while it is written: `fill` writes into the
+/// temporary file (buffered), which replaces `path` only when `fill` succeeded, so a large
+/// file (a plan) is never held whole in memory first.
+pub fn atomic_write_with(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    check_writable(path)?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir)?;
+    let tmp = tempfile::NamedTempFile::new_in(dir)?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 16, tmp);
+    fill(&mut w)?;
+    let tmp = w.into_inner().map_err(|e| e.into_error())?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
 /// Refuses a destination that exists and is not a regular file (a FIFO, a device node, a
 /// symlink, a directory): what [`atomic_write`] and streamed writes check first.
 pub fn check_writable(path: &Path) -> std::io::Result<()> {

@@ -3,7 +3,7 @@
 //!
 //! - `plan`: validate and plan a job that fans out to 1,000,000 tasks (2,000 groups x 500
 //!   devices, an in-memory inventory), materialize every task, and report time and peak
-//!   memory.
+//!   memory. `plan random` gives the devices unordered names and serials.
 //! - `run`: run 10,000 single-request tasks against the mock Esper in a separate process
 //!   (`esper-bulk mock`, so this process's CPU time is the engine's alone) with a
 //!   server-side limit of 200 req/s, in three scenarios: the engine not told the limit,
@@ -17,8 +17,11 @@
 //! - `export`: a 100,000-device export's time, requests and peak memory (see `export.rs`).
 //! - `shared`: three engine processes sharing one tenant's limit through Redis
 //!   (`--coordinator`), with Redis up and with Redis killed mid-run (see `shared.rs`).
+//! - `fleet`: a 100,000-device fleet's resolution and a followed REBOOT of all of it
+//!   (see `fleet.rs`).
 
 mod export;
+mod fleet;
 mod limit;
 mod shared;
 
@@ -33,8 +36,20 @@ use futures::future::BoxFuture;
 const GROUPS: usize = 2_000;
 const PER_GROUP: usize = 500;
 
-/// A fleet held in memory: 2,000 store groups of 500 devices.
-struct Fleet;
+/// A fleet held in memory: 2,000 store groups of 500 devices; `random` gives the devices
+/// names and serials in no order (a real fleet's), which front coding cannot shorten.
+struct Fleet {
+    random: bool,
+}
+
+/// A small deterministic generator (xorshift), for names without order.
+fn scramble(i: usize) -> u64 {
+    let mut x = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    x
+}
 
 impl Inventory for Fleet {
     fn groups(&self) -> BoxFuture<'_, Result<Vec<GroupInfo>, InventoryError>> {
@@ -58,12 +73,27 @@ impl Inventory for Fleet {
         _f: &'a DeviceSelector,
     ) -> BoxFuture<'a, Result<Vec<Item>, InventoryError>> {
         async move {
+            let random = self.random;
             Ok((0..GROUPS * PER_GROUP)
-                .map(|i| Item {
-                    kind: ItemKind::Device,
-                    id: format!("d0000000-0000-4000-8000-{i:012}"),
-                    name: format!("ACME-{:04}-{:03}", i / PER_GROUP, i % PER_GROUP),
-                    detail: Some(format!("R58M{i:08X}")),
+                .map(|i| {
+                    let (name, serial) = if random {
+                        let r = scramble(i);
+                        (
+                            format!("pos-{:010x}", r >> 24),
+                            format!("R58M{:08X}", (r & 0xFFFF_FFFF) as u32),
+                        )
+                    } else {
+                        (
+                            format!("ACME-{:04}-{:03}", i / PER_GROUP, i % PER_GROUP),
+                            format!("R58M{i:08X}"),
+                        )
+                    };
+                    Item {
+                        kind: ItemKind::Device,
+                        id: format!("d0000000-0000-4000-8000-{i:012}"),
+                        name,
+                        detail: Some(serial),
+                    }
                 })
                 .collect())
         }
@@ -109,19 +139,21 @@ fn peak_rss_mib() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-async fn bench_plan() {
+async fn bench_plan(random: bool) {
     let started = Instant::now();
     let env = |n: &str| (n == "ESPER_API_KEY").then(|| "k".to_string());
     let (job, _) =
         job::load("million.yaml", JOB, &job::Host::env_only(&env)).expect("the bench job is valid");
     let loaded = started.elapsed();
-    let resolved = plan::resolve(&job, &Fleet).await.expect("targets resolve");
+    let resolved = plan::resolve(&job, &Fleet { random })
+        .await
+        .expect("targets resolve");
     let resolved_at = started.elapsed();
     let server = Server {
         base_url: "https://acme-api.esper.cloud/api".into(),
         enterprise_id: "6ec3e3a2-0b3a-4c8e-9a7e-6a1d0d5b2f10".into(),
     };
-    let p = plan::compile(&job, &resolved, server).expect("plan compiles");
+    let p = plan::compile_owned(&job, resolved, server).expect("plan compiles");
     let compiled = started.elapsed();
     let mut bytes = 0usize;
     let mut writes = 0usize;
@@ -133,9 +165,18 @@ async fn bench_plan() {
         }
     }
     let materialized = started.elapsed();
-    let plan_json = serde_json::to_vec(&p).expect("plan serializes");
+    // Written as `plan --out` writes it: sealed, pretty, streamed into the file.
+    let dir = tempfile::tempdir().expect("a directory");
+    let file = dir.path().join("plan.json");
+    esper_bulk::run::write_plan(&file, &p).expect("plan writes");
+    let plan_bytes = std::fs::metadata(&file).map_or(0, |m| m.len());
     let total = started.elapsed();
-    println!("plan benchmark: {} groups x {} devices", GROUPS, PER_GROUP);
+    println!(
+        "plan benchmark: {} groups x {} devices ({} names)",
+        GROUPS,
+        PER_GROUP,
+        if random { "random" } else { "sequential" }
+    );
     println!("  tasks                     {:>12}", p.task_count);
     println!(
         "  validate                  {:>9.3} s",
@@ -155,8 +196,9 @@ async fn bench_plan() {
         bytes as f64 / 1048576.0
     );
     println!(
-        "  plan file                 {:>9.1} MiB",
-        plan_json.len() as f64 / 1048576.0
+        "  plan file (format {})      {:>9.1} MiB",
+        p.format,
+        plan_bytes as f64 / 1048576.0
     );
     println!(
         "  total                     {:>9.3} s  (target < 5 s)",
@@ -404,13 +446,16 @@ fn main() {
         .build()
         .expect("runtime");
     match what.as_str() {
-        "plan" => rt.block_on(bench_plan()),
+        "plan" => rt.block_on(bench_plan(
+            std::env::args().nth(2).as_deref() == Some("random"),
+        )),
         "run" => rt.block_on(bench_run()),
         "limit" => rt.block_on(limit::bench_limit()),
         "export" => rt.block_on(export::bench_export()),
         "shared" => shared::bench_shared(),
+        "fleet" => rt.block_on(fleet::bench_fleet()),
         other => {
-            eprintln!("unknown benchmark `{other}`; try: plan, run, limit, export, shared");
+            eprintln!("unknown benchmark `{other}`; try: plan, run, limit, export, shared, fleet");
             std::process::exit(2);
         }
     }

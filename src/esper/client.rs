@@ -228,6 +228,8 @@ pub struct CommandFilter {
 
 /// Page size for the lists the engine walks: large pages mean fewer rate permits.
 const PAGE_SIZE: u32 = 100;
+/// Page size for a command's per-device statuses: one page per 1,000-device chunk.
+const STATUS_PAGE_SIZE: u32 = 1000;
 
 impl Client {
     pub fn new(conn: Connection, opts: ClientOptions) -> Result<Client, ApiError> {
@@ -581,12 +583,11 @@ impl Client {
     ) -> impl Stream<Item = Result<CommandStatus, ApiError>> + Send + 'static {
         let mut q = vec![("request".to_string(), request_id.to_string())];
         q.extend(optional("state", state));
-        self.paginate(
-            Endpoint::CommandStatuses,
-            None,
-            Self::page_query(q),
-            PageStyle::Envelope,
-        )
+        // A chunk's 1,000 devices in one page: the status list documents no maximum, and
+        // 1,000 is what the API's largest documented page (`/v2/devices/`) allows.
+        q.push(("limit".into(), STATUS_PAGE_SIZE.to_string()));
+        q.push(("offset".into(), "0".into()));
+        self.paginate(Endpoint::CommandStatuses, None, q, PageStyle::Envelope)
     }
 
     // ---- alarm rules (v1) ----

@@ -43,7 +43,8 @@ pub use adaptive::AdaptiveRate;
 pub use governor::{Governor, GovernorConfig, GovernorStats, Sample, Slot, TokioClock};
 pub use outcome::{
     Attempt, DeviceCounts, DeviceResult, DeviceState, Followed, GaveUp, InstallCheck, InstallState,
-    Outcome, Reason, RolloutStop, Shortfall, StopReason, TaskStatus,
+    MAX_DEVICE_REASON, Outcome, Reason, RolloutStop, Shortfall, StopReason, TaskStatus,
+    device_reason,
 };
 pub use retry::{Failure, RetryBudget, next_delay};
 pub use scheduler::{Decision, Finish, Scheduler};

@@ -152,7 +152,26 @@ impl DeviceCounts {
 pub struct DeviceResult {
     pub id: String,
     pub state: DeviceState,
+    /// At most [`MAX_DEVICE_REASON`] characters ([`device_reason`]).
     pub reason: Option<String>,
+}
+
+/// The longest per-device reason kept: a 1,000-device chunk's journal record stays
+/// bounded by its device list whatever a device reports.
+pub const MAX_DEVICE_REASON: usize = 500;
+
+/// A device's reason cut to [`MAX_DEVICE_REASON`] characters (`…` marks a cut).
+pub fn device_reason(reason: &str) -> String {
+    match reason.char_indices().nth(MAX_DEVICE_REASON) {
+        None => reason.to_string(),
+        Some((end, _)) => {
+            let keep = reason[..end]
+                .char_indices()
+                .nth(MAX_DEVICE_REASON - 1)
+                .map_or(end, |(i, _)| i);
+            format!("{}…", &reason[..keep])
+        }
+    }
 }
 
 /// What following an asynchronous command found.

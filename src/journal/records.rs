@@ -476,7 +476,8 @@ impl From<&Followed> for FollowedRecord {
                 .map(|d| DeviceRecord {
                     id: d.id.clone(),
                     state: d.state,
-                    reason: d.reason.clone(),
+                    // Bounded here too: the journal never takes an unbounded device text.
+                    reason: d.reason.as_deref().map(crate::exec::device_reason),
                 })
                 .collect(),
             install: f

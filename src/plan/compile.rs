@@ -16,9 +16,12 @@ use super::{
 };
 use crate::job::{Job, StepOp, VersionRef, Wait};
 
-/// Esper accepts at most 500 groups and (now) 1000 devices per command request; 500 is
-/// safe on every generation of the endpoint.
-pub const MAX_DEVICES_PER_COMMAND: u32 = 500;
+/// Rows of a command's per-device statuses read a page (the client's page size for them).
+const STATUS_PAGE: u64 = 1000;
+
+/// Esper's `/commands/v0/commands/` takes at most 1,000 devices (and 500 groups) per
+/// request (API.md §6, `devices` 0..1000): a 100,000-device command is 100 requests.
+pub const MAX_DEVICES_PER_COMMAND: u32 = 1000;
 /// The bulk limit of `device_ids` in a group PATCH is undocumented; 500 matches commands.
 pub const MAX_DEVICES_PER_MOVE: u32 = 500;
 /// A plan larger than this is a mistake (or needs splitting into several jobs).
@@ -26,6 +29,13 @@ const MAX_TASKS: u64 = 10_000_000;
 
 /// Builds the plan. `server` is where the targets were resolved.
 pub fn compile(job: &Job, resolved: &Resolved, server: Server) -> Result<Plan, PlanError> {
+    compile_owned(job, resolved.clone(), server)
+}
+
+/// [`compile`], taking the resolved targets by value: a 100,000-device fleet's targets
+/// move into the plan instead of being held twice.
+pub fn compile_owned(job: &Job, mut resolved: Resolved, server: Server) -> Result<Plan, PlanError> {
+    let resolved_groups = device_groups(&resolved);
     let mut steps = Vec::new();
     let mut next: u64 = 0;
     for step in &job.steps {
@@ -160,7 +170,7 @@ pub fn compile(job: &Job, resolved: &Resolved, server: Server) -> Result<Plan, P
                 1,
                 OpTemplate::ContentUpload { file: file.clone() },
             ),
-            StepOp::Export(spec) => (Fanout::Single, 1, export_op(resolved, &step.id, spec)),
+            StepOp::Export(spec) => (Fanout::Single, 1, export_op(&resolved, &step.id, spec)),
             StepOp::Request {
                 method,
                 path,
@@ -227,14 +237,14 @@ pub fn compile(job: &Job, resolved: &Resolved, server: Server) -> Result<Plan, P
         retry: job.retry.clone(),
         deadline_ms: job.deadline,
         vars: job.vars.clone(),
-        targets: resolved.targets.clone(),
+        targets: std::mem::take(&mut resolved.targets),
         steps,
         task_count: next as u32,
         estimate: Estimate::default(),
         snapshot_at: None,
         limit: Vec::new(),
         notify: job.notify.clone(),
-        device_groups: device_groups(resolved),
+        device_groups: resolved_groups,
     };
     if let Some(rules) = &resolved.rules {
         super::diff::decide(&mut plan, rules);
@@ -275,7 +285,7 @@ fn export_op(resolved: &Resolved, step: &str, spec: &crate::job::ExportSpec) -> 
 }
 
 /// Requests by endpoint. Command polls are a lower bound: one stats read plus the
-/// per-device status pages (100 devices a page).
+/// per-device status pages (`STATUS_PAGE` devices a page).
 fn estimate(steps: &[PlanStep], targets: &super::Targets, rate: f64) -> Estimate {
     let mut r: BTreeMap<Endpoint, u64> = BTreeMap::new();
     let mut add = |k: Endpoint, n: u64| *r.entry(k).or_default() += n;
@@ -304,7 +314,7 @@ fn estimate(steps: &[PlanStep], targets: &super::Targets, rate: f64) -> Estimate
                     };
                     add(
                         Endpoint::CommandStatuses,
-                        devices.map_or(n, |d| d.div_ceil(100).max(n)),
+                        devices.map_or(n, |d| d.div_ceil(STATUS_PAGE).max(n)),
                     );
                 }
             }

@@ -14,6 +14,7 @@
 mod compile;
 pub mod diff;
 pub mod export;
+mod frozen;
 pub mod limit;
 mod resolve;
 mod show;
@@ -28,17 +29,23 @@ use serde_json::{Value, json};
 pub use crate::base::Endpoint;
 use crate::job::{Amount, Limits, OnExists, RetrySettings, Tolerance, template};
 
-pub use compile::{MAX_DEVICES_PER_COMMAND, MAX_DEVICES_PER_MOVE, compile};
+pub use compile::{MAX_DEVICES_PER_COMMAND, MAX_DEVICES_PER_MOVE, compile, compile_owned};
 pub use diff::{Action, Changes, FieldChange, LiveContent, LiveRule};
 pub use export::{ExportPlan, ExportScope, InstalledMethod, PackageVersion};
 pub use resolve::{
-    GroupInfo, Inventory, InventoryError, Resolved, SerialMethod, resolve, select_groups,
+    GroupInfo, Inventory, InventoryError, Resolved, SerialMethod, listing_cost, resolve,
+    select_groups,
 };
 pub use show::{Paths, plan_text};
 pub use verify::{Fault, Faults, integrity, verify};
 
 /// The plan file format; bumped on incompatible changes.
-pub const PLAN_FORMAT: u32 = 2;
+/// Format 3 writes frozen targets as columns (`frozen`); 1 and 2 wrote items and read as
+/// they always did.
+pub const PLAN_FORMAT: u32 = 3;
+/// The oldest format `run --plan` still runs: format 1 rendered every task, a shape no
+/// longer read.
+pub const OLDEST_PLAN_FORMAT: u32 = 2;
 
 /// Index of a task in the plan; also its position in reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -79,8 +86,9 @@ pub enum ItemKind {
     Device,
 }
 
-/// A target's frozen selection.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A target's frozen selection. Its serde is `frozen`'s: items up to format 2, columns
+/// from format 3.
+#[derive(Debug, Clone, PartialEq)]
 pub struct FrozenTarget {
     pub kind: ItemKind,
     pub items: Vec<Item>,
@@ -484,7 +492,7 @@ pub struct Plan {
 
 impl Serialize for Plan {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        Plan::serialize(self, s)
+        frozen::columns_while(self.format >= 3, || Plan::serialize(self, s))
     }
 }
 

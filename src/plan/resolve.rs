@@ -91,6 +91,14 @@ pub trait Inventory: Send + Sync {
     fn serial_method(&self, _serials: &[String]) -> Option<SerialMethod> {
         None
     }
+
+    /// The page size, when [`Inventory::devices`] reads a selector's filters through the
+    /// paced device listing (`/v2/devices/` in cursor pages), so the plan can say what the
+    /// listing's own budget makes it cost; `None` (the default) otherwise.
+    /// `found` is how many devices the selector listed.
+    fn listing_page(&self, _filter: &DeviceSelector, _found: usize) -> Option<usize> {
+        None
+    }
 }
 
 /// How the devices of a CSV's serials are found.
@@ -180,6 +188,14 @@ pub async fn resolve(job: &Job, inv: &dyn Inventory) -> Result<Resolved, PlanErr
                     how,
                     job.limits.device_list_rate(),
                 ));
+            } else if let TargetSpec::Devices(sel) = spec
+                && sel.serials.is_empty()
+                && sel.ids.is_empty()
+                && let Some(page) = inv.listing_page(sel, t.items.len())
+                && let Some(note) =
+                    listing_note(name, t.items.len(), page, job.limits.device_list_rate())
+            {
+                out.notes.push(note);
             }
             out.targets.insert(name.clone(), t);
         }
@@ -451,6 +467,36 @@ fn serial_note(target: &str, found: usize, how: SerialMethod, list_rate: f64) ->
     }
 }
 
+/// What listing a target of `found` devices in pages of `page` costs under the device
+/// listing's budget `list_rate` (pages a second): the first page at once, then one every
+/// `1/list_rate`. `None` for a single page, which waits for nothing.
+fn listing_note(target: &str, found: usize, page: usize, list_rate: f64) -> Option<String> {
+    let (pages, took) = listing_cost(found, page, list_rate);
+    if pages < 2 {
+        return None;
+    }
+    Some(format!(
+        "target `{target}`: {} listed in {pages} pages of `/v2/devices/` ({page} a page), \
+         paced at {} by limits.device_list_rate: about {took} of listing",
+        crate::base::count(found as u64, "device", "devices"),
+        crate::base::per_second(list_rate)
+    ))
+}
+
+/// Pages and time (`8m 15s`) of listing `found` devices in pages of `page` under the
+/// device listing's budget `list_rate` (pages a second): the first page at once, then one
+/// every `1/list_rate`.
+pub fn listing_cost(found: usize, page: usize, list_rate: f64) -> (usize, String) {
+    let pages = found.div_ceil(page.max(1)).max(1);
+    let secs = ((pages - 1) as f64 / list_rate.max(0.0001)).round() as u64;
+    let took = match (secs / 60, secs % 60) {
+        (0, s) => format!("{s}s"),
+        (m, 0) => format!("{m}m"),
+        (m, s) => format!("{m}m {s}s"),
+    };
+    (pages, took)
+}
+
 async fn resolve_one(
     name: &str,
     spec: &TargetSpec,
@@ -641,6 +687,23 @@ pub fn select_groups(sel: &GroupSelector, groups: &[GroupInfo]) -> Vec<Item> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_paced_listing_says_what_it_costs() {
+        // 100,000 devices at 1,000 a page under the default 12/m: 99 waits of 5 s.
+        let note = listing_note("fleet", 100_000, 1000, 0.2).unwrap();
+        assert_eq!(
+            note,
+            "target `fleet`: 100000 devices listed in 100 pages of `/v2/devices/` (1000 a \
+             page), paced at 12/m by limits.device_list_rate: about 8m 15s of listing"
+        );
+        assert!(listing_note("fleet", 1000, 1000, 0.2).is_none());
+        assert!(
+            listing_note("fleet", 1001, 1000, 0.2)
+                .unwrap()
+                .contains("about 5s")
+        );
+    }
     use crate::base::Hint;
 
     fn g(id: &str, path: &str) -> GroupInfo {

@@ -20,8 +20,21 @@ use crate::job::{ATTEMPTS_RANGE, Amount, IN_FLIGHT_RANGE, MAX_DURATION, RATE_RAN
 /// [`Plan`], without the file's own `integrity` field). Reports record it as `plan_hash`.
 pub fn integrity(plan: &Plan) -> String {
     use sha2::{Digest, Sha256};
-    let bytes = serde_json::to_vec(plan).unwrap_or_default();
-    let digest = Sha256::digest(&bytes);
+    /// Hashes the serialization as it is made: a million-task plan's JSON is never held.
+    struct Hashing(Sha256);
+    impl std::io::Write for Hashing {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.update(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut h = Hashing(Sha256::new());
+    // Serializing a plan into memory cannot fail (its maps are keyed by strings).
+    let _ = serde_json::to_writer(std::io::BufWriter::with_capacity(1 << 16, &mut h), plan);
+    let digest = h.0.finalize();
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     format!("sha256:{hex}")
 }

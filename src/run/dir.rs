@@ -156,7 +156,8 @@ pub(super) fn run_plan(dir: &Path, notices: &Notices) -> Result<Plan, RunError> 
     Ok(plan)
 }
 
-/// Reads a plan saved by `plan --out`, refusing other plan formats and any plan that fails
+/// Reads a plan saved by `plan --out` (formats [`plan::OLDEST_PLAN_FORMAT`] to the current
+/// one), refusing other plan formats and any plan that fails
 /// [`plan::verify`]: its integrity hash, the job checker's ranges and counts that agree
 /// with its frozen targets. A plan written before plans carried a hash is run with a
 /// [`Notice::UnsealedPlan`].
@@ -167,7 +168,7 @@ pub fn read_plan(path: &Path, notices: &Notices) -> Result<Plan, RunError> {
             source,
         })?;
     let (plan, seal) = parse_plan(path, &text)?;
-    if plan.format != plan::PLAN_FORMAT {
+    if !(plan::OLDEST_PLAN_FORMAT..=plan::PLAN_FORMAT).contains(&plan.format) {
         return Err(RunError::PlanFormat {
             path: path.to_path_buf(),
             found: plan.format,
@@ -231,24 +232,30 @@ fn check_plan(
 /// Writes a plan for review and `run --plan` (atomically: a half-written plan must never
 /// be run), with its `integrity` hash.
 pub fn write_plan(path: &Path, plan: &Plan) -> Result<(), RunError> {
-    let text = sealed_plan(plan);
-    crate::util::atomic_write(path, text.as_bytes()).map_err(|source| RunError::Write {
+    let sealed = sealed(plan);
+    crate::util::atomic_write_with(path, |w| {
+        serde_json::to_writer_pretty(w, &sealed).map_err(std::io::Error::other)
+    })
+    .map_err(|source| RunError::Write {
         path: path.to_path_buf(),
         source,
     })
 }
 
-/// The plan as `plan --out` writes it and `plan --json` prints it: pretty JSON ending
-/// with its `integrity` hash, so a plan saved from either is checked the same way.
-pub fn sealed_plan(plan: &Plan) -> String {
+fn sealed(plan: &Plan) -> Sealed<'_> {
     let (changes, step_changes) = plan::diff::changes(plan);
-    let sealed = Sealed {
+    Sealed {
         plan,
         changes,
         step_changes,
         integrity: plan::integrity(plan),
-    };
-    serde_json::to_string_pretty(&sealed).unwrap_or_default()
+    }
+}
+
+/// The plan as `plan --out` writes it and `plan --json` prints it: pretty JSON ending
+/// with its `integrity` hash, so a plan saved from either is checked the same way.
+pub fn sealed_plan(plan: &Plan) -> String {
+    serde_json::to_string_pretty(&sealed(plan)).unwrap_or_default()
 }
 
 /// Takes the lock of `job` against `server` for run `id`, waiting up to `wait` for a

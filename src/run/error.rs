@@ -108,7 +108,7 @@ pub enum RunError {
     /// A plan file that fails [`crate::plan::verify`]: edited, damaged or forged.
     #[error("refusing plan {}: {faults}", path.display())]
     BadPlan { path: PathBuf, faults: Faults },
-    #[error("plan {} has format {found}, this esper-bulk reads format {expected}", path.display())]
+    #[error("plan {} has format {found}, this esper-bulk reads formats {} to {expected}", path.display(), crate::plan::OLDEST_PLAN_FORMAT)]
     PlanFormat {
         path: PathBuf,
         found: u32,

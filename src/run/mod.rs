@@ -148,7 +148,12 @@ async fn make_plan(
             error,
         },
     };
-    let reads = PlanReads::new(client, &job.retry);
+    // A paced listing of a large fleet can take minutes: said before it starts.
+    let told = notices.clone();
+    let reads = PlanReads::new(client, &job.retry).with_listing_note(
+        job.limits.device_list_rate(),
+        crate::esper::adapter::ListingNote(Arc::new(move |n| told.send(Notice::PlanNote(n)))),
+    );
     let read_at = jiff::Timestamp::now();
     let resolving = plan::resolve(job, &reads);
     let resolving = async {
@@ -174,14 +179,16 @@ async fn make_plan(
     for w in &resolved.warnings {
         notices.send(Notice::PlanWarning(w.clone()));
     }
-    let mut plan = plan::compile(job, &resolved, server).map_err(err)?;
+    let snapshot = resolved.rules.is_some() || resolved.contents.is_some();
+    let contents = resolved.contents.clone();
+    let mut plan = plan::compile_owned(job, resolved, server).map_err(err)?;
     plan.limit = limit.to_vec();
-    if let Some(contents) = &resolved.contents {
+    if let Some(contents) = &contents {
         let size_of = |f: &str| std::fs::metadata(f).ok().map(|m| m.len());
         plan::diff::decide_contents(&mut plan, contents, &size_of);
         plan.reestimate();
     }
-    if resolved.rules.is_some() || resolved.contents.is_some() {
+    if snapshot {
         plan.snapshot_at = Some(read_at.to_string());
     }
     Ok(plan)

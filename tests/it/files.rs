@@ -108,7 +108,9 @@ async fn an_edited_plan_file_is_refused_with_exit_2_and_nothing_is_sent() {
         ("steps emptied", |v| v["steps"] = Value::Array(vec![])),
         ("rate zero", |v| v["limits"]["rate"] = 0.into()),
         ("an item's id changed", |v| {
-            v["targets"]["s"]["items"][0]["id"] = "someone-else".into()
+            // Format 3 keeps the ids as base64 of their bytes: the first id's first bytes.
+            let uuids = v["targets"]["s"]["uuids"].as_str().unwrap();
+            v["targets"]["s"]["uuids"] = format!("AAAA{}", &uuids[4..]).into()
         }),
         ("rate zero, resealed", |v| {
             v["limits"]["rate"] = 0.into();

@@ -11,6 +11,7 @@ mod engine;
 mod export;
 mod files;
 mod fixtures;
+mod fleet;
 mod fuzz;
 mod fuzz_plans;
 mod hostile;

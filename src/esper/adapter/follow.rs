@@ -100,7 +100,7 @@ pub(super) async fn follow(
             devices.push(DeviceResult {
                 id: r.device.clone(),
                 state,
-                reason: r.reason.clone(),
+                reason: r.reason.as_deref().map(crate::exec::device_reason),
             });
         }
     }

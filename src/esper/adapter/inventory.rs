@@ -10,6 +10,11 @@
 //! a page, links that circle) fail at once. The run bounds the whole of planning by the
 //! job's deadline.
 //!
+//! A device selector of a group, a serial or `online`/`offline` is counted first (one
+//! small read of the legacy list): up to [`V2_ABOVE`] devices it is listed there in pages
+//! of 100, above it in `/v2/devices/` cursor pages of 1,000 under the listing's own budget
+//! (`limits.device_list_rate`), each page turned into items as it arrives.
+//!
 //! It reads only. Turning what it returns into targets, and complaining about selections
 //! that match nothing, is the planner's; the version lookup itself is shared with the
 //! upload read-back in [`super::reconcile`].
@@ -32,6 +37,10 @@ use crate::plan::{
     GroupInfo, Inventory, InventoryError, Item, ItemKind, LiveContent, LiveRule, PackageVersion,
     SerialMethod,
 };
+
+/// Above this many devices a target is listed in `/v2/devices/` cursor pages of 1,000
+/// rather than legacy pages of 100: 20 legacy pages cost more than the few paced v2 ones.
+pub(super) const V2_ABOVE: u64 = 2000;
 
 /// The root group Esper puts every group under; paths in job files are written below it.
 const ROOT_GROUP: &str = "All devices";
@@ -92,6 +101,19 @@ pub struct PlanReads<'a> {
     /// The groups of every device listed so far (device id → group ids): the live state
     /// a `group_move` is decided against, kept from the listings targets needed anyway.
     members: std::sync::Arc<std::sync::Mutex<BTreeMap<String, Vec<String>>>>,
+    /// Told before a paced `/v2/devices/` listing starts what it will cost, with the
+    /// listing's budget (pages a second): minutes at the default, said before waiting them.
+    before_listing: Option<(f64, ListingNote)>,
+}
+
+/// Where [`PlanReads`] says what a paced listing will cost before it starts.
+#[derive(Clone)]
+pub struct ListingNote(pub std::sync::Arc<dyn Fn(String) + Send + Sync>);
+
+impl std::fmt::Debug for ListingNote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ListingNote")
+    }
 }
 
 impl<'a> PlanReads<'a> {
@@ -100,7 +122,15 @@ impl<'a> PlanReads<'a> {
             client,
             retry: retry.clone(),
             members: Default::default(),
+            before_listing: None,
         }
+    }
+
+    /// The same reads, telling `note` what each paced `/v2/devices/` listing will cost
+    /// under `list_rate` (pages a second) before it starts.
+    pub fn with_listing_note(mut self, list_rate: f64, note: ListingNote) -> PlanReads<'a> {
+        self.before_listing = Some((list_rate, note));
+        self
     }
 
     fn remember(&self, d: &Device) {
@@ -158,20 +188,48 @@ impl<'a> PlanReads<'a> {
         }
         if !sel.serials.is_empty() {
             // Many serials: one cursor scan of the fleet (1,000 a page) beats a request each.
+            // Each page is reduced to the wanted devices' items as it arrives.
             let wanted: std::collections::BTreeSet<&str> =
                 sel.serials.iter().map(String::as_str).collect();
-            let all: Vec<Device> =
-                read_retrying(retry, || c.list_devices_v2(Vec::new()).try_collect()).await?;
-            return Ok(all
-                .into_iter()
-                .filter(|d| d.serial.as_deref().is_some_and(|s| wanted.contains(s)))
-                .map(to_item)
-                .collect());
+            return read_retrying(retry, || {
+                c.list_devices_v2(Vec::new())
+                    .try_filter(|d| {
+                        let keep = d.serial.as_deref().is_some_and(|s| wanted.contains(s));
+                        async move { keep }
+                    })
+                    .map_ok(to_item)
+                    .try_collect()
+            })
+            .await;
         }
         let filter = device_filter(sel);
-        let devices: Vec<Device> =
-            read_retrying(retry, || c.list_devices(&filter).try_collect()).await?;
-        Ok(devices.into_iter().map(to_item).collect())
+        if let Some(q) = v2_query(sel) {
+            // A large fleet: cursor pages of 1,000 (the fewest requests under the listing's
+            // own budget), each turned into items as it arrives, so pages of devices are
+            // never kept. A small one stays on the legacy list, which has no budget of its
+            // own: one count first tells them apart.
+            let count = read_retrying(retry, || c.count_devices(&filter)).await?;
+            if count > V2_ABOVE {
+                if let Some((rate, note)) = &self.before_listing {
+                    let (pages, took) =
+                        crate::plan::listing_cost(count as usize, serials::SCAN_PAGE, *rate);
+                    (note.0)(format!(
+                        "listing {count} devices in {pages} pages of `/v2/devices/` ({} a \
+                         page), paced at {} by limits.device_list_rate: about {took}",
+                        serials::SCAN_PAGE,
+                        crate::base::per_second(*rate)
+                    ));
+                }
+                return read_retrying(retry, || {
+                    c.list_devices_v2(q.clone()).map_ok(to_item).try_collect()
+                })
+                .await;
+            }
+        }
+        read_retrying(retry, || {
+            c.list_devices(&filter).map_ok(to_item).try_collect()
+        })
+        .await
     }
 
     /// Every alarm rule, in one paged listing: the live state the plan diffs against.
@@ -266,6 +324,12 @@ impl Inventory for PlanReads<'_> {
         Some(serials::method(serials))
     }
 
+    fn listing_page(&self, sel: &DeviceSelector, found: usize) -> Option<usize> {
+        v2_query(sel)
+            .filter(|_| found as u64 > V2_ABOVE)
+            .map(|_| serials::SCAN_PAGE)
+    }
+
     fn device_count<'a>(
         &'a self,
         sel: &'a DeviceSelector,
@@ -340,6 +404,31 @@ impl Inventory for PlanReads<'_> {
         }
         .boxed()
     }
+}
+
+/// The `/v2/devices/` query for a selector the cursor listing can answer exactly: a group
+/// (`group_multi`, subgroups included, as the legacy `group`), a serial and `online` or
+/// `offline`. Names and tags (v2 matches tag ids, not text) and numeric states stay on
+/// the legacy list (`None`).
+pub(super) fn v2_query(sel: &DeviceSelector) -> Option<Vec<(String, String)>> {
+    if sel.name.is_some() || sel.tags.is_some() || !sel.ids.is_empty() {
+        return None;
+    }
+    let mut q = Vec::new();
+    if let Some(g) = &sel.group {
+        q.push(("group_multi".to_string(), g.clone()));
+    }
+    if let Some(s) = &sel.serial {
+        q.push(("serial".to_string(), s.clone()));
+    }
+    if let Some(state) = &sel.state {
+        match state.to_ascii_lowercase().as_str() {
+            "online" => q.push(("state".into(), "ONLINE".into())),
+            "offline" => q.push(("state".into(), "OFFLINE".into())),
+            _ => return None,
+        }
+    }
+    Some(q)
 }
 
 /// The legacy device list's filter for a selector (`group` an id; states by name).
@@ -427,6 +516,12 @@ impl Inventory for Client {
                 .await
         }
         .boxed()
+    }
+
+    fn listing_page(&self, sel: &DeviceSelector, found: usize) -> Option<usize> {
+        v2_query(sel)
+            .filter(|_| found as u64 > V2_ABOVE)
+            .map(|_| serials::SCAN_PAGE)
     }
 
     fn serial_method(&self, serials: &[String]) -> Option<SerialMethod> {

@@ -33,7 +33,7 @@ mod verify;
 pub use access::check_access;
 pub use dispatch::{EsperDispatch, PollSettings};
 pub use export::{ExportEnv, rule_block};
-pub use inventory::PlanReads;
+pub use inventory::{ListingNote, PlanReads};
 pub use paths::EsperPaths;
 
 use crate::base::{FailureClass, Hint};
