@@ -25,6 +25,9 @@ pub struct Job {
     pub steps: Vec<Step>,
     /// Webhooks called when the run ends (`notify:`).
     pub notify: Vec<Notify>,
+    /// The Redis coordinator (`coordinator:`), as written: `${NAME}`s and all, since the
+    /// URL may carry a password; the run renders it when it connects.
+    pub coordinator: Option<String>,
 }
 
 impl Job {

@@ -257,6 +257,11 @@ pub static JOB: Shape = Shape {
             Ty::ListOf(&Ty::Obj(&NOTIFY)),
             "Webhooks called when the run ends.",
         ),
+        f(
+            "coordinator",
+            Ty::Str,
+            "The Redis several hosts share the tenant's rate budget and run lock through, e.g. `${ESPER_BULK_REDIS_URL}` (`run --coordinator` wins over it, it wins over the variable).",
+        ),
     ],
 };
 

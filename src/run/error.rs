@@ -95,6 +95,9 @@ pub enum RunError {
     Lock(#[from] LockError),
     #[error("no coordinator given")]
     NoCoordinator,
+    /// The job's `coordinator:` names a variable the run's environment lacks.
+    #[error("the job's coordinator cannot be rendered: {0}")]
+    CoordinatorFromJob(String),
     /// `--coordinator` is set but cannot be used: the run does not start.
     #[error(transparent)]
     Coordinator(#[from] crate::coord::CoordError),
@@ -270,6 +273,7 @@ impl RunError {
             | RunError::StillRunning { .. } => exit::LOCKED,
             // Without the coordinator the run cannot know it is alone: try again later.
             RunError::Coordinator(_) => exit::LOCKED,
+            RunError::CoordinatorFromJob(_) => exit::INVALID,
             RunError::Interrupted => exit::INTERRUPTED,
             RunError::PlanningDeadline { .. } => exit::INCOMPLETE,
             RunError::Access { .. } => exit::NO_ACCESS,

@@ -60,7 +60,7 @@ pub use load::{LoadedJob, Validated, Validation, load_job, load_job_text, valida
 pub use notice::{Notice, Notices};
 pub use notify::{NOTIFY_TIMEOUT, NotifySettings, notify_on};
 pub use rebuild::{Format, rebuild, rebuild_report, write_report};
-pub use shared::{CoordinatorSettings, coordinator_status};
+pub use shared::{CoordinatorSettings, coordinator_status, resolve as resolve_coordinator};
 pub use signal::cancel_on_signals;
 
 /// What a run left behind.
@@ -351,6 +351,11 @@ pub async fn run(cfg: RunConfig, cancel: CancellationToken) -> Result<RunResult,
         }
     }
     let limit = load::read_limit(&limit)?;
+    let job_coordinator = match &source {
+        Source::Job(j) | Source::Continue { job: j, .. } => j.coordinator.as_deref(),
+        Source::Plan(_) | Source::Resume(_) => None,
+    };
+    let coordinator = shared::resolve(coordinator, job_coordinator, &connection.env)?;
     let stop = || cancel.is_cancelled();
     let seed = pacing.seed.unwrap_or_else(|| fastrand::u64(..));
     let locking = Locking {

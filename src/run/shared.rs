@@ -31,6 +31,10 @@ pub struct CoordinatorSettings {
     /// job's `limits.expected_processes`, else 2.
     pub expected_processes: Option<u32>,
     pub lease: LeaseSettings,
+    /// Whether `url` came from `ESPER_BULK_REDIS_URL` (a job's `coordinator:` outranks the
+    /// environment, as the job's `esper:` block does) or is empty because only
+    /// `--expected-processes` was given.
+    pub from_env: bool,
 }
 
 impl CoordinatorSettings {
@@ -40,7 +44,33 @@ impl CoordinatorSettings {
             url: url.to_string(),
             expected_processes: None,
             lease: LeaseSettings::standard(),
+            from_env: false,
         }
+    }
+}
+
+/// The coordinator a run uses: `--coordinator`, else the job's `coordinator:` (its
+/// `${NAME}`s rendered now, from `env`), else `ESPER_BULK_REDIS_URL`.
+pub fn resolve(
+    given: Option<CoordinatorSettings>,
+    job: Option<&str>,
+    env: &super::config::Env,
+) -> Result<Option<CoordinatorSettings>, RunError> {
+    let named = given.as_ref().is_some_and(|g| !g.url.is_empty());
+    match (given, job) {
+        (Some(g), _) if named && !g.from_env => Ok(Some(g)),
+        (g, Some(written)) => {
+            let url = crate::job::template::subst_env(written, &|n| env.get(n))
+                .map_err(|e| RunError::CoordinatorFromJob(e.to_string()))?;
+            let mut s = CoordinatorSettings::new(&url);
+            if let Some(g) = g {
+                s.expected_processes = g.expected_processes;
+                s.lease = g.lease;
+            }
+            Ok(Some(s))
+        }
+        (Some(g), None) if named => Ok(Some(g)),
+        _ => Ok(None),
     }
 }
 

@@ -389,3 +389,140 @@ async fn a_run_whose_lease_is_taken_stops_dispatching() {
     let after = esper_bulk_status(&coord).await;
     assert_eq!(after.locks[0].run_id, "other-run");
 }
+
+fn job_with_coordinator(value: &str) -> String {
+    job("job-redis", "10").replace("limits:", &format!("coordinator: \"{value}\"\nlimits:"))
+}
+
+fn load_with(
+    server: &MockServer,
+    yaml: &str,
+    vars: &[(&'static str, String)],
+) -> Result<esper_bulk::job::Job, esper_bulk::job::Diagnostics> {
+    let key = server.api_key().to_string();
+    let vars = vars.to_vec();
+    let env = move |n: &str| {
+        if n == "ESPER_API_KEY" {
+            return Some(key.clone());
+        }
+        vars.iter().find(|(k, _)| *k == n).map(|(_, v)| v.clone())
+    };
+    esper_bulk::job::load("test.yaml", yaml, &esper_bulk::job::Host::env_only(&env)).map(|j| j.0)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
+}
+
+// See: #15 — `coordinator:` in the job names the Redis when no flag does; its `${NAME}`s
+// stay as written in the job and are rendered from the run's environment when it connects.
+#[tokio::test]
+async fn the_jobs_coordinator_key_is_used_when_no_flag_names_one() {
+    let server = mock(25, 2, Duration::ZERO).await;
+    let url = format!("redis://:hunter2@127.0.0.1:{}/0", free_port());
+    let yaml = job_with_coordinator("${JOB_REDIS}");
+    let job = load_with(&server, &yaml, &[("JOB_REDIS", url.clone())]).expect("valid");
+    assert_eq!(
+        job.coordinator.as_deref(),
+        Some("${JOB_REDIS}"),
+        "kept as written"
+    );
+    let state = tempfile::tempdir().unwrap();
+    let mut cfg = run_config(&server, Source::Job(Box::new(job.clone())), state.path());
+    let rendered = url.clone();
+    cfg.connection.env =
+        esper_bulk::run::Env::from_fn(move |n| (n == "JOB_REDIS").then(|| rendered.clone()));
+    // That Redis does not answer: the run is refused, which shows the job's key was used.
+    let err = esper_bulk::run::run(cfg, CancellationToken::new())
+        .await
+        .expect_err("refused");
+    assert!(matches!(err, RunError::Coordinator(_)), "{err:?}");
+    assert!(!esper_bulk::base::render_error(&err).contains("hunter2"));
+    assert_eq!(server.stats().requests_total, 0, "nothing was read or sent");
+
+    // The environment's URL ranks below the job's key, the flag above it.
+    let named = |url: &str, from_env: bool| {
+        let mut s = CoordinatorSettings::new(url);
+        s.from_env = from_env;
+        Some(s)
+    };
+    let env =
+        esper_bulk::run::Env::from_fn(|n| (n == "JOB_REDIS").then(|| "redis://job:1/0".into()));
+    let pick = |given, job: Option<&str>| {
+        esper_bulk::run::resolve_coordinator(given, job, &env)
+            .unwrap()
+            .map(|s| s.url)
+    };
+    let job_key = Some("${JOB_REDIS}");
+    assert_eq!(
+        pick(named("redis://flag:1/0", false), job_key).as_deref(),
+        Some("redis://flag:1/0")
+    );
+    assert_eq!(
+        pick(named("redis://env:1/0", true), job_key).as_deref(),
+        Some("redis://job:1/0")
+    );
+    assert_eq!(
+        pick(named("redis://env:1/0", true), None).as_deref(),
+        Some("redis://env:1/0")
+    );
+    assert_eq!(pick(None, None), None);
+    // `--expected-processes` alone names no Redis but is kept for the job's.
+    let mut only_n = CoordinatorSettings::new("");
+    only_n.from_env = true;
+    only_n.expected_processes = Some(5);
+    let s = esper_bulk::run::resolve_coordinator(Some(only_n.clone()), job_key, &env)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (s.url.as_str(), s.expected_processes),
+        ("redis://job:1/0", Some(5))
+    );
+    assert!(
+        esper_bulk::run::resolve_coordinator(Some(only_n), None, &env)
+            .unwrap()
+            .is_none()
+    );
+}
+
+// See: #15 — a bad `coordinator:` is a validation error at its line, and never quoted.
+#[tokio::test]
+async fn a_bad_coordinator_key_is_refused_without_showing_it() {
+    let server = mock(26, 1, Duration::ZERO).await;
+    let cases = [
+        (
+            job_with_coordinator("redis://:hunter2@cache7.corp:6379/0"),
+            "holds a password written in the job file",
+        ),
+        (
+            job_with_coordinator("http://cache7.corp:6379"),
+            "is not a redis:// URL",
+        ),
+        (
+            job_with_coordinator("${NOT_SET_ANYWHERE}"),
+            "environment variable NOT_SET_ANYWHERE is not set",
+        ),
+    ];
+    for (yaml, want) in cases {
+        let d = load_with(&server, &yaml, &[])
+            .expect_err("refused")
+            .to_string();
+        assert!(d.contains(want), "{want}: {d}");
+        assert!(d.contains("test.yaml:4:14"), "at its line: {d}");
+        assert!(
+            !d.contains("hunter2") && !d.contains("cache7.corp"),
+            "not quoted: {d}"
+        );
+    }
+    // A password from a variable is fine.
+    let yaml = job_with_coordinator("${JOB_REDIS}");
+    load_with(
+        &server,
+        &yaml,
+        &[("JOB_REDIS", "redis://:pw@r:6379/0".into())],
+    )
+    .expect("valid");
+}

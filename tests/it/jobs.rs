@@ -75,6 +75,8 @@ fn env_of(server: &MockServer) -> BTreeMap<&'static str, String> {
             "OPS_WEBHOOK_URL",
             "https://ops.invalid/hooks/esper".to_string(),
         ),
+        // The README's `coordinator:` example; examples are only planned, never run.
+        ("ESPER_BULK_REDIS_URL", "redis://127.0.0.1:1/0".to_string()),
     ])
 }
 

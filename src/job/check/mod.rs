@@ -11,6 +11,7 @@
 //! parses the durations, rates, amounts and clock times they share. Every diagnostic points at a line and column. Nothing here touches the
 //! network; files (CSV device lists) are read through [`Host`].
 
+mod coordinator;
 mod load_templates;
 mod needs;
 mod notify;
@@ -86,6 +87,7 @@ fn check_in(cx: &mut Cx, root: &Node) -> Result<(Job, Vec<Diagnostic>), Diagnost
     let targets = targets::targets(cx, root.get("targets"));
     let steps = steps::steps(cx, root.get("steps"), &targets, &settings.vars);
     let notify = notify::notify(cx, root.get("notify"));
+    let coordinator = coordinator::coordinator(cx, root.get("coordinator"));
 
     cx.diags.sort_by_key(|d| d.span.map(|s| s.start));
     if cx.diags.iter().any(|d| d.severity == Severity::Error) {
@@ -103,6 +105,7 @@ fn check_in(cx: &mut Cx, root: &Node) -> Result<(Job, Vec<Diagnostic>), Diagnost
         targets: targets.into_iter().map(|(k, (_, t))| (k, t)).collect(),
         steps,
         notify,
+        coordinator,
     };
     Ok((job, std::mem::take(&mut cx.diags)))
 }
@@ -196,7 +199,8 @@ fn subst_env_outside_esper(cx: &mut Cx, root: &Node) -> Node {
     if let Kind::Map(pairs) = &mut root.kind {
         for (k, v) in pairs.iter_mut() {
             // `notify:` URLs are secrets, rendered only when the run sends.
-            if k.as_str() != Some("esper") && k.as_str() != Some("notify") {
+            // So is `coordinator:`, whose URL may carry a Redis password.
+            if !matches!(k.as_str(), Some("esper" | "notify" | "coordinator")) {
                 let key = k.scalar_text().unwrap_or_default();
                 subst_env_tree(cx, v, &key);
             }
