@@ -40,6 +40,12 @@ const RAMP_STEP: Duration = Duration::from_millis(100);
 const RAMP_GROWTH: f64 = 1.5;
 /// Share of the fitted rate the run holds at.
 const HOLD: f64 = 0.98;
+/// Where overloads cost nothing (no penalty window), the share held instead.
+const HOLD_CHEAP: f64 = 0.995;
+/// Requests sent this close together may reach the server in either order.
+const REORDER: Duration = Duration::from_millis(2);
+/// A penalty window no longer than this counts as none.
+const CHEAP_PENALTY: Duration = Duration::from_millis(50);
 /// Held without a throttle for this long, the rate grows by [`REPROBE_STEP`] of the fit.
 const REPROBE_EVERY: Duration = Duration::from_secs(5);
 const REPROBE_STEP: f64 = 0.01;
@@ -110,9 +116,10 @@ enum Pace {
     /// tripped) for [`SEEK_HOLD`], then grow by [`SEEK_GROWTH`] each [`RAMP_STEP`], without a
     /// burst, so the next overload comes after a long, steady drain that shows the rate.
     Seek { from: f64, since: Instant },
-    /// Holding under a fitted limit, creeping up from `since`, every `every`.
+    /// Holding at `share` of a fitted limit, creeping up from `since`, every `every`.
     Hold {
         limit: f64,
+        share: f64,
         since: Instant,
         every: Duration,
     },
@@ -167,6 +174,9 @@ pub struct AdaptiveRate {
     /// The rate being sent at when the latest trip was sent, and when that was.
     trip_rate: f64,
     trip_sent: Instant,
+    overloads: u64,
+    /// When the latest pause began (the trip noticed).
+    paused_at: Instant,
     measured: f64,
     bucket_start: Instant,
     bucket_count: u64,
@@ -205,6 +215,8 @@ impl AdaptiveRate {
             throttled: false,
             trip_rate: ceiling,
             trip_sent: now,
+            overloads: 0,
+            paused_at: now,
             measured: 0.0,
             bucket_start: now,
             bucket_count: 0,
@@ -239,6 +251,7 @@ impl AdaptiveRate {
             }
             Pace::Hold {
                 limit,
+                share,
                 since,
                 every,
             } => {
@@ -246,7 +259,7 @@ impl AdaptiveRate {
                     / every.as_secs_f64())
                 .floor();
                 Some(
-                    (limit * (HOLD + REPROBE_STEP * steps))
+                    (limit * (share + REPROBE_STEP * steps))
                         .min(self.ceiling)
                         .max(MIN_RATE),
                 )
@@ -277,6 +290,11 @@ impl AdaptiveRate {
             Gate::Paused { until, .. } if *until > now => GateState::Wait(*until - now),
             Gate::Paused { .. } => GateState::Probe,
         }
+    }
+
+    /// Overloads so far: each cancels the turns reserved before it.
+    pub fn overloads(&self) -> u64 {
+        self.overloads
     }
 
     /// The one probe of a pause is being sent now.
@@ -371,11 +389,12 @@ impl AdaptiveRate {
         if !answered {
             return;
         }
-        // Anything sent after the trip and accepted proves the penalty had ended by then.
-        if sent > trip {
+        // Anything sent after the trip and accepted proves the penalty had ended by then
+        // (a little after: requests on other connections may overtake each other).
+        if sent > trip + REORDER {
             let shown = sent - trip;
             self.penalty_hi = Some(self.penalty_hi.map_or(shown, |p| p.min(shown)));
-            self.release(sent, now);
+            self.release(now);
         }
     }
 
@@ -394,6 +413,11 @@ impl AdaptiveRate {
                 // A trip: the first 429 of a new overload.
                 trip = true;
                 self.trip_sent = sent;
+                self.paused_at = now;
+                // Turns reserved before are cancelled (their holders reserve again after
+                // the pause), so the run's reservations restart from now.
+                self.overloads += 1;
+                self.tat = now;
                 self.trip_rate = match &self.pace {
                     // The ramp may have doubled since this request went.
                     Pace::Ramp {
@@ -491,21 +515,25 @@ impl AdaptiveRate {
     }
 
     /// The penalty is over: fit the bucket, set the rate to hold and open the gate.
-    fn release(&mut self, sent: Instant, now: Instant) {
+    fn release(&mut self, now: Instant) {
         self.gate = Gate::Open;
         let sending = self.trip_rate;
-        self.released = sent;
+        // Not `sent`: everything sent before this moment went out during the overload
+        // (the run had not noticed it yet), and its 429s still answer that overload.
+        self.released = now;
         match fit(&self.log_sorted(), self.ceiling) {
             Some(f) => {
                 self.fit = Some(f);
+                let (share, every) = match (self.cheap_overloads(), f.firm) {
+                    (true, _) => (HOLD_CHEAP, REPROBE_UNSURE),
+                    (false, true) => (HOLD, REPROBE_EVERY),
+                    (false, false) => (HOLD, REPROBE_UNSURE),
+                };
                 self.pace = Pace::Hold {
                     limit: f.rate.clamp(MIN_RATE, self.ceiling),
+                    share,
                     since: now,
-                    every: if f.firm {
-                        REPROBE_EVERY
-                    } else {
-                        REPROBE_UNSURE
-                    },
+                    every,
                 };
             }
             // The latest overload came at a rate the fit does not explain; the last fit
@@ -514,6 +542,7 @@ impl AdaptiveRate {
                 let limit = self.fit.map_or(sending, |f| f.rate.min(sending));
                 self.pace = Pace::Hold {
                     limit: limit.clamp(MIN_RATE, self.ceiling),
+                    share: HOLD,
                     since: now,
                     every: REPROBE_UNSURE,
                 };
@@ -542,7 +571,8 @@ impl AdaptiveRate {
         // The server's bucket refilled while the run waited: spend what of the client's
         // burst the wait can have refilled (nothing after a 429 without a penalty window).
         if let Some(f) = self.fit {
-            let paused = now.saturating_duration_since(self.trip_sent).as_secs_f64();
+            // From when the run stopped sending (it noticed the trip a round trip late).
+            let paused = now.saturating_duration_since(self.paused_at).as_secs_f64();
             self.credit = (f.burst * CREDIT_SHARE)
                 .min(f.rate * paused * CREDIT_SHARE)
                 .clamp(1.0, self.batch);
@@ -559,6 +589,13 @@ impl AdaptiveRate {
                 }
             }
         }
+    }
+
+    /// Whether an overload costs next to nothing here: the server has shown it has no
+    /// penalty window (an answer came within [`CHEAP_PENALTY`] of a trip), so holding
+    /// closer to the limit and probing it often loses less than a safety margin would.
+    fn cheap_overloads(&self) -> bool {
+        self.penalty_hi.is_some_and(|p| p <= CHEAP_PENALTY)
     }
 
     /// The rate being sent at: the pacing rate, else the measured rate.
@@ -881,7 +918,7 @@ mod tests {
         let mut a = AdaptiveRate::new(1000.0, 20, ms(100), t0);
         a.throttled(t0, t0 + ms(5), None);
         assert_eq!(a.gate(t0 + ms(5)), GateState::Wait(ms(100)));
-        a.accepted(t0 + ms(1), t0 + ms(6), true);
+        a.accepted(t0 + ms(3), t0 + ms(6), true);
         assert_eq!(a.gate(t0 + ms(6)), GateState::Open);
     }
 

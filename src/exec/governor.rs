@@ -102,7 +102,8 @@ pub struct Sample {
 /// What a request holding its slot does next.
 enum Step {
     Go,
-    Reserved(Duration),
+    /// A turn under the adaptive rate, reserved before this many overloads.
+    Reserved(Duration, u64),
     Sleep(Duration),
     Listen,
 }
@@ -401,7 +402,9 @@ impl Governor {
                 let mut st = self.lock();
                 let now = Instant::now();
                 match st.adaptive.gate(now) {
-                    GateState::Open => Step::Reserved(st.adaptive.reserve(now)),
+                    GateState::Open => {
+                        Step::Reserved(st.adaptive.reserve(now), st.adaptive.overloads())
+                    }
                     GateState::Probe => {
                         st.adaptive.probe_sent(now);
                         Step::Go
@@ -412,15 +415,20 @@ impl Governor {
             };
             match step {
                 Step::Go => break,
-                Step::Reserved(wait) => {
+                Step::Reserved(wait, overloads) => {
                     if wait.is_zero() {
                         break;
                     }
                     if !self.wait(wait).await {
                         return None;
                     }
-                    // A pause that began while this request waited for its turn holds it too.
-                    if self.lock().adaptive.gate(Instant::now()) == GateState::Open {
+                    // An overload while this request waited for its turn cancelled every
+                    // reserved turn: it waits for the pause and reserves anew, or it would
+                    // go out beside the turns reserved after the pause.
+                    let st = self.lock();
+                    if st.adaptive.overloads() == overloads
+                        && st.adaptive.gate(Instant::now()) == GateState::Open
+                    {
                         break;
                     }
                 }

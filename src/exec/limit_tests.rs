@@ -181,3 +181,22 @@ async fn without_a_penalty_window_the_limit_is_used_in_full() {
     eprintln!("no penalty: {:.3}x, {f:?}", f.ratio(200.0));
     assert!(f.ratio(200.0) < 1.05, "{f:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_server_without_a_penalty_window_is_not_cut_by_its_late_429s() {
+    // At 250 ms every overload is noticed a quarter second late: the 429s of what was sent
+    // meanwhile must not count as overloads of their own.
+    let f = simulate(Scenario {
+        tasks: 4_000,
+        rate: 200.0,
+        penalty: Duration::ZERO,
+        latency: Duration::from_millis(250),
+        jitter: Duration::ZERO,
+        error_rate: 0.0,
+        ..issue_10(0, 0, 5)
+    })
+    .await;
+    eprintln!("250 ms, no penalty: {:.3}x, {f:?}", f.ratio(200.0));
+    assert!(f.ratio(200.0) < 1.05, "{f:?}");
+    assert!(f.rejected_share() < 0.03, "{f:?}");
+}
