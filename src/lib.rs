@@ -89,7 +89,9 @@
 //!   [`exec::SharedBudget`] (degrading to a local fallback rate while Redis is away), the
 //!   run lock as a lease with a fencing token and heartbeat, and `coordinator status`.
 //!   Every read-modify-write is a Lua script on Redis' clock; `run/shared.rs` decides what
-//!   a run does with it (refuse at start, degrade mid-run, stop on a lost lease).
+//!   a run does with it (refuse at start, degrade mid-run, stop on a lost lease) and which
+//!   Redis it is (`--coordinator`, the job's `coordinator:` kept as a secret template like a
+//!   webhook URL, `ESPER_BULK_REDIS_URL`).
 //! - [`progress`]: progress bars on a terminal (nothing under cron or a pipe).
 //! - [`util`]: atomic file writes onto regular files only (whole, or streamed into the
 //!   temporary file with `atomic_write_with`, as plans are), bounded reads of regular
