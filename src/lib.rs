@@ -39,8 +39,8 @@
 //!   leaf: it imports nothing from the crate.
 //! - [`exec`]: runs a plan: the [`exec::Governor`] (rate ceiling, adaptive send rate held
 //!   under the server bucket [`exec::AdaptiveRate`] fits from the run's own overloads,
-//!   adaptive in-flight window, run-wide pause on 429 that one probe ends, a gate that closes when the run
-//!   stops), retries with backon, step outputs, and the worker pool, driving the pure
+//!   adaptive in-flight window, run-wide pause on 429 that one probe ends, a gate that
+//!   closes when the run stops), retries with backon, step outputs, and the worker pool, driving the pure
 //!   [`exec::Scheduler`] (steps, rollout stages, `needs` whole or per item, skips, replay on
 //!   resume). Task failures are data ([`exec::Outcome`] with a typed [`exec::Reason`] and
 //!   [`exec::Failure`]), never `Err`. With a coordinator the governor also draws each
