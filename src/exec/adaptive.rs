@@ -51,6 +51,9 @@ const REPROBE_EVERY: Duration = Duration::from_secs(5);
 const REPROBE_STEP: f64 = 0.01;
 /// After an unfitted overload the run goes back at this share of the rate that tripped…
 const SEEK_FROM: f64 = 0.5;
+/// …or this share of it when the run was sending at the ceiling (within [`AT_CEILING`])…
+const SEEK_FROM_CEILING: f64 = 0.9;
+const AT_CEILING: f64 = 0.95;
 /// …holds it this long…
 const SEEK_HOLD: Duration = Duration::from_millis(500);
 /// …then grows by this factor each [`RAMP_STEP`].
@@ -550,8 +553,15 @@ impl AdaptiveRate {
             // One overload cannot separate rate from burst: seek the next one slowly.
             None => {
                 self.credit = 1.0;
+                // Tripped at the ceiling, the limit is most likely the ceiling itself (a
+                // job told the tenant's rate): seek from just under it, not from half.
+                let share = if sending >= AT_CEILING * self.ceiling {
+                    SEEK_FROM_CEILING
+                } else {
+                    SEEK_FROM
+                };
                 self.pace = Pace::Seek {
-                    from: (sending * SEEK_FROM).clamp(MIN_RATE, self.ceiling),
+                    from: (sending * share).clamp(MIN_RATE, self.ceiling),
                     since: now,
                 };
             }
