@@ -159,6 +159,7 @@ pub struct AdaptiveRate {
     ceiling: f64,
     origin: Instant,
     base_pause: Duration,
+    max_pause: Duration,
     pace: Pace,
     gate: Gate,
     /// Client-side bucket (GCRA): the theoretical arrival time and the burst it allows.
@@ -174,9 +175,8 @@ pub struct AdaptiveRate {
     penalty_lo: Option<Duration>,
     penalty_hi: Option<Duration>,
     throttled: bool,
-    /// The rate being sent at when the latest trip was sent, and when that was.
+    /// The rate being sent at when the latest trip was sent.
     trip_rate: f64,
-    trip_sent: Instant,
     overloads: u64,
     /// When the latest pause began (the trip noticed).
     paused_at: Instant,
@@ -188,8 +188,15 @@ pub struct AdaptiveRate {
 }
 
 impl AdaptiveRate {
-    /// `batch` requests may go at once at the start; `base_pause` is the first probe's wait.
-    pub fn new(ceiling: f64, batch: u32, base_pause: Duration, now: Instant) -> AdaptiveRate {
+    /// `batch` requests may go at once at the start; `base_pause` is the first probe's wait,
+    /// and refused probes wait longer, up to `max_pause`.
+    pub fn new(
+        ceiling: f64,
+        batch: u32,
+        base_pause: Duration,
+        max_pause: Duration,
+        now: Instant,
+    ) -> AdaptiveRate {
         let ceiling = ceiling.max(MIN_RATE);
         let start = (f64::from(batch.max(1)) * START_BATCHES).max(MIN_RATE);
         let pace = if start >= ceiling {
@@ -205,6 +212,7 @@ impl AdaptiveRate {
             ceiling,
             origin: now,
             base_pause: base_pause.max(Duration::from_millis(1)),
+            max_pause: max_pause.max(base_pause),
             pace,
             gate: Gate::Open,
             tat: now,
@@ -217,7 +225,6 @@ impl AdaptiveRate {
             penalty_hi: None,
             throttled: false,
             trip_rate: ceiling,
-            trip_sent: now,
             overloads: 0,
             paused_at: now,
             measured: 0.0,
@@ -278,11 +285,6 @@ impl AdaptiveRate {
     /// The fitted server bucket, once two overloads have shown it.
     pub fn fit(&self) -> Option<Fit> {
         self.fit
-    }
-
-    /// The smoothed measured send rate.
-    pub fn measured(&self) -> f64 {
-        self.measured
     }
 
     /// Whether the run may send now.
@@ -415,7 +417,6 @@ impl AdaptiveRate {
             Gate::Open if sent >= self.released => {
                 // A trip: the first 429 of a new overload.
                 trip = true;
-                self.trip_sent = sent;
                 self.paused_at = now;
                 // Turns reserved before are cancelled (their holders reserve again after
                 // the pause), so the run's reservations restart from now.
@@ -476,7 +477,8 @@ impl AdaptiveRate {
                         .max(Duration::from_millis(1)),
                     (None, None) => self
                         .base_pause
-                        .mul_f64(PROBE_GROWTH.powi(failures.min(30) as i32)),
+                        .mul_f64(PROBE_GROWTH.powi(failures.min(30) as i32))
+                        .min(self.max_pause),
                 };
                 self.gate = Gate::Paused {
                     trip,
@@ -524,7 +526,8 @@ impl AdaptiveRate {
         // Not `sent`: everything sent before this moment went out during the overload
         // (the run had not noticed it yet), and its 429s still answer that overload.
         self.released = now;
-        match fit(&self.log_sorted(), self.ceiling) {
+        let sorted = self.log_sorted();
+        match fit(&sorted, self.ceiling) {
             Some(f) => {
                 self.fit = Some(f);
                 let (share, every) = match (self.cheap_overloads(), f.firm) {
@@ -541,42 +544,31 @@ impl AdaptiveRate {
             }
             // The latest overload came at a rate the fit does not explain; the last fit
             // holds, but never above what just tripped.
-            None if self.fit.is_some() => {
-                let limit = self.fit.map_or(sending, |f| f.rate.min(sending));
-                self.pace = Pace::Hold {
-                    limit: limit.clamp(MIN_RATE, self.ceiling),
-                    share: HOLD,
-                    since: now,
-                    every: REPROBE_UNSURE,
-                };
-            }
-            // One overload cannot separate rate from burst: seek the next one slowly.
-            None => {
-                self.credit = 1.0;
-                // Tripped at the ceiling, the limit is most likely the ceiling itself (a
-                // job told the tenant's rate): seek from just under it, not from half.
-                let share = if sending >= AT_CEILING * self.ceiling {
-                    SEEK_FROM_CEILING
-                } else {
-                    SEEK_FROM
-                };
-                self.pace = Pace::Seek {
-                    from: (sending * share).clamp(MIN_RATE, self.ceiling),
-                    since: now,
-                };
-            }
-        }
-        #[cfg(test)]
-        if std::env::var_os("ADAPTIVE_DEBUG").is_some() {
-            eprintln!(
-                "t={:.3} release: sent {sending:.1}/s, fit {:?}, pace {:?}, penalty {:?}..{:?}, log {}",
-                (now - self.origin).as_secs_f64(),
-                self.fit,
-                self.pace,
-                self.penalty_lo,
-                self.penalty_hi,
-                self.log.len()
-            );
+            None => match self.fit {
+                Some(old) => {
+                    self.pace = Pace::Hold {
+                        limit: old.rate.min(sending).clamp(MIN_RATE, self.ceiling),
+                        share: HOLD,
+                        since: now,
+                        every: REPROBE_UNSURE,
+                    };
+                }
+                // One overload cannot separate rate from burst: seek the next one slowly.
+                None => {
+                    self.credit = 1.0;
+                    // Tripped at the ceiling, the limit is most likely the ceiling itself (a
+                    // job told the tenant's rate): seek from just under it, not from half.
+                    let share = if sending >= AT_CEILING * self.ceiling {
+                        SEEK_FROM_CEILING
+                    } else {
+                        SEEK_FROM
+                    };
+                    self.pace = Pace::Seek {
+                        from: (sending * share).clamp(MIN_RATE, self.ceiling),
+                        since: now,
+                    };
+                }
+            },
         }
         // The server's bucket refilled while the run waited: spend what of the client's
         // burst the wait can have refilled (nothing after a 429 without a penalty window).
@@ -590,13 +582,12 @@ impl AdaptiveRate {
         self.tat = now;
         // Keep what the next fits need: the last few overloads, from a moment the fitted
         // bucket was full (a replay starts from a full bucket).
-        if let Some(f) = self.fit {
-            let sorted = self.log_sorted();
-            if let Some(start) = full_before(&sorted, f, KEEP_TRIPS) {
-                let keep = sorted[start].at;
-                while self.log.front().is_some_and(|e| e.at < keep) {
-                    self.log.pop_front();
-                }
+        if let Some(f) = self.fit
+            && let Some(start) = full_before(&sorted, f, KEEP_TRIPS)
+        {
+            let keep = sorted[start].at;
+            while self.log.front().is_some_and(|e| e.at < keep) {
+                self.log.pop_front();
             }
         }
     }
@@ -741,13 +732,6 @@ fn fit(log: &[Entry], ceiling: f64) -> Option<Fit> {
         .iter()
         .filter(|f| f.2 <= least + 1.0)
         .max_by(|a, b| a.0.total_cmp(&b.0))?;
-    #[cfg(test)]
-    if std::env::var_os("ADAPTIVE_DEBUG").is_some() {
-        eprintln!(
-            "fit: {} entries, {trips} trips, consumed {consumed}: rate {rate:.1} burst {burst:.1} cost {c:.2}",
-            upto.len()
-        );
-    }
     if c > MAX_MISS * MAX_MISS * trips as f64 || rate >= ceiling * 3.9 {
         return None;
     }
@@ -851,7 +835,7 @@ mod tests {
         sends: usize,
     ) -> (AdaptiveRate, usize, Instant) {
         let t0 = Instant::now();
-        let mut a = AdaptiveRate::new(1000.0, 20, ms(100), t0);
+        let mut a = AdaptiveRate::new(1000.0, 20, ms(100), ms(10_000), t0);
         let mut server = Bucket::new(rate, burst, penalty, t0);
         let mut now = t0;
         let mut answers: VecDeque<(Instant, Instant, bool)> = VecDeque::new();
@@ -925,7 +909,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_server_without_penalty_releases_on_the_first_accepted_answer() {
         let t0 = Instant::now();
-        let mut a = AdaptiveRate::new(1000.0, 20, ms(100), t0);
+        let mut a = AdaptiveRate::new(1000.0, 20, ms(100), ms(10_000), t0);
         a.throttled(t0, t0 + ms(5), None);
         assert_eq!(a.gate(t0 + ms(5)), GateState::Wait(ms(100)));
         a.accepted(t0 + ms(3), t0 + ms(6), true);
@@ -935,7 +919,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn one_probe_at_a_time_and_refused_probes_wait_longer() {
         let t0 = Instant::now();
-        let mut a = AdaptiveRate::new(1000.0, 20, ms(100), t0);
+        let mut a = AdaptiveRate::new(1000.0, 20, ms(100), ms(10_000), t0);
         a.throttled(t0, t0, Some(Duration::from_secs(2)));
         assert_eq!(a.gate(t0), GateState::Wait(Duration::from_secs(2)));
         let t = t0 + Duration::from_secs(2);
@@ -952,7 +936,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn startup_ramps_only_while_the_run_keeps_up() {
         let t0 = Instant::now();
-        let mut a = AdaptiveRate::new(1000.0, 20, ms(100), t0);
+        let mut a = AdaptiveRate::new(1000.0, 20, ms(100), ms(10_000), t0);
         // One request every 50 ms is far below 100/s: the ramp must not double.
         for i in 0..10 {
             a.reserve(t0 + ms(50 * i));

@@ -58,7 +58,8 @@ pub struct GovernorConfig {
     /// Initial in-flight window.
     pub batch: u32,
     pub max_in_flight: u32,
-    /// Pause after a 429 without `Retry-After`; doubles with consecutive 429s up to `max_pause`.
+    /// After a 429 without `Retry-After`, the wait before the first probe; each refused
+    /// probe waits 1.25 times longer, up to `max_pause`.
     pub base_pause: Duration,
     pub max_pause: Duration,
     /// Cap for a server's `Retry-After`.
@@ -194,7 +195,13 @@ impl Governor {
             own_pause_until: None,
             shared_pause_until: None,
             rng: fastrand::Rng::with_seed(cfg.seed),
-            adaptive: AdaptiveRate::new(cfg.rate, batch, cfg.base_pause, Instant::now()),
+            adaptive: AdaptiveRate::new(
+                cfg.rate,
+                batch,
+                cfg.base_pause,
+                cfg.max_pause,
+                Instant::now(),
+            ),
             latency: 0.0,
             current: Sample {
                 window: batch,
