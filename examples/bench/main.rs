@@ -398,6 +398,15 @@ async fn bench_run() {
             .expect("the bench run starts");
         let cpu = cpu_seconds() - cpu0;
         let stats = &result.report.governor;
+        // `BENCH_TIMELINE=1` prints the governor's per-second samples.
+        if std::env::var_os("BENCH_TIMELINE").is_some() {
+            for t in &stats.timeline {
+                eprintln!(
+                    "t={:>3}s requests={:>4} 429={:>3} window={:>3} rate={:?}",
+                    t.t, t.requests, t.rate_limited, t.window, t.rate
+                );
+            }
+        }
         let ok = result.report.summary.succeeded as usize;
         let secs = result.report.run.elapsed_ms as f64 / 1000.0;
         let share = ok as f64 / secs / R;

@@ -198,6 +198,30 @@ pub struct Client {
     pub(super) conn: Arc<Connection>,
     pub(super) opts: Arc<ClientOptions>,
     pub(super) throttle: Option<Arc<dyn Throttle>>,
+    /// How a listing retries one page that failed (none: the page's error ends it).
+    pub(super) page_retry: Option<PageRetry>,
+}
+
+/// How a listing retries a page that failed transiently: that page again, at the same
+/// link, after a backoff — never the listing from its first page, which would re-read
+/// every page before it (and, for a fleet listing, minutes of paced pages).
+#[derive(Clone)]
+pub struct PageRetry {
+    /// Delays between attempts of one page (their count bounds the attempts).
+    pub backoff: backon::ExponentialBuilder,
+    /// Which failures are worth another attempt.
+    pub when: Arc<dyn Fn(&ApiError) -> bool + Send + Sync>,
+    /// The longest `Retry-After` honoured; a longer one is cut to this.
+    pub max_retry_after: Duration,
+}
+
+impl fmt::Debug for PageRetry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PageRetry")
+            .field("backoff", &self.backoff)
+            .field("max_retry_after", &self.max_retry_after)
+            .finish_non_exhaustive()
+    }
 }
 
 impl fmt::Debug for Client {
@@ -273,7 +297,14 @@ impl Client {
             conn: Arc::new(conn),
             opts: Arc::new(opts),
             throttle: None,
+            page_retry: None,
         })
+    }
+
+    /// The same client with each listing page retried as `retry` says.
+    pub fn with_page_retry(mut self, retry: PageRetry) -> Client {
+        self.page_retry = Some(retry);
+        self
     }
 
     /// The same client with every request passing through `throttle`.

@@ -23,7 +23,7 @@ mod transport;
 
 pub use client::{
     ApiKey, BadSize, Client, ClientOptions, CommandFilter, Connection, DEFAULT_MAX_BODY,
-    DeviceFilter, RawResponse, parse_size,
+    DeviceFilter, PageRetry, RawResponse, parse_size,
 };
 pub use error::{ApiError, ErrorBody, ErrorClass, ErrorKind, size_text};
 pub use page::PageStyle;

@@ -4,13 +4,15 @@
 //! configured host, in circles, or to "nothing exists" from a page that is not a page.
 //!
 //! Every way a listing fails here is an [`ErrorKind::Page`] (or a decode error for an item),
-//! which no retry can change.
+//! which no retry can change. A page whose request failed transiently is asked for again,
+//! alone, when the client has a [`PageRetry`]; deciding which failures those are is the
+//! caller's.
 
 use futures::{Stream, TryStreamExt};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::client::Client;
+use super::client::{Client, PageRetry};
 use super::error::{ApiError, ErrorKind};
 use super::page::{self, Next, PageStyle, Walk};
 use super::transport::{Body, display_path};
@@ -94,9 +96,7 @@ impl Client {
                 // Checked before sending, so a link back to a page already read costs
                 // no request.
                 walk.visit(&full).map_err(|e| fail(ErrorKind::Page(e)))?;
-                let body: Value = client
-                    .json(kind, method.clone(), &target, &q, Body::None)
-                    .await?;
+                let body: Value = client.page(kind, &method, &target, &q).await?;
                 let page = page::decode(style, body).map_err(|e| fail(ErrorKind::Page(e)))?;
                 let (items, next) = walk.take(page).map_err(|e| fail(ErrorKind::Page(e)))?;
                 let items = items
@@ -117,5 +117,35 @@ impl Client {
         pages
             .map_ok(|items| futures::stream::iter(items.into_iter().map(Ok)))
             .try_flatten()
+    }
+
+    /// One page's body, asked for again after a backoff while the client's [`PageRetry`]
+    /// allows.
+    async fn page(
+        &self,
+        kind: RequestKind,
+        method: &reqwest::Method,
+        target: &str,
+        q: &[(String, String)],
+    ) -> Result<Value, ApiError> {
+        let once = || self.json(kind, method.clone(), target, q, Body::None);
+        let Some(PageRetry {
+            backoff,
+            when,
+            max_retry_after,
+        }) = &self.page_retry
+        else {
+            return once().await;
+        };
+        use backon::Retryable;
+        let cap = *max_retry_after;
+        once.retry(*backoff)
+            .sleep(tokio::time::sleep)
+            .when(|e: &ApiError| when(e))
+            .adjust(|e: &ApiError, d| d.map(|d| d.max(e.retry_after().unwrap_or_default().min(cap))))
+            .notify(|e: &ApiError, d: std::time::Duration| {
+                tracing::warn!(error = %e, wait_ms = d.as_millis() as u64, "listing page failed; asking for it again");
+            })
+            .await
     }
 }

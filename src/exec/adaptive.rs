@@ -118,7 +118,13 @@ enum Pace {
     /// After an overload that did not fit a bucket: hold `from` (under the limit that
     /// tripped) for [`SEEK_HOLD`], then grow by [`SEEK_GROWTH`] each [`RAMP_STEP`], without a
     /// burst, so the next overload comes after a long, steady drain that shows the rate.
-    Seek { from: f64, since: Instant },
+    /// Each seek after one that still did not fit grows more slowly: seeks alike end in
+    /// drains alike, which cannot tell rate from burst.
+    Seek {
+        from: f64,
+        since: Instant,
+        growth: f64,
+    },
     /// Holding at `share` of a fitted limit, creeping up from `since`, every `every`.
     Hold {
         limit: f64,
@@ -177,6 +183,12 @@ pub struct AdaptiveRate {
     throttled: bool,
     /// The rate being sent at when the latest trip was sent.
     trip_rate: f64,
+    /// Seeks in a row that ended in an overload no bucket fitted.
+    seeks: u32,
+    /// How long the latest pause kept the run from sending.
+    last_pause: Duration,
+    /// The fit the latest release left to run.
+    pending: Option<FitJob>,
     overloads: u64,
     /// When the latest pause began (the trip noticed).
     paused_at: Instant,
@@ -225,6 +237,9 @@ impl AdaptiveRate {
             penalty_hi: None,
             throttled: false,
             trip_rate: ceiling,
+            seeks: 0,
+            last_pause: Duration::ZERO,
+            pending: None,
             overloads: 0,
             paused_at: now,
             measured: 0.0,
@@ -247,14 +262,18 @@ impl AdaptiveRate {
         match &self.pace {
             Pace::Free => None,
             Pace::Ramp { rate, .. } => Some(*rate),
-            Pace::Seek { from, since } => {
+            Pace::Seek {
+                from,
+                since,
+                growth,
+            } => {
                 let growing = now
                     .saturating_duration_since(*since)
                     .saturating_sub(SEEK_HOLD)
                     .as_secs_f64()
                     / RAMP_STEP.as_secs_f64();
                 Some(
-                    (from * SEEK_GROWTH.powf(growing.floor()))
+                    (from * growth.powf(growing.floor()))
                         .min(self.ceiling)
                         .max(MIN_RATE),
                 )
@@ -436,9 +455,9 @@ impl AdaptiveRate {
                     (None, lo, Some(hi)) => {
                         let lo = lo.unwrap_or(Duration::ZERO).min(hi);
                         // Bisect the penalty's length across overloads; once it is known
-                        // within 50 ms, probe just after its known end.
+                        // within a tenth of itself, probe just after its known end.
                         let gap = hi - lo;
-                        let wait = if gap <= Duration::from_millis(50) {
+                        let wait = if gap <= (hi / 10).max(Duration::from_millis(2)) {
                             hi
                         } else {
                             lo + gap / 2
@@ -447,6 +466,8 @@ impl AdaptiveRate {
                     }
                     (None, _, None) => now + self.base_pause,
                 };
+                // Never before the bucket can have refilled a token.
+                let first = first.max(sent + self.refill());
                 self.gate = Gate::Paused {
                     trip: sent,
                     until: first,
@@ -460,9 +481,21 @@ impl AdaptiveRate {
                 failures,
                 ..
             } if sent >= p => {
-                // The probe was refused: the penalty lasts at least this long.
                 self.record(sent, Mark::Rejected);
                 let shown = sent.saturating_duration_since(trip);
+                let refill = self.refill();
+                if retry_after.is_none() && shown < refill * 2 {
+                    // Refused before the bucket can have refilled much: that shows an empty
+                    // bucket, not a penalty window, so what is known of the window stands.
+                    self.gate = Gate::Paused {
+                        trip,
+                        until: now + refill,
+                        probe: None,
+                        failures: failures + 1,
+                    };
+                    return (false, self.pause_end(now).saturating_sub(before));
+                }
+                // The probe was refused: the penalty lasts at least this long.
                 self.penalty_lo = Some(self.penalty_lo.map_or(shown, |l| l.max(shown)));
                 if self.penalty_hi.is_some_and(|h| h <= shown) {
                     // The window is longer than an earlier overload showed: relearn it.
@@ -511,6 +544,16 @@ impl AdaptiveRate {
         (trip, self.pause_end(now).saturating_sub(before))
     }
 
+    /// How long an emptied server bucket takes to refill one token, by the best estimate
+    /// of its rate (the fit, else half of what tripped it).
+    fn refill(&self) -> Duration {
+        let rate = self
+            .fit
+            .map_or(self.trip_rate * SEEK_FROM, |f| f.rate)
+            .max(MIN_RATE);
+        Duration::from_secs_f64(1.0 / rate).min(self.max_pause)
+    }
+
     /// How long from `now` the current pause lasts at least.
     fn pause_end(&self, now: Instant) -> Duration {
         match &self.gate {
@@ -519,76 +562,103 @@ impl AdaptiveRate {
         }
     }
 
-    /// The penalty is over: fit the bucket, set the rate to hold and open the gate.
+    /// The penalty is over: open the gate at a rate that cannot be too fast (the last fit,
+    /// never above what just tripped, or a seek), and leave a fit of the whole log as a
+    /// [`FitJob`] for the caller to run away from its lock and [`apply`](Self::apply).
     fn release(&mut self, now: Instant) {
         self.gate = Gate::Open;
         let sending = self.trip_rate;
         // Not `sent`: everything sent before this moment went out during the overload
         // (the run had not noticed it yet), and its 429s still answer that overload.
         self.released = now;
-        let sorted = self.log_sorted();
-        match fit(&sorted, self.ceiling) {
-            Some(f) => {
-                self.fit = Some(f);
-                let (share, every) = match (self.cheap_overloads(), f.firm) {
-                    (true, _) => (HOLD_CHEAP, REPROBE_UNSURE),
-                    (false, true) => (HOLD, REPROBE_EVERY),
-                    (false, false) => (HOLD, REPROBE_UNSURE),
-                };
+        // From when the run stopped sending (it noticed the trip a round trip late).
+        self.last_pause = now.saturating_duration_since(self.paused_at);
+        match self.fit {
+            // Until the new fit is in, the last one holds, but never above what tripped.
+            Some(old) => {
                 self.pace = Pace::Hold {
-                    limit: f.rate.clamp(MIN_RATE, self.ceiling),
-                    share,
+                    limit: old.rate.min(sending).clamp(MIN_RATE, self.ceiling),
+                    share: HOLD,
                     since: now,
-                    every,
+                    every: REPROBE_UNSURE,
                 };
             }
-            // The latest overload came at a rate the fit does not explain; the last fit
-            // holds, but never above what just tripped.
-            None => match self.fit {
-                Some(old) => {
-                    self.pace = Pace::Hold {
-                        limit: old.rate.min(sending).clamp(MIN_RATE, self.ceiling),
-                        share: HOLD,
-                        since: now,
-                        every: REPROBE_UNSURE,
-                    };
-                }
-                // One overload cannot separate rate from burst: seek the next one slowly.
-                None => {
-                    self.credit = 1.0;
-                    // Tripped at the ceiling, the limit is most likely the ceiling itself (a
-                    // job told the tenant's rate): seek from just under it, not from half.
-                    let share = if sending >= AT_CEILING * self.ceiling {
-                        SEEK_FROM_CEILING
-                    } else {
-                        SEEK_FROM
-                    };
-                    self.pace = Pace::Seek {
-                        from: (sending * share).clamp(MIN_RATE, self.ceiling),
-                        since: now,
-                    };
-                }
-            },
+            // No fit yet: seek the next overload slowly (one overload cannot separate
+            // rate from burst; two alike cannot either).
+            None => {
+                self.credit = 1.0;
+                // Tripped at the ceiling, the limit is most likely the ceiling itself (a
+                // job told the tenant's rate): seek from just under it, not from half.
+                let share = if sending >= AT_CEILING * self.ceiling {
+                    SEEK_FROM_CEILING
+                } else {
+                    SEEK_FROM
+                };
+                self.pace = Pace::Seek {
+                    from: (sending * share).clamp(MIN_RATE, self.ceiling),
+                    since: now,
+                    growth: 1.0 + (SEEK_GROWTH - 1.0) / f64::from(1u32 << self.seeks.min(4)),
+                };
+                self.seeks += 1;
+            }
         }
-        // The server's bucket refilled while the run waited: spend what of the client's
-        // burst the wait can have refilled (nothing after a 429 without a penalty window).
-        if let Some(f) = self.fit {
-            // From when the run stopped sending (it noticed the trip a round trip late).
-            let paused = now.saturating_duration_since(self.paused_at).as_secs_f64();
-            self.credit = (f.burst * CREDIT_SHARE)
-                .min(f.rate * paused * CREDIT_SHARE)
-                .clamp(1.0, self.batch);
-        }
+        self.spend_refill();
         self.tat = now;
+        let trips = self.log.iter().filter(|e| e.mark == Mark::Trip).count();
+        self.pending = (trips >= 2).then(|| FitJob {
+            log: self.log_sorted(),
+            ceiling: self.ceiling,
+            overloads: self.overloads,
+        });
+    }
+
+    /// A fit the last release left to run, if any.
+    pub fn take_fit_job(&mut self) -> Option<FitJob> {
+        self.pending.take()
+    }
+
+    /// A finished [`FitJob`]: hold under the fitted bucket, unless the run has been
+    /// throttled again since (that overload's own fit follows).
+    pub fn apply(&mut self, done: Fitted, now: Instant) {
+        if done.overloads != self.overloads || !matches!(self.gate, Gate::Open) {
+            return;
+        }
+        // The latest overload came at a rate the fit does not explain: the pace set at the
+        // release stands.
+        let Some(f) = done.fit else {
+            return;
+        };
+        self.fit = Some(f);
+        self.seeks = 0;
+        let (share, every) = match (self.cheap_overloads(), f.firm) {
+            (true, _) => (HOLD_CHEAP, REPROBE_UNSURE),
+            (false, true) => (HOLD, REPROBE_EVERY),
+            (false, false) => (HOLD, REPROBE_UNSURE),
+        };
+        self.pace = Pace::Hold {
+            limit: f.rate.clamp(MIN_RATE, self.ceiling),
+            share,
+            since: now,
+            every,
+        };
+        self.spend_refill();
         // Keep what the next fits need: the last few overloads, from a moment the fitted
         // bucket was full (a replay starts from a full bucket).
-        if let Some(f) = self.fit
-            && let Some(start) = full_before(&sorted, f, KEEP_TRIPS)
-        {
-            let keep = sorted[start].at;
+        if let Some(keep) = done.keep_from {
             while self.log.front().is_some_and(|e| e.at < keep) {
                 self.log.pop_front();
             }
+        }
+    }
+
+    /// The server's bucket refilled while the run waited: spend what of the client's
+    /// burst the wait can have refilled (nothing after a 429 without a penalty window).
+    fn spend_refill(&mut self) {
+        if let Some(f) = self.fit {
+            let paused = self.last_pause.as_secs_f64();
+            self.credit = (f.burst * CREDIT_SHARE)
+                .min(f.rate * paused * CREDIT_SHARE)
+                .clamp(1.0, self.batch);
         }
     }
 
@@ -621,6 +691,39 @@ impl AdaptiveRate {
         // Answers arrive out of order; the server saw the requests in sending order.
         v.sort_by_key(|e| e.at);
         v
+    }
+}
+
+/// A fit of the send log, taken at a release to run without the governor's lock (it
+/// replays the log thousands of times: milliseconds per thousand entries).
+#[derive(Debug, Clone)]
+pub struct FitJob {
+    log: Vec<Entry>,
+    ceiling: f64,
+    overloads: u64,
+}
+
+/// What a [`FitJob`] found, for [`AdaptiveRate::apply`].
+#[derive(Debug, Clone)]
+pub struct Fitted {
+    fit: Option<Fit>,
+    /// Taken after this many overloads; stale once there are more.
+    overloads: u64,
+    /// Log entries before this can go.
+    keep_from: Option<u64>,
+}
+
+impl FitJob {
+    pub fn run(self) -> Fitted {
+        let fit = fit(&self.log, self.ceiling);
+        let keep_from = fit
+            .and_then(|f| full_before(&self.log, f, KEEP_TRIPS))
+            .map(|i| self.log[i].at);
+        Fitted {
+            fit,
+            overloads: self.overloads,
+            keep_from,
+        }
     }
 }
 

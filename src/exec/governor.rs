@@ -24,7 +24,7 @@ use governor::{Quota, RateLimiter};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::adaptive::{AdaptiveRate, GateState};
+use super::adaptive::{AdaptiveRate, FitJob, Fitted, GateState};
 use super::shared::{Grant, SharedBudget, SharedStats};
 use crate::base::{Observation, RequestKind, Throttle};
 
@@ -145,6 +145,11 @@ pub struct Governor {
     clock: TokioClock,
     state: Mutex<State>,
     notify: Notify,
+    /// Woken by an overload only: requests asleep until a reserved turn wake to wait for
+    /// the pause instead, so no turn reserved before it holds a slot past it.
+    overload: Notify,
+    /// A fit finished on a blocking thread, for the next caller holding the lock to apply.
+    fitted: Arc<Mutex<Option<Fitted>>>,
     /// The budget shared with other processes, asked after the local ceiling.
     shared: Option<Arc<dyn SharedBudget>>,
     /// The local fallback rate used while the shared budget is unreachable.
@@ -223,6 +228,8 @@ impl Governor {
             clock,
             state: Mutex::new(state),
             notify: Notify::new(),
+            overload: Notify::new(),
+            fitted: Arc::default(),
             shared: None,
             fallback: None,
         }
@@ -407,6 +414,7 @@ impl Governor {
             notified.as_mut().enable();
             let step = {
                 let mut st = self.lock();
+                self.apply_fitted(&mut st);
                 let now = Instant::now();
                 match st.adaptive.gate(now) {
                     GateState::Open => {
@@ -426,12 +434,23 @@ impl Governor {
                     if wait.is_zero() {
                         break;
                     }
-                    if !self.wait(wait).await {
+                    let overload = self.overload.notified();
+                    tokio::pin!(overload);
+                    overload.as_mut().enable();
+                    if self.lock().adaptive.overloads() == overloads {
+                        tokio::select! {
+                            _ = tokio::time::sleep(wait) => {}
+                            _ = overload => {}
+                            _ = self.closed.cancelled() => {}
+                        }
+                    }
+                    if self.closed.is_cancelled() {
                         return None;
                     }
                     // An overload while this request waited for its turn cancelled every
                     // reserved turn: it waits for the pause and reserves anew, or it would
-                    // go out beside the turns reserved after the pause.
+                    // go out beside the turns reserved after the pause (and hold its slot
+                    // until a turn that no longer exists).
                     let st = self.lock();
                     if st.adaptive.overloads() == overloads
                         && st.adaptive.gate(Instant::now()) == GateState::Open
@@ -490,6 +509,7 @@ impl Governor {
     /// whole run; a window's worth of accepted requests grows it by one.
     pub fn observe(&self, status: Option<u16>, retry_after: Option<Duration>, latency: Duration) {
         let mut st = self.lock();
+        self.apply_fitted(&mut st);
         self.tick(&mut st);
         let l = latency.as_secs_f64();
         st.latency = if st.latency == 0.0 {
@@ -514,6 +534,7 @@ impl Governor {
                 // One overload returns many 429s (everything in flight, then a penalty
                 // window's worth); the window halves once for it.
                 if trip {
+                    self.overload.notify_waiters();
                     st.window = (st.window / 2).max(1);
                     st.acked = 0;
                     if let Some(shared) = &self.shared {
@@ -542,6 +563,7 @@ impl Governor {
             Some(_) => st.adaptive.accepted(sent, now, true),
             None => st.adaptive.accepted(sent, now, false),
         }
+        let job = st.adaptive.take_fit_job();
         let new = st.window;
         if new != old {
             st.stats.window_changes += 1;
@@ -551,7 +573,39 @@ impl Governor {
             tracing::debug!(from = old, to = new, "in-flight window changed");
         }
         drop(st);
+        if let Some(job) = job {
+            self.fit_away(job);
+        }
         self.notify.notify_waiters();
+    }
+
+    /// Runs a fit without the lock: replaying a long send log takes a good part of a
+    /// second, and under the lock no request could be sent meanwhile. On a runtime with
+    /// blocking threads it runs on one and the run goes on at the release's cautious pace;
+    /// on a single thread (the simulations' paused clock) it runs here, at the same
+    /// instant.
+    fn fit_away(&self, job: FitJob) {
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        let threaded =
+            Handle::try_current().is_ok_and(|h| h.runtime_flavor() != RuntimeFlavor::CurrentThread);
+        if !threaded {
+            let done = job.run();
+            self.lock().adaptive.apply(done, Instant::now());
+            return;
+        }
+        let slot = self.fitted.clone();
+        tokio::task::spawn_blocking(move || {
+            let done = job.run();
+            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(done);
+        });
+    }
+
+    /// Applies a fit a blocking thread finished, if there is one.
+    fn apply_fitted(&self, st: &mut State) {
+        let done = self.fitted.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(done) = done {
+            st.adaptive.apply(done, Instant::now());
+        }
     }
 
     /// The current window (requests allowed in flight).

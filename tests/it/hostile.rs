@@ -300,6 +300,57 @@ async fn links_that_circle_stall_or_leave_the_host_end_planning_at_once() {
     );
 }
 
+/// A page that fails once is asked for again alone: the pages before it are not read
+/// again (a restarted listing re-reads them all, and a fleet listing's pages are paced
+/// seconds apart).
+#[tokio::test]
+async fn a_listing_page_that_fails_is_read_again_alone() {
+    let mut cfg = small(75);
+    cfg.groups = 250;
+    cfg.devices_per_group = 1;
+    let mock = start(cfg).await;
+    let job = groups_job(
+        &mock,
+        "{ attempts: 3, initial_delay: 10ms, max_delay: 20ms }",
+        None,
+    );
+    let h = Hostile::start(mock).await;
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    h.set_rule(move |s| {
+        let second = s.is("GET", "/devicegroup/") && s.query.contains("offset=100");
+        if second && !failed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            Action::Reply(answer(502, &json!({"message": "bad gateway"})))
+        } else {
+            Action::Forward
+        }
+    });
+    let r = run_through(&h, &job).await.expect("the run plans and runs");
+    assert_eq!(r.report.summary.failed, 0, "{}", failure_text(&r));
+    let offsets: Vec<String> = h
+        .seen()
+        .iter()
+        .filter(|s| s.is("GET", "/devicegroup/"))
+        .filter_map(|s| {
+            s.query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("offset="))
+                .map(str::to_string)
+        })
+        .collect();
+    assert!(offsets.len() >= 4, "several pages were listed: {offsets:?}");
+    let reads = |o: &str| offsets.iter().filter(|x| x.as_str() == o).count();
+    assert_eq!(reads("0"), 1, "the first page is read once: {offsets:?}");
+    assert_eq!(reads("100"), 2, "the failed page twice: {offsets:?}");
+    let mut distinct = offsets.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(
+        offsets.len(),
+        distinct.len() + 1,
+        "one extra read: {offsets:?}"
+    );
+}
+
 #[tokio::test]
 async fn planning_retries_as_the_job_says_and_stops_at_its_deadline() {
     let mock = start(small(74)).await;

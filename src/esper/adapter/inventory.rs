@@ -71,19 +71,41 @@ where
     retry_read(retry, what).await.map_err(inv_err)
 }
 
+/// The per-page retry of a planning client: the job's `retry:` settings applied to each
+/// page alone, so a 502 on page 12 costs one more request, not eleven.
+pub(super) fn page_retry(retry: &RetrySettings) -> crate::esper::PageRetry {
+    crate::esper::PageRetry {
+        backoff: backoff(retry),
+        when: std::sync::Arc::new(|e: &ApiError| Failure::from(e).retryable()),
+        max_retry_after: retry.max_retry_after,
+    }
+}
+
+fn backoff(retry: &RetrySettings) -> backon::ExponentialBuilder {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(retry.initial_delay)
+        .with_max_delay(retry.max_delay)
+        .with_factor(2.0)
+        .with_max_times(retry.attempts.saturating_sub(1) as usize)
+        .with_jitter()
+}
+
+/// A whole listing through a [`page_retry`] client: its pages retried themselves, so the
+/// listing is not started again.
+pub(super) async fn listed<T>(
+    listing: impl std::future::Future<Output = Result<T, ApiError>>,
+) -> Result<T, InventoryError> {
+    listing.await.map_err(inv_err)
+}
+
 /// [`read_retrying`] for callers that keep the client's error.
 pub(super) async fn retry_read<T, F, Fut>(retry: &RetrySettings, what: F) -> Result<T, ApiError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, ApiError>>,
 {
-    use backon::{ExponentialBuilder, Retryable};
-    let backoff = ExponentialBuilder::default()
-        .with_min_delay(retry.initial_delay)
-        .with_max_delay(retry.max_delay)
-        .with_factor(2.0)
-        .with_max_times(retry.attempts.saturating_sub(1) as usize)
-        .with_jitter();
+    use backon::Retryable;
+    let backoff = backoff(retry);
     let cap = retry.max_retry_after;
     what.retry(backoff)
         .sleep(tokio::time::sleep)
@@ -95,8 +117,9 @@ where
 
 /// The planner's reads, retried as a job's `retry:` settings say.
 #[derive(Debug, Clone)]
-pub struct PlanReads<'a> {
-    client: &'a Client,
+pub struct PlanReads {
+    /// Retries each failed listing page alone (see [`page_retry`]).
+    client: Client,
     retry: RetrySettings,
     /// The groups of every device listed so far (device id → group ids): the live state
     /// a `group_move` is decided against, kept from the listings targets needed anyway.
@@ -116,10 +139,10 @@ impl std::fmt::Debug for ListingNote {
     }
 }
 
-impl<'a> PlanReads<'a> {
-    pub fn new(client: &'a Client, retry: &RetrySettings) -> PlanReads<'a> {
+impl PlanReads {
+    pub fn new(client: &Client, retry: &RetrySettings) -> PlanReads {
         PlanReads {
-            client,
+            client: client.clone().with_page_retry(page_retry(retry)),
             retry: retry.clone(),
             members: Default::default(),
             before_listing: None,
@@ -128,7 +151,7 @@ impl<'a> PlanReads<'a> {
 
     /// The same reads, telling `note` what each paced `/v2/devices/` listing will cost
     /// under `list_rate` (pages a second) before it starts.
-    pub fn with_listing_note(mut self, list_rate: f64, note: ListingNote) -> PlanReads<'a> {
+    pub fn with_listing_note(mut self, list_rate: f64, note: ListingNote) -> PlanReads {
         self.before_listing = Some((list_rate, note));
         self
     }
@@ -142,9 +165,8 @@ impl<'a> PlanReads<'a> {
     }
 
     async fn groups(&self) -> Result<Vec<GroupInfo>, InventoryError> {
-        let c = self.client;
-        let groups: Vec<DeviceGroup> =
-            read_retrying(&self.retry, || c.list_groups(None).try_collect()).await?;
+        let c = &self.client;
+        let groups: Vec<DeviceGroup> = listed(c.list_groups(None).try_collect()).await?;
         Ok(groups
             .into_iter()
             .map(|g| {
@@ -163,7 +185,7 @@ impl<'a> PlanReads<'a> {
     }
 
     async fn devices(&self, sel: &DeviceSelector) -> Result<Vec<Item>, InventoryError> {
-        let (c, retry) = (self.client, &self.retry);
+        let (c, retry) = (&self.client, &self.retry);
         let to_item = |d: Device| {
             self.remember(&d);
             Item {
@@ -183,7 +205,7 @@ impl<'a> PlanReads<'a> {
         if !sel.serials.is_empty()
             && let SerialMethod::Lookup { .. } = serials::method(&sel.serials)
         {
-            let found = serials::look_up(c, retry, &sel.serials).await?;
+            let found = serials::look_up(c, &sel.serials).await?;
             return Ok(found.into_iter().map(to_item).collect());
         }
         if !sel.serials.is_empty() {
@@ -191,15 +213,15 @@ impl<'a> PlanReads<'a> {
             // Each page is reduced to the wanted devices' items as it arrives.
             let wanted: std::collections::BTreeSet<&str> =
                 sel.serials.iter().map(String::as_str).collect();
-            return read_retrying(retry, || {
+            return listed(
                 c.list_devices_v2(Vec::new())
                     .try_filter(|d| {
                         let keep = d.serial.as_deref().is_some_and(|s| wanted.contains(s));
                         async move { keep }
                     })
                     .map_ok(to_item)
-                    .try_collect()
-            })
+                    .try_collect(),
+            )
             .await;
         }
         let filter = device_filter(sel);
@@ -220,31 +242,23 @@ impl<'a> PlanReads<'a> {
                         crate::base::per_second(*rate)
                     ));
                 }
-                return read_retrying(retry, || {
-                    c.list_devices_v2(q.clone()).map_ok(to_item).try_collect()
-                })
-                .await;
+                return listed(c.list_devices_v2(q).map_ok(to_item).try_collect()).await;
             }
         }
-        read_retrying(retry, || {
-            c.list_devices(&filter).map_ok(to_item).try_collect()
-        })
-        .await
+        listed(c.list_devices(&filter).map_ok(to_item).try_collect()).await
     }
 
     /// Every alarm rule, in one paged listing: the live state the plan diffs against.
     async fn alarm_rules(&self) -> Result<Option<Vec<LiveRule>>, InventoryError> {
-        let c = self.client;
-        let rules: Vec<AlarmRule> =
-            read_retrying(&self.retry, || c.list_alarm_rules(None).try_collect()).await?;
+        let c = &self.client;
+        let rules: Vec<AlarmRule> = listed(c.list_alarm_rules(None).try_collect()).await?;
         Ok(Some(rules.into_iter().map(live_rule).collect()))
     }
 
     /// Every content file, in one paged listing.
     async fn contents(&self) -> Result<Option<Vec<LiveContent>>, InventoryError> {
-        let c = self.client;
-        let all: Vec<Content> =
-            read_retrying(&self.retry, || c.list_content(None).try_collect()).await?;
+        let c = &self.client;
+        let all: Vec<Content> = listed(c.list_content(None).try_collect()).await?;
         Ok(Some(
             all.into_iter()
                 .map(|x| LiveContent {
@@ -261,11 +275,11 @@ impl<'a> PlanReads<'a> {
         package: &str,
         version_code: &str,
     ) -> Result<Option<String>, InventoryError> {
-        Ok(read_retrying(&self.retry, || {
-            find_app_version(self.client, package, version_code)
-        })
-        .await?
-        .map(|(_, v)| v))
+        Ok(
+            listed(find_app_version(&self.client, package, version_code))
+                .await?
+                .map(|(_, v)| v),
+        )
     }
 }
 
@@ -283,7 +297,7 @@ pub(super) fn live_rule(r: AlarmRule) -> LiveRule {
     }
 }
 
-impl Inventory for PlanReads<'_> {
+impl Inventory for PlanReads {
     fn groups(&self) -> BoxFuture<'_, Result<Vec<GroupInfo>, InventoryError>> {
         PlanReads::groups(self).boxed()
     }
@@ -356,16 +370,16 @@ impl Inventory for PlanReads<'_> {
         package: &'a str,
     ) -> BoxFuture<'a, Result<Option<Vec<PackageVersion>>, InventoryError>> {
         async move {
-            let c = self.client;
-            let apps: Vec<serde_json::Value> = read_retrying(&self.retry, || {
+            let c = &self.client;
+            let apps: Vec<serde_json::Value> = listed(
                 c.list_values(
                     Endpoint::ListApps,
                     None,
                     vec![("package_name".into(), package.into())],
                     PageStyle::Drf,
                 )
-                .try_collect()
-            })
+                .try_collect(),
+            )
             .await?;
             let mut out = Vec::new();
             // `package_name` matches loosely: only the exact package counts.
@@ -374,15 +388,15 @@ impl Inventory for PlanReads<'_> {
                 .filter(|a| a.get("package_name").and_then(|p| p.as_str()) == Some(package))
             {
                 let app_id = app.get("id").and_then(|v| v.as_str()).unwrap_or_default();
-                let versions: Vec<serde_json::Value> = read_retrying(&self.retry, || {
+                let versions: Vec<serde_json::Value> = listed(
                     c.list_values(
                         Endpoint::ListAppVersions,
                         Some(app_id),
                         Vec::new(),
                         PageStyle::Drf,
                     )
-                    .try_collect()
-                })
+                    .try_collect(),
+                )
                 .await?;
                 let s = |v: &serde_json::Value, k: &str| {
                     v.get(k).and_then(|x| x.as_str()).map(str::to_string)

@@ -13,10 +13,9 @@ use std::collections::BTreeSet;
 
 use futures::{StreamExt, TryStreamExt};
 
-use super::inventory::read_retrying;
+use super::inventory::listed;
 use crate::esper::model::Device;
 use crate::esper::{Client, DeviceFilter};
-use crate::job::RetrySettings;
 use crate::plan::{InventoryError, SerialMethod};
 
 /// With fewer distinct serials than this, each is looked up; with more, the fleet is
@@ -48,15 +47,14 @@ pub(super) fn method(serials: &[String]) -> SerialMethod {
 }
 
 /// The devices whose serial is one of `serials`, one lookup a distinct serial, each
-/// retried as `retry` says.
+/// retried as the client's page retry says.
 pub(super) async fn look_up(
     client: &Client,
-    retry: &RetrySettings,
     serials: &[String],
 ) -> Result<Vec<Device>, InventoryError> {
     let wanted: Vec<String> = distinct(serials).into_iter().map(str::to_string).collect();
     let found: Vec<Vec<Device>> = futures::stream::iter(wanted)
-        .map(|serial| one(client, retry, serial))
+        .map(|serial| one(client, serial))
         .buffered(IN_FLIGHT)
         .try_collect()
         .await?;
@@ -64,17 +62,13 @@ pub(super) async fn look_up(
 }
 
 /// The devices whose serial is exactly `serial`.
-async fn one(
-    client: &Client,
-    retry: &RetrySettings,
-    serial: String,
-) -> Result<Vec<Device>, InventoryError> {
+async fn one(client: &Client, serial: String) -> Result<Vec<Device>, InventoryError> {
     let filter = DeviceFilter {
         serial: Some(serial.clone()),
         ..DeviceFilter::default()
     };
-    let devices: Vec<Device> =
-        read_retrying(retry, || client.list_devices(&filter).try_collect()).await?;
+    // The client retries the page itself (a [`page_retry`](super::inventory) client).
+    let devices: Vec<Device> = listed(client.list_devices(&filter).try_collect()).await?;
     Ok(devices
         .into_iter()
         .filter(|d| d.serial.as_deref() == Some(serial.as_str()))
