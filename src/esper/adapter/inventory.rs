@@ -1,8 +1,8 @@
 //! The planner's [`Inventory`] over the client: groups (with paths below the root group),
 //! devices by ids, serials (looked up or scanned, see [`super::serials`]) or filters, app
-//! versions and every alarm rule (the live state a plan diffs against), each a whole
-//! listing retried on
-//! transient errors, since plans are made of reads and one 502 must not sink a plan.
+//! versions and every alarm rule (the live state a plan diffs against). Each listing page is
+//! retried alone on transient errors (a [`page_retry`] client), since plans are made of
+//! reads and one 502 must neither sink a plan nor make it read every page again.
 //!
 //! [`PlanReads`] retries as the job's `retry:` settings say (attempts, delays, the longest
 //! `Retry-After` honoured), the same settings its tasks get; `Client` itself is an
@@ -56,7 +56,7 @@ fn inv_err(e: ApiError) -> InventoryError {
     ))
 }
 
-/// Retries an idempotent read (a whole listing, restarted from its first page) on 429,
+/// Retries an idempotent single read on 429,
 /// 5xx and network errors, with the job's backoff: `retry.attempts` in all, exponential
 /// steps from `initial_delay` to `max_delay` with jitter, and at least a server's
 /// `Retry-After` up to `max_retry_after`.
