@@ -14,6 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -148,8 +149,9 @@ pub struct Governor {
     /// Woken by an overload only: requests asleep until a reserved turn wake to wait for
     /// the pause instead, so no turn reserved before it holds a slot past it.
     overload: Notify,
-    /// A fit finished on a blocking thread, for the next caller holding the lock to apply.
-    fitted: Arc<Mutex<Option<Fitted>>>,
+    /// A fit finished on a blocking thread, for the next caller holding the lock to apply;
+    /// the flag says one is there, so the send path takes no second lock to find out.
+    fitted: Arc<(AtomicBool, Mutex<Option<Fitted>>)>,
     /// The budget shared with other processes, asked after the local ceiling.
     shared: Option<Arc<dyn SharedBudget>>,
     /// The local fallback rate used while the shared budget is unreachable.
@@ -596,13 +598,22 @@ impl Governor {
         let slot = self.fitted.clone();
         tokio::task::spawn_blocking(move || {
             let done = job.run();
-            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(done);
+            *slot.1.lock().unwrap_or_else(|e| e.into_inner()) = Some(done);
+            slot.0.store(true, Ordering::Release);
         });
     }
 
     /// Applies a fit a blocking thread finished, if there is one.
     fn apply_fitted(&self, st: &mut State) {
-        let done = self.fitted.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if !self.fitted.0.swap(false, Ordering::Acquire) {
+            return;
+        }
+        let done = self
+            .fitted
+            .1
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         if let Some(done) = done {
             st.adaptive.apply(done, Instant::now());
         }

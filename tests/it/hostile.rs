@@ -226,6 +226,11 @@ async fn app_content_and_command_read_backs_that_are_not_pages_send_nothing_agai
     );
 }
 
+/// The `offset=` of a query string, as sent.
+fn offset_of(query: &str) -> Option<&str> {
+    query.split('&').find_map(|kv| kv.strip_prefix("offset="))
+}
+
 /// Answers the group list with one group per page and a `next` chosen by `next_of`.
 fn paged_groups(h: &Hostile, next_of: impl Fn(&str, u64) -> String + Send + Sync + 'static) {
     let eid = h.mock.enterprise_id().to_string();
@@ -234,10 +239,7 @@ fn paged_groups(h: &Hostile, next_of: impl Fn(&str, u64) -> String + Send + Sync
         if !s.is("GET", "/devicegroup/") {
             return Action::Forward;
         }
-        let offset: u64 = s
-            .query
-            .split('&')
-            .find_map(|kv| kv.strip_prefix("offset="))
+        let offset: u64 = offset_of(&s.query)
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         let next = next_of(&format!("{base}/enterprise/{eid}/devicegroup/"), offset);
@@ -317,7 +319,7 @@ async fn a_listing_page_that_fails_is_read_again_alone() {
     let h = Hostile::start(mock).await;
     let failed = std::sync::atomic::AtomicBool::new(false);
     h.set_rule(move |s| {
-        let second = s.is("GET", "/devicegroup/") && s.query.contains("offset=100");
+        let second = s.is("GET", "/devicegroup/") && offset_of(&s.query) == Some("100");
         if second && !failed.swap(true, std::sync::atomic::Ordering::SeqCst) {
             Action::Reply(answer(502, &json!({"message": "bad gateway"})))
         } else {
@@ -330,12 +332,7 @@ async fn a_listing_page_that_fails_is_read_again_alone() {
         .seen()
         .iter()
         .filter(|s| s.is("GET", "/devicegroup/"))
-        .filter_map(|s| {
-            s.query
-                .split('&')
-                .find_map(|kv| kv.strip_prefix("offset="))
-                .map(str::to_string)
-        })
+        .filter_map(|s| offset_of(&s.query).map(str::to_string))
         .collect();
     assert!(offsets.len() >= 4, "several pages were listed: {offsets:?}");
     let reads = |o: &str| offsets.iter().filter(|x| x.as_str() == o).count();
